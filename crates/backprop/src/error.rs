@@ -1,0 +1,52 @@
+//! The reverse walk's error type.
+
+use descent_tape::NodeId;
+use descent_tensor::{Shape, ShapeDisplay};
+
+/// What can go wrong when running backward or looking gradients up.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `backward` was asked for a non-scalar output without a cotangent.
+    #[error("backward: the output (node {}) has shape {}, not a scalar; use backward_with and a cotangent of that shape", .id.index(), ShapeDisplay(.shape))]
+    NotScalar {
+        /// The output node.
+        id: NodeId,
+        /// Its shape.
+        shape: Shape,
+    },
+    /// The cotangent given to `backward_with` does not match the output's shape.
+    #[error("backward_with: the cotangent has shape {}, but the output (node {}) has shape {}", ShapeDisplay(.cotangent), .id.index(), ShapeDisplay(.output))]
+    CotangentShape {
+        /// The output node.
+        id: NodeId,
+        /// The output's shape.
+        output: Shape,
+        /// The cotangent's shape.
+        cotangent: Shape,
+    },
+    /// A handle from another tape was used to look up gradients.
+    #[error("gradient lookup: node {} belongs to tape #{handle_tape}, but these gradients are of tape #{gradients_tape}", .id.index())]
+    ForeignHandle {
+        /// The handle's node id.
+        id: NodeId,
+        /// The handle's tape.
+        handle_tape: u64,
+        /// The tape the gradients were computed on.
+        gradients_tape: u64,
+    },
+    /// A handle from another generation of the tape (across a `reset`) was used to look
+    /// up gradients.
+    #[error("gradient lookup: node {} is from tape generation {handle_generation}, but these gradients are of generation {gradients_generation} (the tape was reset in between)", .id.index())]
+    StaleHandle {
+        /// The handle's node id.
+        id: NodeId,
+        /// The handle's generation.
+        handle_generation: u32,
+        /// The generation the gradients were computed on.
+        gradients_generation: u32,
+    },
+    /// The output handle itself is invalid (stale or foreign).
+    #[error(transparent)]
+    Tape(#[from] descent_tape::Error),
+}

@@ -1,0 +1,218 @@
+//! The gradient store a reverse walk produces.
+
+use crate::Error;
+use descent_tape::{Meta, NodeId, TapeRead, Var};
+use descent_tensor::{Float, Shape, View};
+
+/// The gradient of one output with respect to every node on a path to it (each
+/// node's δ), looked up by handle: `grads.wrt(x)` or `grads[x]`.
+///
+/// Scalar gradients sit in one flat vector indexed by node id; tensor gradients in a
+/// vector indexed by the tensor's arena slot. Nodes no gradient reached have none
+/// stored: [`Gradients::wrt`] reports them as zeros, [`Gradients::get`] as `None`.
+///
+/// ```
+/// use descent_backprop::Backward;
+/// use descent_tape::Tape;
+/// let tape = Tape::<f64>::new();
+/// let x = tape.var(3.0);
+/// let y = x * x;
+/// let grads = y.backward();
+/// assert_eq!(grads.wrt(x).item(), 6.0);
+/// assert_eq!(grads[x], [6.0]);
+/// ```
+#[derive(Clone)]
+pub struct Gradients<T: Float> {
+    pub(crate) tape_uid: u64,
+    pub(crate) generation: u32,
+    /// Gradient of each scalar node, by node id (0 where unreached or a tensor node).
+    pub(crate) scalar: Vec<T>,
+    /// One bit a node: did a gradient reach it.
+    pub(crate) reached: Vec<u64>,
+    /// Gradient buffer of each tensor slot, `None` where unreached.
+    pub(crate) tensor: Vec<Option<Vec<T>>>,
+    /// Shape of each tensor slot.
+    pub(crate) shapes: Vec<Shape>,
+    /// The node owning each tensor slot, ascending (slots are handed out in node order).
+    pub(crate) slot_nodes: Vec<u32>,
+    pub(crate) zeros: Vec<T>,
+}
+
+impl<T: Float> Gradients<T> {
+    pub(crate) fn new(read: &TapeRead<'_, T>, len: usize) -> Self {
+        let meta = &read.meta()[..len];
+        let mut shapes = Vec::new();
+        let mut slot_nodes = Vec::new();
+        for (i, m) in meta.iter().enumerate() {
+            if let Some(slot) = m.slot() {
+                debug_assert_eq!(slot as usize, shapes.len());
+                shapes.push(Shape::from(read.shape(NodeId::from_index(i))));
+                slot_nodes.push(i as u32);
+            }
+        }
+        Self {
+            tape_uid: read.uid(),
+            generation: read.generation(),
+            scalar: vec![T::zero(); len],
+            reached: vec![0; len.div_ceil(64)],
+            tensor: vec![None; shapes.len()],
+            shapes,
+            slot_nodes,
+            zeros: Vec::new(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn mark(&mut self, i: usize) {
+        self.reached[i / 64] |= 1 << (i % 64);
+    }
+
+    #[inline]
+    pub(crate) fn is_reached(&self, i: usize) -> bool {
+        self.reached
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// The buffer a rule adds node `i`'s gradient into, zeroed on first use.
+    #[inline]
+    pub(crate) fn buffer(&mut self, i: usize, meta: Meta) -> &mut [T] {
+        match meta.slot() {
+            None => {
+                self.mark(i);
+                std::slice::from_mut(&mut self.scalar[i])
+            }
+            Some(slot) => {
+                let s = slot as usize;
+                let len = descent_tensor::numel(&self.shapes[s]);
+                self.tensor[s].get_or_insert_with(|| vec![T::zero(); len])
+            }
+        }
+    }
+
+    /// Sizes the shared zeros that unreached nodes' lookups read.
+    pub(crate) fn finish(&mut self) {
+        let longest = self
+            .tensor
+            .iter()
+            .zip(&self.shapes)
+            .filter(|(t, _)| t.is_none())
+            .map(|(_, s)| descent_tensor::numel(s))
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        self.zeros = vec![T::zero(); longest];
+    }
+
+    fn slot_of(&self, id: NodeId) -> Option<usize> {
+        self.slot_nodes.binary_search(&(id.index() as u32)).ok()
+    }
+
+    fn check(&self, x: &Var<'_, T>) -> Result<(), Error> {
+        if x.tape().uid() != self.tape_uid {
+            return Err(Error::ForeignHandle {
+                id: x.id(),
+                handle_tape: x.tape().uid(),
+                gradients_tape: self.tape_uid,
+            });
+        }
+        if x.generation() != self.generation {
+            return Err(Error::StaleHandle {
+                id: x.id(),
+                handle_generation: x.generation(),
+                gradients_generation: self.generation,
+            });
+        }
+        Ok(())
+    }
+
+    /// The gradient with respect to `x`, shaped like `x`'s value; zeros when no
+    /// gradient reached it (it is not on a path to the output, was recorded after it,
+    /// or is a constant).
+    ///
+    /// # Panics
+    /// If `x` is from another tape, or from another generation of this tape than the
+    /// one these gradients were computed on.
+    pub fn wrt(&self, x: Var<'_, T>) -> View<'_, T> {
+        match self.try_wrt(x) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The fallible form of [`Gradients::wrt`].
+    pub fn try_wrt(&self, x: Var<'_, T>) -> Result<View<'_, T>, Error> {
+        self.check(&x)?;
+        Ok(self.view_of(x.id()).unwrap_or_else(|| {
+            let shape: &[usize] = match self.slot_of(x.id()) {
+                Some(s) => &self.shapes[s],
+                None => &[],
+            };
+            // `finish` sized `zeros` for the largest unreached tensor node.
+            View::new(shape, &self.zeros[..descent_tensor::numel(shape)])
+        }))
+    }
+
+    /// The gradient with respect to `x`, or `None` when no gradient reached it.
+    ///
+    /// # Panics
+    /// As [`Gradients::wrt`].
+    pub fn get(&self, x: Var<'_, T>) -> Option<View<'_, T>> {
+        if let Err(e) = self.check(&x) {
+            panic!("{e}");
+        }
+        self.view_of(x.id())
+    }
+
+    /// The gradient of a node by id, or `None` when no gradient reached it. Ids beyond
+    /// the output have none.
+    pub fn by_id(&self, id: NodeId) -> Option<View<'_, T>> {
+        self.view_of(id)
+    }
+
+    fn view_of(&self, id: NodeId) -> Option<View<'_, T>> {
+        let i = id.index();
+        if i >= self.scalar.len() {
+            return None;
+        }
+        match self.slot_of(id) {
+            Some(s) => self.tensor[s]
+                .as_deref()
+                .map(|d| View::new(&self.shapes[s], d)),
+            None => self.is_reached(i).then(|| View::scalar(&self.scalar[i])),
+        }
+    }
+
+    /// Number of nodes covered (the output's id plus one).
+    pub fn len(&self) -> usize {
+        self.scalar.len()
+    }
+
+    /// True when no node is covered.
+    pub fn is_empty(&self) -> bool {
+        self.scalar.is_empty()
+    }
+}
+
+impl<'t, T: Float> std::ops::Index<Var<'t, T>> for Gradients<T> {
+    type Output = [T];
+
+    /// The gradient's elements, row-major (zeros when unreached).
+    fn index(&self, x: Var<'t, T>) -> &[T] {
+        self.wrt(x).data()
+    }
+}
+
+impl<T: Float> std::fmt::Debug for Gradients<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reached = (0..self.scalar.len())
+            .filter(|&i| self.view_of(NodeId::from_index(i)).is_some())
+            .count();
+        f.debug_struct("Gradients")
+            .field("tape", &self.tape_uid)
+            .field("generation", &self.generation)
+            .field("nodes", &self.scalar.len())
+            .field("reached", &reached)
+            .finish()
+    }
+}

@@ -1,0 +1,173 @@
+//! The reverse walk: from the output back to the leaves, one rule per node.
+
+use crate::{Error, Gradients};
+use descent_tape::ops::{GradSink, backward_node, scalar_partials};
+use descent_tape::{Meta, NodeId, Var};
+use descent_tensor::{Float, Tensor, View};
+
+/// Runs backward from a scalar output, seeding its gradient with 1.
+///
+/// Every node on a path from a variable leaf to the output gets its gradient; nodes
+/// recorded after the output, constants, and nodes that do not reach the output cost
+/// nothing.
+///
+/// ```
+/// use descent_tape::Tape;
+/// let tape = Tape::<f64>::new();
+/// let x = tape.var(2.0);
+/// let y = x.ln() * x;                // y = x ln x, dy/dx = ln x + 1
+/// let grads = descent_backprop::backward(y).unwrap();
+/// assert!((grads.wrt(x).item() - (2f64.ln() + 1.0)).abs() < 1e-15);
+/// ```
+pub fn backward<T: Float>(output: Var<'_, T>) -> Result<Gradients<T>, Error> {
+    output.validate("backward")?;
+    let shape = output.shape();
+    if !shape.is_empty() {
+        return Err(Error::NotScalar {
+            id: output.id(),
+            shape,
+        });
+    }
+    walk(output, View::scalar(&T::one()))
+}
+
+/// Runs backward from an output of any shape, seeding its gradient with `cotangent`
+/// (a vector-Jacobian product: the gradient of `Σ output ⊙ cotangent`).
+///
+/// ```
+/// use descent_tape::Tape;
+/// use descent_tensor::Tensor;
+/// let tape = Tape::<f64>::new();
+/// let x = tape.var(Tensor::from([1.0, 2.0]));
+/// let y = x * x;
+/// let grads = descent_backprop::backward_with(y, &Tensor::from([1.0, 10.0])).unwrap();
+/// assert_eq!(grads.wrt(x).data(), &[2.0, 40.0]);
+/// ```
+pub fn backward_with<T: Float>(
+    output: Var<'_, T>,
+    cotangent: &Tensor<T>,
+) -> Result<Gradients<T>, Error> {
+    output.validate("backward_with")?;
+    let shape = output.shape();
+    if shape.as_slice() != cotangent.shape() {
+        return Err(Error::CotangentShape {
+            id: output.id(),
+            output: shape,
+            cotangent: cotangent.shape().into(),
+        });
+    }
+    walk(output, cotangent.view())
+}
+
+struct Sink<'a, T: Float> {
+    grads: &'a mut Gradients<T>,
+    meta: &'a [Meta],
+}
+
+impl<T: Float> GradSink<T> for Sink<'_, T> {
+    #[inline]
+    fn grad_mut(&mut self, node: NodeId) -> &mut [T] {
+        let i = node.index();
+        self.grads.buffer(i, self.meta[i])
+    }
+}
+
+fn walk<T: Float>(output: Var<'_, T>, seed: View<'_, T>) -> Result<Gradients<T>, Error> {
+    let read = output.tape().read();
+    let out = output.id().index();
+    let mut grads = Gradients::new(&read, out + 1);
+    let nodes = read.nodes();
+    let meta = read.meta();
+    if meta[out].requires_grad() {
+        let buf = grads.buffer(out, meta[out]);
+        buf.copy_from_slice(seed.data());
+    }
+    for i in (0..=out).rev() {
+        let m = meta[i];
+        if !m.requires_grad() {
+            continue;
+        }
+        let node = &nodes[i];
+        if node.parents().is_empty() {
+            continue;
+        }
+        match m.slot() {
+            None => {
+                if !grads.is_reached(i) {
+                    continue;
+                }
+                let g = grads.scalar[i];
+                if let Some(partials) = scalar_partials(nodes, node, node.scalar()) {
+                    for (p, d) in node.parents().iter().zip(partials) {
+                        let pi = p.index();
+                        if meta[pi].requires_grad() {
+                            grads.scalar[pi] += g * d;
+                            grads.mark(pi);
+                        }
+                    }
+                } else {
+                    let mut sink = Sink {
+                        grads: &mut grads,
+                        meta,
+                    };
+                    backward_node(&read, NodeId::from_index(i), View::scalar(&g), &mut sink);
+                }
+            }
+            Some(slot) => {
+                let s = slot as usize;
+                let Some(buf) = grads.tensor[s].take() else {
+                    continue;
+                };
+                let shape = grads.shapes[s].clone();
+                let mut sink = Sink {
+                    grads: &mut grads,
+                    meta,
+                };
+                backward_node(
+                    &read,
+                    NodeId::from_index(i),
+                    View::new(&shape, &buf),
+                    &mut sink,
+                );
+                grads.tensor[s] = Some(buf);
+            }
+        }
+    }
+    grads.finish();
+    Ok(grads)
+}
+
+/// Runs backward as a method of the output: `loss.backward()`.
+///
+/// ```
+/// use descent_backprop::Backward;
+/// let tape = descent_tape::Tape::<f64>::new();
+/// let x = tape.var(0.0);
+/// assert_eq!(x.tanh().backward().wrt(x).item(), 1.0);
+/// ```
+pub trait Backward<T: Float> {
+    /// [`backward`], panicking on error.
+    fn backward(self) -> Gradients<T>;
+    /// [`backward`].
+    fn try_backward(self) -> Result<Gradients<T>, Error>;
+    /// [`backward_with`], panicking on error.
+    fn backward_with(self, cotangent: &Tensor<T>) -> Gradients<T>;
+}
+
+impl<T: Float> Backward<T> for Var<'_, T> {
+    fn backward(self) -> Gradients<T> {
+        match backward(self) {
+            Ok(g) => g,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    fn try_backward(self) -> Result<Gradients<T>, Error> {
+        backward(self)
+    }
+    fn backward_with(self, cotangent: &Tensor<T>) -> Gradients<T> {
+        match backward_with(self, cotangent) {
+            Ok(g) => g,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}

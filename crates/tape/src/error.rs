@@ -1,0 +1,153 @@
+//! The tape's error type.
+
+use crate::NodeId;
+use descent_tensor::{Shape, ShapeDisplay};
+use std::fmt;
+
+/// A node as errors name it: its id, its op, and its name and scope when it has them.
+///
+/// Displays as `node 4 (tanh in layer1/act)` or `node 0 'x' (leaf)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRef {
+    /// The node's id on its tape.
+    pub id: NodeId,
+    /// The op that made the node.
+    pub op: &'static str,
+    /// The node's name, if it was given one.
+    pub name: Option<String>,
+    /// The scope path it was recorded in (empty at the top level).
+    pub scope: String,
+    /// The node's shape.
+    pub shape: Shape,
+}
+
+impl fmt::Display for NodeRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node {}", self.id.index())?;
+        if let Some(name) = &self.name {
+            write!(f, " '{name}'")?;
+        }
+        write!(f, " ({}", self.op)?;
+        if !self.scope.is_empty() {
+            write!(f, " in {}", self.scope)?;
+        }
+        write!(f, ", shape {})", ShapeDisplay(&self.shape))
+    }
+}
+
+/// What can go wrong when recording an op or reading the tape.
+///
+/// Every variant names the op it came from; shape errors name the shapes and the nodes
+/// involved, so a message can be acted on without a debugger.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The operands of an element-wise op do not broadcast to a common shape.
+    #[error("{op}: shapes {} and {} cannot be broadcast together (lhs: {lhs}; rhs: {rhs})", ShapeDisplay(&.lhs.shape), ShapeDisplay(&.rhs.shape))]
+    Broadcast {
+        /// The op.
+        op: &'static str,
+        /// The left operand.
+        lhs: NodeRef,
+        /// The right operand.
+        rhs: NodeRef,
+    },
+    /// The operands of a matrix multiply do not multiply.
+    #[error("{op}: cannot multiply {} by {}: {reason} (lhs: {lhs}; rhs: {rhs})", ShapeDisplay(&.lhs.shape), ShapeDisplay(&.rhs.shape))]
+    MatMul {
+        /// The op.
+        op: &'static str,
+        /// Why the shapes do not multiply.
+        reason: String,
+        /// The left operand.
+        lhs: NodeRef,
+        /// The right operand.
+        rhs: NodeRef,
+    },
+    /// An operand has a shape the op cannot take.
+    #[error("{op}: {reason} (operand: {node})")]
+    Shape {
+        /// The op.
+        op: &'static str,
+        /// What is wrong with the shape.
+        reason: String,
+        /// The operand at fault.
+        node: NodeRef,
+    },
+    /// Two or more operands that must agree in shape do not.
+    #[error("{op}: {reason} (operands: {})", .nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join("; "))]
+    Shapes {
+        /// The op.
+        op: &'static str,
+        /// What disagrees.
+        reason: String,
+        /// The operands involved.
+        nodes: Vec<NodeRef>,
+    },
+    /// An axis is out of range for the operand's number of axes.
+    #[error("{op}: axis {axis} is out of range for a tensor with {ndim} axes (operand: {node})")]
+    Axis {
+        /// The op.
+        op: &'static str,
+        /// The axis asked for (negative counts from the end).
+        axis: isize,
+        /// The operand's number of axes.
+        ndim: usize,
+        /// The operand.
+        node: NodeRef,
+    },
+    /// An index (gather index, class label) is out of range.
+    #[error(
+        "{op}: index {index} at position {position} is out of range for an axis of extent {extent} (operand: {node})"
+    )]
+    Index {
+        /// The op.
+        op: &'static str,
+        /// The offending index.
+        index: usize,
+        /// Where it sits in the index list (flat).
+        position: usize,
+        /// The extent it must be below.
+        extent: usize,
+        /// The operand indexed.
+        node: NodeRef,
+    },
+    /// A handle from a different tape was given to this tape.
+    #[error("{op}: node {} belongs to another tape (tape #{handle_tape}, not tape #{tape}); handles cannot move between tapes", .id.index())]
+    ForeignHandle {
+        /// The op.
+        op: &'static str,
+        /// The handle's node id.
+        id: NodeId,
+        /// The tape the handle came from.
+        handle_tape: u64,
+        /// The tape it was used on.
+        tape: u64,
+    },
+    /// A handle recorded before the tape's last `reset()` was used after it.
+    #[error("{op}: node {} was recorded before the tape was reset (handle generation {handle_generation}, tape generation {tape_generation}); record it again after reset()", .id.index())]
+    StaleHandle {
+        /// The op.
+        op: &'static str,
+        /// The handle's node id.
+        id: NodeId,
+        /// The generation the handle was made in.
+        handle_generation: u32,
+        /// The tape's current generation.
+        tape_generation: u32,
+    },
+    /// An argument other than an operand is invalid (an empty list, a zero extent).
+    #[error("{op}: {reason}")]
+    Argument {
+        /// The op.
+        op: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value given to the tape does not fit its shape.
+    #[error(transparent)]
+    Tensor(#[from] descent_tensor::TensorError),
+}
+
+/// The result type of the tape's fallible operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

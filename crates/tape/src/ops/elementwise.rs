@@ -1,0 +1,549 @@
+//! Element-wise arithmetic and math functions: forward and backward side by side.
+//!
+//! Every element-wise op is defined once on numbers: [`UnaryOp::apply`] with
+//! [`UnaryOp::derivative`], and [`BinaryOp::apply`] with [`BinaryOp::partials`]. Scalar
+//! nodes use those directly; tensor nodes map them over elements, broadcasting binary
+//! operands NumPy-style and summing gradients back over broadcast axes.
+
+use super::{BackwardCtx, GradSink, Op, activation};
+use crate::Var;
+use crate::error::{Error, Result};
+use crate::tape::{Output, Value};
+use descent_tensor::{Float, Tensor, broadcast_shapes, kernels, numel};
+use smallvec::smallvec;
+
+/// Element-wise functions of one operand. `derivative(x, y)` is `dy/dx` at input `x`
+/// with output `y`; each rule reads whichever of the two is cheaper.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum UnaryOp {
+    /// `-x`
+    Neg,
+    /// `x^p` for a constant real `p`.
+    PowF(f64),
+    /// `x^n` for a constant integer `n`.
+    PowI(i32),
+    /// `e^x`
+    Exp,
+    /// `ln x`
+    Ln,
+    /// `√x`
+    Sqrt,
+    /// `|x|`
+    Abs,
+    /// `sin x`
+    Sin,
+    /// `cos x`
+    Cos,
+    /// `tanh x`
+    Tanh,
+    /// `sinh x`
+    Sinh,
+    /// `cosh x`
+    Cosh,
+    /// `1 / (1 + e^-x)`
+    Sigmoid,
+    /// `max(x, 0)`
+    Relu,
+    /// `x` for `x > 0`, else `αx`.
+    LeakyRelu(f64),
+    /// GELU, tanh approximation.
+    Gelu,
+    /// `ln(1 + e^x)`
+    Softplus,
+}
+
+impl UnaryOp {
+    /// The op's name as the API spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "neg",
+            UnaryOp::PowF(_) => "powf",
+            UnaryOp::PowI(_) => "powi",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Ln => "ln",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Abs => "abs",
+            UnaryOp::Sin => "sin",
+            UnaryOp::Cos => "cos",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Sinh => "sinh",
+            UnaryOp::Cosh => "cosh",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Relu => "relu",
+            UnaryOp::LeakyRelu(_) => "leaky_relu",
+            UnaryOp::Gelu => "gelu",
+            UnaryOp::Softplus => "softplus",
+        }
+    }
+
+    /// The function itself.
+    #[inline]
+    pub fn apply<T: Float>(self, x: T) -> T {
+        match self {
+            UnaryOp::Neg => -x,
+            UnaryOp::PowF(p) => x.powf(T::from_f64(p)),
+            UnaryOp::PowI(n) => x.powi(n),
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Ln => x.ln(),
+            UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Abs => x.abs(),
+            UnaryOp::Sin => x.sin(),
+            UnaryOp::Cos => x.cos(),
+            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Sinh => x.sinh(),
+            UnaryOp::Cosh => x.cosh(),
+            UnaryOp::Sigmoid => activation::sigmoid(x),
+            UnaryOp::Relu => activation::relu(x),
+            UnaryOp::LeakyRelu(a) => activation::leaky_relu(x, T::from_f64(a)),
+            UnaryOp::Gelu => activation::gelu(x),
+            UnaryOp::Softplus => activation::softplus(x),
+        }
+    }
+
+    /// `dy/dx` at input `x`, where `y = self.apply(x)`.
+    #[inline]
+    pub fn derivative<T: Float>(self, x: T, y: T) -> T {
+        match self {
+            UnaryOp::Neg => -T::one(),
+            // p·x^(p-1); a zero exponent is a constant whose derivative is 0 everywhere,
+            // including x = 0 where the formula would give 0·∞.
+            UnaryOp::PowF(p) if p == 0.0 => T::zero(),
+            UnaryOp::PowF(p) => T::from_f64(p) * x.powf(T::from_f64(p - 1.0)),
+            UnaryOp::PowI(0) => T::zero(),
+            UnaryOp::PowI(n) => T::from_f64(n as f64) * x.powi(n - 1),
+            UnaryOp::Exp => y,
+            UnaryOp::Ln => x.recip(),
+            UnaryOp::Sqrt => T::from_f64(0.5) / y,
+            // PyTorch's convention: the subgradient 0 at the kink.
+            UnaryOp::Abs => {
+                if x > T::zero() {
+                    T::one()
+                } else if x < T::zero() {
+                    -T::one()
+                } else {
+                    T::zero()
+                }
+            }
+            UnaryOp::Sin => x.cos(),
+            UnaryOp::Cos => -x.sin(),
+            UnaryOp::Tanh => T::one() - y * y,
+            UnaryOp::Sinh => x.cosh(),
+            UnaryOp::Cosh => x.sinh(),
+            UnaryOp::Sigmoid => y * (T::one() - y),
+            UnaryOp::Relu => activation::relu_derivative(x),
+            UnaryOp::LeakyRelu(a) => activation::leaky_relu_derivative(x, T::from_f64(a)),
+            UnaryOp::Gelu => activation::gelu_derivative(x),
+            UnaryOp::Softplus => activation::sigmoid(x),
+        }
+    }
+}
+
+/// Element-wise functions of two operands, broadcast NumPy-style.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BinaryOp {
+    /// `a + b`
+    Add,
+    /// `a - b`
+    Sub,
+    /// `a * b`
+    Mul,
+    /// `a / b`
+    Div,
+    /// `max(a, b)`
+    Maximum,
+    /// `min(a, b)`
+    Minimum,
+}
+
+impl BinaryOp {
+    /// The op's name as the API spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Maximum => "maximum",
+            BinaryOp::Minimum => "minimum",
+        }
+    }
+
+    /// The function itself. `maximum` and `minimum` propagate NaN.
+    #[inline]
+    pub fn apply<T: Float>(self, a: T, b: T) -> T {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+            BinaryOp::Maximum => {
+                if a.is_nan() || b.is_nan() {
+                    T::nan()
+                } else {
+                    a.max(b)
+                }
+            }
+            BinaryOp::Minimum => {
+                if a.is_nan() || b.is_nan() {
+                    T::nan()
+                } else {
+                    a.min(b)
+                }
+            }
+        }
+    }
+
+    /// `(∂y/∂a, ∂y/∂b)` at `(a, b)` with output `y`.
+    #[inline]
+    pub fn partials<T: Float>(self, a: T, b: T, y: T) -> (T, T) {
+        let half = T::from_f64(0.5);
+        match self {
+            BinaryOp::Add => (T::one(), T::one()),
+            BinaryOp::Sub => (T::one(), -T::one()),
+            BinaryOp::Mul => (b, a),
+            BinaryOp::Div => (b.recip(), -y / b),
+            // On a tie the gradient is split evenly, as PyTorch's maximum/minimum do.
+            BinaryOp::Maximum | BinaryOp::Minimum if a == b => (half, half),
+            BinaryOp::Maximum => {
+                if a > b {
+                    (T::one(), T::zero())
+                } else {
+                    (T::zero(), T::one())
+                }
+            }
+            BinaryOp::Minimum => {
+                if a < b {
+                    (T::one(), T::zero())
+                } else {
+                    (T::zero(), T::one())
+                }
+            }
+        }
+    }
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    /// Records an element-wise function of this node.
+    pub(crate) fn unary(self, op: UnaryOp) -> Result<Var<'t, T>> {
+        let tape = self.tape;
+        tape.check(op.name(), &self)?;
+        {
+            let inner = tape.inner.borrow();
+            if let Value::Scalar(x) = inner.value(self.id) {
+                let requires_grad = inner.requires_grad(self.id);
+                drop(inner);
+                return Ok(tape.record_scalar(
+                    Op::Unary(op),
+                    smallvec![self.id],
+                    op.apply(x),
+                    requires_grad,
+                ));
+            }
+        }
+        tape.record(Op::Unary(op), &[self], |inner, pool| {
+            let x = inner.view(self.id);
+            let mut buf = pool.zeros(x.len());
+            for (o, &v) in buf.iter_mut().zip(x.data()) {
+                *o = op.apply(v);
+            }
+            Ok(Output::Tensor(Tensor::new(x.shape(), buf)?))
+        })
+    }
+
+    /// Records an element-wise function of this node and `rhs`, broadcast.
+    pub(crate) fn binary(self, op: BinaryOp, rhs: Var<'t, T>) -> Result<Var<'t, T>> {
+        let tape = self.tape;
+        tape.check(op.name(), &self)?;
+        tape.check(op.name(), &rhs)?;
+        {
+            let inner = tape.inner.borrow();
+            if let (Value::Scalar(a), Value::Scalar(b)) =
+                (inner.value(self.id), inner.value(rhs.id))
+            {
+                let requires_grad = inner.requires_grad(self.id) || inner.requires_grad(rhs.id);
+                drop(inner);
+                return Ok(tape.record_scalar(
+                    Op::Binary(op),
+                    smallvec![self.id, rhs.id],
+                    op.apply(a, b),
+                    requires_grad,
+                ));
+            }
+        }
+        tape.record(Op::Binary(op), &[self, rhs], |inner, pool| {
+            let (a, b) = (inner.view(self.id), inner.view(rhs.id));
+            let shape = broadcast_shapes(a.shape(), b.shape()).ok_or_else(|| Error::Broadcast {
+                op: op.name(),
+                lhs: inner.node_ref(self.id),
+                rhs: inner.node_ref(rhs.id),
+            })?;
+            let mut buf = pool.zeros(numel(&shape));
+            kernels::zip_broadcast(a, b, &shape, &mut buf, |x, y| op.apply(x, y));
+            Ok(Output::Tensor(Tensor::new(&shape, buf)?))
+        })
+    }
+}
+
+/// Backward of a unary element-wise node: `ga += g · f'(x)`.
+pub(crate) fn unary_backward<T: Float, S: GradSink<T>>(
+    op: UnaryOp,
+    cx: &BackwardCtx<'_, T>,
+    sink: &mut S,
+) {
+    if !cx.needs(0) {
+        return;
+    }
+    let x = cx.input(0);
+    let ga = sink.grad_mut(cx.parent(0));
+    for (((ga, &g), &x), &y) in ga
+        .iter_mut()
+        .zip(cx.g.data())
+        .zip(x.data())
+        .zip(cx.out.data())
+    {
+        *ga += g * op.derivative(x, y);
+    }
+}
+
+/// Backward of a binary element-wise node: each operand's gradient is `g` times its
+/// partial, summed over the axes broadcasting stretched it along.
+pub(crate) fn binary_backward<T: Float, S: GradSink<T>>(
+    op: BinaryOp,
+    cx: &BackwardCtx<'_, T>,
+    sink: &mut S,
+) {
+    let (a, b) = (cx.input(0), cx.input(1));
+    let (g, y) = (cx.g.data(), cx.out.data());
+    let out_shape = cx.out.shape();
+    for side in 0..2 {
+        if !cx.needs(side) {
+            continue;
+        }
+        let partial = |i: usize, j: usize, o: usize| {
+            let (da, db) = op.partials(a.data()[i], b.data()[j], y[o]);
+            g[o] * if side == 0 { da } else { db }
+        };
+        let grad = sink.grad_mut(cx.parent(side));
+        // The operand's own index is where its gradient goes; over broadcast axes the
+        // same position is hit repeatedly, which sums the gradient back down.
+        kernels::for_each_broadcast(out_shape, a.shape(), b.shape(), |o, i, j| {
+            let own = if side == 0 { i } else { j };
+            grad[own] += partial(i, j, o);
+        });
+    }
+}
+
+macro_rules! unary_method {
+    ($(#[$doc:meta])* $name:ident, $try_name:ident, $op:expr) => {
+        $(#[$doc])*
+        pub fn $name(self) -> Var<'t, T> {
+            Var::unwrap_or_panic(self.$try_name())
+        }
+        #[doc = concat!("The fallible form of [`Var::", stringify!($name), "`]: an error instead of a panic for a stale or foreign handle.")]
+        pub fn $try_name(self) -> Result<Var<'t, T>> {
+            self.unary($op)
+        }
+    };
+}
+
+macro_rules! binary_method {
+    ($(#[$doc:meta])* $name:ident, $try_name:ident, $op:expr) => {
+        $(#[$doc])*
+        pub fn $name(self, rhs: Var<'t, T>) -> Var<'t, T> {
+            Var::unwrap_or_panic(self.$try_name(rhs))
+        }
+        #[doc = concat!("The fallible form of [`Var::", stringify!($name), "`]: an error naming the shapes when they do not broadcast.")]
+        pub fn $try_name(self, rhs: Var<'t, T>) -> Result<Var<'t, T>> {
+            self.binary($op, rhs)
+        }
+    };
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    binary_method!(
+        /// `a + b`, broadcast. ∂/∂a = 1, ∂/∂b = 1. PyTorch: `torch.add`. Also the `+` operator.
+        ///
+        /// ```
+        /// use descent_tape::Tape;
+        /// use descent_tensor::Tensor;
+        /// let tape = Tape::<f64>::new();
+        /// let m = tape.var(Tensor::from([[1.0, 2.0], [3.0, 4.0]]));
+        /// let row = tape.var(Tensor::from([10.0, 20.0]));
+        /// assert_eq!(m.add(row).value().data(), &[11.0, 22.0, 13.0, 24.0]);
+        /// let bad = tape.var(Tensor::from([1.0, 2.0, 3.0]));
+        /// assert!(m.try_add(bad).unwrap_err().to_string().contains("[2, 2] and [3]"));
+        /// ```
+        add, try_add, BinaryOp::Add
+    );
+    binary_method!(
+        /// `a - b`, broadcast. ∂/∂a = 1, ∂/∂b = -1. PyTorch: `torch.sub`. Also `-`.
+        ///
+        /// ```
+        /// let tape = descent_tape::Tape::<f64>::new();
+        /// assert_eq!(tape.var(5.0).sub(tape.var(2.0)).item(), 3.0);
+        /// ```
+        sub, try_sub, BinaryOp::Sub
+    );
+    binary_method!(
+        /// `a * b`, broadcast. ∂/∂a = b, ∂/∂b = a. PyTorch: `torch.mul`. Also `*`.
+        ///
+        /// ```
+        /// let tape = descent_tape::Tape::<f64>::new();
+        /// assert_eq!(tape.var(5.0).mul(tape.var(2.0)).item(), 10.0);
+        /// ```
+        mul, try_mul, BinaryOp::Mul
+    );
+    binary_method!(
+        /// `a / b`, broadcast. ∂/∂a = 1/b, ∂/∂b = -a/b². PyTorch: `torch.div`. Also `/`.
+        ///
+        /// ```
+        /// let tape = descent_tape::Tape::<f64>::new();
+        /// assert_eq!(tape.var(5.0).div(tape.var(2.0)).item(), 2.5);
+        /// ```
+        div, try_div, BinaryOp::Div
+    );
+    binary_method!(
+        /// Element-wise `max(a, b)`, broadcast. The gradient goes to the larger operand,
+        /// split evenly on a tie; NaN propagates. PyTorch: `torch.maximum`.
+        ///
+        /// ```
+        /// let tape = descent_tape::Tape::<f64>::new();
+        /// assert_eq!(tape.var(5.0).maximum(tape.var(2.0)).item(), 5.0);
+        /// ```
+        maximum, try_maximum, BinaryOp::Maximum
+    );
+    binary_method!(
+        /// Element-wise `min(a, b)`, broadcast. The gradient goes to the smaller operand,
+        /// split evenly on a tie; NaN propagates. PyTorch: `torch.minimum`.
+        ///
+        /// ```
+        /// let tape = descent_tape::Tape::<f64>::new();
+        /// assert_eq!(tape.var(5.0).minimum(tape.var(2.0)).item(), 2.0);
+        /// ```
+        minimum, try_minimum, BinaryOp::Minimum
+    );
+    unary_method!(
+        /// `-x`. d/dx = -1. PyTorch: `torch.neg`. Also unary `-`.
+        ///
+        /// ```
+        /// let tape = descent_tape::Tape::<f64>::new();
+        /// assert_eq!(tape.var(2.0).neg().item(), -2.0);
+        /// ```
+        neg, try_neg, UnaryOp::Neg
+    );
+    unary_method!(
+        /// `eˣ`. d/dx = eˣ (the output, which backward reuses). PyTorch: `torch.exp`.
+        ///
+        /// ```
+        /// let tape = descent_tape::Tape::<f64>::new();
+        /// assert_eq!(tape.var(0.0).exp().item(), 1.0);
+        /// ```
+        exp, try_exp, UnaryOp::Exp
+    );
+    unary_method!(
+        /// Natural logarithm `ln x`. d/dx = 1/x. NaN below 0, -∞ at 0. PyTorch: `torch.log`.
+        ///
+        /// ```
+        /// let tape = descent_tape::Tape::<f64>::new();
+        /// assert_eq!(tape.var(1.0).ln().item(), 0.0);
+        /// ```
+        ln, try_ln, UnaryOp::Ln
+    );
+    unary_method!(
+        /// `√x`. d/dx = 1/(2√x). PyTorch: `torch.sqrt`.
+        ///
+        /// ```
+        /// let tape = descent_tape::Tape::<f64>::new();
+        /// assert_eq!(tape.var(9.0).sqrt().item(), 3.0);
+        /// ```
+        sqrt, try_sqrt, UnaryOp::Sqrt
+    );
+    unary_method!(
+        /// `|x|`. d/dx = sign(x), and 0 at 0 (PyTorch's choice). PyTorch: `torch.abs`.
+        ///
+        /// ```
+        /// let tape = descent_tape::Tape::<f64>::new();
+        /// assert_eq!(tape.var(-2.0).abs().item(), 2.0);
+        /// ```
+        abs, try_abs, UnaryOp::Abs
+    );
+    unary_method!(
+        /// `sin x`. d/dx = cos x. PyTorch: `torch.sin`.
+        ///
+        /// ```
+        /// let tape = descent_tape::Tape::<f64>::new();
+        /// assert_eq!(tape.var(0.0).sin().item(), 0.0);
+        /// ```
+        sin, try_sin, UnaryOp::Sin
+    );
+    unary_method!(
+        /// `cos x`. d/dx = -sin x. PyTorch: `torch.cos`.
+        ///
+        /// ```
+        /// let tape = descent_tape::Tape::<f64>::new();
+        /// assert_eq!(tape.var(0.0).cos().item(), 1.0);
+        /// ```
+        cos, try_cos, UnaryOp::Cos
+    );
+    unary_method!(
+        /// `tanh x`. d/dx = 1 - tanh²x (from the output). PyTorch: `torch.tanh`.
+        ///
+        /// ```
+        /// let tape = descent_tape::Tape::<f64>::new();
+        /// assert_eq!(tape.var(0.0).tanh().item(), 0.0);
+        /// ```
+        tanh, try_tanh, UnaryOp::Tanh
+    );
+    unary_method!(
+        /// `sinh x`. d/dx = cosh x. PyTorch: `torch.sinh`.
+        ///
+        /// ```
+        /// let tape = descent_tape::Tape::<f64>::new();
+        /// assert_eq!(tape.var(0.0).sinh().item(), 0.0);
+        /// ```
+        sinh, try_sinh, UnaryOp::Sinh
+    );
+    unary_method!(
+        /// `cosh x`. d/dx = sinh x. PyTorch: `torch.cosh`.
+        ///
+        /// ```
+        /// let tape = descent_tape::Tape::<f64>::new();
+        /// assert_eq!(tape.var(0.0).cosh().item(), 1.0);
+        /// ```
+        cosh, try_cosh, UnaryOp::Cosh
+    );
+
+    /// `xᵖ` for a constant real exponent. d/dx = p·xᵖ⁻¹ (0 when p = 0). PyTorch:
+    /// `torch.pow(x, p)`.
+    ///
+    /// ```
+    /// let tape = descent_tape::Tape::<f64>::new();
+    /// assert_eq!(tape.var(4.0).powf(1.5).item(), 8.0);
+    /// ```
+    pub fn powf(self, p: f64) -> Var<'t, T> {
+        Var::unwrap_or_panic(self.try_powf(p))
+    }
+
+    /// The fallible form of [`Var::powf`].
+    pub fn try_powf(self, p: f64) -> Result<Var<'t, T>> {
+        self.unary(UnaryOp::PowF(p))
+    }
+
+    /// `xⁿ` for a constant integer exponent. d/dx = n·xⁿ⁻¹ (0 when n = 0). PyTorch:
+    /// `torch.pow(x, n)`.
+    ///
+    /// ```
+    /// let tape = descent_tape::Tape::<f64>::new();
+    /// assert_eq!(tape.var(-2.0).powi(3).item(), -8.0);
+    /// ```
+    pub fn powi(self, n: i32) -> Var<'t, T> {
+        Var::unwrap_or_panic(self.try_powi(n))
+    }
+
+    /// The fallible form of [`Var::powi`].
+    pub fn try_powi(self, n: i32) -> Result<Var<'t, T>> {
+        self.unary(UnaryOp::PowI(n))
+    }
+}

@@ -1,0 +1,223 @@
+//! Losses, each reduced to its mean (PyTorch's default `reduction="mean"`).
+//!
+//! `cross_entropy` is a fused primitive rather than `log_softmax` + `gather` + `mean`:
+//! its backward, `(softmax - onehot) / N`, needs one pass and no intermediate nodes.
+
+use super::{BackwardCtx, GradSink, Op};
+use crate::Var;
+use crate::error::{Error, Result};
+use crate::tape::{Output, Tape};
+use descent_tensor::{Float, ShapeDisplay, kernels};
+
+impl<'t, T: Float> Var<'t, T> {
+    /// Mean cross-entropy of logits `[N, C]` against integer class labels (`N` of them,
+    /// each below `C`): `-(1/N) Σₙ log softmax(xₙ)[labelₙ]`. Backward:
+    /// `gx = g · (softmax(x) - onehot(label)) / N`. PyTorch:
+    /// `torch.nn.functional.cross_entropy(logits, labels)`.
+    ///
+    /// ```
+    /// use descent_tensor::Tensor;
+    /// let tape = descent_tape::Tape::<f64>::new();
+    /// let logits = tape.var(Tensor::from([[0.0, 0.0], [0.0, 0.0]]));
+    /// let loss = logits.cross_entropy(&[0, 1]);
+    /// assert!((loss.item() - 2f64.ln()).abs() < 1e-15);
+    /// assert!(logits.try_cross_entropy(&[0, 2]).unwrap_err().to_string().contains("index 2"));
+    /// ```
+    pub fn cross_entropy(self, labels: &[usize]) -> Var<'t, T> {
+        Var::unwrap_or_panic(self.try_cross_entropy(labels))
+    }
+
+    /// The fallible form of [`Var::cross_entropy`]: an error for logits that are not
+    /// 2-d, a label count that differs from the rows, or a label out of range.
+    pub fn try_cross_entropy(self, labels: &[usize]) -> Result<Var<'t, T>> {
+        let name = "cross_entropy";
+        self.tape.check(name, &self)?;
+        let slot = {
+            let mut inner = self.tape.inner.borrow_mut();
+            let shape = inner.shape(self.id);
+            let shape_err = |reason: String| Error::Shape {
+                op: name,
+                reason,
+                node: inner.node_ref(self.id),
+            };
+            if shape.len() != 2 {
+                return Err(shape_err(format!(
+                    "logits must be [N, C], got {}",
+                    ShapeDisplay(shape)
+                )));
+            }
+            let (n, c) = (shape[0], shape[1]);
+            if labels.len() != n {
+                return Err(shape_err(format!(
+                    "{} labels given for {n} rows of logits",
+                    labels.len()
+                )));
+            }
+            if n == 0 {
+                return Err(shape_err(
+                    "logits have no rows, so the mean is undefined".into(),
+                ));
+            }
+            if let Some((position, &l)) = labels.iter().enumerate().find(|(_, l)| **l >= c) {
+                return Err(Error::Index {
+                    op: name,
+                    index: l,
+                    position,
+                    extent: c,
+                    node: inner.node_ref(self.id),
+                });
+            }
+            Tape::push_indices(&mut inner, &[n], labels.to_vec())
+        };
+        self.tape
+            .record(Op::CrossEntropy { labels: slot }, &[self], |inner, _| {
+                let x = inner.view(self.id);
+                let c = x.shape()[1];
+                let mut total = T::zero();
+                for (row, &l) in x.data().chunks_exact(c).zip(labels) {
+                    total += log_sum_exp(row) - row[l];
+                }
+                Ok(Output::Scalar(total / T::from_f64(labels.len() as f64)))
+            })
+    }
+
+    /// Mean squared error against a target of the same shape: `mean((x - t)²)`.
+    /// Backward: `gx = 2g(x - t)/n`, `gt = -gx`. Shapes must match exactly (no
+    /// broadcasting, which would silently change the mean). PyTorch:
+    /// `torch.nn.functional.mse_loss(x, t)`.
+    ///
+    /// ```
+    /// use descent_tensor::Tensor;
+    /// let tape = descent_tape::Tape::<f64>::new();
+    /// let x = tape.var(Tensor::from([1.0, 2.0]));
+    /// let t = tape.constant(Tensor::from([0.0, 0.0]));
+    /// assert_eq!(x.mse(t).item(), 2.5);
+    /// ```
+    pub fn mse(self, target: Var<'t, T>) -> Var<'t, T> {
+        Var::unwrap_or_panic(self.try_mse(target))
+    }
+
+    /// The fallible form of [`Var::mse`]: an error naming both shapes when they differ.
+    pub fn try_mse(self, target: Var<'t, T>) -> Result<Var<'t, T>> {
+        self.same_shape_loss(Op::Mse, target, |x, t| (x - t) * (x - t))
+    }
+
+    /// Mean binary cross-entropy of logits `x` against targets `t` in `[0, 1]` of the
+    /// same shape: `mean(max(x, 0) - x·t + ln(1 + e^-|x|))`, stable for any `x`.
+    /// Backward: `gx = g(σ(x) - t)/n`, `gt = -g·x/n`. PyTorch:
+    /// `torch.nn.functional.binary_cross_entropy_with_logits(x, t)`.
+    ///
+    /// ```
+    /// use descent_tensor::Tensor;
+    /// let tape = descent_tape::Tape::<f64>::new();
+    /// let x = tape.var(Tensor::from([0.0]));
+    /// let t = tape.constant(Tensor::from([1.0]));
+    /// assert!((x.bce_with_logits(t).item() - 2f64.ln()).abs() < 1e-15);
+    /// ```
+    pub fn bce_with_logits(self, target: Var<'t, T>) -> Var<'t, T> {
+        Var::unwrap_or_panic(self.try_bce_with_logits(target))
+    }
+
+    /// The fallible form of [`Var::bce_with_logits`].
+    pub fn try_bce_with_logits(self, target: Var<'t, T>) -> Result<Var<'t, T>> {
+        self.same_shape_loss(Op::BceWithLogits, target, |x, t| {
+            x.max(T::zero()) - x * t + (-x.abs()).exp().ln_1p()
+        })
+    }
+
+    fn same_shape_loss(
+        self,
+        op: Op,
+        target: Var<'t, T>,
+        term: impl Fn(T, T) -> T,
+    ) -> Result<Var<'t, T>> {
+        self.tape.record(op, &[self, target], |inner, _| {
+            let (x, t) = (inner.view(self.id), inner.view(target.id));
+            if x.shape() != t.shape() {
+                return Err(Error::Shapes {
+                    op: op.name(),
+                    reason: format!(
+                        "input {} and target {} must have the same shape",
+                        ShapeDisplay(x.shape()),
+                        ShapeDisplay(t.shape())
+                    ),
+                    nodes: vec![inner.node_ref(self.id), inner.node_ref(target.id)],
+                });
+            }
+            let total: T = x
+                .data()
+                .iter()
+                .zip(t.data())
+                .map(|(&x, &t)| term(x, t))
+                .sum();
+            Ok(Output::Scalar(total / T::from_f64(x.len() as f64)))
+        })
+    }
+}
+
+/// `ln Σ eˣ`, with the maximum subtracted first.
+fn log_sum_exp<T: Float>(row: &[T]) -> T {
+    let m = row.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+    let m = if m.is_finite() { m } else { T::zero() };
+    m + row.iter().map(|&v| (v - m).exp()).sum::<T>().ln()
+}
+
+/// Backward of the losses.
+pub(crate) fn backward<T: Float, S: GradSink<T>>(op: Op, cx: &BackwardCtx<'_, T>, sink: &mut S) {
+    let g = cx.g.data()[0];
+    let x = cx.input(0);
+    let n = T::from_f64(x.len() as f64);
+    match op {
+        Op::CrossEntropy { labels } => {
+            if !cx.needs(0) {
+                return;
+            }
+            let (_, labels) = cx.indices(labels);
+            let c = x.shape()[1];
+            let scale = g / T::from_f64(labels.len() as f64);
+            let gx = sink.grad_mut(cx.parent(0));
+            let mut probs = vec![T::zero(); c];
+            for ((row, grow), &l) in x
+                .data()
+                .chunks_exact(c)
+                .zip(gx.chunks_exact_mut(c))
+                .zip(labels)
+            {
+                kernels::softmax_axis(descent_tensor::View::new(&[c], row), 0, &mut probs);
+                for (j, (gv, &p)) in grow.iter_mut().zip(&probs).enumerate() {
+                    let onehot = if j == l { T::one() } else { T::zero() };
+                    *gv += scale * (p - onehot);
+                }
+            }
+        }
+        Op::Mse => {
+            let t = cx.input(1);
+            let two = T::from_f64(2.0);
+            for side in 0..2 {
+                if cx.needs(side) {
+                    let sign = if side == 0 { T::one() } else { -T::one() };
+                    let gp = sink.grad_mut(cx.parent(side));
+                    for ((gv, &xv), &tv) in gp.iter_mut().zip(x.data()).zip(t.data()) {
+                        *gv += sign * two * g * (xv - tv) / n;
+                    }
+                }
+            }
+        }
+        Op::BceWithLogits => {
+            let t = cx.input(1);
+            if cx.needs(0) {
+                let gp = sink.grad_mut(cx.parent(0));
+                for ((gv, &xv), &tv) in gp.iter_mut().zip(x.data()).zip(t.data()) {
+                    *gv += g * (super::activation::sigmoid(xv) - tv) / n;
+                }
+            }
+            if cx.needs(1) {
+                let gp = sink.grad_mut(cx.parent(1));
+                for (gv, &xv) in gp.iter_mut().zip(x.data()) {
+                    *gv -= g * xv / n;
+                }
+            }
+        }
+        _ => unreachable!("loss::backward called for {op:?}"),
+    }
+}

@@ -1,0 +1,71 @@
+//! Matrix multiply, 2-d and batched.
+
+use super::{BackwardCtx, GradSink, Op};
+use crate::Var;
+use crate::error::{Error, Result};
+use crate::tape::Output;
+use descent_tensor::{Float, Tensor, broadcast_shapes, kernels, numel};
+
+impl<'t, T: Float> Var<'t, T> {
+    /// Matrix product `a @ b` for `a: [..., m, k]` and `b: [..., k, n]`; leading (batch)
+    /// axes broadcast. Backward: `ga = g @ bᵀ`, `gb = aᵀ @ g`, summed over batch axes an
+    /// operand was broadcast along. A 2-d `b` under a batched `a` (a layer applied to a
+    /// batch) runs as one large product. PyTorch: `torch.matmul` (without its 1-d cases:
+    /// reshape vectors to `[1, k]` or `[k, 1]`).
+    ///
+    /// ```
+    /// use descent_tensor::Tensor;
+    /// let tape = descent_tape::Tape::<f64>::new();
+    /// let a = tape.var(Tensor::from([[1.0, 2.0], [3.0, 4.0]]));
+    /// let b = tape.var(Tensor::from([[5.0], [6.0]]));
+    /// assert_eq!(a.matmul(b).value().data(), &[17.0, 39.0]);
+    /// let err = b.try_matmul(a).unwrap_err().to_string();
+    /// assert!(err.contains("cannot multiply [2, 1] by [2, 2]"), "{err}");
+    /// ```
+    pub fn matmul(self, rhs: Var<'t, T>) -> Var<'t, T> {
+        Var::unwrap_or_panic(self.try_matmul(rhs))
+    }
+
+    /// The fallible form of [`Var::matmul`]: an error naming both shapes when they do
+    /// not multiply.
+    pub fn try_matmul(self, rhs: Var<'t, T>) -> Result<Var<'t, T>> {
+        self.tape.record(Op::MatMul, &[self, rhs], |inner, pool| {
+            let (a, b) = (inner.view(self.id), inner.view(rhs.id));
+            let (ash, bsh) = (a.shape(), b.shape());
+            let fail = |reason: String| Error::MatMul {
+                op: "matmul",
+                reason,
+                lhs: inner.node_ref(self.id),
+                rhs: inner.node_ref(rhs.id),
+            };
+            if ash.len() < 2 || bsh.len() < 2 {
+                return Err(fail(
+                    "both operands need at least 2 axes (reshape a vector to [1, k] or [k, 1])"
+                        .into(),
+                ));
+            }
+            let (k1, k2) = (ash[ash.len() - 1], bsh[bsh.len() - 2]);
+            if k1 != k2 {
+                return Err(fail(format!("inner extents {k1} and {k2} differ")));
+            }
+            if broadcast_shapes(&ash[..ash.len() - 2], &bsh[..bsh.len() - 2]).is_none() {
+                return Err(fail("batch axes do not broadcast".into()));
+            }
+            let shape = kernels::matmul_shape(ash, bsh).expect("checked above");
+            let mut buf = pool.zeros(numel(&shape));
+            kernels::matmul(a, b, &shape, &mut buf);
+            Ok(Output::Tensor(Tensor::new(&shape, buf)?))
+        })
+    }
+}
+
+/// Backward of matmul: `ga += g @ bᵀ`, `gb += aᵀ @ g`.
+pub(crate) fn backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, T>, sink: &mut S) {
+    let (a, b) = (cx.input(0), cx.input(1));
+    if cx.needs(0) {
+        kernels::matmul_backward_lhs_acc(cx.g, b, a.shape(), sink.grad_mut(cx.parent(0)));
+    }
+    if cx.needs(1) {
+        kernels::matmul_backward_rhs_acc(a, cx.g, b.shape(), sink.grad_mut(cx.parent(1)));
+    }
+}

@@ -1,0 +1,642 @@
+//! The tape: an arena of nodes in creation order.
+
+use crate::Var;
+use crate::error::{Error, NodeRef, Result};
+use crate::ops::Op;
+use descent_tensor::{Float, Shape, Tensor, View, numel};
+use smallvec::SmallVec;
+use std::cell::{Cell, Ref, RefCell};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A node's position on its tape. Creation order is a topological order, so a node's
+/// parents always have smaller ids than the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub(crate) u32);
+
+impl NodeId {
+    /// The id of the node at `index` in creation order.
+    ///
+    /// # Panics
+    /// If `index` does not fit in 32 bits (a tape holds at most 2³² nodes).
+    pub fn from_index(index: usize) -> Self {
+        NodeId(u32::try_from(index).expect("a tape holds at most 2^32 nodes"))
+    }
+
+    /// The id as an index into the tape's node list.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Where a node's value lives: inline for a scalar (0-d) value, in the tape's tensor
+/// arena otherwise. A scalar node therefore allocates nothing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value<T> {
+    /// A 0-d value, stored in the node.
+    Scalar(T),
+    /// A tensor value: its slot in the tape's tensor arena.
+    Tensor(u32),
+}
+
+/// One recorded operation: what it was, what it read, and its value if it is a scalar.
+///
+/// A node is 48 bytes for `f64`; where a tensor value lives and whether a gradient
+/// flows to it are kept in a parallel `u32` per node (see [`Meta`]), and scopes as runs,
+/// so that a graph of scalar nodes costs under 64 bytes a node, gradients included.
+#[derive(Clone, Debug)]
+pub struct Node<T> {
+    pub(crate) op: Op,
+    pub(crate) parents: SmallVec<[NodeId; 2]>,
+    /// The value of a scalar node; unused (zero) for a tensor node.
+    pub(crate) scalar: T,
+}
+
+impl<T: Float> Node<T> {
+    /// The op that made this node.
+    pub fn op(&self) -> &Op {
+        &self.op
+    }
+    /// The nodes this node read, in operand order.
+    pub fn parents(&self) -> &[NodeId] {
+        &self.parents
+    }
+    /// The value of a scalar node (zero for a tensor node, whose value is in the arena).
+    #[inline]
+    pub fn scalar(&self) -> T {
+        self.scalar
+    }
+}
+
+/// Per-node bookkeeping packed in a `u32`: bit 31 says whether a gradient flows to the
+/// node; the low bits hold its tensor slot plus one, or 0 for a scalar node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta(u32);
+
+impl Meta {
+    const GRAD: u32 = 1 << 31;
+
+    pub(crate) fn new(slot: Option<u32>, requires_grad: bool) -> Self {
+        let s = slot.map_or(0, |s| s + 1);
+        debug_assert!(s < Self::GRAD, "tensor arena overflow");
+        Meta(s | if requires_grad { Self::GRAD } else { 0 })
+    }
+    /// Whether a gradient flows to the node: it is a variable or depends on one.
+    #[inline]
+    pub fn requires_grad(self) -> bool {
+        self.0 & Self::GRAD != 0
+    }
+    /// The node's tensor slot, or `None` for a scalar node.
+    #[inline]
+    pub fn slot(self) -> Option<u32> {
+        match self.0 & !Self::GRAD {
+            0 => None,
+            s => Some(s - 1),
+        }
+    }
+}
+
+/// Recycled buffers, so that a tape reused across steps stops allocating once warm.
+#[derive(Debug, Default)]
+pub(crate) struct Pool<T> {
+    free: Vec<Vec<T>>,
+}
+
+impl<T: Float> Pool<T> {
+    /// A zeroed buffer of `len` elements, reusing the smallest free one that fits.
+    pub(crate) fn zeros(&mut self, len: usize) -> Vec<T> {
+        let best = self
+            .free
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= len)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        let mut buf = match best {
+            Some(i) => self.free.swap_remove(i),
+            None => Vec::with_capacity(len),
+        };
+        buf.clear();
+        buf.resize(len, T::zero());
+        buf
+    }
+
+    pub(crate) fn give(&mut self, buf: Vec<T>) {
+        if buf.capacity() > 0 {
+            self.free.push(buf);
+        }
+    }
+}
+
+/// Integer data some ops keep on the tape: gather indices and class labels.
+#[derive(Clone, Debug)]
+pub(crate) struct Indices {
+    pub(crate) shape: Shape,
+    pub(crate) data: Vec<usize>,
+}
+
+pub(crate) struct Inner<T> {
+    pub(crate) nodes: Vec<Node<T>>,
+    pub(crate) meta: Vec<Meta>,
+    pub(crate) tensors: Vec<Tensor<T>>,
+    pub(crate) indices: Vec<Indices>,
+    pub(crate) pool: Pool<T>,
+    pub(crate) names: BTreeMap<u32, String>,
+    /// Scope paths; index 0 is the top level (`""`).
+    pub(crate) scopes: Vec<String>,
+    pub(crate) current_scope: u32,
+    /// `(first node, scope)` each time the current scope changed: a node's scope is
+    /// that of the last run starting at or before it.
+    pub(crate) scope_runs: Vec<(u32, u32)>,
+}
+
+impl<T: Float> Inner<T> {
+    #[inline]
+    pub(crate) fn value(&self, id: NodeId) -> Value<T> {
+        match self.meta[id.index()].slot() {
+            None => Value::Scalar(self.nodes[id.index()].scalar),
+            Some(slot) => Value::Tensor(slot),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn requires_grad(&self, id: NodeId) -> bool {
+        self.meta[id.index()].requires_grad()
+    }
+
+    pub(crate) fn view(&self, id: NodeId) -> View<'_, T> {
+        match self.meta[id.index()].slot() {
+            None => View::scalar(&self.nodes[id.index()].scalar),
+            Some(slot) => self.tensors[slot as usize].view(),
+        }
+    }
+
+    pub(crate) fn shape(&self, id: NodeId) -> &[usize] {
+        match self.meta[id.index()].slot() {
+            None => &[],
+            Some(slot) => self.tensors[slot as usize].shape(),
+        }
+    }
+
+    pub(crate) fn scope_of(&self, id: NodeId) -> &str {
+        let run = self.scope_runs.partition_point(|&(start, _)| start <= id.0);
+        let scope = if run == 0 {
+            0
+        } else {
+            self.scope_runs[run - 1].1
+        };
+        &self.scopes[scope as usize]
+    }
+
+    pub(crate) fn set_scope(&mut self, scope: u32) {
+        self.current_scope = scope;
+        let start = self.nodes.len() as u32;
+        match self.scope_runs.last_mut() {
+            Some(last) if last.0 == start => last.1 = scope,
+            _ => self.scope_runs.push((start, scope)),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn push(
+        &mut self,
+        op: Op,
+        parents: SmallVec<[NodeId; 2]>,
+        scalar: T,
+        meta: Meta,
+    ) -> NodeId {
+        let id = NodeId(self.nodes.len() as u32);
+        self.nodes.push(Node {
+            op,
+            parents,
+            scalar,
+        });
+        self.meta.push(meta);
+        id
+    }
+
+    pub(crate) fn node_ref(&self, id: NodeId) -> NodeRef {
+        NodeRef {
+            id,
+            op: self.nodes[id.index()].op.name(),
+            name: self.names.get(&id.0).cloned(),
+            scope: self.scope_of(id).to_owned(),
+            shape: self.shape(id).into(),
+        }
+    }
+}
+
+/// The value an op's forward computation produced.
+pub(crate) enum Output<T> {
+    Scalar(T),
+    Tensor(Tensor<T>),
+}
+
+/// A Wengert list: every op recorded in the order the program ran it.
+///
+/// A tape belongs to one thread. [`Var`] handles borrow it, so ops can be written as
+/// plain expressions. `reset` empties it for the next step and keeps its memory.
+///
+/// ```
+/// use descent_tape::Tape;
+/// let tape = Tape::<f64>::new();
+/// let x = tape.var(3.0);
+/// let y = x * x + 2.0 * x;
+/// assert_eq!(y.item(), 15.0);
+/// assert_eq!(tape.len(), 5); // x, x*x, the constant 2, 2*x, the sum
+/// ```
+pub struct Tape<T: Float = f64> {
+    uid: u64,
+    generation: Cell<u32>,
+    pub(crate) inner: RefCell<Inner<T>>,
+}
+
+static NEXT_TAPE_UID: AtomicU64 = AtomicU64::new(1);
+
+impl<T: Float> Default for Tape<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Float> std::fmt::Debug for Tape<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tape")
+            .field("uid", &self.uid)
+            .field("generation", &self.generation.get())
+            .field("nodes", &self.len())
+            .finish()
+    }
+}
+
+impl<T: Float> Tape<T> {
+    /// An empty tape.
+    pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// An empty tape with room for `nodes` nodes before it reallocates.
+    pub fn with_capacity(nodes: usize) -> Self {
+        Self {
+            // The uid only tells tapes apart in error messages and handle checks; it
+            // never affects a value, an id or an order.
+            uid: NEXT_TAPE_UID.fetch_add(1, Ordering::Relaxed),
+            generation: Cell::new(0),
+            inner: RefCell::new(Inner {
+                nodes: Vec::with_capacity(nodes),
+                meta: Vec::with_capacity(nodes),
+                tensors: Vec::new(),
+                indices: Vec::new(),
+                pool: Pool { free: Vec::new() },
+                names: BTreeMap::new(),
+                scopes: vec![String::new()],
+                current_scope: 0,
+                scope_runs: Vec::new(),
+            }),
+        }
+    }
+
+    /// This tape's identity, unique in the process.
+    pub fn uid(&self) -> u64 {
+        self.uid
+    }
+
+    /// How many times the tape has been reset. Handles remember the generation they
+    /// were made in, so a handle from before a reset is caught, never misread.
+    pub fn generation(&self) -> u32 {
+        self.generation.get()
+    }
+
+    /// Number of nodes recorded.
+    pub fn len(&self) -> usize {
+        self.inner.borrow().nodes.len()
+    }
+
+    /// True when nothing has been recorded since creation or the last reset.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets every node, keeping the memory for the next recording. Handles made
+    /// before the reset become stale: using one is an error, never a wrong value.
+    ///
+    /// ```
+    /// use descent_tape::Tape;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(1.0);
+    /// tape.reset();
+    /// assert!(tape.is_empty());
+    /// assert!(x.try_exp().unwrap_err().to_string().contains("before the tape was reset"));
+    /// ```
+    pub fn reset(&self) {
+        let mut inner = self.inner.borrow_mut();
+        let inner = &mut *inner;
+        inner.nodes.clear();
+        inner.meta.clear();
+        inner.scope_runs.clear();
+        for t in inner.tensors.drain(..) {
+            inner.pool.give(t.into_data());
+        }
+        inner.indices.clear();
+        inner.names.clear();
+        inner.scopes.truncate(1);
+        inner.current_scope = 0;
+        self.generation.set(self.generation.get().wrapping_add(1));
+    }
+
+    /// A leaf that gradients flow to: a scalar (`tape.var(2.0)`) or a tensor.
+    ///
+    /// ```
+    /// use descent_tape::Tape;
+    /// use descent_tensor::Tensor;
+    /// let tape = Tape::<f32>::new();
+    /// let w = tape.var(Tensor::from([[1.0, 2.0], [3.0, 4.0]]));
+    /// assert_eq!(w.shape().as_slice(), &[2, 2]);
+    /// ```
+    pub fn var(&self, value: impl Into<Tensor<T>>) -> Var<'_, T> {
+        self.leaf(value.into(), Op::Var)
+    }
+
+    /// A leaf that no gradient flows to (input data, targets, fixed numbers).
+    pub fn constant(&self, value: impl Into<Tensor<T>>) -> Var<'_, T> {
+        self.leaf(value.into(), Op::Constant)
+    }
+
+    /// A scalar leaf, recorded without going through a tensor.
+    pub fn scalar(&self, value: T) -> Var<'_, T> {
+        self.push_scalar_leaf(value, Op::Var)
+    }
+
+    pub(crate) fn scalar_constant(&self, value: T) -> Var<'_, T> {
+        self.push_scalar_leaf(value, Op::Constant)
+    }
+
+    fn push_scalar_leaf(&self, value: T, op: Op) -> Var<'_, T> {
+        let requires_grad = matches!(op, Op::Var);
+        let id = self.inner.borrow_mut().push(
+            op,
+            SmallVec::new(),
+            value,
+            Meta::new(None, requires_grad),
+        );
+        self.handle(id)
+    }
+
+    fn leaf(&self, value: Tensor<T>, op: Op) -> Var<'_, T> {
+        if value.ndim() == 0 {
+            return self.push_scalar_leaf(value.item(), op);
+        }
+        let requires_grad = matches!(op, Op::Var);
+        let mut inner = self.inner.borrow_mut();
+        let inner = &mut *inner;
+        let mut buf = inner.pool.zeros(value.len());
+        buf.copy_from_slice(value.data());
+        let t = Tensor::new(value.shape(), buf).expect("same length as the value");
+        let id = push_node(inner, op, SmallVec::new(), Output::Tensor(t), requires_grad);
+        self.handle(id)
+    }
+
+    pub(crate) fn handle(&self, id: NodeId) -> Var<'_, T> {
+        Var {
+            id,
+            generation: self.generation.get(),
+            tape: self,
+        }
+    }
+
+    /// Checks that `v` is a live handle of this tape.
+    pub(crate) fn check(&self, op: &'static str, v: &Var<'_, T>) -> Result<()> {
+        if !std::ptr::eq(v.tape, self) {
+            return Err(Error::ForeignHandle {
+                op,
+                id: v.id,
+                handle_tape: v.tape.uid,
+                tape: self.uid,
+            });
+        }
+        if v.generation != self.generation.get() {
+            return Err(Error::StaleHandle {
+                op,
+                id: v.id,
+                handle_generation: v.generation,
+                tape_generation: self.generation.get(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records an op: checks its operands, computes its value with `forward` (which
+    /// reads the operands through the tape and takes buffers from its pool), and pushes
+    /// the node. A 0-d result is stored inline as a scalar.
+    pub(crate) fn record<'t>(
+        &'t self,
+        op: Op,
+        operands: &[Var<'t, T>],
+        forward: impl FnOnce(&Inner<T>, &mut Pool<T>) -> Result<Output<T>>,
+    ) -> Result<Var<'t, T>> {
+        let name = op.name();
+        for v in operands {
+            self.check(name, v)?;
+        }
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        let mut pool = std::mem::take(&mut inner.pool);
+        let result = forward(inner, &mut pool);
+        inner.pool = pool;
+        let value = result?;
+        let requires_grad = operands.iter().any(|v| inner.requires_grad(v.id));
+        let parents = operands.iter().map(|v| v.id).collect();
+        let id = push_node(inner, op, parents, value, requires_grad);
+        Ok(self.handle(id))
+    }
+
+    /// Records a scalar op on scalar operands without touching the tensor machinery:
+    /// the fast path for graphs of scalar nodes.
+    #[inline]
+    pub(crate) fn record_scalar<'t>(
+        &'t self,
+        op: Op,
+        parents: SmallVec<[NodeId; 2]>,
+        value: T,
+        requires_grad: bool,
+    ) -> Var<'t, T> {
+        let id = self
+            .inner
+            .borrow_mut()
+            .push(op, parents, value, Meta::new(None, requires_grad));
+        self.handle(id)
+    }
+
+    /// Borrows the tape's contents for reading (the reverse walk, renderers).
+    pub fn read(&self) -> TapeRead<'_, T> {
+        TapeRead {
+            inner: self.inner.borrow(),
+            uid: self.uid,
+            generation: self.generation.get(),
+        }
+    }
+
+    /// Gives a node a name; names appear in errors, renders and gradient lookups.
+    pub(crate) fn set_name(&self, id: NodeId, name: &str) {
+        self.inner.borrow_mut().names.insert(id.0, name.to_owned());
+    }
+
+    /// Opens a scope: ops recorded until the guard drops belong to `name`, nested
+    /// under any scope already open (`layer1/act`).
+    ///
+    /// ```
+    /// use descent_tape::Tape;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(1.0);
+    /// let y = {
+    ///     let _layer = tape.scope("layer1");
+    ///     x.tanh()
+    /// };
+    /// assert_eq!(tape.read().scope_of(y.id()), "layer1");
+    /// ```
+    pub fn scope(&self, name: &str) -> ScopeGuard<'_, T> {
+        let mut inner = self.inner.borrow_mut();
+        let parent = inner.current_scope;
+        let path = if parent == 0 {
+            name.to_owned()
+        } else {
+            format!("{}/{}", inner.scopes[parent as usize], name)
+        };
+        let index = match inner.scopes.iter().position(|s| *s == path) {
+            Some(i) => i as u32,
+            None => {
+                inner.scopes.push(path);
+                (inner.scopes.len() - 1) as u32
+            }
+        };
+        inner.set_scope(index);
+        ScopeGuard {
+            tape: self,
+            parent,
+            generation: self.generation.get(),
+        }
+    }
+
+    /// Stores integer data (indices, labels) and returns its slot.
+    pub(crate) fn push_indices(inner: &mut Inner<T>, shape: &[usize], data: Vec<usize>) -> u32 {
+        debug_assert_eq!(numel(shape), data.len());
+        inner.indices.push(Indices {
+            shape: shape.into(),
+            data,
+        });
+        (inner.indices.len() - 1) as u32
+    }
+}
+
+fn push_node<T: Float>(
+    inner: &mut Inner<T>,
+    op: Op,
+    parents: SmallVec<[NodeId; 2]>,
+    value: Output<T>,
+    requires_grad: bool,
+) -> NodeId {
+    let (scalar, slot) = match value {
+        Output::Scalar(v) => (v, None),
+        Output::Tensor(t) if t.ndim() == 0 => {
+            let v = t.item();
+            inner.pool.give(t.into_data());
+            (v, None)
+        }
+        Output::Tensor(t) => {
+            inner.tensors.push(t);
+            (T::zero(), Some((inner.tensors.len() - 1) as u32))
+        }
+    };
+    inner.push(op, parents, scalar, Meta::new(slot, requires_grad))
+}
+
+/// Closes a scope opened by [`Tape::scope`] when dropped.
+#[must_use = "the scope closes when this guard is dropped"]
+pub struct ScopeGuard<'t, T: Float> {
+    tape: &'t Tape<T>,
+    parent: u32,
+    generation: u32,
+}
+
+impl<T: Float> Drop for ScopeGuard<'_, T> {
+    fn drop(&mut self) {
+        // A reset inside the scope already returned the tape to the top level.
+        if self.tape.generation.get() == self.generation {
+            self.tape.inner.borrow_mut().set_scope(self.parent);
+        }
+    }
+}
+
+/// A read-only borrow of a tape's nodes, values, names and scopes.
+///
+/// Held while the reverse walk or a renderer runs; recording while it is held panics
+/// (a `RefCell` rule), so hold it briefly.
+pub struct TapeRead<'t, T: Float> {
+    inner: Ref<'t, Inner<T>>,
+    uid: u64,
+    generation: u32,
+}
+
+impl<T: Float> TapeRead<'_, T> {
+    /// The tape's uid.
+    pub fn uid(&self) -> u64 {
+        self.uid
+    }
+    /// The tape's generation when this borrow was taken.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+    /// All nodes, in creation (topological) order.
+    pub fn nodes(&self) -> &[Node<T>] {
+        &self.inner.nodes
+    }
+    /// A node's value as a view (0-d for scalar nodes).
+    pub fn value(&self, id: NodeId) -> View<'_, T> {
+        self.inner.view(id)
+    }
+    /// A node's shape (`[]` for scalar nodes).
+    pub fn shape(&self, id: NodeId) -> &[usize] {
+        self.inner.shape(id)
+    }
+    /// A node's name, if it has one.
+    pub fn name(&self, id: NodeId) -> Option<&str> {
+        self.inner.names.get(&id.0).map(String::as_str)
+    }
+    /// All named nodes, in id order.
+    pub fn names(&self) -> impl Iterator<Item = (NodeId, &str)> {
+        self.inner
+            .names
+            .iter()
+            .map(|(&i, s)| (NodeId(i), s.as_str()))
+    }
+    /// The scope path a node was recorded in (`""` at the top level).
+    pub fn scope_of(&self, id: NodeId) -> &str {
+        self.inner.scope_of(id)
+    }
+    /// Where a node's value lives.
+    #[inline]
+    pub fn node_value(&self, id: NodeId) -> Value<T> {
+        self.inner.value(id)
+    }
+    /// Each node's bookkeeping, parallel to [`TapeRead::nodes`].
+    #[inline]
+    pub fn meta(&self) -> &[Meta] {
+        &self.inner.meta
+    }
+    /// The integer data (gather indices, labels) an op keeps, by slot.
+    pub fn indices(&self, slot: u32) -> (&[usize], &[usize]) {
+        let ix = &self.inner.indices[slot as usize];
+        (&ix.shape, &ix.data)
+    }
+    /// How a node is named in errors.
+    pub fn node_ref(&self, id: NodeId) -> NodeRef {
+        self.inner.node_ref(id)
+    }
+    pub(crate) fn inner_ref(&self) -> &Inner<T> {
+        &self.inner
+    }
+    /// The tensor stored in an arena slot.
+    pub fn tensor_slot(&self, slot: u32) -> &Tensor<T> {
+        &self.inner.tensors[slot as usize]
+    }
+}

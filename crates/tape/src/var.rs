@@ -1,0 +1,185 @@
+//! `Var`: the handle a program holds to a node on a tape.
+
+use crate::error::Result;
+use crate::ops::{BinaryOp, UnaryOp};
+use crate::tape::Value;
+use crate::{NodeId, Tape};
+use descent_tensor::{Float, Shape, Tensor};
+use std::fmt;
+use std::ops::{Add, Div, Mul, Neg, Sub};
+
+/// A handle to a node: `Copy`, tied to its tape by a borrow, and checked against the
+/// tape's generation so a handle from before a `reset` is caught.
+///
+/// Arithmetic operators record ops; they panic on bad operands with the same message
+/// the `try_` methods return as an error.
+///
+/// ```
+/// use descent_tape::Tape;
+/// let tape = Tape::<f64>::new();
+/// let a = tape.var(2.0);
+/// let b = tape.var(3.0);
+/// let c = (a * b - 1.0) / 2.0 + -a;
+/// assert_eq!(c.item(), 0.5);
+/// ```
+#[derive(Clone, Copy)]
+pub struct Var<'t, T: Float = f64> {
+    pub(crate) id: NodeId,
+    pub(crate) generation: u32,
+    pub(crate) tape: &'t Tape<T>,
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    /// The node's id on its tape.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The tape the node is on.
+    pub fn tape(&self) -> &'t Tape<T> {
+        self.tape
+    }
+
+    /// The tape generation the handle was made in.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// Checks that the handle is live: of its tape's current generation. The error names
+    /// `op` as the operation that was refused.
+    pub fn validate(&self, op: &'static str) -> Result<()> {
+        self.tape.check(op, self)
+    }
+
+    fn checked(&self, op: &'static str) {
+        if let Err(e) = self.tape.check(op, self) {
+            panic!("{e}");
+        }
+    }
+
+    /// The node's value, copied out (a 0-d tensor for a scalar node).
+    ///
+    /// # Panics
+    /// If the handle is stale (recorded before a `reset`).
+    pub fn value(&self) -> Tensor<T> {
+        self.checked("value");
+        self.tape.inner.borrow().view(self.id).to_tensor()
+    }
+
+    /// The value of a one-element node.
+    ///
+    /// # Panics
+    /// If the node holds more than one element, or the handle is stale.
+    pub fn item(&self) -> T {
+        self.checked("item");
+        let inner = self.tape.inner.borrow();
+        match inner.value(self.id) {
+            Value::Scalar(v) => v,
+            Value::Tensor(_) => inner.view(self.id).item(),
+        }
+    }
+
+    /// The node's shape (`[]` for a scalar node).
+    pub fn shape(&self) -> Shape {
+        self.checked("shape");
+        self.tape.inner.borrow().shape(self.id).into()
+    }
+
+    /// Names the node; the name shows in errors, renders and gradient lookups by name.
+    ///
+    /// ```
+    /// use descent_tape::Tape;
+    /// let tape = Tape::<f64>::new();
+    /// let w = tape.var(0.5).named("w");
+    /// assert_eq!(tape.read().name(w.id()), Some("w"));
+    /// ```
+    pub fn named(self, name: &str) -> Self {
+        self.checked("named");
+        self.tape.set_name(self.id, name);
+        self
+    }
+
+    /// True when gradients flow to this node (it is a variable or depends on one).
+    pub fn requires_grad(&self) -> bool {
+        self.checked("requires_grad");
+        self.tape.inner.borrow().requires_grad(self.id)
+    }
+
+    /// Lifts a number into a constant on this tape.
+    pub(crate) fn constant(&self, v: T) -> Self {
+        self.tape.scalar_constant(v)
+    }
+
+    pub(crate) fn unwrap_or_panic(r: Result<Self>) -> Self {
+        match r {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+impl<T: Float> fmt::Debug for Var<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Var(node {}, tape #{}", self.id.index(), self.tape.uid())?;
+        if self.generation != self.tape.generation() {
+            write!(f, ", stale")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// The node's op and value, e.g. `tanh = 0.7615941559557649`.
+impl<T: Float> fmt::Display for Var<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.tape.check("display", self).is_err() {
+            return write!(f, "<stale handle to node {}>", self.id.index());
+        }
+        let inner = self.tape.inner.borrow();
+        let op = inner.nodes[self.id.index()].op;
+        write!(f, "{op} = {}", inner.view(self.id))
+    }
+}
+
+macro_rules! binary_operator {
+    ($trait:ident, $method:ident, $op:expr) => {
+        impl<'t, T: Float> $trait<Var<'t, T>> for Var<'t, T> {
+            type Output = Var<'t, T>;
+            fn $method(self, rhs: Var<'t, T>) -> Var<'t, T> {
+                Var::unwrap_or_panic(self.binary($op, rhs))
+            }
+        }
+        impl<'t, T: Float> $trait<T> for Var<'t, T> {
+            type Output = Var<'t, T>;
+            fn $method(self, rhs: T) -> Var<'t, T> {
+                let rhs = self.constant(rhs);
+                Var::unwrap_or_panic(self.binary($op, rhs))
+            }
+        }
+        impl<'t> $trait<Var<'t, f64>> for f64 {
+            type Output = Var<'t, f64>;
+            fn $method(self, rhs: Var<'t, f64>) -> Var<'t, f64> {
+                let lhs = rhs.constant(self);
+                Var::unwrap_or_panic(lhs.binary($op, rhs))
+            }
+        }
+        impl<'t> $trait<Var<'t, f32>> for f32 {
+            type Output = Var<'t, f32>;
+            fn $method(self, rhs: Var<'t, f32>) -> Var<'t, f32> {
+                let lhs = rhs.constant(self);
+                Var::unwrap_or_panic(lhs.binary($op, rhs))
+            }
+        }
+    };
+}
+
+binary_operator!(Add, add, BinaryOp::Add);
+binary_operator!(Sub, sub, BinaryOp::Sub);
+binary_operator!(Mul, mul, BinaryOp::Mul);
+binary_operator!(Div, div, BinaryOp::Div);
+
+impl<'t, T: Float> Neg for Var<'t, T> {
+    type Output = Var<'t, T>;
+    fn neg(self) -> Var<'t, T> {
+        Var::unwrap_or_panic(self.unary(UnaryOp::Neg))
+    }
+}

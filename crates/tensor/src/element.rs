@@ -1,0 +1,64 @@
+//! The element types a tensor can hold.
+
+use std::fmt::{Debug, Display};
+use std::iter::Sum;
+use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
+
+/// A floating-point element type: `f32` or `f64`.
+///
+/// Everything numeric in descent is generic over this trait. Gradient checks run in
+/// `f64`; training usually runs in `f32`.
+///
+/// ```
+/// use descent_tensor::Float;
+/// fn half<T: Float>(x: T) -> T { x * T::from_f64(0.5) }
+/// assert_eq!(half(3.0f32), 1.5);
+/// assert_eq!(half(3.0f64).as_f64(), 1.5);
+/// ```
+pub trait Float:
+    num_traits::Float
+    + num_traits::FloatConst
+    + ndarray::LinalgScalar
+    + Debug
+    + Display
+    + Default
+    + Send
+    + Sync
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + DivAssign
+    + Sum
+    + 'static
+{
+    /// The type's name as Rust spells it (`"f32"`, `"f64"`).
+    const NAME: &'static str;
+    /// Converts from `f64`, rounding to nearest where the type is narrower.
+    fn from_f64(v: f64) -> Self;
+    /// Converts to `f64` exactly.
+    fn as_f64(self) -> f64;
+}
+
+impl Float for f32 {
+    const NAME: &'static str = "f32";
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    #[inline(always)]
+    fn as_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Float for f64 {
+    const NAME: &'static str = "f64";
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+    #[inline(always)]
+    fn as_f64(self) -> f64 {
+        self
+    }
+}

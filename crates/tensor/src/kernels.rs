@@ -1,0 +1,692 @@
+//! Kernels over views: element-wise with broadcasting, reductions, axis operations,
+//! layout changes and matrix multiply.
+//!
+//! Every kernel writes into a caller-provided output slice of the right length, so the
+//! caller decides where buffers come from (the tape recycles them between steps).
+//! Kernels named `*_acc` add into their output instead of overwriting it: backward
+//! rules accumulate into gradient buffers, which is how fan-out is summed.
+
+use crate::shape::{broadcast_strides, contiguous_strides, numel, split_at_axis};
+use crate::{Float, View};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
+
+/// Calls `f(out_index, a_index, b_index)` for every element of `out_shape`, where
+/// `a_shape` and `b_shape` broadcast to `out_shape`.
+pub fn for_each_broadcast(
+    out_shape: &[usize],
+    a_shape: &[usize],
+    b_shape: &[usize],
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    let n = numel(out_shape);
+    if n == 0 {
+        return;
+    }
+    if a_shape == out_shape && b_shape == out_shape {
+        for i in 0..n {
+            f(i, i, i);
+        }
+        return;
+    }
+    let sa = broadcast_strides(a_shape, out_shape);
+    let sb = broadcast_strides(b_shape, out_shape);
+    let nd = out_shape.len();
+    if nd == 0 {
+        f(0, 0, 0);
+        return;
+    }
+    let inner = out_shape[nd - 1];
+    let (ia, ib) = (sa[nd - 1], sb[nd - 1]);
+    let outer = n / inner;
+    let mut idx: smallvec::SmallVec<[usize; 4]> = smallvec::smallvec![0; nd];
+    let (mut base_a, mut base_b) = (0usize, 0usize);
+    let mut o = 0;
+    for _ in 0..outer {
+        for j in 0..inner {
+            f(o + j, base_a + j * ia, base_b + j * ib);
+        }
+        o += inner;
+        // Advance the odometer over all axes but the last.
+        let mut axis = nd - 1;
+        while axis > 0 {
+            axis -= 1;
+            idx[axis] += 1;
+            base_a += sa[axis];
+            base_b += sb[axis];
+            if idx[axis] < out_shape[axis] {
+                break;
+            }
+            base_a -= sa[axis] * idx[axis];
+            base_b -= sb[axis] * idx[axis];
+            idx[axis] = 0;
+        }
+    }
+}
+
+/// `out = f(a, b)` element-wise, `a` and `b` broadcast to `out_shape`.
+pub fn zip_broadcast<T: Float>(
+    a: View<'_, T>,
+    b: View<'_, T>,
+    out_shape: &[usize],
+    out: &mut [T],
+    f: impl Fn(T, T) -> T,
+) {
+    let (ad, bd) = (a.data(), b.data());
+    if a.shape() == out_shape && b.shape() == out_shape {
+        for ((o, &x), &y) in out.iter_mut().zip(ad).zip(bd) {
+            *o = f(x, y);
+        }
+    } else if bd.len() == 1 && a.shape() == out_shape {
+        let y = bd[0];
+        for (o, &x) in out.iter_mut().zip(ad) {
+            *o = f(x, y);
+        }
+    } else if ad.len() == 1 && b.shape() == out_shape {
+        let x = ad[0];
+        for (o, &y) in out.iter_mut().zip(bd) {
+            *o = f(x, y);
+        }
+    } else {
+        for_each_broadcast(out_shape, a.shape(), b.shape(), |o, i, j| {
+            out[o] = f(ad[i], bd[j]);
+        });
+    }
+}
+
+/// Adds `g` (of a broadcast shape) into `out` (of shape `target`), summing over the
+/// axes that broadcasting stretched: the reverse rule of broadcasting.
+///
+/// ```
+/// use descent_tensor::{kernels, View};
+/// let g = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+/// let mut bias = [0.0; 3];
+/// kernels::sum_to_shape_acc(View::new(&[2, 3], &g), &[3], &mut bias);
+/// assert_eq!(bias, [5.0, 7.0, 9.0]);
+/// ```
+pub fn sum_to_shape_acc<T: Float>(g: View<'_, T>, target: &[usize], out: &mut [T]) {
+    let gd = g.data();
+    if g.shape() == target {
+        for (o, &x) in out.iter_mut().zip(gd) {
+            *o += x;
+        }
+    } else if out.len() == 1 {
+        out[0] += gd.iter().copied().sum::<T>();
+    } else if g.shape().ends_with(target)
+        || (target.len() <= g.shape().len()
+            && numel(target) == numel(&g.shape()[g.ndim() - target.len()..]))
+            && g.shape()[g.ndim() - target.len()..] == *target
+    {
+        for row in gd.chunks_exact(out.len()) {
+            for (o, &x) in out.iter_mut().zip(row) {
+                *o += x;
+            }
+        }
+    } else {
+        for_each_broadcast(g.shape(), g.shape(), target, |_, i, j| {
+            out[j] += gd[i];
+        });
+    }
+}
+
+/// `out[o, i] = sum_j x[o, j, i]`: the sum over one axis.
+pub fn sum_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
+    let (outer, n, inner) = split_at_axis(x.shape(), axis);
+    let xd = x.data();
+    out.fill(T::zero());
+    for o in 0..outer {
+        let dst = &mut out[o * inner..(o + 1) * inner];
+        for j in 0..n {
+            let src = &xd[(o * n + j) * inner..(o * n + j + 1) * inner];
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d += s;
+            }
+        }
+    }
+}
+
+/// Adds `g` (shape of `x` with `axis` removed or kept as 1) to every slice of `out`
+/// (shape of `x`) along `axis`, scaled by `scale`: the reverse rule of sum and mean.
+pub fn expand_axis_acc<T: Float>(g: &[T], shape: &[usize], axis: usize, scale: T, out: &mut [T]) {
+    let (outer, n, inner) = split_at_axis(shape, axis);
+    for o in 0..outer {
+        let src = &g[o * inner..(o + 1) * inner];
+        for j in 0..n {
+            let dst = &mut out[(o * n + j) * inner..(o * n + j + 1) * inner];
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d += s * scale;
+            }
+        }
+    }
+}
+
+/// `out[o, i] = max_j x[o, j, i]`. NaN propagates: a slice holding NaN has max NaN.
+pub fn max_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
+    let (outer, n, inner) = split_at_axis(x.shape(), axis);
+    let xd = x.data();
+    for o in 0..outer {
+        for i in 0..inner {
+            let mut m = T::neg_infinity();
+            for j in 0..n {
+                let v = xd[(o * n + j) * inner + i];
+                if v > m || v.is_nan() {
+                    m = v;
+                    if v.is_nan() {
+                        break;
+                    }
+                }
+            }
+            out[o * inner + i] = m;
+        }
+    }
+}
+
+/// The reverse rule of [`max_axis`]: each slice's gradient goes to the first position
+/// holding the maximum (PyTorch's `max(dim)` picks one index the same way).
+pub fn max_axis_backward_acc<T: Float>(
+    x: View<'_, T>,
+    axis: usize,
+    max: &[T],
+    g: &[T],
+    out: &mut [T],
+) {
+    let (outer, n, inner) = split_at_axis(x.shape(), axis);
+    let xd = x.data();
+    for o in 0..outer {
+        for i in 0..inner {
+            let m = max[o * inner + i];
+            let j = (0..n)
+                .find(|&j| {
+                    let v = xd[(o * n + j) * inner + i];
+                    v == m || (m.is_nan() && v.is_nan())
+                })
+                .unwrap_or(0);
+            out[(o * n + j) * inner + i] += g[o * inner + i];
+        }
+    }
+}
+
+/// Softmax along `axis`, computed stably (the maximum is subtracted first).
+pub fn softmax_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
+    axis_lanes(x, axis, out, |lane_in, lane_out| {
+        let m = lane_in.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+        let m = if m.is_finite() { m } else { T::zero() };
+        let mut total = T::zero();
+        for (o, &v) in lane_out.iter_mut().zip(lane_in) {
+            *o = (v - m).exp();
+            total += *o;
+        }
+        for o in lane_out.iter_mut() {
+            *o /= total;
+        }
+    });
+}
+
+/// Log-softmax along `axis`: `x - max - ln(sum(exp(x - max)))`.
+pub fn log_softmax_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
+    axis_lanes(x, axis, out, |lane_in, lane_out| {
+        let m = lane_in.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+        let m = if m.is_finite() { m } else { T::zero() };
+        let total: T = lane_in.iter().map(|&v| (v - m).exp()).sum();
+        let lse = m + total.ln();
+        for (o, &v) in lane_out.iter_mut().zip(lane_in) {
+            *o = v - lse;
+        }
+    });
+}
+
+/// Runs `f(lane_in, lane_out)` on every lane along `axis` (copied to contiguous scratch
+/// when the axis is not the last).
+pub fn axis_lanes<T: Float>(
+    x: View<'_, T>,
+    axis: usize,
+    out: &mut [T],
+    mut f: impl FnMut(&[T], &mut [T]),
+) {
+    let (outer, n, inner) = split_at_axis(x.shape(), axis);
+    let xd = x.data();
+    if inner == 1 {
+        for (src, dst) in xd
+            .chunks_exact(n.max(1))
+            .zip(out.chunks_exact_mut(n.max(1)))
+        {
+            f(src, dst);
+        }
+        return;
+    }
+    let mut lane_in = vec![T::zero(); n];
+    let mut lane_out = vec![T::zero(); n];
+    for o in 0..outer {
+        for i in 0..inner {
+            for j in 0..n {
+                lane_in[j] = xd[(o * n + j) * inner + i];
+            }
+            f(&lane_in, &mut lane_out);
+            for j in 0..n {
+                out[(o * n + j) * inner + i] = lane_out[j];
+            }
+        }
+    }
+}
+
+/// Like [`axis_lanes`] for two inputs of the same shape, adding into `out`.
+pub fn axis_lanes2_acc<T: Float>(
+    shape: &[usize],
+    a: &[T],
+    b: &[T],
+    axis: usize,
+    out: &mut [T],
+    mut f: impl FnMut(&[T], &[T], &mut [T]),
+) {
+    let (outer, n, inner) = split_at_axis(shape, axis);
+    let mut la = vec![T::zero(); n];
+    let mut lb = vec![T::zero(); n];
+    let mut lo = vec![T::zero(); n];
+    for o in 0..outer {
+        for i in 0..inner {
+            for j in 0..n {
+                let k = (o * n + j) * inner + i;
+                la[j] = a[k];
+                lb[j] = b[k];
+                lo[j] = T::zero();
+            }
+            f(&la, &lb, &mut lo);
+            for j in 0..n {
+                out[(o * n + j) * inner + i] += lo[j];
+            }
+        }
+    }
+}
+
+/// Swaps two axes: `out` has `x`'s shape with extents `a` and `b` exchanged.
+/// `ACC` adds into `out` instead of overwriting it.
+pub fn swap_axes<T: Float, const ACC: bool>(x: View<'_, T>, a: usize, b: usize, out: &mut [T]) {
+    let shape = x.shape();
+    let mut out_shape: smallvec::SmallVec<[usize; 4]> = shape.into();
+    out_shape.swap(a, b);
+    // Read x with its strides permuted the same way, in the order of out.
+    let mut strides = contiguous_strides(shape);
+    strides.swap(a, b);
+    let xd = x.data();
+    let nd = shape.len();
+    let n = numel(shape);
+    if n == 0 {
+        return;
+    }
+    let mut idx: smallvec::SmallVec<[usize; 4]> = smallvec::smallvec![0; nd];
+    let mut src = 0usize;
+    for o in out.iter_mut().take(n) {
+        if ACC {
+            *o += xd[src];
+        } else {
+            *o = xd[src];
+        }
+        let mut axis = nd;
+        while axis > 0 {
+            axis -= 1;
+            idx[axis] += 1;
+            src += strides[axis];
+            if idx[axis] < out_shape[axis] {
+                break;
+            }
+            src -= strides[axis] * idx[axis];
+            idx[axis] = 0;
+        }
+    }
+}
+
+/// Copies `x[.., start..end, ..]` (along `axis`) into `out`.
+pub fn slice_axis<T: Float>(x: View<'_, T>, axis: usize, start: usize, end: usize, out: &mut [T]) {
+    let (outer, n, inner) = split_at_axis(x.shape(), axis);
+    let len = (end - start) * inner;
+    let xd = x.data();
+    for o in 0..outer {
+        let src = &xd[(o * n + start) * inner..(o * n + start) * inner + len];
+        out[o * len..(o + 1) * len].copy_from_slice(src);
+    }
+}
+
+/// Adds `g` (the shape of a slice `start..end` along `axis` of `shape`) into the
+/// matching positions of `out` (of `shape`): the reverse rule of slicing.
+pub fn slice_axis_backward_acc<T: Float>(
+    g: &[T],
+    shape: &[usize],
+    axis: usize,
+    start: usize,
+    end: usize,
+    out: &mut [T],
+) {
+    let (outer, n, inner) = split_at_axis(shape, axis);
+    let len = (end - start) * inner;
+    for o in 0..outer {
+        let dst = &mut out[(o * n + start) * inner..(o * n + start) * inner + len];
+        for (d, &s) in dst.iter_mut().zip(&g[o * len..(o + 1) * len]) {
+            *d += s;
+        }
+    }
+}
+
+/// Concatenates views along `axis` (all other extents equal) into `out`.
+pub fn concat<T: Float>(parts: &[View<'_, T>], axis: usize, out: &mut [T]) {
+    let Some(first) = parts.first() else { return };
+    let (outer, _, inner) = split_at_axis(first.shape(), axis);
+    let total: usize = parts.iter().map(|p| p.shape()[axis]).sum();
+    let mut offset = 0;
+    for p in parts {
+        let len = p.shape()[axis] * inner;
+        for o in 0..outer {
+            let dst = (o * total) * inner + offset;
+            out[dst..dst + len].copy_from_slice(&p.data()[o * len..(o + 1) * len]);
+        }
+        offset += len;
+    }
+}
+
+/// `out[..., i, ...] = x[..., index[..., i, ...], ...]` along `axis`, where `index` has
+/// the same number of axes as `x` and the output has `index_shape` (PyTorch's `gather`).
+/// Indices must already be checked against `x`'s extent.
+pub fn gather<T: Float>(
+    x: View<'_, T>,
+    axis: usize,
+    index: &[usize],
+    index_shape: &[usize],
+    out: &mut [T],
+) {
+    let xs = contiguous_strides(x.shape());
+    let xd = x.data();
+    for_each_gather(index_shape, axis, &xs, index, |o, src| out[o] = xd[src]);
+}
+
+/// The reverse rule of [`gather`]: scatter-adds `g` (of `index_shape`) into `out`
+/// (of `x_shape`); repeated indices accumulate.
+pub fn gather_backward_acc<T: Float>(
+    g: &[T],
+    x_shape: &[usize],
+    axis: usize,
+    index: &[usize],
+    index_shape: &[usize],
+    out: &mut [T],
+) {
+    let xs = contiguous_strides(x_shape);
+    for_each_gather(index_shape, axis, &xs, index, |o, dst| out[dst] += g[o]);
+}
+
+fn for_each_gather(
+    index_shape: &[usize],
+    axis: usize,
+    x_strides: &[usize],
+    index: &[usize],
+    mut f: impl FnMut(usize, usize),
+) {
+    let nd = index_shape.len();
+    let mut idx: smallvec::SmallVec<[usize; 4]> = smallvec::smallvec![0; nd];
+    for (o, &k) in index.iter().enumerate() {
+        let mut src = 0;
+        for d in 0..nd {
+            src += x_strides[d] * if d == axis { k } else { idx[d] };
+        }
+        f(o, src);
+        let mut d = nd;
+        while d > 0 {
+            d -= 1;
+            idx[d] += 1;
+            if idx[d] < index_shape[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+/// One matrix of a (possibly transposed) operand: its rows and columns as stored.
+fn mat<T: Float>(data: &[T], rows: usize, cols: usize, transpose: bool) -> ArrayView2<'_, T> {
+    let v = ArrayView2::from_shape((rows, cols).strides((cols, 1)), data)
+        .expect("matrix view matches its slice");
+    if transpose { v.reversed_axes() } else { v }
+}
+
+/// `c = op(a) op(b) + beta c` for row-major matrices, where `op` optionally transposes.
+/// `a` is stored `[m, k]` (or `[k, m]` when `ta`), `b` is `[k, n]` (or `[n, k]`).
+/// The multiply goes through `matrixmultiply` (by way of `ndarray`, which keeps the
+/// raw-pointer call out of this crate).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm<T: Float>(
+    a: &[T],
+    ta: bool,
+    b: &[T],
+    tb: bool,
+    m: usize,
+    k: usize,
+    n: usize,
+    beta: T,
+    c: &mut [T],
+) {
+    let av = if ta {
+        mat(a, k, m, true)
+    } else {
+        mat(a, m, k, false)
+    };
+    let bv = if tb {
+        mat(b, n, k, true)
+    } else {
+        mat(b, k, n, false)
+    };
+    let mut cv = ArrayViewMut2::from_shape((m, n), c).expect("output matches m x n");
+    if k == 0 {
+        cv.map_inplace(|x| *x = *x * beta);
+        return;
+    }
+    general_mat_mul(T::one(), &av, &bv, beta, &mut cv);
+}
+
+/// The output shape of `a @ b` for `a: [..., m, k]`, `b: [..., k, n]` (batch axes
+/// broadcast), or `None` when the shapes do not multiply.
+pub fn matmul_shape(a: &[usize], b: &[usize]) -> Option<crate::Shape> {
+    if a.len() < 2 || b.len() < 2 {
+        return None;
+    }
+    let (m, k) = (a[a.len() - 2], a[a.len() - 1]);
+    let (k2, n) = (b[b.len() - 2], b[b.len() - 1]);
+    if k != k2 {
+        return None;
+    }
+    let mut out = crate::broadcast_shapes(&a[..a.len() - 2], &b[..b.len() - 2])?;
+    out.push(m);
+    out.push(n);
+    Some(out)
+}
+
+/// Calls `f(a_offset, b_offset, out_offset)` (in matrices) for every output matrix of
+/// a batched product whose batch axes broadcast.
+fn for_each_batch(a: &[usize], b: &[usize], out: &[usize], f: impl FnMut(usize, usize, usize)) {
+    let ob = &out[..out.len() - 2];
+    let mut f = f;
+    for_each_broadcast(ob, &a[..a.len() - 2], &b[..b.len() - 2], |o, i, j| {
+        f(i, j, o)
+    });
+}
+
+/// `out = a @ b` (2-d or batched; see [`matmul_shape`]).
+pub fn matmul<T: Float>(a: View<'_, T>, b: View<'_, T>, out_shape: &[usize], out: &mut [T]) {
+    let (ash, bsh) = (a.shape(), b.shape());
+    let (m, k, n) = (ash[ash.len() - 2], ash[ash.len() - 1], bsh[bsh.len() - 1]);
+    if bsh.len() == 2 {
+        // [batch..., m, k] @ [k, n] is one [batch*m, k] @ [k, n] product.
+        let rows = numel(&ash[..ash.len() - 1]);
+        gemm(a.data(), false, b.data(), false, rows, k, n, T::zero(), out);
+        return;
+    }
+    let (ma, mb, mo) = (m * k, k * n, m * n);
+    for_each_batch(ash, bsh, out_shape, |i, j, o| {
+        gemm(
+            &a.data()[i * ma..(i + 1) * ma],
+            false,
+            &b.data()[j * mb..(j + 1) * mb],
+            false,
+            m,
+            k,
+            n,
+            T::zero(),
+            &mut out[o * mo..(o + 1) * mo],
+        );
+    });
+}
+
+/// Adds `g @ bᵀ` into `ga`: the gradient of `a @ b` with respect to `a`. Broadcast batch
+/// axes of `a` are summed, because every product adds into the matrix it read.
+pub fn matmul_backward_lhs_acc<T: Float>(
+    g: View<'_, T>,
+    b: View<'_, T>,
+    a_shape: &[usize],
+    ga: &mut [T],
+) {
+    let bsh = b.shape();
+    let (m, k) = (a_shape[a_shape.len() - 2], a_shape[a_shape.len() - 1]);
+    let n = bsh[bsh.len() - 1];
+    if bsh.len() == 2 && numel(g.shape()) / n == numel(a_shape) / k {
+        let rows = numel(a_shape) / k;
+        gemm(g.data(), false, b.data(), true, rows, n, k, T::one(), ga);
+        return;
+    }
+    let (ma, mb, mo) = (m * k, k * n, m * n);
+    for_each_batch(a_shape, bsh, g.shape(), |i, j, o| {
+        gemm(
+            &g.data()[o * mo..(o + 1) * mo],
+            false,
+            &b.data()[j * mb..(j + 1) * mb],
+            true,
+            m,
+            n,
+            k,
+            T::one(),
+            &mut ga[i * ma..(i + 1) * ma],
+        );
+    });
+}
+
+/// Adds `aᵀ @ g` into `gb`: the gradient of `a @ b` with respect to `b`.
+pub fn matmul_backward_rhs_acc<T: Float>(
+    a: View<'_, T>,
+    g: View<'_, T>,
+    b_shape: &[usize],
+    gb: &mut [T],
+) {
+    let ash = a.shape();
+    let (m, k) = (ash[ash.len() - 2], ash[ash.len() - 1]);
+    let n = b_shape[b_shape.len() - 1];
+    if b_shape.len() == 2 {
+        let rows = numel(ash) / k;
+        gemm(a.data(), true, g.data(), false, k, rows, n, T::one(), gb);
+        return;
+    }
+    let (ma, mb, mo) = (m * k, k * n, m * n);
+    for_each_batch(ash, b_shape, g.shape(), |i, j, o| {
+        gemm(
+            &a.data()[i * ma..(i + 1) * ma],
+            true,
+            &g.data()[o * mo..(o + 1) * mo],
+            false,
+            k,
+            m,
+            n,
+            T::one(),
+            &mut gb[j * mb..(j + 1) * mb],
+        );
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for p in 0..k {
+                    c[i * n + j] += a[i * k + p] * b[p * n + j];
+                }
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn gemm_matches_naive_with_transposes() {
+        let (m, k, n) = (3, 4, 5);
+        let a: Vec<f64> = (0..m * k).map(|i| (i as f64).sin()).collect();
+        let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.7).cos()).collect();
+        let want = naive(&a, &b, m, k, n);
+        let mut c = vec![f64::NAN; m * n];
+        gemm(&a, false, &b, false, m, k, n, 0.0, &mut c);
+        for (x, y) in c.iter().zip(&want) {
+            assert!((x - y).abs() < 1e-12);
+        }
+        // aᵀ stored as [k, m]; bᵀ stored as [n, k].
+        let mut at = vec![0.0; m * k];
+        swap_axes::<f64, false>(View::new(&[m, k], &a), 0, 1, &mut at);
+        let mut bt = vec![0.0; k * n];
+        swap_axes::<f64, false>(View::new(&[k, n], &b), 0, 1, &mut bt);
+        let mut c2 = vec![1.0; m * n];
+        gemm(&at, true, &bt, true, m, k, n, 1.0, &mut c2);
+        for (x, y) in c2.iter().zip(&want) {
+            assert!((x - (y + 1.0)).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn batched_matmul_broadcasts_batch_axes() {
+        let a: Vec<f64> = (0..2 * 2 * 3).map(|i| i as f64).collect();
+        let b: Vec<f64> = (0..3 * 2).map(|i| (i as f64) - 2.0).collect();
+        let out_shape = matmul_shape(&[2, 2, 3], &[1, 3, 2]).unwrap();
+        assert_eq!(out_shape.as_slice(), &[2, 2, 2]);
+        let mut out = vec![0.0; 8];
+        matmul(
+            View::new(&[2, 2, 3], &a),
+            View::new(&[1, 3, 2], &b),
+            &out_shape,
+            &mut out,
+        );
+        let want0 = naive(&a[..6], &b, 2, 3, 2);
+        let want1 = naive(&a[6..], &b, 2, 3, 2);
+        assert_eq!(&out[..4], want0.as_slice());
+        assert_eq!(&out[4..], want1.as_slice());
+    }
+
+    #[test]
+    fn sum_to_shape_reverses_broadcast() {
+        // g of shape [2, 3] summed back to [2, 1].
+        let g = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut out = [0.0; 2];
+        sum_to_shape_acc(View::new(&[2, 3], &g), &[2, 1], &mut out);
+        assert_eq!(out, [6.0, 15.0]);
+        let mut all = [0.0; 1];
+        sum_to_shape_acc(View::new(&[2, 3], &g), &[], &mut all);
+        assert_eq!(all, [21.0]);
+    }
+
+    #[test]
+    fn swap_axes_transposes_3d() {
+        let x: Vec<f64> = (0..24).map(|i| i as f64).collect();
+        let mut out = vec![0.0; 24];
+        swap_axes::<f64, false>(View::new(&[2, 3, 4], &x), 0, 2, &mut out);
+        // out[k, j, i] = x[i, j, k]; out shape [4, 3, 2].
+        for i in 0..2 {
+            for j in 0..3 {
+                for k in 0..4 {
+                    assert_eq!(out[k * 6 + j * 2 + i], x[i * 12 + j * 4 + k]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_is_stable_for_large_inputs() {
+        let x = [1000.0, 1001.0, 1002.0];
+        let mut out = [0.0; 3];
+        softmax_axis(View::new(&[3], &x), 0, &mut out);
+        let total: f64 = out.iter().sum();
+        assert!((total - 1.0).abs() < 1e-15);
+        assert!(out[2] > out[1] && out[1] > out[0]);
+    }
+}

@@ -1,0 +1,51 @@
+//! # descent-tensor
+//!
+//! The n-dimensional arrays under the descent autodiff engine, and the kernels that
+//! compute on them. This crate knows nothing of tapes or gradients: it is plain
+//! numerics, so it can be read, tested and benchmarked on its own.
+//!
+//! - [`Tensor`] is an owned, contiguous, row-major array generic over [`Float`]
+//!   (`f32`, `f64`), its shape a [`Shape`] (a `SmallVec`, inline up to four axes).
+//! - [`View`] borrows a shape and a slice; kernels read views and write into
+//!   caller-provided slices, so a caller can recycle buffers.
+//! - Broadcasting follows NumPy ([`broadcast_shapes`]); its reverse rule, summing a
+//!   gradient back over stretched axes, is [`kernels::sum_to_shape_acc`].
+//! - Matrix multiply goes through `matrixmultiply` (via `ndarray`'s safe
+//!   `general_mat_mul`), chosen by measurement (see `docs/PERFORMANCE.md`).
+//!
+//! ```
+//! use descent_tensor::{kernels, Tensor};
+//! let a = Tensor::from([[1.0, 2.0], [3.0, 4.0]]);
+//! let b = Tensor::from([[5.0, 6.0], [7.0, 8.0]]);
+//! let mut c = vec![0.0; 4];
+//! kernels::matmul(a.view(), b.view(), &[2, 2], &mut c);
+//! assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
+//! ```
+#![warn(missing_docs)]
+
+mod element;
+pub mod kernels;
+mod shape;
+mod tensor;
+
+pub use element::Float;
+pub use shape::{
+    Shape, ShapeDisplay, broadcast_shapes, broadcast_strides, contiguous_strides, numel,
+    split_at_axis,
+};
+pub use smallvec::smallvec;
+pub use tensor::{Tensor, View};
+
+/// Errors from building tensors out of user data.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TensorError {
+    /// The data does not have as many elements as the shape holds.
+    #[error("a tensor of shape {} needs {} elements, but {len} were given", ShapeDisplay(.shape), numel(.shape))]
+    DataLength {
+        /// The requested shape.
+        shape: Shape,
+        /// How many elements were supplied.
+        len: usize,
+    },
+}
