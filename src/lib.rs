@@ -50,3 +50,8 @@ pub mod prelude {
     pub use descent_tape::{NodeId, Op, Tape, Var};
     pub use descent_tensor::{Float, Tensor};
 }
+
+/// The README's example, compiled and run as a doctest so it cannot go stale.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,7 +1,7 @@
 //! The gradient store a reverse walk produces.
 
 use crate::Error;
-use descent_tape::{Meta, NodeId, TapeRead, Var};
+use descent_tape::{Meta, NodeId, ParamId, TapeRead, Var};
 use descent_tensor::{Float, Shape, View};
 
 /// The gradient of one output with respect to every node on a path to it (each
@@ -36,11 +36,15 @@ pub struct Gradients<T: Float> {
     /// The node owning each tensor slot, ascending (slots are handed out in node order).
     pub(crate) slot_nodes: Vec<u32>,
     pub(crate) zeros: Vec<T>,
+    /// Parameters bound on the tape, with their nodes, in binding order.
+    pub(crate) bindings: Vec<(ParamId, NodeId)>,
 }
 
 impl<T: Float> Gradients<T> {
     pub(crate) fn new(read: &TapeRead<'_, T>, len: usize) -> Self {
-        let meta = &read.meta()[..len];
+        // Every tensor node's shape, those recorded after the output included, so that a
+        // lookup of one of those gives zeros of its own shape (not a 0-d zero).
+        let meta = read.meta();
         let mut shapes = Vec::new();
         let mut slot_nodes = Vec::new();
         for (i, m) in meta.iter().enumerate() {
@@ -59,6 +63,7 @@ impl<T: Float> Gradients<T> {
             shapes,
             slot_nodes,
             zeros: Vec::new(),
+            bindings: read.bindings().to_vec(),
         }
     }
 
@@ -143,14 +148,10 @@ impl<T: Float> Gradients<T> {
     /// The fallible form of [`Gradients::wrt`].
     pub fn try_wrt(&self, x: Var<'_, T>) -> Result<View<'_, T>, Error> {
         self.check(&x)?;
-        Ok(self.view_of(x.id()).unwrap_or_else(|| {
-            let shape: &[usize] = match self.slot_of(x.id()) {
-                Some(s) => &self.shapes[s],
-                None => &[],
-            };
-            // `finish` sized `zeros` for the largest unreached tensor node.
-            View::new(shape, &self.zeros[..descent_tensor::numel(shape)])
-        }))
+        // `finish` sized `zeros` for the largest unreached tensor node.
+        Ok(self
+            .view_of(x.id())
+            .unwrap_or_else(|| self.zeros_like(x.id())))
     }
 
     /// The gradient with respect to `x`, or `None` when no gradient reached it.
@@ -181,6 +182,42 @@ impl<T: Float> Gradients<T> {
                 .map(|d| View::new(&self.shapes[s], d)),
             None => self.is_reached(i).then(|| View::scalar(&self.scalar[i])),
         }
+    }
+
+    /// The gradient with respect to a parameter bound on the tape with `Tape::param`,
+    /// or `None` if it was not bound (or no gradient reached it).
+    ///
+    /// ```
+    /// use descent_backprop::Backward;
+    /// use descent_tape::{ParamStore, Tape};
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let w = store.insert("w", Tensor::from([2.0, 3.0]));
+    /// let tape = Tape::new();
+    /// let loss = (tape.param(&store, w) * 4.0).sum();
+    /// let grads = loss.backward();
+    /// assert_eq!(grads.param(w).unwrap().data(), &[4.0, 4.0]);
+    /// ```
+    pub fn param(&self, id: ParamId) -> Option<View<'_, T>> {
+        let &(_, node) = self.bindings.iter().find(|(p, _)| *p == id)?;
+        self.view_of(node)
+    }
+
+    /// Every bound parameter's gradient, in binding order (zeros where no gradient
+    /// reached a bound parameter).
+    pub fn params(&self) -> impl Iterator<Item = (ParamId, View<'_, T>)> + '_ {
+        self.bindings.iter().map(|&(id, node)| {
+            let view = self.view_of(node).unwrap_or_else(|| self.zeros_like(node));
+            (id, view)
+        })
+    }
+
+    fn zeros_like(&self, id: NodeId) -> View<'_, T> {
+        let shape: &[usize] = match self.slot_of(id) {
+            Some(s) => &self.shapes[s],
+            None => &[],
+        };
+        View::new(shape, &self.zeros[..descent_tensor::numel(shape)])
     }
 
     /// Number of nodes covered (the output's id plus one).

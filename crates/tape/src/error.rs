@@ -48,9 +48,9 @@ pub enum Error {
         /// The op.
         op: &'static str,
         /// The left operand.
-        lhs: NodeRef,
+        lhs: Box<NodeRef>,
         /// The right operand.
-        rhs: NodeRef,
+        rhs: Box<NodeRef>,
     },
     /// The operands of a matrix multiply do not multiply.
     #[error("{op}: cannot multiply {} by {}: {reason} (lhs: {lhs}; rhs: {rhs})", ShapeDisplay(&.lhs.shape), ShapeDisplay(&.rhs.shape))]
@@ -60,9 +60,9 @@ pub enum Error {
         /// Why the shapes do not multiply.
         reason: String,
         /// The left operand.
-        lhs: NodeRef,
+        lhs: Box<NodeRef>,
         /// The right operand.
-        rhs: NodeRef,
+        rhs: Box<NodeRef>,
     },
     /// An operand has a shape the op cannot take.
     #[error("{op}: {reason} (operand: {node})")]
@@ -72,7 +72,7 @@ pub enum Error {
         /// What is wrong with the shape.
         reason: String,
         /// The operand at fault.
-        node: NodeRef,
+        node: Box<NodeRef>,
     },
     /// Two or more operands that must agree in shape do not.
     #[error("{op}: {reason} (operands: {})", .nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join("; "))]
@@ -82,10 +82,10 @@ pub enum Error {
         /// What disagrees.
         reason: String,
         /// The operands involved.
-        nodes: Vec<NodeRef>,
+        nodes: Vec<Box<NodeRef>>,
     },
     /// An axis is out of range for the operand's number of axes.
-    #[error("{op}: axis {axis} is out of range for a tensor with {ndim} axes (operand: {node})")]
+    #[error("{op}: axis {axis} is out of range for a tensor with {ndim} {} (operand: {node})", if *.ndim == 1 { "axis" } else { "axes" })]
     Axis {
         /// The op.
         op: &'static str,
@@ -94,7 +94,7 @@ pub enum Error {
         /// The operand's number of axes.
         ndim: usize,
         /// The operand.
-        node: NodeRef,
+        node: Box<NodeRef>,
     },
     /// An index (gather index, class label) is out of range.
     #[error(
@@ -110,7 +110,7 @@ pub enum Error {
         /// The extent it must be below.
         extent: usize,
         /// The operand indexed.
-        node: NodeRef,
+        node: Box<NodeRef>,
     },
     /// A handle from a different tape was given to this tape.
     #[error("{op}: node {} belongs to another tape (tape #{handle_tape}, not tape #{tape}); handles cannot move between tapes", .id.index())]
@@ -143,6 +143,24 @@ pub enum Error {
         op: &'static str,
         /// What is wrong.
         reason: String,
+    },
+    /// A `ParamId` from another `ParamStore` was used.
+    #[error(
+        "{op}: the parameter id belongs to another store (store #{param_store}, not store #{store})"
+    )]
+    ForeignParam {
+        /// The op.
+        op: &'static str,
+        /// The store the id came from.
+        param_store: u32,
+        /// The store it was used with.
+        store: u32,
+    },
+    /// A `ParamId` whose parameter was removed from its store was used.
+    #[error("{op}: the parameter was removed from its store")]
+    RemovedParam {
+        /// The op.
+        op: &'static str,
     },
     /// A value given to the tape does not fit its shape.
     #[error(transparent)]

@@ -31,10 +31,12 @@
 
 mod error;
 pub mod ops;
+mod params;
 mod tape;
 mod var;
 
 pub use error::{Error, NodeRef, Result};
 pub use ops::{BinaryOp, Op, UnaryOp};
+pub use params::{ParamId, ParamKey, ParamStore};
 pub use tape::{Meta, Node, NodeId, ScopeGuard, Tape, TapeRead, Value};
 pub use var::Var;

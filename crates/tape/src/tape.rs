@@ -148,6 +148,8 @@ pub(crate) struct Inner<T> {
     /// `(first node, scope)` each time the current scope changed: a node's scope is
     /// that of the last run starting at or before it.
     pub(crate) scope_runs: Vec<(u32, u32)>,
+    /// Parameters bound as leaves this generation, in binding order.
+    pub(crate) bindings: Vec<(crate::ParamId, NodeId)>,
 }
 
 impl<T: Float> Inner<T> {
@@ -215,14 +217,14 @@ impl<T: Float> Inner<T> {
         id
     }
 
-    pub(crate) fn node_ref(&self, id: NodeId) -> NodeRef {
-        NodeRef {
+    pub(crate) fn node_ref(&self, id: NodeId) -> Box<NodeRef> {
+        Box::new(NodeRef {
             id,
             op: self.nodes[id.index()].op.name(),
             name: self.names.get(&id.0).cloned(),
             scope: self.scope_of(id).to_owned(),
             shape: self.shape(id).into(),
-        }
+        })
     }
 }
 
@@ -292,6 +294,7 @@ impl<T: Float> Tape<T> {
                 scopes: vec![String::new()],
                 current_scope: 0,
                 scope_runs: Vec::new(),
+                bindings: Vec::new(),
             }),
         }
     }
@@ -334,6 +337,7 @@ impl<T: Float> Tape<T> {
         inner.nodes.clear();
         inner.meta.clear();
         inner.scope_runs.clear();
+        inner.bindings.clear();
         for t in inner.tensors.drain(..) {
             inner.pool.give(t.into_data());
         }
@@ -628,9 +632,13 @@ impl<T: Float> TapeRead<'_, T> {
         let ix = &self.inner.indices[slot as usize];
         (&ix.shape, &ix.data)
     }
+    /// Parameters bound with [`Tape::param`] this generation, in binding order.
+    pub fn bindings(&self) -> &[(crate::ParamId, NodeId)] {
+        &self.inner.bindings
+    }
     /// How a node is named in errors.
     pub fn node_ref(&self, id: NodeId) -> NodeRef {
-        self.inner.node_ref(id)
+        *self.inner.node_ref(id)
     }
     pub(crate) fn inner_ref(&self) -> &Inner<T> {
         &self.inner

@@ -461,6 +461,22 @@ pub fn gemm<T: Float>(
     beta: T,
     c: &mut [T],
 ) {
+    // Empty operands are settled before any view is built: `ndarray` refuses a view of
+    // an empty slice with a nonzero extent (`[2, 0]` has rows but no elements).
+    if k == 0 {
+        // An empty sum: c = beta c (exactly zero for beta = 0, even over NaN).
+        for x in &mut c[..m * n] {
+            *x = if beta == T::zero() {
+                T::zero()
+            } else {
+                *x * beta
+            };
+        }
+        return;
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
     let av = if ta {
         mat(a, k, m, true)
     } else {
@@ -472,10 +488,6 @@ pub fn gemm<T: Float>(
         mat(b, k, n, false)
     };
     let mut cv = ArrayViewMut2::from_shape((m, n), c).expect("output matches m x n");
-    if k == 0 {
-        cv.map_inplace(|x| *x = *x * beta);
-        return;
-    }
     general_mat_mul(T::one(), &av, &bv, beta, &mut cv);
 }
 
@@ -543,8 +555,10 @@ pub fn matmul_backward_lhs_acc<T: Float>(
     let bsh = b.shape();
     let (m, k) = (a_shape[a_shape.len() - 2], a_shape[a_shape.len() - 1]);
     let n = bsh[bsh.len() - 1];
-    if bsh.len() == 2 && numel(g.shape()) / n == numel(a_shape) / k {
-        let rows = numel(a_shape) / k;
+    // Rows are counted from the shapes, not as numel / k, which divides by zero for an
+    // empty operand.
+    let rows = numel(&a_shape[..a_shape.len() - 1]);
+    if bsh.len() == 2 && numel(&g.shape()[..g.ndim() - 1]) == rows {
         gemm(g.data(), false, b.data(), true, rows, n, k, T::one(), ga);
         return;
     }
@@ -575,7 +589,7 @@ pub fn matmul_backward_rhs_acc<T: Float>(
     let (m, k) = (ash[ash.len() - 2], ash[ash.len() - 1]);
     let n = b_shape[b_shape.len() - 1];
     if b_shape.len() == 2 {
-        let rows = numel(ash) / k;
+        let rows = numel(&ash[..ash.len() - 1]);
         gemm(a.data(), true, g.data(), false, k, rows, n, T::one(), gb);
         return;
     }

@@ -22,9 +22,7 @@ pub fn sigmoid<T: Float>(x: T) -> T {
 /// `max(x, 0)`; NaN stays NaN.
 #[inline]
 pub fn relu<T: Float>(x: T) -> T {
-    if x > T::zero() {
-        x
-    } else if x.is_nan() {
+    if x > T::zero() || x.is_nan() {
         x
     } else {
         T::zero()

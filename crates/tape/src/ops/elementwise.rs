@@ -108,7 +108,7 @@ impl UnaryOp {
             UnaryOp::Neg => -T::one(),
             // p·x^(p-1); a zero exponent is a constant whose derivative is 0 everywhere,
             // including x = 0 where the formula would give 0·∞.
-            UnaryOp::PowF(p) if p == 0.0 => T::zero(),
+            UnaryOp::PowF(0.0) => T::zero(),
             UnaryOp::PowF(p) => T::from_f64(p) * x.powf(T::from_f64(p - 1.0)),
             UnaryOp::PowI(0) => T::zero(),
             UnaryOp::PowI(n) => T::from_f64(n as f64) * x.powi(n - 1),
@@ -348,6 +348,26 @@ macro_rules! unary_method {
     };
 }
 
+/// The fallible form of an op whose panicking form is an operator (`+`, `-`, ...).
+/// The fallible form of an op whose panicking form is an operator (unary `-`).
+macro_rules! unary_try_method {
+    ($(#[$doc:meta])* $try_name:ident, $op:expr) => {
+        $(#[$doc])*
+        pub fn $try_name(self) -> Result<Var<'t, T>> {
+            self.unary($op)
+        }
+    };
+}
+
+macro_rules! binary_try_method {
+    ($(#[$doc:meta])* $try_name:ident, $op:expr) => {
+        $(#[$doc])*
+        pub fn $try_name(self, rhs: Var<'t, T>) -> Result<Var<'t, T>> {
+            self.binary($op, rhs)
+        }
+    };
+}
+
 macro_rules! binary_method {
     ($(#[$doc:meta])* $name:ident, $try_name:ident, $op:expr) => {
         $(#[$doc])*
@@ -362,8 +382,10 @@ macro_rules! binary_method {
 }
 
 impl<'t, T: Float> Var<'t, T> {
-    binary_method!(
-        /// `a + b`, broadcast. ∂/∂a = 1, ∂/∂b = 1. PyTorch: `torch.add`. Also the `+` operator.
+    binary_try_method!(
+        /// `a + b`, broadcast, as a fallible call; the `+` operator (with handles or plain
+        /// numbers on either side) panics with the same message. ∂/∂a = 1, ∂/∂b = 1.
+        /// PyTorch: `torch.add`.
         ///
         /// ```
         /// use descent_tape::Tape;
@@ -371,38 +393,41 @@ impl<'t, T: Float> Var<'t, T> {
         /// let tape = Tape::<f64>::new();
         /// let m = tape.var(Tensor::from([[1.0, 2.0], [3.0, 4.0]]));
         /// let row = tape.var(Tensor::from([10.0, 20.0]));
-        /// assert_eq!(m.add(row).value().data(), &[11.0, 22.0, 13.0, 24.0]);
+        /// assert_eq!((m + row).value().data(), &[11.0, 22.0, 13.0, 24.0]);
         /// let bad = tape.var(Tensor::from([1.0, 2.0, 3.0]));
         /// assert!(m.try_add(bad).unwrap_err().to_string().contains("[2, 2] and [3]"));
         /// ```
-        add, try_add, BinaryOp::Add
+        try_add, BinaryOp::Add
     );
-    binary_method!(
-        /// `a - b`, broadcast. ∂/∂a = 1, ∂/∂b = -1. PyTorch: `torch.sub`. Also `-`.
+    binary_try_method!(
+        /// `a - b`, broadcast, as a fallible call; the `-` operator panics with the same
+        /// message. ∂/∂a = 1, ∂/∂b = -1. PyTorch: `torch.sub`.
         ///
         /// ```
         /// let tape = descent_tape::Tape::<f64>::new();
-        /// assert_eq!(tape.var(5.0).sub(tape.var(2.0)).item(), 3.0);
+        /// assert_eq!((tape.var(5.0) - tape.var(2.0)).item(), 3.0);
         /// ```
-        sub, try_sub, BinaryOp::Sub
+        try_sub, BinaryOp::Sub
     );
-    binary_method!(
-        /// `a * b`, broadcast. ∂/∂a = b, ∂/∂b = a. PyTorch: `torch.mul`. Also `*`.
+    binary_try_method!(
+        /// `a * b`, broadcast, as a fallible call; the `*` operator panics with the same
+        /// message. ∂/∂a = b, ∂/∂b = a. PyTorch: `torch.mul`.
         ///
         /// ```
         /// let tape = descent_tape::Tape::<f64>::new();
-        /// assert_eq!(tape.var(5.0).mul(tape.var(2.0)).item(), 10.0);
+        /// assert_eq!((tape.var(5.0) * tape.var(2.0)).item(), 10.0);
         /// ```
-        mul, try_mul, BinaryOp::Mul
+        try_mul, BinaryOp::Mul
     );
-    binary_method!(
-        /// `a / b`, broadcast. ∂/∂a = 1/b, ∂/∂b = -a/b². PyTorch: `torch.div`. Also `/`.
+    binary_try_method!(
+        /// `a / b`, broadcast, as a fallible call; the `/` operator panics with the same
+        /// message. ∂/∂a = 1/b, ∂/∂b = -a/b². PyTorch: `torch.div`.
         ///
         /// ```
         /// let tape = descent_tape::Tape::<f64>::new();
-        /// assert_eq!(tape.var(5.0).div(tape.var(2.0)).item(), 2.5);
+        /// assert_eq!((tape.var(5.0) / tape.var(2.0)).item(), 2.5);
         /// ```
-        div, try_div, BinaryOp::Div
+        try_div, BinaryOp::Div
     );
     binary_method!(
         /// Element-wise `max(a, b)`, broadcast. The gradient goes to the larger operand,
@@ -424,14 +449,15 @@ impl<'t, T: Float> Var<'t, T> {
         /// ```
         minimum, try_minimum, BinaryOp::Minimum
     );
-    unary_method!(
-        /// `-x`. d/dx = -1. PyTorch: `torch.neg`. Also unary `-`.
+    unary_try_method!(
+        /// `-x` as a fallible call; unary `-` panics with the same message. d/dx = -1.
+        /// PyTorch: `torch.neg`.
         ///
         /// ```
         /// let tape = descent_tape::Tape::<f64>::new();
-        /// assert_eq!(tape.var(2.0).neg().item(), -2.0);
+        /// assert_eq!((-tape.var(2.0)).item(), -2.0);
         /// ```
-        neg, try_neg, UnaryOp::Neg
+        try_neg, UnaryOp::Neg
     );
     unary_method!(
         /// `eˣ`. d/dx = eˣ (the output, which backward reuses). PyTorch: `torch.exp`.

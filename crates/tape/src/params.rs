@@ -1,0 +1,218 @@
+//! Parameters: named tensors that outlive tapes, keyed by generational ids.
+
+use crate::error::{Error, Result};
+use crate::{NodeId, Tape, Var};
+use descent_tensor::{Float, ShapeDisplay, Tensor};
+use slotmap::SlotMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+slotmap::new_key_type! {
+    /// The slotmap key under a [`ParamId`]: what optimiser state is keyed by, in
+    /// `slotmap::SecondaryMap`s.
+    pub struct ParamKey;
+}
+
+/// A parameter's identity: generational (a removed parameter's id never names a new
+/// one) and tied to its store (an id from another store is reported, never misread).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParamId {
+    key: ParamKey,
+    store: u32,
+}
+
+impl ParamId {
+    /// The slotmap key, for keying optimiser state in a `SecondaryMap`.
+    pub fn key(self) -> ParamKey {
+        self.key
+    }
+}
+
+struct Param<T> {
+    name: String,
+    value: Tensor<T>,
+}
+
+static NEXT_STORE_UID: AtomicU32 = AtomicU32::new(1);
+
+/// Named parameters that live across training steps, in insertion order.
+///
+/// Each step binds the parameters it uses as leaves of a fresh tape with
+/// [`Tape::param`]; after backward, their gradients come back keyed by [`ParamId`].
+///
+/// ```
+/// use descent_tape::{ParamStore, Tape};
+/// use descent_tensor::Tensor;
+/// let mut store = ParamStore::<f64>::new();
+/// let w = store.insert("layer1.weight", Tensor::from([[1.0, 2.0]]));
+/// let b = store.insert("layer1.bias", Tensor::from([0.5]));
+/// assert_eq!(store.len(), 2);
+/// assert_eq!(store.num_elements(), 3);
+/// assert_eq!(store.name(w), Some("layer1.weight"));
+/// assert_eq!(store.ids().collect::<Vec<_>>(), vec![w, b]);
+/// let tape = Tape::new();
+/// let wv = tape.param(&store, w);
+/// assert_eq!(wv.shape().as_slice(), &[1, 2]);
+/// ```
+pub struct ParamStore<T: Float = f32> {
+    params: SlotMap<ParamKey, Param<T>>,
+    order: Vec<ParamKey>,
+    uid: u32,
+}
+
+impl<T: Float> Default for ParamStore<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Float> std::fmt::Debug for ParamStore<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut m = f.debug_map();
+        for id in self.ids() {
+            let p = &self.params[id.key];
+            m.entry(&p.name, &ShapeDisplay(p.value.shape()).to_string());
+        }
+        m.finish()
+    }
+}
+
+impl<T: Float> ParamStore<T> {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self {
+            params: SlotMap::with_key(),
+            order: Vec::new(),
+            // Identity only: tells stores apart; never affects a value or an order.
+            uid: NEXT_STORE_UID.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Adds a parameter and returns its id.
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<Tensor<T>>) -> ParamId {
+        let key = self.params.insert(Param {
+            name: name.into(),
+            value: value.into(),
+        });
+        self.order.push(key);
+        ParamId {
+            key,
+            store: self.uid,
+        }
+    }
+
+    /// Removes a parameter, returning its value. Its id never names another parameter.
+    pub fn remove(&mut self, id: ParamId) -> Option<Tensor<T>> {
+        if id.store != self.uid {
+            return None;
+        }
+        let p = self.params.remove(id.key)?;
+        self.order.retain(|&k| k != id.key);
+        Some(p.value)
+    }
+
+    /// Whether `id` names a parameter of this store.
+    pub fn contains(&self, id: ParamId) -> bool {
+        id.store == self.uid && self.params.contains_key(id.key)
+    }
+
+    /// Checks that `id` names a parameter of this store, naming `op` in the error.
+    pub fn check(&self, op: &'static str, id: ParamId) -> Result<()> {
+        if id.store != self.uid {
+            return Err(Error::ForeignParam {
+                op,
+                param_store: id.store,
+                store: self.uid,
+            });
+        }
+        if !self.params.contains_key(id.key) {
+            return Err(Error::RemovedParam { op });
+        }
+        Ok(())
+    }
+
+    /// The parameter's value.
+    pub fn get(&self, id: ParamId) -> Option<&Tensor<T>> {
+        self.contains(id).then(|| &self.params[id.key].value)
+    }
+
+    /// The parameter's value, mutably (optimisers update through this).
+    pub fn get_mut(&mut self, id: ParamId) -> Option<&mut Tensor<T>> {
+        if self.contains(id) {
+            Some(&mut self.params[id.key].value)
+        } else {
+            None
+        }
+    }
+
+    /// The parameter's name.
+    pub fn name(&self, id: ParamId) -> Option<&str> {
+        self.contains(id).then(|| self.params[id.key].name.as_str())
+    }
+
+    /// The id of the first parameter with this name.
+    pub fn find(&self, name: &str) -> Option<ParamId> {
+        self.ids().find(|&id| self.params[id.key].name == name)
+    }
+
+    /// Ids in insertion order.
+    pub fn ids(&self) -> impl Iterator<Item = ParamId> + '_ {
+        self.order.iter().map(|&key| ParamId {
+            key,
+            store: self.uid,
+        })
+    }
+
+    /// `(id, name, value)` in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (ParamId, &str, &Tensor<T>)> + '_ {
+        self.ids().map(|id| {
+            let p = &self.params[id.key];
+            (id, p.name.as_str(), &p.value)
+        })
+    }
+
+    /// Number of parameters.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// True when the store holds no parameter.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Total number of scalar elements over all parameters.
+    pub fn num_elements(&self) -> usize {
+        self.params.values().map(|p| p.value.len()).sum()
+    }
+}
+
+impl<T: Float> Tape<T> {
+    /// Binds a parameter as a variable leaf of this tape, for this step. Binding the
+    /// same parameter again returns the same node. After backward, its gradient is
+    /// looked up by `ParamId`.
+    ///
+    /// # Panics
+    /// If `id` is not a parameter of `store`.
+    pub fn param<'t>(&'t self, store: &ParamStore<T>, id: ParamId) -> Var<'t, T> {
+        match self.try_param(store, id) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The fallible form of [`Tape::param`].
+    pub fn try_param<'t>(&'t self, store: &ParamStore<T>, id: ParamId) -> Result<Var<'t, T>> {
+        store.check("param", id)?;
+        if let Some(&(_, node)) = self.inner.borrow().bindings.iter().find(|(p, _)| *p == id) {
+            return Ok(self.handle(node));
+        }
+        let v = self.var(store.params[id.key].value.clone());
+        self.inner.borrow_mut().bindings.push((id, v.id()));
+        Ok(v)
+    }
+
+    /// The parameters bound on this tape since the last reset, in binding order.
+    pub fn bindings(&self) -> Vec<(ParamId, NodeId)> {
+        self.inner.borrow().bindings.clone()
+    }
+}
