@@ -1,1 +1,564 @@
-fn main() {}
+//! `descent-bench`: W1 and W6 of `shared/docs/WORKLOADS.md`, one JSON line each.
+//!
+//! ```text
+//! cargo run --release -p descent-bench -- <W1|W6|all> [--reps K] [--n N] [--threads T]
+//! cargo run --release -p descent-bench -- W6 --mem [--limit] [--prealloc] [--n N]
+//! ```
+//!
+//! - `--reps K` (default 5): timed repetitions after one warm-up; times are medians.
+//! - `--n N`: W1 step count (default 10,000) / W6 chain length (default 1,000,000).
+//! - `--threads T`: reported only; descent runs scalar graphs on the calling thread.
+//!   Pin with `taskset -c 0` for 1-thread figures.
+//! - `--mem`: W6 memory in a fresh process: RSS before, peak (VmHWM, reset through
+//!   `/proc/self/clear_refs`) after ONE forward + backward, nothing else run first.
+//!   `--limit` measures the hand-written tape instead; `--prealloc` gives descent's
+//!   tape its final capacity up front (`Tape::with_capacity`).
+//! - `--only descent|limit`: W6 timing runs only one side (for profilers:
+//!   `valgrind --tool=callgrind target/release/descent-bench W6 --n 30000 --only descent`);
+//!   the JSON line is then a profile aid, without the other side's figures.
+//!
+//! The timing run also reports memory from its first (warm-up) W6 run, as the peers
+//! do; that figure is clean only when W6 is the process's first workload.
+
+use descent::prelude::*;
+use descent_bench::alloc_count::{self, CountingAlloc, Counts};
+use descent_bench::json::{Json, int_list};
+use descent_bench::rss;
+use descent_bench::stats::{Summary, median, rel_err};
+use descent_bench::w1::{self, Leaf};
+use descent_bench::w6::{self, HandTape, Plan};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Relative tolerance of the correctness checks (WORKLOADS.md: 1e-12).
+const TOL: f64 = 1e-12;
+
+#[derive(Debug)]
+struct Args {
+    workloads: Vec<String>,
+    reps: usize,
+    n: Option<usize>,
+    threads: usize,
+    mem: bool,
+    limit: bool,
+    prealloc: bool,
+    only: Option<String>,
+}
+
+const USAGE: &str = "usage: descent-bench <W1|W6|all>[,...] [--reps K] [--n N] [--threads T] \
+                     [--mem [--limit] [--prealloc]] [--only descent|limit]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        workloads: Vec::new(),
+        reps: 5,
+        n: None,
+        threads: 1,
+        mem: false,
+        limit: false,
+        prealloc: false,
+        only: None,
+    };
+    let mut it = std::env::args().skip(1);
+    let number = |flag: &str, v: Option<String>| -> Result<usize, String> {
+        let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
+        v.replace('_', "")
+            .parse()
+            .map_err(|_| format!("{flag}: not a count: {v}"))
+    };
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--reps" => a.reps = number("--reps", it.next())?.max(1),
+            "--n" => a.n = Some(number("--n", it.next())?),
+            "--threads" => a.threads = number("--threads", it.next())?,
+            "--mem" => a.mem = true,
+            "--limit" => a.limit = true,
+            "--prealloc" => a.prealloc = true,
+            "--only" => match it.next().as_deref() {
+                Some(w @ ("descent" | "limit")) => a.only = Some(w.into()),
+                _ => return Err("--only takes `descent` or `limit`".into()),
+            },
+            "-h" | "--help" => return Err(USAGE.into()),
+            w if !w.starts_with('-') => {
+                for w in w.split(',') {
+                    match w.trim().to_ascii_uppercase().as_str() {
+                        "ALL" => a.workloads.extend(["W1".into(), "W6".into()]),
+                        w @ ("W1" | "W6") => a.workloads.push(w.into()),
+                        other => return Err(format!("unknown workload {other}\n{USAGE}")),
+                    }
+                }
+            }
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
+        }
+    }
+    if a.workloads.is_empty() {
+        return Err(USAGE.into());
+    }
+    if a.only.is_some() && a.workloads != ["W6"] {
+        return Err("--only applies to W6 alone".into());
+    }
+    if a.mem && a.workloads != ["W6"] {
+        return Err("--mem measures W6 alone: run `-- W6 --mem`".into());
+    }
+    Ok(a)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.mem {
+        return if w6_mem(&args) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    let mut ok = true;
+    for w in &args.workloads {
+        ok &= match w.as_str() {
+            "W1" => w1_bench(&args),
+            _ => w6_bench(&args),
+        };
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn base(args: &Args, workload: &str) -> Json {
+    let mut j = Json::new();
+    j.str("peer", "descent")
+        .str("workload", workload)
+        .int("threads", args.threads as i64)
+        .str("descent", env!("CARGO_PKG_VERSION"))
+        .raw("affinity", &int_list(&rss::affinity()));
+    j
+}
+
+fn secs(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
+}
+
+// ---------------------------------------------------------------------------- W1
+
+fn w1_bench(args: &Args) -> bool {
+    let steps = args.n.unwrap_or(w1::STEPS);
+    let tape = Tape::new();
+    // Warm-up: one complete run of each variant.
+    let x_var = w1::run(&tape, steps, Leaf::Var);
+    let x_scalar = w1::run(&tape, steps, Leaf::Scalar);
+    let x_limit = w1::run_limit(steps);
+
+    let (mut t_var, mut t_scalar, mut t_limit) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut r_var, mut r_scalar) = (Vec::new(), Vec::new());
+    let mut xs = Vec::new();
+    for _ in 0..args.reps {
+        let t = Instant::now();
+        let x = w1::run(&tape, steps, Leaf::Var);
+        let dv = secs(t) / steps as f64 * 1e6;
+        let t = Instant::now();
+        let xl = w1::run_limit(steps);
+        let dl = secs(t) / steps as f64 * 1e6;
+        let t = Instant::now();
+        let xsc = w1::run(&tape, steps, Leaf::Scalar);
+        let ds = secs(t) / steps as f64 * 1e6;
+        t_var.push(dv);
+        t_limit.push(dl);
+        t_scalar.push(ds);
+        r_var.push(dv / dl);
+        r_scalar.push(ds / dl);
+        xs.push(x);
+        assert_eq!(xl, x_limit);
+        assert_eq!(xsc, x_scalar);
+    }
+
+    // Allocations per step in steady state (the tape is warm), by phase.
+    let allocs = |leaf: Leaf| -> [Counts; 3] {
+        let mut phase = [Counts::default(); 3];
+        let mut x = w1::X0;
+        for _ in 0..steps {
+            let c0 = alloc_count::counts();
+            tape.reset();
+            let xv = match leaf {
+                Leaf::Var => tape.var(x),
+                Leaf::Scalar => tape.scalar(x),
+            };
+            let loss = xv.cosh().ln();
+            let c1 = alloc_count::counts();
+            let grads = loss.backward();
+            let c2 = alloc_count::counts();
+            x -= w1::LR * grads.wrt(xv).item();
+            drop(grads);
+            let c3 = alloc_count::counts();
+            phase[0] = add(phase[0], c1 - c0);
+            phase[1] = add(phase[1], c2 - c1);
+            phase[2] = add(phase[2], c3 - c2);
+        }
+        phase
+    };
+    let per_step = |c: Counts| c.calls() as f64 / steps as f64;
+    let [rec_v, bw_v, up_v] = allocs(Leaf::Var);
+    let [rec_s, bw_s, up_s] = allocs(Leaf::Scalar);
+
+    let expected = (steps == w1::STEPS).then_some(w1::EXPECTED_X);
+    let err = expected.map(|e| rel_err(xs[0], e));
+    let ok = err.is_none_or(|e| e <= TOL) && rel_err(x_scalar, xs[0]) <= TOL;
+
+    let mut alloc_j = Json::new();
+    alloc_j
+        .num("record_var", per_step(rec_v))
+        .num("backward_var", per_step(bw_v))
+        .num("update_var", per_step(up_v))
+        .num("record_scalar", per_step(rec_s))
+        .num("backward_scalar", per_step(bw_s))
+        .num("update_scalar", per_step(up_s))
+        .num(
+            "bytes_per_step_var",
+            (rec_v.bytes + bw_v.bytes + up_v.bytes) as f64 / steps as f64,
+        )
+        .num(
+            "deallocs_per_step_var",
+            (rec_v.deallocs + bw_v.deallocs + up_v.deallocs) as f64 / steps as f64,
+        );
+
+    let mut j = base(args, "W1");
+    j.int("steps", steps as i64)
+        .obj("us_per_step", &Summary::of(&t_var).to_json())
+        .num("final_x", xs[0])
+        .bool("final_x_all_equal", xs.iter().all(|&x| x == xs[0]))
+        .str("leaf", "tape.var(x)")
+        .opt_num("final_x_expected", expected)
+        .opt_num("final_x_rel_err", err)
+        .bool("correct", ok)
+        .obj("us_per_step_scalar_leaf", &Summary::of(&t_scalar).to_json())
+        .num("final_x_scalar_leaf", x_scalar)
+        .obj("limit_us_per_step", &Summary::of(&t_limit).to_json())
+        .num("limit_final_x", x_limit)
+        .opt_num(
+            "limit_final_x_rel_err",
+            expected.map(|e| rel_err(x_limit, e)),
+        )
+        .num("ratio_vs_limit", median(&r_var))
+        .num("ratio_vs_limit_scalar_leaf", median(&r_scalar))
+        .num("allocs_per_step", per_step(add(add(rec_v, bw_v), up_v)))
+        .num(
+            "allocs_per_step_scalar_leaf",
+            per_step(add(add(rec_s, bw_s), up_s)),
+        )
+        .num("allocs_per_step_tape_recording", per_step(rec_s))
+        .obj("allocs_per_step_by_phase", &alloc_j)
+        .num("warmup_final_x", x_var);
+    println!("{j}");
+    ok
+}
+
+fn add(a: Counts, b: Counts) -> Counts {
+    Counts {
+        allocs: a.allocs + b.allocs,
+        reallocs: a.reallocs + b.reallocs,
+        deallocs: a.deallocs + b.deallocs,
+        bytes: a.bytes + b.bytes,
+    }
+}
+
+// ---------------------------------------------------------------------------- W6
+
+/// Results of one W6 run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct W6Result {
+    value: f64,
+    dx: f64,
+    dy: f64,
+}
+
+/// One descent run: `(reset s, forward s incl. reset, backward s, result, allocs fw, allocs bw)`.
+/// Memory probes (if any) are taken at the phase boundaries, outside the timed regions.
+fn descent_run(
+    tape: &Tape,
+    plan: Plan,
+    mut after_forward: impl FnMut(),
+) -> (f64, f64, f64, W6Result, Counts, Counts) {
+    let c0 = alloc_count::counts();
+    let t0 = Instant::now();
+    tape.reset();
+    let t_reset = secs(t0);
+    let (loss, x, y) = w6::record(tape, plan);
+    let t_fw = secs(t0);
+    let c1 = alloc_count::counts();
+    after_forward();
+    let c1b = alloc_count::counts();
+    let t1 = Instant::now();
+    let grads = descent::backward(loss).expect("backward of a scalar loss");
+    let t_bw = secs(t1);
+    let c2 = alloc_count::counts();
+    let r = W6Result {
+        value: loss.item(),
+        dx: grads.wrt(x).item(),
+        dy: grads.wrt(y).item(),
+    };
+    drop(grads);
+    (t_reset, t_fw, t_bw, r, c1 - c0, c2 - c1b)
+}
+
+/// One limit run: `(forward s, backward s, result)`.
+fn limit_run(
+    hand: &mut HandTape,
+    plan: Plan,
+    mut after_forward: impl FnMut(),
+) -> (f64, f64, W6Result) {
+    let t0 = Instant::now();
+    let out = hand.record(plan);
+    let t_fw = secs(t0);
+    after_forward();
+    let t1 = Instant::now();
+    hand.backward(out);
+    let t_bw = secs(t1);
+    let r = W6Result {
+        value: hand.value(out),
+        dx: hand.adjoint(0),
+        dy: hand.adjoint(1),
+    };
+    (t_fw, t_bw, r)
+}
+
+fn check(r: W6Result, n: usize) -> (Option<f64>, bool) {
+    match w6::expected(n) {
+        None => (None, true),
+        Some((v, dx, dy)) => {
+            let e = rel_err(r.value, v)
+                .max(rel_err(r.dx, dx))
+                .max(rel_err(r.dy, dy));
+            (Some(e), e <= TOL)
+        }
+    }
+}
+
+fn result_json(j: &mut Json, prefix: &str, r: W6Result) {
+    j.num(&format!("{prefix}value"), r.value)
+        .num(&format!("{prefix}dL_dx"), r.dx)
+        .num(&format!("{prefix}dL_dy"), r.dy);
+}
+
+/// Memory probe state: RSS before, RSS after forward, peak after backward (KiB).
+#[derive(Clone, Copy, Debug, Default)]
+struct Mem {
+    rss0: u64,
+    rss1: u64,
+    hwm: u64,
+    peak_reset: bool,
+}
+
+impl Mem {
+    fn start() -> Self {
+        let (rss0, _) = rss::rss_kib().unwrap_or_default();
+        let peak_reset = rss::reset_peak();
+        Mem {
+            rss0,
+            peak_reset,
+            ..Self::default()
+        }
+    }
+    fn after_forward(&mut self) {
+        self.rss1 = rss::rss_kib().unwrap_or_default().0;
+    }
+    fn finish(&mut self) {
+        self.hwm = rss::rss_kib().unwrap_or_default().1;
+    }
+    fn to_json(self, j: &mut Json, prefix: &str, n: usize) {
+        let per = |kib: u64| kib.saturating_sub(self.rss0) as f64 * 1024.0 / n as f64;
+        j.num(&format!("{prefix}tape_bytes_per_node"), per(self.rss1))
+            .num(&format!("{prefix}peak_bytes_per_node"), per(self.hwm))
+            .num(
+                &format!("{prefix}rss_baseline_mib"),
+                self.rss0 as f64 / 1024.0,
+            )
+            .num(&format!("{prefix}peak_rss_mib"), self.hwm as f64 / 1024.0)
+            .bool(&format!("{prefix}peak_reset_ok"), self.peak_reset);
+    }
+}
+
+fn w6_bench(args: &Args) -> bool {
+    let plan = Plan::new(args.n.unwrap_or(w6::N_DEFAULT));
+    if let Some(side) = &args.only {
+        return w6_only(args, plan, side == "limit");
+    }
+    let n = plan.n as f64;
+    let tape = Tape::new();
+    let mut hand = HandTape::new();
+
+    // Warm-up runs, which also give the memory figures (first use of each tape).
+    let mut mem = Mem::start();
+    let (_, _, _, r0, _, _) = descent_run(&tape, plan, || mem.after_forward());
+    mem.finish();
+    let mut lmem = Mem::start();
+    let (_, _, l0) = limit_run(&mut hand, plan, || lmem.after_forward());
+    lmem.finish();
+
+    let (mut fw, mut bw, mut tot, mut reset) = (vec![], vec![], vec![], vec![]);
+    let (mut lfw, mut lbw, mut ltot) = (vec![], vec![], vec![]);
+    let (mut rfw, mut rbw, mut rtot) = (vec![], vec![], vec![]);
+    let (mut afw, mut abw) = (Counts::default(), Counts::default());
+    let mut same = true;
+    for _ in 0..args.reps {
+        let (t_reset, t_fw, t_bw, r, cf, cb) = descent_run(&tape, plan, || {});
+        let (l_fw, l_bw, lr) = limit_run(&mut hand, plan, || {});
+        same &= r == r0 && lr == l0;
+        let (f, b, lf, lb) = (
+            t_fw / n * 1e9,
+            t_bw / n * 1e9,
+            l_fw / n * 1e9,
+            l_bw / n * 1e9,
+        );
+        fw.push(f);
+        bw.push(b);
+        tot.push(f + b);
+        reset.push(t_reset / n * 1e9);
+        lfw.push(lf);
+        lbw.push(lb);
+        ltot.push(lf + lb);
+        rfw.push(f / lf);
+        rbw.push(b / lb);
+        rtot.push((f + b) / (lf + lb));
+        (afw, abw) = (cf, cb);
+    }
+
+    let (err, ok) = check(r0, plan.n);
+    let (lerr, lok) = check(l0, plan.n);
+    let identical = r0 == l0;
+    let exp = w6::expected(plan.n);
+
+    let mut j = base(args, "W6");
+    j.str("w6", "readout-300")
+        .int("N", plan.n as i64)
+        .int("readouts", plan.readouts as i64)
+        .bool("ftz_daz", false)
+        .obj("ns_per_op_forward", &Summary::of(&fw).to_json())
+        .obj("ns_per_op_backward", &Summary::of(&bw).to_json());
+    result_json(&mut j, "", r0);
+    mem.to_json(&mut j, "", plan.n);
+    j.str(
+        "mem_note",
+        "warm-up run, first use of a Tape::new(); clean only if W6 is the first workload",
+    )
+    .int("nodes", plan.nodes() as i64)
+    .obj("ns_per_op_total", &Summary::of(&tot).to_json())
+    .obj("ns_per_op_reset", &Summary::of(&reset).to_json())
+    .opt_num("expected_value", exp.map(|e| e.0))
+    .opt_num("expected_dL_dx", exp.map(|e| e.1))
+    .opt_num("expected_dL_dy", exp.map(|e| e.2))
+    .opt_num("max_rel_err", err)
+    .bool("correct", ok)
+    .bool("results_equal_across_reps", same)
+    .bool("bit_identical_to_limit", identical)
+    .obj("limit_ns_per_op_forward", &Summary::of(&lfw).to_json())
+    .obj("limit_ns_per_op_backward", &Summary::of(&lbw).to_json())
+    .obj("limit_ns_per_op_total", &Summary::of(&ltot).to_json());
+    result_json(&mut j, "limit_", l0);
+    j.opt_num("limit_max_rel_err", lerr)
+        .bool("limit_correct", lok);
+    lmem.to_json(&mut j, "limit_", plan.n);
+    j.num("ratio_forward", median(&rfw))
+        .num("ratio_backward", median(&rbw))
+        .num("ratio_total", median(&rtot))
+        .int("allocs_forward", afw.calls() as i64)
+        .int("allocs_backward", abw.calls() as i64)
+        .int("alloc_bytes_backward", abw.bytes as i64);
+    println!("{j}");
+    ok && lok && same
+}
+
+/// `W6 --mem`: one run, nothing before it, RSS around it.
+fn w6_mem(args: &Args) -> bool {
+    let plan = Plan::new(args.n.unwrap_or(w6::N_DEFAULT));
+    let mut j = base(args, "W6");
+    j.str("w6", "readout-300")
+        .str("mode", "memory")
+        .int("N", plan.n as i64)
+        .int("readouts", plan.readouts as i64)
+        .int("nodes", plan.nodes() as i64);
+    let (r, mut mem, fw, bw);
+    if args.limit {
+        j.str("impl", "hand-written limit (Vec<f64> values, Vec<u8> ops, Vec<[u32;2]> parents, Vec<f64> adjoints)");
+        let mut hand = HandTape::new();
+        mem = Mem::start();
+        let (f, b, res) = limit_run(&mut hand, plan, || mem.after_forward());
+        mem.finish();
+        (r, fw, bw) = (res, f, b);
+        drop(hand);
+    } else {
+        j.str(
+            "impl",
+            if args.prealloc {
+                "descent, Tape::with_capacity(nodes)"
+            } else {
+                "descent, Tape::new()"
+            },
+        );
+        mem = Mem::start();
+        let tape = if args.prealloc {
+            Tape::with_capacity(plan.nodes())
+        } else {
+            Tape::new()
+        };
+        let (_, f, b, res, _, _) = descent_run(&tape, plan, || mem.after_forward());
+        mem.finish();
+        (r, fw, bw) = (res, f, b);
+    }
+    mem.to_json(&mut j, "", plan.n);
+    result_json(&mut j, "", r);
+    let (err, ok) = check(r, plan.n);
+    j.opt_num("max_rel_err", err)
+        .bool("correct", ok)
+        .num("ns_per_op_forward_cold", fw / plan.n as f64 * 1e9)
+        .num("ns_per_op_backward_cold", bw / plan.n as f64 * 1e9);
+    println!("{j}");
+    ok
+}
+
+/// `W6 --only descent|limit`: one side alone (warm-up + reps), for profilers.
+fn w6_only(args: &Args, plan: Plan, limit: bool) -> bool {
+    let n = plan.n as f64;
+    let (mut fw, mut bw) = (vec![], vec![]);
+    let mut res = None;
+    if limit {
+        let mut hand = HandTape::new();
+        for _ in 0..=args.reps {
+            let (f, b, r) = limit_run(&mut hand, plan, || {});
+            fw.push(f / n * 1e9);
+            bw.push(b / n * 1e9);
+            res = Some(r);
+        }
+    } else {
+        let tape = Tape::new();
+        for _ in 0..=args.reps {
+            let (_, f, b, r, _, _) = descent_run(&tape, plan, || {});
+            fw.push(f / n * 1e9);
+            bw.push(b / n * 1e9);
+            res = Some(r);
+        }
+    }
+    // The first run was the warm-up.
+    let (fw, bw) = (&fw[1..], &bw[1..]);
+    let r = res.expect("at least one run");
+    let (err, ok) = check(r, plan.n);
+    let mut j = base(args, "W6");
+    j.str("w6", "readout-300")
+        .str("mode", if limit { "only limit" } else { "only descent" })
+        .int("N", plan.n as i64)
+        .obj("ns_per_op_forward", &Summary::of(fw).to_json())
+        .obj("ns_per_op_backward", &Summary::of(bw).to_json());
+    result_json(&mut j, "", r);
+    j.opt_num("max_rel_err", err).bool("correct", ok);
+    println!("{j}");
+    ok
+}

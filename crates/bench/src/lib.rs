@@ -1,0 +1,14 @@
+//! Benchmarks of descent on the reference workloads of `shared/docs/WORKLOADS.md`:
+//! W1 (per-step overhead of a tiny graph) and W6 (cost of recording and walking one
+//! scalar node), each beside its hand-written "limit" in plain Rust.
+//!
+//! The binary (`src/main.rs`) prints one JSON line per workload with the keys the
+//! peer scripts (`shared/peers/torch_workloads.py`) print, plus descent's own; the
+//! criterion bench (`benches/tape.rs`) times a 10,000-op chain and its limit.
+
+pub mod alloc_count;
+pub mod json;
+pub mod rss;
+pub mod stats;
+pub mod w1;
+pub mod w6;
