@@ -36,6 +36,8 @@ pub struct Gradients<T: Float> {
     /// The node owning each tensor slot, ascending (slots are handed out in node order).
     pub(crate) slot_nodes: Vec<u32>,
     pub(crate) zeros: Vec<T>,
+    /// What an unreached scalar node's lookup reads.
+    pub(crate) zero: T,
     /// Parameters bound on the tape, with their nodes, in binding order.
     pub(crate) bindings: Vec<(ParamId, NodeId)>,
 }
@@ -44,16 +46,16 @@ impl<T: Float> Gradients<T> {
     pub(crate) fn new(read: &TapeRead<'_, T>, len: usize) -> Self {
         // Every tensor node's shape, those recorded after the output included, so that a
         // lookup of one of those gives zeros of its own shape (not a 0-d zero).
-        let meta = read.meta();
-        let mut shapes = Vec::new();
-        let mut slot_nodes = Vec::new();
-        for (i, m) in meta.iter().enumerate() {
-            if let Some(slot) = m.slot() {
-                debug_assert_eq!(slot as usize, shapes.len());
-                shapes.push(Shape::from(read.shape(NodeId::from_index(i))));
-                slot_nodes.push(i as u32);
-            }
-        }
+        let slot_nodes: Vec<u32> = read
+            .tensor_nodes()
+            .iter()
+            .map(|n| n.index() as u32)
+            .collect();
+        let shapes: Vec<Shape> = read
+            .tensor_nodes()
+            .iter()
+            .map(|&n| Shape::from(read.shape(n)))
+            .collect();
         Self {
             tape_uid: read.uid(),
             generation: read.generation(),
@@ -63,6 +65,7 @@ impl<T: Float> Gradients<T> {
             shapes,
             slot_nodes,
             zeros: Vec::new(),
+            zero: T::zero(),
             bindings: read.bindings().to_vec(),
         }
     }
@@ -104,9 +107,10 @@ impl<T: Float> Gradients<T> {
             .filter(|(t, _)| t.is_none())
             .map(|(_, s)| descent_tensor::numel(s))
             .max()
-            .unwrap_or(0)
-            .max(1);
-        self.zeros = vec![T::zero(); longest];
+            .unwrap_or(0);
+        if longest > 0 {
+            self.zeros = vec![T::zero(); longest];
+        }
     }
 
     fn slot_of(&self, id: NodeId) -> Option<usize> {
@@ -213,11 +217,13 @@ impl<T: Float> Gradients<T> {
     }
 
     fn zeros_like(&self, id: NodeId) -> View<'_, T> {
-        let shape: &[usize] = match self.slot_of(id) {
-            Some(s) => &self.shapes[s],
-            None => &[],
-        };
-        View::new(shape, &self.zeros[..descent_tensor::numel(shape)])
+        match self.slot_of(id) {
+            Some(s) => {
+                let shape: &[usize] = &self.shapes[s];
+                View::new(shape, &self.zeros[..descent_tensor::numel(shape)])
+            }
+            None => View::scalar(&self.zero),
+        }
     }
 
     /// Number of nodes covered (the output's id plus one).

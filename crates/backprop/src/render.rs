@@ -121,9 +121,9 @@ pub fn render<T: Float>(
     for (i, node) in read.nodes().iter().enumerate() {
         let id = NodeId::from_index(i);
         let _ = write!(out, "#{i} {}", node.op());
-        if !node.parents().is_empty() {
-            let ps: Vec<String> = node
-                .parents()
+        if !read.parents(id).is_empty() {
+            let ps: Vec<String> = read
+                .parents(id)
                 .iter()
                 .map(|p| format!("#{}", p.index()))
                 .collect();

@@ -1,8 +1,8 @@
 //! The reverse walk: from the output back to the leaves, one rule per node.
 
 use crate::{Error, Gradients};
-use descent_tape::ops::{GradSink, backward_node, scalar_partials};
-use descent_tape::{Meta, NodeId, Var};
+use descent_tape::ops::{GradSink, backward_node};
+use descent_tape::{Node, NodeId, Op, Var};
 use descent_tensor::{Float, Tensor, View};
 
 /// Runs backward from a scalar output, seeding its gradient with 1.
@@ -61,14 +61,14 @@ pub fn backward_with<T: Float>(
 
 struct Sink<'a, T: Float> {
     grads: &'a mut Gradients<T>,
-    meta: &'a [Meta],
+    nodes: &'a [Node<T>],
 }
 
 impl<T: Float> GradSink<T> for Sink<'_, T> {
     #[inline]
     fn grad_mut(&mut self, node: NodeId) -> &mut [T] {
         let i = node.index();
-        self.grads.buffer(i, self.meta[i])
+        self.grads.buffer(i, self.nodes[i].meta())
     }
 }
 
@@ -77,18 +77,14 @@ fn walk<T: Float>(output: Var<'_, T>, seed: View<'_, T>) -> Result<Gradients<T>,
     let out = output.id().index();
     let mut grads = Gradients::new(&read, out + 1);
     let nodes = read.nodes();
-    let meta = read.meta();
-    if meta[out].requires_grad() {
-        let buf = grads.buffer(out, meta[out]);
+    if nodes[out].meta().requires_grad() {
+        let buf = grads.buffer(out, nodes[out].meta());
         buf.copy_from_slice(seed.data());
     }
     for i in (0..=out).rev() {
-        let m = meta[i];
-        if !m.requires_grad() {
-            continue;
-        }
         let node = &nodes[i];
-        if node.parents().is_empty() {
+        let m = node.meta();
+        if !m.requires_grad() {
             continue;
         }
         match m.slot() {
@@ -97,20 +93,39 @@ fn walk<T: Float>(output: Var<'_, T>, seed: View<'_, T>) -> Result<Gradients<T>,
                     continue;
                 }
                 let g = grads.scalar[i];
-                if let Some(partials) = scalar_partials(nodes, node, node.scalar()) {
-                    for (p, d) in node.parents().iter().zip(partials) {
-                        let pi = p.index();
-                        if meta[pi].requires_grad() {
-                            grads.scalar[pi] += g * d;
-                            grads.mark(pi);
+                // Scalar element-wise nodes, the bulk of a scalar graph, are handled
+                // here without building views. Their operands are scalar nodes.
+                match *node.op() {
+                    Op::Unary(u) => {
+                        let p = node.args()[0].index();
+                        if nodes[p].meta().requires_grad() {
+                            let x = nodes[p].scalar();
+                            grads.scalar[p] += g * u.derivative(x, node.scalar());
+                            grads.mark(p);
                         }
                     }
-                } else {
-                    let mut sink = Sink {
-                        grads: &mut grads,
-                        meta,
-                    };
-                    backward_node(&read, NodeId::from_index(i), View::scalar(&g), &mut sink);
+                    Op::Binary(b) => {
+                        let [pa, pb] = node.args();
+                        let (pa, pb) = (pa.index(), pb.index());
+                        let (da, db) =
+                            b.partials(nodes[pa].scalar(), nodes[pb].scalar(), node.scalar());
+                        if nodes[pa].meta().requires_grad() {
+                            grads.scalar[pa] += g * da;
+                            grads.mark(pa);
+                        }
+                        if nodes[pb].meta().requires_grad() {
+                            grads.scalar[pb] += g * db;
+                            grads.mark(pb);
+                        }
+                    }
+                    _ if node.op().is_leaf() => {}
+                    _ => {
+                        let mut sink = Sink {
+                            grads: &mut grads,
+                            nodes,
+                        };
+                        backward_node(&read, NodeId::from_index(i), View::scalar(&g), &mut sink);
+                    }
                 }
             }
             Some(slot) => {
@@ -118,17 +133,19 @@ fn walk<T: Float>(output: Var<'_, T>, seed: View<'_, T>) -> Result<Gradients<T>,
                 let Some(buf) = grads.tensor[s].take() else {
                     continue;
                 };
-                let shape = grads.shapes[s].clone();
-                let mut sink = Sink {
-                    grads: &mut grads,
-                    meta,
-                };
-                backward_node(
-                    &read,
-                    NodeId::from_index(i),
-                    View::new(&shape, &buf),
-                    &mut sink,
-                );
+                if !node.op().is_leaf() {
+                    let shape = grads.shapes[s].clone();
+                    let mut sink = Sink {
+                        grads: &mut grads,
+                        nodes,
+                    };
+                    backward_node(
+                        &read,
+                        NodeId::from_index(i),
+                        View::new(&shape, &buf),
+                        &mut sink,
+                    );
+                }
                 grads.tensor[s] = Some(buf);
             }
         }

@@ -2,9 +2,8 @@
 
 use crate::Var;
 use crate::error::{Error, NodeRef, Result};
-use crate::ops::Op;
+use crate::ops::{Op, Operands};
 use descent_tensor::{Float, Shape, Tensor, View, numel};
-use smallvec::SmallVec;
 use std::cell::{Cell, Ref, RefCell};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,15 +40,21 @@ pub enum Value<T> {
 
 /// One recorded operation: what it was, what it read, and its value if it is a scalar.
 ///
-/// A node is 48 bytes for `f64`; where a tensor value lives and whether a gradient
-/// flows to it are kept in a parallel `u32` per node (see [`Meta`]), and scopes as runs,
-/// so that a graph of scalar nodes costs under 64 bytes a node, gradients included.
-#[derive(Clone, Debug)]
+/// A node is plain `Copy` data of 32 bytes for `f64`: the op, up to two operand ids
+/// inline, and the value of a scalar node. Ops with more operands (`concat`, `stack`)
+/// keep their operand list on the tape and name it in the op. Where a tensor value
+/// lives and whether a gradient flows to the node are kept in a parallel `u32` per node
+/// (see [`Meta`]), and scopes as runs. `docs/ARCHITECTURE.md` gives the measurements
+/// behind this layout.
+#[derive(Clone, Copy, Debug)]
 pub struct Node<T> {
     pub(crate) op: Op,
-    pub(crate) parents: SmallVec<[NodeId; 2]>,
+    /// The first two operands (unused slots and n-ary ops' slots hold node 0).
+    pub(crate) args: [NodeId; 2],
     /// The value of a scalar node; unused (zero) for a tensor node.
     pub(crate) scalar: T,
+    /// Where a tensor value lives; whether a gradient flows here.
+    pub(crate) meta: Meta,
 }
 
 impl<T: Float> Node<T> {
@@ -57,9 +62,16 @@ impl<T: Float> Node<T> {
     pub fn op(&self) -> &Op {
         &self.op
     }
-    /// The nodes this node read, in operand order.
-    pub fn parents(&self) -> &[NodeId] {
-        &self.parents
+    /// The first two operand slots (see [`TapeRead::parents`] for the operands of any
+    /// node; slots beyond an op's arity hold node 0).
+    #[inline]
+    pub fn args(&self) -> [NodeId; 2] {
+        self.args
+    }
+    /// Where the node's tensor lives and whether a gradient flows to it.
+    #[inline]
+    pub fn meta(&self) -> Meta {
+        self.meta
     }
     /// The value of a scalar node (zero for a tensor node, whose value is in the arena).
     #[inline]
@@ -67,6 +79,9 @@ impl<T: Float> Node<T> {
         self.scalar
     }
 }
+
+/// The operand slots of a node with fewer than two operands.
+pub(crate) const NO_ARGS: [NodeId; 2] = [NodeId(0), NodeId(0)];
 
 /// Per-node bookkeeping packed in a `u32`: bit 31 says whether a gradient flows to the
 /// node; the low bits hold its tensor slot plus one, or 0 for a scalar node.
@@ -76,10 +91,17 @@ pub struct Meta(u32);
 impl Meta {
     const GRAD: u32 = 1 << 31;
 
+    #[inline]
     pub(crate) fn new(slot: Option<u32>, requires_grad: bool) -> Self {
         let s = slot.map_or(0, |s| s + 1);
         debug_assert!(s < Self::GRAD, "tensor arena overflow");
         Meta(s | if requires_grad { Self::GRAD } else { 0 })
+    }
+    /// The bookkeeping of a scalar result of operands with bookkeeping `a` and `b`: it
+    /// requires a gradient if either does.
+    #[inline]
+    pub(crate) fn scalar_of(a: Meta, b: Meta) -> Self {
+        Meta((a.0 | b.0) & Self::GRAD)
     }
     /// Whether a gradient flows to the node: it is a variable or depends on one.
     #[inline]
@@ -137,8 +159,11 @@ pub(crate) struct Indices {
 
 pub(crate) struct Inner<T> {
     pub(crate) nodes: Vec<Node<T>>,
-    pub(crate) meta: Vec<Meta>,
+    /// Operand lists of ops with more than two operands.
+    pub(crate) operand_lists: Vec<NodeId>,
     pub(crate) tensors: Vec<Tensor<T>>,
+    /// The node owning each tensor slot (ascending: slots are handed out in order).
+    pub(crate) tensor_nodes: Vec<NodeId>,
     pub(crate) indices: Vec<Indices>,
     pub(crate) pool: Pool<T>,
     pub(crate) names: BTreeMap<u32, String>,
@@ -155,7 +180,7 @@ pub(crate) struct Inner<T> {
 impl<T: Float> Inner<T> {
     #[inline]
     pub(crate) fn value(&self, id: NodeId) -> Value<T> {
-        match self.meta[id.index()].slot() {
+        match self.nodes[id.index()].meta.slot() {
             None => Value::Scalar(self.nodes[id.index()].scalar),
             Some(slot) => Value::Tensor(slot),
         }
@@ -163,18 +188,18 @@ impl<T: Float> Inner<T> {
 
     #[inline]
     pub(crate) fn requires_grad(&self, id: NodeId) -> bool {
-        self.meta[id.index()].requires_grad()
+        self.nodes[id.index()].meta.requires_grad()
     }
 
     pub(crate) fn view(&self, id: NodeId) -> View<'_, T> {
-        match self.meta[id.index()].slot() {
+        match self.nodes[id.index()].meta.slot() {
             None => View::scalar(&self.nodes[id.index()].scalar),
             Some(slot) => self.tensors[slot as usize].view(),
         }
     }
 
     pub(crate) fn shape(&self, id: NodeId) -> &[usize] {
-        match self.meta[id.index()].slot() {
+        match self.nodes[id.index()].meta.slot() {
             None => &[],
             Some(slot) => self.tensors[slot as usize].shape(),
         }
@@ -200,21 +225,25 @@ impl<T: Float> Inner<T> {
     }
 
     #[inline]
-    pub(crate) fn push(
-        &mut self,
-        op: Op,
-        parents: SmallVec<[NodeId; 2]>,
-        scalar: T,
-        meta: Meta,
-    ) -> NodeId {
+    pub(crate) fn push(&mut self, op: Op, args: [NodeId; 2], scalar: T, meta: Meta) -> NodeId {
         let id = NodeId(self.nodes.len() as u32);
         self.nodes.push(Node {
             op,
-            parents,
+            args,
             scalar,
+            meta,
         });
-        self.meta.push(meta);
         id
+    }
+
+    /// The operands of node `id`, in order.
+    #[inline]
+    pub(crate) fn parents(&self, id: NodeId) -> &[NodeId] {
+        let node = &self.nodes[id.index()];
+        match node.op.operands() {
+            Operands::Inline(n) => &node.args[..n],
+            Operands::List { first, count } => &self.operand_lists[first..first + count],
+        }
     }
 
     pub(crate) fn node_ref(&self, id: NodeId) -> Box<NodeRef> {
@@ -286,8 +315,9 @@ impl<T: Float> Tape<T> {
             generation: Cell::new(0),
             inner: RefCell::new(Inner {
                 nodes: Vec::with_capacity(nodes),
-                meta: Vec::with_capacity(nodes),
+                operand_lists: Vec::new(),
                 tensors: Vec::new(),
+                tensor_nodes: Vec::new(),
                 indices: Vec::new(),
                 pool: Pool { free: Vec::new() },
                 names: BTreeMap::new(),
@@ -335,9 +365,10 @@ impl<T: Float> Tape<T> {
         let mut inner = self.inner.borrow_mut();
         let inner = &mut *inner;
         inner.nodes.clear();
-        inner.meta.clear();
+        inner.operand_lists.clear();
         inner.scope_runs.clear();
         inner.bindings.clear();
+        inner.tensor_nodes.clear();
         for t in inner.tensors.drain(..) {
             inner.pool.give(t.into_data());
         }
@@ -377,12 +408,10 @@ impl<T: Float> Tape<T> {
 
     fn push_scalar_leaf(&self, value: T, op: Op) -> Var<'_, T> {
         let requires_grad = matches!(op, Op::Var);
-        let id = self.inner.borrow_mut().push(
-            op,
-            SmallVec::new(),
-            value,
-            Meta::new(None, requires_grad),
-        );
+        let id = self
+            .inner
+            .borrow_mut()
+            .push(op, NO_ARGS, value, Meta::new(None, requires_grad));
         self.handle(id)
     }
 
@@ -396,7 +425,7 @@ impl<T: Float> Tape<T> {
         let mut buf = inner.pool.zeros(value.len());
         buf.copy_from_slice(value.data());
         let t = Tensor::new(value.shape(), buf).expect("same length as the value");
-        let id = push_node(inner, op, SmallVec::new(), Output::Tensor(t), requires_grad);
+        let id = push_node(inner, op, NO_ARGS, Output::Tensor(t), requires_grad);
         self.handle(id)
     }
 
@@ -449,26 +478,13 @@ impl<T: Float> Tape<T> {
         inner.pool = pool;
         let value = result?;
         let requires_grad = operands.iter().any(|v| inner.requires_grad(v.id));
-        let parents = operands.iter().map(|v| v.id).collect();
-        let id = push_node(inner, op, parents, value, requires_grad);
+        // Ops with more than two operands keep them in `operand_lists` (see `join`).
+        let mut args = NO_ARGS;
+        for (slot, v) in args.iter_mut().zip(operands) {
+            *slot = v.id;
+        }
+        let id = push_node(inner, op, args, value, requires_grad);
         Ok(self.handle(id))
-    }
-
-    /// Records a scalar op on scalar operands without touching the tensor machinery:
-    /// the fast path for graphs of scalar nodes.
-    #[inline]
-    pub(crate) fn record_scalar<'t>(
-        &'t self,
-        op: Op,
-        parents: SmallVec<[NodeId; 2]>,
-        value: T,
-        requires_grad: bool,
-    ) -> Var<'t, T> {
-        let id = self
-            .inner
-            .borrow_mut()
-            .push(op, parents, value, Meta::new(None, requires_grad));
-        self.handle(id)
     }
 
     /// Borrows the tape's contents for reading (the reverse walk, renderers).
@@ -535,7 +551,7 @@ impl<T: Float> Tape<T> {
 fn push_node<T: Float>(
     inner: &mut Inner<T>,
     op: Op,
-    parents: SmallVec<[NodeId; 2]>,
+    args: [NodeId; 2],
     value: Output<T>,
     requires_grad: bool,
 ) -> NodeId {
@@ -548,10 +564,11 @@ fn push_node<T: Float>(
         }
         Output::Tensor(t) => {
             inner.tensors.push(t);
+            inner.tensor_nodes.push(NodeId(inner.nodes.len() as u32));
             (T::zero(), Some((inner.tensors.len() - 1) as u32))
         }
     };
-    inner.push(op, parents, scalar, Meta::new(slot, requires_grad))
+    inner.push(op, args, scalar, Meta::new(slot, requires_grad))
 }
 
 /// Closes a scope opened by [`Tape::scope`] when dropped.
@@ -622,15 +639,19 @@ impl<T: Float> TapeRead<'_, T> {
     pub fn node_value(&self, id: NodeId) -> Value<T> {
         self.inner.value(id)
     }
-    /// Each node's bookkeeping, parallel to [`TapeRead::nodes`].
-    #[inline]
-    pub fn meta(&self) -> &[Meta] {
-        &self.inner.meta
-    }
+
     /// The integer data (gather indices, labels) an op keeps, by slot.
     pub fn indices(&self, slot: u32) -> (&[usize], &[usize]) {
         let ix = &self.inner.indices[slot as usize];
         (&ix.shape, &ix.data)
+    }
+    /// The node owning each tensor slot, in slot order (which is node order).
+    pub fn tensor_nodes(&self) -> &[NodeId] {
+        &self.inner.tensor_nodes
+    }
+    /// The operands of node `id`, in order.
+    pub fn parents(&self, id: NodeId) -> &[NodeId] {
+        self.inner.parents(id)
     }
     /// Parameters bound with [`Tape::param`] this generation, in binding order.
     pub fn bindings(&self) -> &[(crate::ParamId, NodeId)] {

@@ -110,6 +110,7 @@ impl<'t, T: Float> Var<'t, T> {
         self.tape.scalar_constant(v)
     }
 
+    #[inline]
     pub(crate) fn unwrap_or_panic(r: Result<Self>) -> Self {
         match r {
             Ok(v) => v,
@@ -144,8 +145,12 @@ macro_rules! binary_operator {
     ($trait:ident, $method:ident, $op:expr) => {
         impl<'t, T: Float> $trait<Var<'t, T>> for Var<'t, T> {
             type Output = Var<'t, T>;
+            #[inline]
             fn $method(self, rhs: Var<'t, T>) -> Var<'t, T> {
-                Var::unwrap_or_panic(self.binary($op, rhs))
+                match self.binary_scalar($op, rhs) {
+                    Some(v) => v,
+                    None => Var::unwrap_or_panic(self.binary($op, rhs)),
+                }
             }
         }
         impl<'t, T: Float> $trait<T> for Var<'t, T> {

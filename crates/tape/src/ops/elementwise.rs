@@ -8,9 +8,8 @@
 use super::{BackwardCtx, GradSink, Op, activation};
 use crate::Var;
 use crate::error::{Error, Result};
-use crate::tape::{Output, Value};
+use crate::tape::{Meta, Output};
 use descent_tensor::{Float, Tensor, broadcast_shapes, kernels, numel};
-use smallvec::smallvec;
 
 /// Element-wise functions of one operand. `derivative(x, y)` is `dy/dx` at input `x`
 /// with output `y`; each rule reads whichever of the two is cheaper.
@@ -226,22 +225,36 @@ impl BinaryOp {
 
 impl<'t, T: Float> Var<'t, T> {
     /// Records an element-wise function of this node.
+    #[inline]
     pub(crate) fn unary(self, op: UnaryOp) -> Result<Var<'t, T>> {
-        let tape = self.tape;
-        tape.check(op.name(), &self)?;
-        {
-            let inner = tape.inner.borrow();
-            if let Value::Scalar(x) = inner.value(self.id) {
-                let requires_grad = inner.requires_grad(self.id);
-                drop(inner);
-                return Ok(tape.record_scalar(
-                    Op::Unary(op),
-                    smallvec![self.id],
-                    op.apply(x),
-                    requires_grad,
-                ));
-            }
+        match self.unary_scalar(op) {
+            Some(v) => Ok(v),
+            None => self.unary_general(op),
         }
+    }
+
+    /// The scalar fast path of [`Var::unary`]: one borrow, no views, no allocation.
+    /// `None` for a tensor operand or a stale handle, which the general path handles
+    /// (and reports).
+    #[inline(always)]
+    pub(crate) fn unary_scalar(self, op: UnaryOp) -> Option<Var<'t, T>> {
+        let tape = self.tape;
+        if self.generation != tape.generation() {
+            return None;
+        }
+        let mut inner = tape.inner.borrow_mut();
+        let m = inner.nodes[self.id.index()].meta;
+        if m.slot().is_some() {
+            return None;
+        }
+        let y = op.apply(inner.nodes[self.id.index()].scalar);
+        let id = inner.push(Op::Unary(op), [self.id, self.id], y, Meta::scalar_of(m, m));
+        Some(tape.handle(id))
+    }
+
+    #[inline(never)]
+    fn unary_general(self, op: UnaryOp) -> Result<Var<'t, T>> {
+        let tape = self.tape;
         tape.record(Op::Unary(op), &[self], |inner, pool| {
             let x = inner.view(self.id);
             let mut buf = pool.zeros(x.len());
@@ -253,25 +266,47 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// Records an element-wise function of this node and `rhs`, broadcast.
+    #[inline]
     pub(crate) fn binary(self, op: BinaryOp, rhs: Var<'t, T>) -> Result<Var<'t, T>> {
-        let tape = self.tape;
-        tape.check(op.name(), &self)?;
-        tape.check(op.name(), &rhs)?;
-        {
-            let inner = tape.inner.borrow();
-            if let (Value::Scalar(a), Value::Scalar(b)) =
-                (inner.value(self.id), inner.value(rhs.id))
-            {
-                let requires_grad = inner.requires_grad(self.id) || inner.requires_grad(rhs.id);
-                drop(inner);
-                return Ok(tape.record_scalar(
-                    Op::Binary(op),
-                    smallvec![self.id, rhs.id],
-                    op.apply(a, b),
-                    requires_grad,
-                ));
-            }
+        match self.binary_scalar(op, rhs) {
+            Some(v) => Ok(v),
+            None => self.binary_general(op, rhs),
         }
+    }
+
+    /// The scalar fast path of [`Var::binary`], as [`Var::unary_scalar`]; a handle from
+    /// another tape or generation falls through to the general path and its error.
+    #[inline(always)]
+    pub(crate) fn binary_scalar(self, op: BinaryOp, rhs: Var<'t, T>) -> Option<Var<'t, T>> {
+        let tape = self.tape;
+        if !std::ptr::eq(tape, rhs.tape)
+            || self.generation != tape.generation()
+            || rhs.generation != self.generation
+        {
+            return None;
+        }
+        let mut inner = tape.inner.borrow_mut();
+        let (ma, mb) = (
+            inner.nodes[self.id.index()].meta,
+            inner.nodes[rhs.id.index()].meta,
+        );
+        if ma.slot().is_some() || mb.slot().is_some() {
+            return None;
+        }
+        let a = inner.nodes[self.id.index()].scalar;
+        let b = inner.nodes[rhs.id.index()].scalar;
+        let id = inner.push(
+            Op::Binary(op),
+            [self.id, rhs.id],
+            op.apply(a, b),
+            Meta::scalar_of(ma, mb),
+        );
+        Some(tape.handle(id))
+    }
+
+    #[inline(never)]
+    fn binary_general(self, op: BinaryOp, rhs: Var<'t, T>) -> Result<Var<'t, T>> {
+        let tape = self.tape;
         tape.record(Op::Binary(op), &[self, rhs], |inner, pool| {
             let (a, b) = (inner.view(self.id), inner.view(rhs.id));
             let shape = broadcast_shapes(a.shape(), b.shape()).ok_or_else(|| Error::Broadcast {
@@ -338,6 +373,7 @@ pub(crate) fn binary_backward<T: Float, S: GradSink<T>>(
 macro_rules! unary_method {
     ($(#[$doc:meta])* $name:ident, $try_name:ident, $op:expr) => {
         $(#[$doc])*
+        #[inline]
         pub fn $name(self) -> Var<'t, T> {
             Var::unwrap_or_panic(self.$try_name())
         }

@@ -83,11 +83,19 @@ pub enum Op {
     Concat {
         /// The axis joined along.
         axis: u32,
+        /// Where the operand list starts in the tape's operand lists.
+        first: u32,
+        /// How many operands.
+        count: u32,
     },
     /// Operands joined along a new axis.
     Stack {
         /// Where the new axis goes.
         axis: u32,
+        /// Where the operand list starts in the tape's operand lists.
+        first: u32,
+        /// How many operands.
+        count: u32,
     },
     /// Elements picked by index along an axis (PyTorch's `gather`).
     Gather {
@@ -146,6 +154,21 @@ impl Op {
         }
     }
 
+    /// Where the node's operands are: inline in the node (this many), or in a list on
+    /// the tape.
+    #[inline]
+    pub(crate) fn operands(&self) -> Operands {
+        match *self {
+            Op::Var | Op::Constant => Operands::Inline(0),
+            Op::Binary(_) | Op::MatMul | Op::Mse | Op::BceWithLogits => Operands::Inline(2),
+            Op::Concat { first, count, .. } | Op::Stack { first, count, .. } => Operands::List {
+                first: first as usize,
+                count: count as usize,
+            },
+            _ => Operands::Inline(1),
+        }
+    }
+
     /// True for leaves (variables and constants).
     pub fn is_leaf(&self) -> bool {
         matches!(self, Op::Var | Op::Constant)
@@ -167,14 +190,23 @@ impl fmt::Display for Op {
             }
             Op::Transpose { a, b } => write!(f, "transpose({a}, {b})"),
             Op::Slice { axis, start, end } => write!(f, "slice({axis}, {start}..{end})"),
-            Op::Concat { axis }
-            | Op::Stack { axis }
+            Op::Concat { axis, .. }
+            | Op::Stack { axis, .. }
             | Op::Softmax { axis }
             | Op::LogSoftmax { axis }
             | Op::Gather { axis, .. } => write!(f, "{}({axis})", self.name()),
             _ => f.write_str(self.name()),
         }
     }
+}
+
+/// Where a node's operands are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Operands {
+    /// In the node, this many (0, 1 or 2).
+    Inline(usize),
+    /// In the tape's operand lists.
+    List { first: usize, count: usize },
 }
 
 /// Where backward rules add their contributions: the gradient buffer of a node,
@@ -188,7 +220,7 @@ pub trait GradSink<T: Float> {
 /// gradient of the output with respect to it.
 pub struct BackwardCtx<'a, T: Float> {
     pub(crate) inner: &'a Inner<T>,
-    pub(crate) node: &'a Node<T>,
+    pub(crate) parents: &'a [NodeId],
     /// The node's value.
     pub out: View<'a, T>,
     /// The gradient flowing into the node (its δ), shaped like its value.
@@ -198,19 +230,19 @@ pub struct BackwardCtx<'a, T: Float> {
 impl<'a, T: Float> BackwardCtx<'a, T> {
     /// The value of operand `i`.
     pub fn input(&self, i: usize) -> View<'a, T> {
-        self.inner.view(self.node.parents[i])
+        self.inner.view(self.parents[i])
     }
     /// The node id of operand `i`.
     pub fn parent(&self, i: usize) -> NodeId {
-        self.node.parents[i]
+        self.parents[i]
     }
     /// Number of operands.
     pub fn arity(&self) -> usize {
-        self.node.parents.len()
+        self.parents.len()
     }
     /// Whether operand `i` wants a gradient (so its rule may be skipped).
     pub fn needs(&self, i: usize) -> bool {
-        self.inner.requires_grad(self.node.parents[i])
+        self.inner.requires_grad(self.parents[i])
     }
     /// Integer data the op keeps on the tape.
     pub(crate) fn indices(&self, slot: u32) -> (&'a [usize], &'a [usize]) {
@@ -231,7 +263,7 @@ pub fn backward_node<T: Float, S: GradSink<T>>(
     let node = &inner.nodes[id.index()];
     let cx = BackwardCtx {
         inner,
-        node,
+        parents: inner.parents(id),
         out: inner.view(id),
         g,
     };
@@ -261,7 +293,7 @@ pub fn backward_node<T: Float, S: GradSink<T>>(
 #[inline]
 pub fn scalar_partials<T: Float>(nodes: &[Node<T>], node: &Node<T>, y: T) -> Option<[T; 2]> {
     // A 0-d element-wise result has 0-d operands, whose values live in their nodes.
-    let scalar = |i: usize| nodes[node.parents[i].index()].scalar;
+    let scalar = |i: usize| nodes[node.args[i].index()].scalar;
     match node.op {
         Op::Unary(u) => Some([u.derivative(scalar(0), y), T::zero()]),
         Op::Binary(b) => {

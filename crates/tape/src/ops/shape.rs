@@ -360,10 +360,17 @@ fn join<'t, T: Float>(parts: &[Var<'t, T>], axis: isize, new_axis: bool) -> Resu
         }
         (ax, out)
     };
+    let (first, count) = {
+        let mut inner = tape.inner.borrow_mut();
+        let first = inner.operand_lists.len() as u32;
+        inner.operand_lists.extend(parts.iter().map(|p| p.id));
+        (first, parts.len() as u32)
+    };
+    let axis = ax as u32;
     let op = if new_axis {
-        Op::Stack { axis: ax as u32 }
+        Op::Stack { axis, first, count }
     } else {
-        Op::Concat { axis: ax as u32 }
+        Op::Concat { axis, first, count }
     };
     tape.record(op, parts, |inner, pool| {
         let mut buf = pool.zeros(numel(&out_shape));
@@ -441,7 +448,7 @@ pub(crate) fn backward<T: Float, S: GradSink<T>>(op: Op, cx: &BackwardCtx<'_, T>
                 );
             }
         }
-        Op::Concat { axis } | Op::Stack { axis } => {
+        Op::Concat { axis, .. } | Op::Stack { axis, .. } => {
             let ax = axis as usize;
             let (outer, total, inner) = split_at_axis(g.shape(), ax);
             let mut offset = 0;
