@@ -31,11 +31,13 @@
 mod error;
 mod gradcheck;
 mod gradients;
+mod param_grads;
 mod render;
 mod walk;
 
 pub use error::Error;
 pub use gradcheck::{GradCheckOptions, GradCheckReport, Mismatch, gradcheck};
 pub use gradients::Gradients;
+pub use param_grads::ParamGrads;
 pub use render::{RenderOptions, format_number, render};
 pub use walk::{Backward, backward, backward_with};

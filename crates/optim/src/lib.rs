@@ -1,6 +1,47 @@
 //! # descent-optim
 //!
-//! Optimisers, gradient clipping and training loops for the descent engine. This
-//! crate sees parameters and their gradients, never a tape.
+//! Optimisers and gradient clipping for the descent engine. This crate sees
+//! parameters ([`descent_tape::ParamStore`]) and their gradients
+//! ([`descent_backprop::ParamGrads`]), never a tape.
 //!
-//! It is being built (see the project's issues); the core engine does not depend on it.
+//! - [`Optimizer`]: one trait; state in `slotmap::SecondaryMap`s keyed by parameter.
+//!   Every step checks all gradients first, so a step with a NaN gradient is skipped
+//!   whole and says which parameter held it.
+//! - [`Sgd`] (momentum, Nesterov, weight decay).
+//! - Clipping: [`clip_grad_norm`] (global L2 norm, returning the norm before
+//!   clipping), [`clip_grad_value`], [`clip_grad_norm_per_param`].
+//!
+//! ```
+//! use descent_backprop::{Backward, ParamGrads};
+//! use descent_optim::{clip_grad_norm, Optimizer, Sgd};
+//! use descent_tape::{ParamStore, Tape};
+//! use descent_tensor::Tensor;
+//!
+//! // Fit w so that w·x = 3 for x = [1, 2].
+//! let mut store = ParamStore::<f64>::new();
+//! let w = store.insert("w", Tensor::from([0.0, 0.0]));
+//! let mut opt = Sgd::new(0.1);
+//! let tape = Tape::new();
+//! for _ in 0..200 {
+//!     tape.reset();
+//!     let x = tape.constant(Tensor::from([1.0, 2.0]));
+//!     let err = (tape.param(&store, w) * x).sum() - 3.0;
+//!     let loss = err * err;
+//!     let mut grads = ParamGrads::from(&loss.backward());
+//!     clip_grad_norm(&mut grads, 5.0).unwrap();
+//!     opt.step(&mut store, &grads).unwrap();
+//! }
+//! let w = store.get(w).unwrap();
+//! assert!((w.data()[0] + 2.0 * w.data()[1] - 3.0).abs() < 1e-9);
+//! ```
+#![warn(missing_docs)]
+
+mod clip;
+mod error;
+mod optimizer;
+mod sgd;
+
+pub use clip::{clip_grad_norm, clip_grad_norm_per_param, clip_grad_value};
+pub use error::Error;
+pub use optimizer::{Optimizer, check_grads};
+pub use sgd::Sgd;

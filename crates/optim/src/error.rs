@@ -1,0 +1,54 @@
+//! The optimisers' error type.
+
+use descent_tensor::{Shape, ShapeDisplay};
+
+/// What can stop an optimiser step or a clipping call. A step that fails changes no
+/// parameter.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A gradient names a parameter the store does not hold (removed, or of another
+    /// store).
+    #[error("{op}: the gradients name a parameter this store does not hold ({reason})")]
+    UnknownParam {
+        /// The operation.
+        op: &'static str,
+        /// Removed, or of another store.
+        reason: String,
+    },
+    /// A gradient's shape differs from its parameter's.
+    #[error("{op}: the gradient of '{name}' has shape {}, the parameter {}", ShapeDisplay(.found), ShapeDisplay(.expected))]
+    Shape {
+        /// The operation.
+        op: &'static str,
+        /// The parameter's name.
+        name: String,
+        /// The parameter's shape.
+        expected: Shape,
+        /// The gradient's shape.
+        found: Shape,
+    },
+    /// A gradient holds NaN or an infinity: the step was skipped and the parameters
+    /// are as they were.
+    #[error(
+        "{op}: the gradient of '{name}' is not finite (element {index} is {value}); the step was skipped and no parameter changed"
+    )]
+    NonFinite {
+        /// The operation.
+        op: &'static str,
+        /// The parameter's name.
+        name: String,
+        /// Flat index of the first bad element.
+        index: usize,
+        /// Its value.
+        value: f64,
+    },
+    /// A hyper-parameter is out of range.
+    #[error("{op}: {reason}")]
+    Config {
+        /// The optimiser or function.
+        op: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}

@@ -1,0 +1,99 @@
+//! The `Optimizer` trait and the checks every step makes first.
+
+use crate::Error;
+use descent_backprop::ParamGrads;
+use descent_tape::{ParamId, ParamStore};
+use descent_tensor::Float;
+
+/// A gradient-descent method: it turns gradients into parameter updates, keeping any
+/// state it needs (momentum buffers, moment estimates) in `slotmap::SecondaryMap`s
+/// keyed by the parameters' `ParamId::key()`.
+///
+/// Implementors write [`Optimizer::update`] for one parameter; [`Optimizer::step`]
+/// checks all gradients first (each names a parameter of the store, has its shape, and
+/// is finite) and only then updates, so a failed step changes nothing.
+pub trait Optimizer<T: Float> {
+    /// A short name (`"sgd"`, `"adam"`) for reports.
+    fn name(&self) -> &'static str;
+
+    /// The current learning rate.
+    fn learning_rate(&self) -> f64;
+
+    /// Sets the learning rate (schedules call this between steps).
+    fn set_learning_rate(&mut self, lr: f64);
+
+    /// Checks the hyper-parameters; `step` calls it first. The default accepts all.
+    fn validate(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Called once per step, before the updates (for step counts and bias correction).
+    fn begin_step(&mut self) {}
+
+    /// Updates one parameter in place from its gradient.
+    fn update(&mut self, id: ParamId, value: &mut [T], grad: &[T]);
+
+    /// One step over every parameter that has a gradient in `grads`.
+    ///
+    /// # Errors
+    /// [`Error::Config`], [`Error::UnknownParam`], [`Error::Shape`] or
+    /// [`Error::NonFinite`], found before any parameter is touched.
+    fn step(&mut self, params: &mut ParamStore<T>, grads: &ParamGrads<T>) -> Result<(), Error> {
+        self.validate()?;
+        check_grads(self.name(), params, grads)?;
+        self.begin_step();
+        for (id, g) in grads.iter() {
+            let value = params.get_mut(id).expect("checked above");
+            self.update(id, value.data_mut(), g.data());
+        }
+        Ok(())
+    }
+}
+
+/// The checks a step makes before touching anything: every gradient names a parameter
+/// of `params`, has its shape, and holds only finite numbers.
+pub fn check_grads<T: Float>(
+    op: &'static str,
+    params: &ParamStore<T>,
+    grads: &ParamGrads<T>,
+) -> Result<(), Error> {
+    for (id, g) in grads.iter() {
+        if let Err(e) = params.check(op, id) {
+            return Err(Error::UnknownParam {
+                op,
+                reason: e.to_string(),
+            });
+        }
+        let value = params.get(id).expect("checked above");
+        let name = params.name(id).unwrap_or_default().to_owned();
+        if value.shape() != g.shape() {
+            return Err(Error::Shape {
+                op,
+                name,
+                expected: value.shape().into(),
+                found: g.shape().into(),
+            });
+        }
+        if let Some((index, v)) = g.data().iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                op,
+                name,
+                index,
+                value: v.as_f64(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An error unless `value` is a number `>= 0` (NaN is refused).
+pub(crate) fn non_negative(op: &'static str, what: &str, value: f64) -> Result<(), Error> {
+    if value >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::Config {
+            op,
+            reason: format!("{what} must be >= 0, got {value}"),
+        })
+    }
+}

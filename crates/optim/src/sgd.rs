@@ -1,0 +1,136 @@
+//! Stochastic gradient descent, with momentum, Nesterov momentum and weight decay.
+
+use crate::optimizer::non_negative;
+use crate::{Error, Optimizer};
+use descent_tape::{ParamId, ParamKey};
+use descent_tensor::Float;
+use slotmap::SecondaryMap;
+
+/// SGD as PyTorch's `torch.optim.SGD` computes it:
+///
+/// ```text
+/// g ← g + λ p                       (weight decay λ)
+/// b ← g on the first step, else μ b + (1 - τ) g      (momentum μ, dampening τ)
+/// g ← g + μ b if Nesterov, else b
+/// p ← p - η g
+/// ```
+///
+/// ```
+/// use descent_backprop::ParamGrads;
+/// use descent_optim::{Optimizer, Sgd};
+/// use descent_tape::ParamStore;
+/// use descent_tensor::Tensor;
+/// let mut store = ParamStore::<f64>::new();
+/// let w = store.insert("w", Tensor::from([1.0]));
+/// let mut sgd = Sgd::new(0.1).momentum(0.9);
+/// let grads: ParamGrads<f64> = [(w, Tensor::from([1.0]))].into_iter().collect();
+/// sgd.step(&mut store, &grads).unwrap();   // b = 1,   w = 1 - 0.1
+/// sgd.step(&mut store, &grads).unwrap();   // b = 1.9, w = 0.9 - 0.19
+/// assert!((store.get(w).unwrap().item() - 0.71).abs() < 1e-15);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Sgd<T: Float> {
+    lr: f64,
+    momentum: f64,
+    dampening: f64,
+    nesterov: bool,
+    weight_decay: f64,
+    buffers: SecondaryMap<ParamKey, Vec<T>>,
+}
+
+impl<T: Float> Sgd<T> {
+    /// Plain SGD with learning rate `lr`.
+    pub fn new(lr: f64) -> Self {
+        Self {
+            lr,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+            buffers: SecondaryMap::new(),
+        }
+    }
+
+    /// Momentum factor μ (0 turns it off).
+    pub fn momentum(mut self, momentum: f64) -> Self {
+        self.momentum = momentum;
+        self
+    }
+
+    /// Dampening τ of the momentum buffer.
+    pub fn dampening(mut self, dampening: f64) -> Self {
+        self.dampening = dampening;
+        self
+    }
+
+    /// Nesterov momentum (needs momentum > 0 and no dampening, as in PyTorch).
+    pub fn nesterov(mut self, nesterov: bool) -> Self {
+        self.nesterov = nesterov;
+        self
+    }
+
+    /// L2 weight decay λ, added to the gradient.
+    pub fn weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+}
+
+impl<T: Float> Optimizer<T> for Sgd<T> {
+    fn name(&self) -> &'static str {
+        "sgd"
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.lr
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        non_negative("sgd", "learning rate", self.lr)?;
+        non_negative("sgd", "momentum", self.momentum)?;
+        non_negative("sgd", "weight decay", self.weight_decay)?;
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return Err(Error::Config {
+                op: "sgd",
+                reason: "Nesterov momentum needs momentum > 0 and zero dampening".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn update(&mut self, id: ParamId, value: &mut [T], grad: &[T]) {
+        let lr = T::from_f64(self.lr);
+        let wd = T::from_f64(self.weight_decay);
+        let mu = T::from_f64(self.momentum);
+        let keep = T::from_f64(1.0 - self.dampening);
+        let decayed = |p: T, g: T| {
+            if self.weight_decay != 0.0 {
+                g + wd * p
+            } else {
+                g
+            }
+        };
+        if self.momentum == 0.0 {
+            for (p, &g) in value.iter_mut().zip(grad) {
+                *p -= lr * decayed(*p, g);
+            }
+            return;
+        }
+        let first = !self.buffers.contains_key(id.key());
+        let buf = self
+            .buffers
+            .entry(id.key())
+            .expect("a live key")
+            .or_insert_with(|| vec![T::zero(); grad.len()]);
+        for ((p, &g), b) in value.iter_mut().zip(grad).zip(buf.iter_mut()) {
+            let g = decayed(*p, g);
+            *b = if first { g } else { mu * *b + keep * g };
+            let step = if self.nesterov { g + mu * *b } else { *b };
+            *p -= lr * step;
+        }
+    }
+}
