@@ -40,34 +40,55 @@ pub struct Gradients<T: Float> {
     pub(crate) zero: T,
     /// Parameters bound on the tape, with their nodes, in binding order.
     pub(crate) bindings: Vec<(ParamId, NodeId)>,
+    /// Tensor gradient buffers of an earlier walk, reused by the next.
+    pub(crate) spare: Vec<Vec<T>>,
 }
 
 impl<T: Float> Gradients<T> {
-    pub(crate) fn new(read: &TapeRead<'_, T>, len: usize) -> Self {
-        // Every tensor node's shape, those recorded after the output included, so that a
-        // lookup of one of those gives zeros of its own shape (not a 0-d zero).
-        let slot_nodes: Vec<u32> = read
-            .tensor_nodes()
-            .iter()
-            .map(|n| n.index() as u32)
-            .collect();
-        let shapes: Vec<Shape> = read
-            .tensor_nodes()
-            .iter()
-            .map(|&n| Shape::from(read.shape(n)))
-            .collect();
+    /// An empty store, to be filled by [`crate::backward_into`]: a loop that keeps
+    /// one and refills it every step allocates nothing once warm.
+    pub fn empty() -> Self {
         Self {
-            tape_uid: read.uid(),
-            generation: read.generation(),
-            scalar: vec![T::zero(); len],
-            reached: vec![0; len.div_ceil(64)],
-            tensor: vec![None; shapes.len()],
-            shapes,
-            slot_nodes,
+            tape_uid: 0,
+            generation: 0,
+            scalar: Vec::new(),
+            reached: Vec::new(),
+            tensor: Vec::new(),
+            shapes: Vec::new(),
+            slot_nodes: Vec::new(),
             zeros: Vec::new(),
             zero: T::zero(),
-            bindings: read.bindings().to_vec(),
+            bindings: Vec::new(),
+            spare: Vec::new(),
         }
+    }
+
+    /// Clears the store for a walk over the first `len` nodes of `read`, keeping every
+    /// allocation (tensor gradient buffers go to a spare list for reuse).
+    pub(crate) fn prepare(&mut self, read: &TapeRead<'_, T>, len: usize) {
+        self.tape_uid = read.uid();
+        self.generation = read.generation();
+        self.scalar.clear();
+        self.scalar.resize(len, T::zero());
+        self.reached.clear();
+        self.reached.resize(len.div_ceil(64), 0);
+        for buf in self.tensor.drain(..).flatten() {
+            self.spare.push(buf);
+        }
+        // Every tensor node's shape, those recorded after the output included, so that a
+        // lookup of one of those gives zeros of its own shape (not a 0-d zero).
+        self.slot_nodes.clear();
+        self.slot_nodes
+            .extend(read.tensor_nodes().iter().map(|n| n.index() as u32));
+        self.shapes.clear();
+        self.shapes.extend(
+            read.tensor_nodes()
+                .iter()
+                .map(|&n| Shape::from(read.shape(n))),
+        );
+        self.tensor.resize(self.shapes.len(), None);
+        self.bindings.clear();
+        self.bindings.extend_from_slice(read.bindings());
     }
 
     #[inline]
@@ -93,7 +114,13 @@ impl<T: Float> Gradients<T> {
             Some(slot) => {
                 let s = slot as usize;
                 let len = descent_tensor::numel(&self.shapes[s]);
-                self.tensor[s].get_or_insert_with(|| vec![T::zero(); len])
+                let spare = &mut self.spare;
+                self.tensor[s].get_or_insert_with(|| {
+                    let mut buf = spare.pop().unwrap_or_default();
+                    buf.clear();
+                    buf.resize(len, T::zero());
+                    buf
+                })
             }
         }
     }
@@ -108,8 +135,8 @@ impl<T: Float> Gradients<T> {
             .map(|(_, s)| descent_tensor::numel(s))
             .max()
             .unwrap_or(0);
-        if longest > 0 {
-            self.zeros = vec![T::zero(); longest];
+        if longest > self.zeros.len() {
+            self.zeros.resize(longest, T::zero());
         }
     }
 

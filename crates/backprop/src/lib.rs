@@ -40,4 +40,4 @@ pub use gradcheck::{GradCheckOptions, GradCheckReport, Mismatch, gradcheck};
 pub use gradients::Gradients;
 pub use param_grads::ParamGrads;
 pub use render::{RenderOptions, format_number, render};
-pub use walk::{Backward, backward, backward_with};
+pub use walk::{Backward, backward, backward_into, backward_with};

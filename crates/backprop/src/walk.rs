@@ -73,9 +73,46 @@ impl<T: Float> GradSink<T> for Sink<'_, T> {
 }
 
 fn walk<T: Float>(output: Var<'_, T>, seed: View<'_, T>) -> Result<Gradients<T>, Error> {
+    let mut grads = Gradients::empty();
+    walk_into(output, seed, &mut grads);
+    Ok(grads)
+}
+
+/// Runs backward from a scalar output into `grads`, reusing its memory: the form for a
+/// training loop that should not allocate once warm.
+///
+/// ```
+/// use descent_backprop::{backward_into, Gradients};
+/// use descent_tape::Tape;
+/// let tape = Tape::<f64>::new();
+/// let mut grads = Gradients::empty();
+/// for step in 0..3 {
+///     tape.reset();
+///     let x = tape.var(step as f64);
+///     backward_into(x * x, &mut grads).unwrap();
+///     assert_eq!(grads.wrt(x).item(), 2.0 * step as f64);
+/// }
+/// ```
+pub fn backward_into<T: Float>(output: Var<'_, T>, grads: &mut Gradients<T>) -> Result<(), Error> {
+    output.validate("backward")?;
+    let is_tensor = matches!(
+        output.tape().read().node_value(output.id()),
+        descent_tape::Value::Tensor(_)
+    );
+    if is_tensor {
+        return Err(Error::NotScalar {
+            id: output.id(),
+            shape: output.shape(),
+        });
+    }
+    walk_into(output, View::scalar(&T::one()), grads);
+    Ok(())
+}
+
+fn walk_into<T: Float>(output: Var<'_, T>, seed: View<'_, T>, grads: &mut Gradients<T>) {
     let read = output.tape().read();
     let out = output.id().index();
-    let mut grads = Gradients::new(&read, out + 1);
+    grads.prepare(&read, out + 1);
     let nodes = read.nodes();
     if nodes[out].meta().requires_grad() {
         let buf = grads.buffer(out, nodes[out].meta());
@@ -121,7 +158,7 @@ fn walk<T: Float>(output: Var<'_, T>, seed: View<'_, T>) -> Result<Gradients<T>,
                     _ if node.op().is_leaf() => {}
                     _ => {
                         let mut sink = Sink {
-                            grads: &mut grads,
+                            grads: &mut *grads,
                             nodes,
                         };
                         backward_node(&read, NodeId::from_index(i), View::scalar(&g), &mut sink);
@@ -136,7 +173,7 @@ fn walk<T: Float>(output: Var<'_, T>, seed: View<'_, T>) -> Result<Gradients<T>,
                 if !node.op().is_leaf() {
                     let shape = grads.shapes[s].clone();
                     let mut sink = Sink {
-                        grads: &mut grads,
+                        grads: &mut *grads,
                         nodes,
                     };
                     backward_node(
@@ -151,7 +188,6 @@ fn walk<T: Float>(output: Var<'_, T>, seed: View<'_, T>) -> Result<Gradients<T>,
         }
     }
     grads.finish();
-    Ok(grads)
 }
 
 /// Runs backward as a method of the output: `loss.backward()`.

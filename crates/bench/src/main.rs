@@ -25,7 +25,7 @@ use descent_bench::alloc_count::{self, CountingAlloc, Counts};
 use descent_bench::json::{Json, int_list};
 use descent_bench::rss;
 use descent_bench::stats::{Summary, median, rel_err};
-use descent_bench::w1::{self, Leaf};
+use descent_bench::w1::{self, Mode};
 use descent_bench::w6::{self, HandTape, Plan};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -155,8 +155,8 @@ fn w1_bench(args: &Args) -> bool {
     let steps = args.n.unwrap_or(w1::STEPS);
     let tape = Tape::new();
     // Warm-up: one complete run of each variant.
-    let x_var = w1::run(&tape, steps, Leaf::Var);
-    let x_scalar = w1::run(&tape, steps, Leaf::Scalar);
+    let x_var = w1::run(&tape, steps, Mode::Fresh);
+    let x_scalar = w1::run(&tape, steps, Mode::Reused);
     let x_limit = w1::run_limit(steps);
 
     let (mut t_var, mut t_scalar, mut t_limit) = (Vec::new(), Vec::new(), Vec::new());
@@ -164,13 +164,13 @@ fn w1_bench(args: &Args) -> bool {
     let mut xs = Vec::new();
     for _ in 0..args.reps {
         let t = Instant::now();
-        let x = w1::run(&tape, steps, Leaf::Var);
+        let x = w1::run(&tape, steps, Mode::Fresh);
         let dv = secs(t) / steps as f64 * 1e6;
         let t = Instant::now();
         let xl = w1::run_limit(steps);
         let dl = secs(t) / steps as f64 * 1e6;
         let t = Instant::now();
-        let xsc = w1::run(&tape, steps, Leaf::Scalar);
+        let xsc = w1::run(&tape, steps, Mode::Reused);
         let ds = secs(t) / steps as f64 * 1e6;
         t_var.push(dv);
         t_limit.push(dl);
@@ -183,22 +183,22 @@ fn w1_bench(args: &Args) -> bool {
     }
 
     // Allocations per step in steady state (the tape is warm), by phase.
-    let allocs = |leaf: Leaf| -> [Counts; 3] {
+    let allocs = |mode: Mode| -> [Counts; 3] {
         let mut phase = [Counts::default(); 3];
         let mut x = w1::X0;
+        let mut grads = Gradients::empty();
         for _ in 0..steps {
             let c0 = alloc_count::counts();
             tape.reset();
-            let xv = match leaf {
-                Leaf::Var => tape.var(x),
-                Leaf::Scalar => tape.scalar(x),
-            };
+            let xv = tape.var(x);
             let loss = xv.cosh().ln();
             let c1 = alloc_count::counts();
-            let grads = loss.backward();
+            match mode {
+                Mode::Fresh => grads = loss.backward(),
+                Mode::Reused => descent::backprop::backward_into(loss, &mut grads).expect("scalar"),
+            }
             let c2 = alloc_count::counts();
             x -= w1::LR * grads.wrt(xv).item();
-            drop(grads);
             let c3 = alloc_count::counts();
             phase[0] = add(phase[0], c1 - c0);
             phase[1] = add(phase[1], c2 - c1);
@@ -207,8 +207,8 @@ fn w1_bench(args: &Args) -> bool {
         phase
     };
     let per_step = |c: Counts| c.calls() as f64 / steps as f64;
-    let [rec_v, bw_v, up_v] = allocs(Leaf::Var);
-    let [rec_s, bw_s, up_s] = allocs(Leaf::Scalar);
+    let [rec_v, bw_v, up_v] = allocs(Mode::Fresh);
+    let [rec_s, bw_s, up_s] = allocs(Mode::Reused);
 
     let expected = (steps == w1::STEPS).then_some(w1::EXPECTED_X);
     let err = expected.map(|e| rel_err(xs[0], e));
@@ -216,18 +216,18 @@ fn w1_bench(args: &Args) -> bool {
 
     let mut alloc_j = Json::new();
     alloc_j
-        .num("record_var", per_step(rec_v))
-        .num("backward_var", per_step(bw_v))
-        .num("update_var", per_step(up_v))
-        .num("record_scalar", per_step(rec_s))
-        .num("backward_scalar", per_step(bw_s))
-        .num("update_scalar", per_step(up_s))
+        .num("record_fresh", per_step(rec_v))
+        .num("backward_fresh", per_step(bw_v))
+        .num("update_fresh", per_step(up_v))
+        .num("record_reused", per_step(rec_s))
+        .num("backward_reused", per_step(bw_s))
+        .num("update_reused", per_step(up_s))
         .num(
-            "bytes_per_step_var",
+            "bytes_per_step_fresh",
             (rec_v.bytes + bw_v.bytes + up_v.bytes) as f64 / steps as f64,
         )
         .num(
-            "deallocs_per_step_var",
+            "deallocs_per_step_fresh",
             (rec_v.deallocs + bw_v.deallocs + up_v.deallocs) as f64 / steps as f64,
         );
 
@@ -236,12 +236,15 @@ fn w1_bench(args: &Args) -> bool {
         .obj("us_per_step", &Summary::of(&t_var).to_json())
         .num("final_x", xs[0])
         .bool("final_x_all_equal", xs.iter().all(|&x| x == xs[0]))
-        .str("leaf", "tape.var(x)")
+        .str("mode", "tape.var(x), loss.backward() each step")
         .opt_num("final_x_expected", expected)
         .opt_num("final_x_rel_err", err)
         .bool("correct", ok)
-        .obj("us_per_step_scalar_leaf", &Summary::of(&t_scalar).to_json())
-        .num("final_x_scalar_leaf", x_scalar)
+        .obj(
+            "us_per_step_reused_grads",
+            &Summary::of(&t_scalar).to_json(),
+        )
+        .num("final_x_reused_grads", x_scalar)
         .obj("limit_us_per_step", &Summary::of(&t_limit).to_json())
         .num("limit_final_x", x_limit)
         .opt_num(
@@ -249,10 +252,10 @@ fn w1_bench(args: &Args) -> bool {
             expected.map(|e| rel_err(x_limit, e)),
         )
         .num("ratio_vs_limit", median(&r_var))
-        .num("ratio_vs_limit_scalar_leaf", median(&r_scalar))
+        .num("ratio_vs_limit_reused_grads", median(&r_scalar))
         .num("allocs_per_step", per_step(add(add(rec_v, bw_v), up_v)))
         .num(
-            "allocs_per_step_scalar_leaf",
+            "allocs_per_step_reused_grads",
             per_step(add(add(rec_s, bw_s), up_s)),
         )
         .num("allocs_per_step_tape_recording", per_step(rec_s))

@@ -2,6 +2,7 @@
 //! rate 0.01, a fresh graph every step; and its limit, the same loop with the
 //! closed-form gradient `tanh(x)`.
 
+use descent::backprop::backward_into;
 use descent::prelude::*;
 
 /// The starting point.
@@ -13,34 +14,36 @@ pub const STEPS: usize = 10_000;
 /// The peers' final `x` after [`STEPS`] steps.
 pub const EXPECTED_X: f64 = 2.5954436797658608e-40;
 
-/// How the parameter enters the tape each step.
+/// How each step gets its gradients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Leaf {
-    /// `tape.var(x)`, the idiomatic form (goes through a 0-d `Tensor`).
-    Var,
-    /// `tape.scalar(x)`, the scalar fast path.
-    Scalar,
+pub enum Mode {
+    /// `loss.backward()`: a fresh `Gradients` each step, the simplest form.
+    Fresh,
+    /// `backward_into(loss, &mut grads)`: one `Gradients` refilled every step, the form
+    /// for a loop that should not allocate once warm.
+    Reused,
 }
 
 /// One step on `tape`: reset, record `ln(cosh(x))`, backward, update.
 #[inline(always)]
-pub fn step(tape: &Tape, x: f64, leaf: Leaf) -> f64 {
+pub fn step(tape: &Tape, x: f64, mode: Mode, grads: &mut Gradients<f64>) -> f64 {
     tape.reset();
-    let xv = match leaf {
-        Leaf::Var => tape.var(x),
-        Leaf::Scalar => tape.scalar(x),
-    };
+    let xv = tape.var(x);
     let loss = xv.cosh().ln();
-    let grads = loss.backward();
+    match mode {
+        Mode::Fresh => *grads = loss.backward(),
+        Mode::Reused => backward_into(loss, grads).expect("a scalar loss"),
+    }
     x - LR * grads.wrt(xv).item()
 }
 
 /// `steps` steps of descent from [`X0`] on `tape`; returns the final `x`.
 #[inline(never)]
-pub fn run(tape: &Tape, steps: usize, leaf: Leaf) -> f64 {
+pub fn run(tape: &Tape, steps: usize, mode: Mode) -> f64 {
+    let mut grads = Gradients::empty();
     let mut x = X0;
     for _ in 0..steps {
-        x = step(tape, x, leaf);
+        x = step(tape, x, mode, &mut grads);
     }
     x
 }

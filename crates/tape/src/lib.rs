@@ -38,5 +38,5 @@ mod var;
 pub use error::{Error, NodeRef, Result};
 pub use ops::{BinaryOp, Op, UnaryOp};
 pub use params::{ParamId, ParamKey, ParamStore};
-pub use tape::{Meta, Node, NodeId, ScopeGuard, Tape, TapeRead, Value};
+pub use tape::{IntoLeaf, LeafValue, Meta, Node, NodeId, ScopeGuard, Tape, TapeRead, Value};
 pub use var::Var;

@@ -388,13 +388,22 @@ impl<T: Float> Tape<T> {
     /// let w = tape.var(Tensor::from([[1.0, 2.0], [3.0, 4.0]]));
     /// assert_eq!(w.shape().as_slice(), &[2, 2]);
     /// ```
-    pub fn var(&self, value: impl Into<Tensor<T>>) -> Var<'_, T> {
-        self.leaf(value.into(), Op::Var)
+    pub fn var<'a>(&self, value: impl IntoLeaf<'a, T>) -> Var<'_, T> {
+        self.leaf(value.into_leaf(), Op::Var)
     }
 
     /// A leaf that no gradient flows to (input data, targets, fixed numbers).
-    pub fn constant(&self, value: impl Into<Tensor<T>>) -> Var<'_, T> {
-        self.leaf(value.into(), Op::Constant)
+    ///
+    /// ```
+    /// use descent_tape::Tape;
+    /// use descent_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let data = Tensor::from([[1.0, 2.0]]);
+    /// let x = tape.constant(&data); // borrowed: the tape copies it into its own buffer
+    /// assert!(!x.requires_grad());
+    /// ```
+    pub fn constant<'a>(&self, value: impl IntoLeaf<'a, T>) -> Var<'_, T> {
+        self.leaf(value.into_leaf(), Op::Constant)
     }
 
     /// A scalar leaf, recorded without going through a tensor.
@@ -415,15 +424,23 @@ impl<T: Float> Tape<T> {
         self.handle(id)
     }
 
-    fn leaf(&self, value: Tensor<T>, op: Op) -> Var<'_, T> {
-        if value.ndim() == 0 {
-            return self.push_scalar_leaf(value.item(), op);
+    fn leaf(&self, value: LeafValue<'_, T>, op: Op) -> Var<'_, T> {
+        let view = match &value {
+            LeafValue::Scalar(v) => return self.push_scalar_leaf(*v, op),
+            LeafValue::View(v) => *v,
+            LeafValue::Owned(t) => t.view(),
+        };
+        if view.ndim() == 0 {
+            return self.push_scalar_leaf(view.item(), op);
         }
         let requires_grad = matches!(op, Op::Var);
         let mut inner = self.inner.borrow_mut();
         let inner = &mut *inner;
-        let mut buf = inner.pool.zeros(value.len());
-        buf.copy_from_slice(value.data());
+        // The value is copied into one of the tape's buffers, so a steady loop reuses
+        // them instead of growing the pool by a buffer a step.
+        let mut buf = inner.pool.zeros(view.len());
+        buf.copy_from_slice(view.data());
+        let value = view;
         let t = Tensor::new(value.shape(), buf).expect("same length as the value");
         let id = push_node(inner, op, NO_ARGS, Output::Tensor(t), requires_grad);
         self.handle(id)
@@ -667,5 +684,71 @@ impl<T: Float> TapeRead<'_, T> {
     /// The tensor stored in an arena slot.
     pub fn tensor_slot(&self, slot: u32) -> &Tensor<T> {
         &self.inner.tensors[slot as usize]
+    }
+}
+
+/// A leaf's value as the tape receives it.
+#[derive(Debug)]
+pub enum LeafValue<'a, T: Float> {
+    /// A number: stored inline, no allocation.
+    Scalar(T),
+    /// Borrowed elements, copied into a tape buffer.
+    View(View<'a, T>),
+    /// An owned tensor, copied into a tape buffer.
+    Owned(Tensor<T>),
+}
+
+/// What [`Tape::var`] and [`Tape::constant`] accept: a number (`2.0`), a tensor or a
+/// reference to one, a `Vec`, a slice, or (nested) arrays.
+pub trait IntoLeaf<'a, T: Float> {
+    /// The value, ready for the tape.
+    fn into_leaf(self) -> LeafValue<'a, T>;
+}
+
+impl<'a> IntoLeaf<'a, f64> for f64 {
+    fn into_leaf(self) -> LeafValue<'a, f64> {
+        LeafValue::Scalar(self)
+    }
+}
+
+impl<'a> IntoLeaf<'a, f32> for f32 {
+    fn into_leaf(self) -> LeafValue<'a, f32> {
+        LeafValue::Scalar(self)
+    }
+}
+
+impl<'a, T: Float> IntoLeaf<'a, T> for Tensor<T> {
+    fn into_leaf(self) -> LeafValue<'a, T> {
+        LeafValue::Owned(self)
+    }
+}
+
+impl<'a, T: Float> IntoLeaf<'a, T> for &'a Tensor<T> {
+    fn into_leaf(self) -> LeafValue<'a, T> {
+        LeafValue::View(self.view())
+    }
+}
+
+impl<'a, T: Float> IntoLeaf<'a, T> for View<'a, T> {
+    fn into_leaf(self) -> LeafValue<'a, T> {
+        LeafValue::View(self)
+    }
+}
+
+impl<'a, T: Float> IntoLeaf<'a, T> for Vec<T> {
+    fn into_leaf(self) -> LeafValue<'a, T> {
+        LeafValue::Owned(Tensor::from(self))
+    }
+}
+
+impl<'a, T: Float, const N: usize> IntoLeaf<'a, T> for [T; N] {
+    fn into_leaf(self) -> LeafValue<'a, T> {
+        LeafValue::Owned(Tensor::from(self))
+    }
+}
+
+impl<'a, T: Float, const R: usize, const C: usize> IntoLeaf<'a, T> for [[T; C]; R] {
+    fn into_leaf(self) -> LeafValue<'a, T> {
+        LeafValue::Owned(Tensor::from(self))
     }
 }
