@@ -1,8 +1,8 @@
 //! The memory layout the W6 budget (at most 64 bytes a scalar node, gradients
 //! included) rests on. See docs/ARCHITECTURE.md, "Node layout".
 
-use descent::tape::{Node, Op};
 use descent::Var;
+use descent::tape::{Node, Op};
 use std::mem::size_of;
 
 #[test]
