@@ -12,7 +12,10 @@ fn a_scalar_node_fits_the_budget_with_its_gradient() {
     assert_eq!(size_of::<Node<f32>>(), 32);
     // The walk adds one f64 gradient and one reached bit per node.
     let with_gradient = size_of::<Node<f64>>() + size_of::<f64>();
-    assert!(with_gradient < 64, "{with_gradient} bytes a node with its gradient");
+    assert!(
+        with_gradient < 64,
+        "{with_gradient} bytes a node with its gradient"
+    );
 }
 
 #[test]
