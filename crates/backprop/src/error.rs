@@ -46,6 +46,33 @@ pub enum Error {
         /// The generation the gradients were computed on.
         gradients_generation: u32,
     },
+    /// A per-sample pass was given no samples.
+    #[error("per_sample_grads: the batch is empty")]
+    EmptyBatch,
+    /// A per-sample loss closure returned a non-scalar.
+    #[error("per_sample_grads: the loss of sample {sample} has shape {}, not a scalar", ShapeDisplay(.shape))]
+    SampleNotScalar {
+        /// The sample's index in the batch.
+        sample: usize,
+        /// The loss's shape.
+        shape: Shape,
+    },
+    /// A sample's loss or gradient is NaN or infinite.
+    #[error("per_sample_grads: sample {sample} has a non-finite loss or gradient (loss {loss})")]
+    NonFiniteSample {
+        /// The sample's index in the batch.
+        sample: usize,
+        /// Its loss.
+        loss: f64,
+    },
+    /// An argument is out of range.
+    #[error("{op}: {reason}")]
+    Argument {
+        /// The function.
+        op: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// The output handle itself is invalid (stale or foreign).
     #[error(transparent)]
     Tape(#[from] descent_tape::Error),

@@ -32,6 +32,7 @@ mod error;
 mod gradcheck;
 mod gradients;
 mod param_grads;
+mod per_sample;
 mod render;
 mod walk;
 
@@ -39,5 +40,6 @@ pub use error::Error;
 pub use gradcheck::{GradCheckOptions, GradCheckReport, Mismatch, gradcheck};
 pub use gradients::Gradients;
 pub use param_grads::ParamGrads;
+pub use per_sample::{NonFinitePolicy, PerSample, PerSampleOptions, per_sample_grads};
 pub use render::{RenderOptions, format_number, render};
 pub use walk::{Backward, backward, backward_into, backward_with};

@@ -1,0 +1,353 @@
+//! Per-sample gradients in parallel: each sample's forward and backward pass on a
+//! worker's own tape, reduced in a fixed order so the result does not depend on the
+//! number of threads; optional per-sample clipping and Gaussian noise (one DP-SGD step).
+
+use crate::{Error, Gradients, ParamGrads, backward_into};
+use descent_tape::{ParamId, ParamStore, Tape, Var};
+use descent_tensor::{Float, Tensor};
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+use rayon::prelude::*;
+use std::any::Any;
+use std::cell::RefCell;
+
+/// What to do with a sample whose loss or gradient is not finite.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NonFinitePolicy {
+    /// Stop and return [`Error::NonFiniteSample`] naming the first such sample (by
+    /// index; the lowest index wins, whatever the scheduling).
+    #[default]
+    Stop,
+    /// Leave the sample out of the sum, list it in [`PerSample::skipped`], go on.
+    Skip,
+}
+
+/// How [`per_sample_grads`] runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PerSampleOptions {
+    /// Clip each sample's gradient to this global L2 norm before summing
+    /// (factor `min(1, c / ‖g‖)`). `None` sums them as they are.
+    pub clip_norm: Option<f64>,
+    /// Keep every sample's (clipped) gradients in the result. Off by default: the sum
+    /// alone needs memory for a few gradients per thread, whatever the batch size.
+    pub keep_per_sample: bool,
+    /// What a non-finite sample does.
+    pub on_non_finite: NonFinitePolicy,
+    /// Samples per chunk. Each chunk is summed in sample order by one worker, then the
+    /// chunks' sums are added in chunk order: this fixes the order of every addition,
+    /// so the bits of the result do not depend on the thread count. Changing it
+    /// changes the rounding (not the maths).
+    pub chunk: usize,
+}
+
+impl Default for PerSampleOptions {
+    fn default() -> Self {
+        Self {
+            clip_norm: None,
+            keep_per_sample: false,
+            on_non_finite: NonFinitePolicy::Stop,
+            chunk: 8,
+        }
+    }
+}
+
+/// The outcome of a per-sample pass.
+#[derive(Clone, Debug)]
+pub struct PerSample<T: Float> {
+    /// Sum over the samples of each (clipped) per-sample gradient, by parameter, in the
+    /// store's order.
+    pub sum: ParamGrads<T>,
+    /// Number of samples summed (the batch less any skipped).
+    pub count: usize,
+    /// Each sample's loss, in sample order.
+    pub losses: Vec<f64>,
+    /// Each sample's global gradient L2 norm before clipping, in sample order.
+    pub norms: Vec<f64>,
+    /// Each sample's (clipped) gradients, when [`PerSampleOptions::keep_per_sample`].
+    pub per_sample: Option<Vec<ParamGrads<T>>>,
+    /// Indices of samples left out under [`NonFinitePolicy::Skip`].
+    pub skipped: Vec<usize>,
+}
+
+impl<T: Float> PerSample<T> {
+    /// The mean gradient: the sum divided by the number of samples summed.
+    pub fn mean(&self) -> ParamGrads<T> {
+        let mut m = self.sum.clone();
+        if self.count > 0 {
+            m.scale(T::from_f64(1.0 / self.count as f64));
+        }
+        m
+    }
+
+    /// The fraction of samples whose norm exceeded `clip_norm` (were scaled down).
+    pub fn clipped_fraction(&self, clip_norm: f64) -> f64 {
+        if self.norms.is_empty() {
+            return 0.0;
+        }
+        self.norms.iter().filter(|&&n| n > clip_norm).count() as f64 / self.norms.len() as f64
+    }
+
+    /// One DP-SGD gradient: the sum plus Gaussian noise of standard deviation
+    /// `noise_multiplier × clip_norm` on every element, divided by the number of
+    /// samples (as Opacus does). The noise comes from a ChaCha8 stream seeded with
+    /// `seed`, drawn in parameter order: the same seed gives the same noise everywhere.
+    pub fn noisy_mean(
+        &self,
+        noise_multiplier: f64,
+        clip_norm: f64,
+        seed: u64,
+    ) -> Result<ParamGrads<T>, Error> {
+        let std = noise_multiplier * clip_norm;
+        let normal = Normal::new(0.0, std).map_err(|_| Error::Argument {
+            op: "noisy_mean",
+            reason: format!("noise standard deviation {std} must be finite and >= 0"),
+        })?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut out = self.sum.clone();
+        for (_, g) in out.iter_mut() {
+            for x in g.data_mut() {
+                *x += T::from_f64(normal.sample(&mut rng));
+            }
+        }
+        if self.count > 0 {
+            out.scale(T::from_f64(1.0 / self.count as f64));
+        }
+        Ok(out)
+    }
+}
+
+/// One sample's contribution, before it is added to its chunk's sum.
+struct SampleOut<T: Float> {
+    loss: f64,
+    norm: f64,
+    grads: Option<ParamGrads<T>>,
+}
+
+/// A chunk's result: its sum and its samples' figures.
+struct ChunkOut<T: Float> {
+    sum: ParamGrads<T>,
+    count: usize,
+    losses: Vec<f64>,
+    norms: Vec<f64>,
+    kept: Vec<ParamGrads<T>>,
+    skipped: Vec<usize>,
+}
+
+thread_local! {
+    /// One tape and one gradient store per worker thread and element type, reused
+    /// across samples and calls: once warm, a sample allocates no tape.
+    static WORKSPACES: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_workspace<T: Float, R>(f: impl FnOnce(&Tape<T>, &mut Gradients<T>) -> R) -> R {
+    let mut taken: Option<Box<(Tape<T>, Gradients<T>)>> = WORKSPACES.with(|w| {
+        let mut w = w.borrow_mut();
+        let i = w.iter().position(|b| b.is::<(Tape<T>, Gradients<T>)>())?;
+        w.swap_remove(i).downcast().ok()
+    });
+    let ws = taken.get_or_insert_with(|| Box::new((Tape::new(), Gradients::empty())));
+    let out = f(&ws.0, &mut ws.1);
+    if let Some(ws) = taken {
+        WORKSPACES.with(|w| w.borrow_mut().push(ws));
+    }
+    out
+}
+
+/// Computes every sample's gradient with respect to the parameters in `store`, in
+/// parallel on rayon's current pool, and returns their sum (optionally per-sample
+/// clipped), every sample's loss and gradient norm, and (optionally) every sample's
+/// gradients.
+///
+/// `loss` builds one sample's scalar loss on the tape it is given, binding the
+/// parameters it uses with `tape.param(store, id)`. Parameters it does not bind get
+/// zero gradient from that sample.
+///
+/// The result is bit-for-bit the same for any number of threads: samples are grouped
+/// in fixed chunks ([`PerSampleOptions::chunk`]), each summed in order, and the chunk
+/// sums added in order.
+///
+/// # Errors
+/// [`Error::EmptyBatch`] for no samples; [`Error::SampleNotScalar`] when the closure's
+/// loss is not a scalar; [`Error::NonFiniteSample`] for a non-finite loss or gradient
+/// under [`NonFinitePolicy::Stop`]; a tape error from the closure's handles.
+///
+/// ```
+/// use descent_backprop::{per_sample_grads, PerSampleOptions};
+/// use descent_tape::ParamStore;
+/// use descent_tensor::Tensor;
+/// let mut store = ParamStore::<f64>::new();
+/// let w = store.insert("w", Tensor::from([1.0, -1.0]));
+/// let samples = vec![([1.0, 0.0], 2.0), ([0.0, 1.0], 0.0), ([3.0, 4.0], 1.0)];
+/// let out = per_sample_grads(&store, &samples, PerSampleOptions::default(), |tape, (x, y)| {
+///     let pred = (tape.param(&store, w) * tape.constant(*x)).sum();
+///     let err = pred - *y;
+///     err * err
+/// })
+/// .unwrap();
+/// assert_eq!(out.losses, vec![1.0, 1.0, 4.0]);
+/// // d/dw (w·x - y)² = 2(w·x - y) x, summed over the samples.
+/// assert_eq!(out.sum.get(w).unwrap().data(), &[-2.0 - 12.0, -2.0 - 16.0]);
+/// ```
+pub fn per_sample_grads<T, S, F>(
+    store: &ParamStore<T>,
+    samples: &[S],
+    options: PerSampleOptions,
+    loss: F,
+) -> Result<PerSample<T>, Error>
+where
+    T: Float,
+    S: Sync,
+    F: for<'t> Fn(&'t Tape<T>, &S) -> Var<'t, T> + Sync,
+{
+    if samples.is_empty() {
+        return Err(Error::EmptyBatch);
+    }
+    if options.chunk == 0 {
+        return Err(Error::Argument {
+            op: "per_sample_grads",
+            reason: "the chunk size must be at least 1".into(),
+        });
+    }
+    if let Some(c) = options.clip_norm
+        && !(c.is_finite() && c > 0.0)
+    {
+        return Err(Error::Argument {
+            op: "per_sample_grads",
+            reason: format!("the clip norm must be finite and > 0, got {c}"),
+        });
+    }
+    let ids: Vec<ParamId> = store.ids().collect();
+    let shapes: Vec<Vec<usize>> = store.iter().map(|(_, _, v)| v.shape().to_vec()).collect();
+    let zero = || -> ParamGrads<T> {
+        ids.iter()
+            .zip(&shapes)
+            .map(|(&id, s)| (id, Tensor::zeros(s)))
+            .collect()
+    };
+
+    let run_sample =
+        |index: usize, acc: &mut ParamGrads<T>| -> Result<Option<SampleOut<T>>, Error> {
+            with_workspace::<T, _>(|tape, grads| {
+                tape.reset();
+                let l = loss(tape, &samples[index]);
+                l.validate("per_sample_grads").map_err(Error::Tape)?;
+                let shape = l.shape();
+                if !shape.is_empty() {
+                    return Err(Error::SampleNotScalar {
+                        sample: index,
+                        shape,
+                    });
+                }
+                let value = l.item().as_f64();
+                backward_into(l, grads)?;
+                // The sample's gradient by parameter (zeros for those it did not bind).
+                let mut sq = 0.0f64;
+                let mut finite = value.is_finite();
+                for &id in &ids {
+                    if let Some(g) = grads.param(id) {
+                        for &x in g.data() {
+                            let x = x.as_f64();
+                            sq += x * x;
+                            finite &= x.is_finite();
+                        }
+                    }
+                }
+                if !finite {
+                    return match options.on_non_finite {
+                        NonFinitePolicy::Stop => Err(Error::NonFiniteSample {
+                            sample: index,
+                            loss: value,
+                        }),
+                        NonFinitePolicy::Skip => Ok(None),
+                    };
+                }
+                let norm = sq.sqrt();
+                let factor = match options.clip_norm {
+                    Some(c) if norm > c => T::from_f64(c / norm),
+                    _ => T::one(),
+                };
+                let mut kept = options.keep_per_sample.then(zero);
+                for &id in &ids {
+                    let Some(g) = grads.param(id) else { continue };
+                    let dst = acc.get_mut(id).expect("accumulator has every parameter");
+                    for (d, &x) in dst.data_mut().iter_mut().zip(g.data()) {
+                        *d += factor * x;
+                    }
+                    if let Some(kept) = kept.as_mut() {
+                        let own = kept.get_mut(id).expect("zeros of every parameter");
+                        for (d, &x) in own.data_mut().iter_mut().zip(g.data()) {
+                            *d = factor * x;
+                        }
+                    }
+                }
+                Ok(Some(SampleOut {
+                    loss: value,
+                    norm,
+                    grads: kept,
+                }))
+            })
+        };
+
+    let run_chunk = |c: usize| -> Result<ChunkOut<T>, Error> {
+        let start = c * options.chunk;
+        let end = (start + options.chunk).min(samples.len());
+        let mut out = ChunkOut {
+            sum: zero(),
+            count: 0,
+            losses: Vec::with_capacity(end - start),
+            norms: Vec::with_capacity(end - start),
+            kept: Vec::new(),
+            skipped: Vec::new(),
+        };
+        for i in start..end {
+            match run_sample(i, &mut out.sum)? {
+                Some(s) => {
+                    out.count += 1;
+                    out.losses.push(s.loss);
+                    out.norms.push(s.norm);
+                    if let Some(g) = s.grads {
+                        out.kept.push(g);
+                    }
+                }
+                None => {
+                    out.skipped.push(i);
+                    out.losses.push(f64::NAN);
+                    out.norms.push(f64::NAN);
+                }
+            }
+        }
+        Ok(out)
+    };
+
+    let chunks = samples.len().div_ceil(options.chunk);
+    // Chunks run in waves of a bounded size, so the memory held is a few chunk sums per
+    // thread, not one per chunk; each wave's sums are added in chunk order.
+    let wave = 4 * rayon::current_num_threads().max(1);
+    let mut total = PerSample {
+        sum: zero(),
+        count: 0,
+        losses: Vec::with_capacity(samples.len()),
+        norms: Vec::with_capacity(samples.len()),
+        per_sample: options.keep_per_sample.then(Vec::new),
+        skipped: Vec::new(),
+    };
+    let mut first = 0;
+    while first < chunks {
+        let last = (first + wave).min(chunks);
+        let results: Vec<Result<ChunkOut<T>, Error>> =
+            (first..last).into_par_iter().map(run_chunk).collect();
+        for r in results {
+            let c = r?;
+            total.sum.add_assign(&c.sum);
+            total.count += c.count;
+            total.losses.extend(c.losses);
+            total.norms.extend(c.norms);
+            total.skipped.extend(c.skipped);
+            if let Some(all) = total.per_sample.as_mut() {
+                all.extend(c.kept);
+            }
+        }
+        first = last;
+    }
+    Ok(total)
+}
