@@ -46,6 +46,22 @@ pub enum Error {
         /// The generation the gradients were computed on.
         gradients_generation: u32,
     },
+    /// With anomaly detection on, a gradient came out NaN or infinite. `by` names the
+    /// node whose backward rule produced it (absent when it came from the seed or a
+    /// hook).
+    #[error("{}", non_finite_gradient_message(.node, *.value, .by.as_deref(), .incoming, .operands))]
+    NonFiniteGradient {
+        /// The node whose gradient is not finite.
+        node: Box<descent_tape::NodeRef>,
+        /// The first non-finite element.
+        value: f64,
+        /// The node whose rule produced it.
+        by: Option<Box<descent_tape::NodeRef>>,
+        /// A summary of the gradient that flowed into that rule.
+        incoming: String,
+        /// The rule's operands, summarised.
+        operands: Vec<descent_tape::Operand>,
+    },
     /// A per-sample pass was given no samples.
     #[error("per_sample_grads: the batch is empty")]
     EmptyBatch,
@@ -76,4 +92,26 @@ pub enum Error {
     /// The output handle itself is invalid (stale or foreign).
     #[error(transparent)]
     Tape(#[from] descent_tape::Error),
+}
+
+fn non_finite_gradient_message(
+    node: &descent_tape::NodeRef,
+    value: f64,
+    by: Option<&descent_tape::NodeRef>,
+    incoming: &str,
+    operands: &[descent_tape::Operand],
+) -> String {
+    let operands: Vec<String> = operands.iter().map(|o| o.to_string()).collect();
+    match by {
+        Some(by) => format!(
+            "backward: the rule of {by} gave {node} a non-finite gradient ({value}) from \
+             incoming gradient {incoming}; operands of the rule: {}",
+            operands.join("; ")
+        ),
+        None => format!(
+            "backward: the gradient of {node} is not finite ({value}) before its rule ran \
+             (it came from the seed or a hook); operands: {}",
+            operands.join("; ")
+        ),
+    }
 }

@@ -31,6 +31,7 @@
 mod error;
 mod gradcheck;
 mod gradients;
+mod inspect;
 mod param_grads;
 mod per_sample;
 mod render;
@@ -39,6 +40,7 @@ mod walk;
 pub use error::Error;
 pub use gradcheck::{GradCheckOptions, GradCheckReport, Mismatch, gradcheck};
 pub use gradients::Gradients;
+pub use inspect::{ScopeDelta, to_dot};
 pub use param_grads::ParamGrads;
 pub use per_sample::{NonFinitePolicy, PerSample, PerSampleOptions, per_sample_grads};
 pub use render::{RenderOptions, format_number, render};

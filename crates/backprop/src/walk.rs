@@ -2,7 +2,7 @@
 
 use crate::{Error, Gradients};
 use descent_tape::ops::{GradSink, backward_node};
-use descent_tape::{Node, NodeId, Op, Var};
+use descent_tape::{Node, NodeId, Op, TapeRead, Var, summarize};
 use descent_tensor::{Float, Tensor, View};
 
 /// Runs backward from a scalar output, seeding its gradient with 1.
@@ -74,7 +74,7 @@ impl<T: Float> GradSink<T> for Sink<'_, T> {
 
 fn walk<T: Float>(output: Var<'_, T>, seed: View<'_, T>) -> Result<Gradients<T>, Error> {
     let mut grads = Gradients::empty();
-    walk_into(output, seed, &mut grads);
+    walk_into(output, seed, &mut grads)?;
     Ok(grads)
 }
 
@@ -105,12 +105,17 @@ pub fn backward_into<T: Float>(output: Var<'_, T>, grads: &mut Gradients<T>) -> 
             shape: output.shape(),
         });
     }
-    walk_into(output, View::scalar(&T::one()), grads);
-    Ok(())
+    walk_into(output, View::scalar(&T::one()), grads)
 }
 
-fn walk_into<T: Float>(output: Var<'_, T>, seed: View<'_, T>, grads: &mut Gradients<T>) {
-    let read = output.tape().read();
+fn walk_into<T: Float>(
+    output: Var<'_, T>,
+    seed: View<'_, T>,
+    grads: &mut Gradients<T>,
+) -> Result<(), Error> {
+    let tape = output.tape();
+    let anomaly = tape.anomaly_detection();
+    let read = tape.read();
     let out = output.id().index();
     grads.prepare(&read, out + 1);
     let nodes = read.nodes();
@@ -124,12 +129,19 @@ fn walk_into<T: Float>(output: Var<'_, T>, seed: View<'_, T>, grads: &mut Gradie
         if !m.requires_grad() {
             continue;
         }
+        let id = NodeId::from_index(i);
         match m.slot() {
             None => {
                 if !grads.is_reached(i) {
                     continue;
                 }
+                if m.has_hook() {
+                    tape.run_hooks(id, &[], std::slice::from_mut(&mut grads.scalar[i]));
+                }
                 let g = grads.scalar[i];
+                if anomaly && !g.is_finite() {
+                    return Err(anomaly_at(&read, grads, id, None));
+                }
                 // Scalar element-wise nodes, the bulk of a scalar graph, are handled
                 // here without building views. Their operands are scalar nodes.
                 match *node.op() {
@@ -161,33 +173,92 @@ fn walk_into<T: Float>(output: Var<'_, T>, seed: View<'_, T>, grads: &mut Gradie
                             grads: &mut *grads,
                             nodes,
                         };
-                        backward_node(&read, NodeId::from_index(i), View::scalar(&g), &mut sink);
+                        backward_node(&read, id, View::scalar(&g), &mut sink);
                     }
+                }
+                if anomaly {
+                    check_operands(&read, grads, id, View::scalar(&g))?;
                 }
             }
             Some(slot) => {
                 let s = slot as usize;
-                let Some(buf) = grads.tensor[s].take() else {
+                let Some(mut buf) = grads.tensor[s].take() else {
                     continue;
                 };
+                let shape = grads.shapes[s].clone();
+                if m.has_hook() {
+                    tape.run_hooks(id, &shape, &mut buf);
+                }
+                if anomaly && buf.iter().any(|v| !v.is_finite()) {
+                    grads.tensor[s] = Some(buf);
+                    return Err(anomaly_at(&read, grads, id, None));
+                }
                 if !node.op().is_leaf() {
-                    let shape = grads.shapes[s].clone();
                     let mut sink = Sink {
                         grads: &mut *grads,
                         nodes,
                     };
-                    backward_node(
-                        &read,
-                        NodeId::from_index(i),
-                        View::new(&shape, &buf),
-                        &mut sink,
-                    );
+                    backward_node(&read, id, View::new(&shape, &buf), &mut sink);
+                }
+                if anomaly {
+                    check_operands(&read, grads, id, View::new(&shape, &buf))?;
                 }
                 grads.tensor[s] = Some(buf);
             }
         }
     }
     grads.finish();
+    Ok(())
+}
+
+/// After node `id`'s rule ran: an error if it gave any operand a non-finite gradient.
+fn check_operands<T: Float>(
+    read: &TapeRead<'_, T>,
+    grads: &Gradients<T>,
+    id: NodeId,
+    incoming: View<'_, T>,
+) -> Result<(), Error> {
+    for &p in read.parents(id) {
+        if let Some(g) = grads.by_id(p)
+            && g.data().iter().any(|v| !v.is_finite())
+        {
+            let mut err = anomaly_at(read, grads, p, Some(id));
+            if let Error::NonFiniteGradient { incoming: inc, .. } = &mut err {
+                *inc = summarize(incoming.data().iter().map(|v| v.as_f64()));
+            }
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// The report for node `bad`, whose gradient is not finite: made by the rule of
+/// `by` (or by a hook or the seed, when `by` is `None`).
+fn anomaly_at<T: Float>(
+    read: &TapeRead<'_, T>,
+    grads: &Gradients<T>,
+    bad: NodeId,
+    by: Option<NodeId>,
+) -> Error {
+    let g = grads.by_id(bad);
+    let value = g
+        .and_then(|g| g.data().iter().copied().find(|v| !v.is_finite()))
+        .map_or(f64::NAN, |v| v.as_f64());
+    let source = by.unwrap_or(bad);
+    Error::NonFiniteGradient {
+        node: Box::new(read.node_ref(bad)),
+        value,
+        by: by.map(|b| Box::new(read.node_ref(b))),
+        incoming: String::new(),
+        operands: read
+            .parents(source)
+            .iter()
+            .map(|&p| descent_tape::Operand {
+                node: Box::new(read.node_ref(p)),
+                values: summarize(read.value(p).data().iter().map(|v| v.as_f64())),
+            })
+            .collect(),
+    }
 }
 
 /// Runs backward as a method of the output: `loss.backward()`.

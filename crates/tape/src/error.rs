@@ -162,9 +162,71 @@ pub enum Error {
         /// The op.
         op: &'static str,
     },
+    /// Anomaly detection found a NaN or infinity in an op's result; the op was not
+    /// recorded.
+    #[error("{op}: produced {value} at node {} ({}shape {}); operands: {}", .node.index(), if .scope.is_empty() { String::new() } else { format!("in {}, ", .scope) }, ShapeDisplay(.shape), .operands.iter().map(|o| o.to_string()).collect::<Vec<_>>().join("; "))]
+    NonFinite {
+        /// The op.
+        op: &'static str,
+        /// The first non-finite value in the result.
+        value: f64,
+        /// The id the node would have had.
+        node: NodeId,
+        /// The scope it was being recorded in.
+        scope: String,
+        /// The result's shape.
+        shape: Shape,
+        /// The operands, with their values summarised.
+        operands: Vec<Operand>,
+    },
     /// A value given to the tape does not fit its shape.
     #[error(transparent)]
     Tensor(#[from] descent_tensor::TensorError),
+}
+
+/// An operand of an op that produced a non-finite value, with its values summarised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operand {
+    /// The operand node.
+    pub node: Box<NodeRef>,
+    /// Its values: all of them when few, else count, range and non-finite count.
+    pub values: String,
+}
+
+impl fmt::Display for Operand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = {}", self.node, self.values)
+    }
+}
+
+/// Summarises values for a report: `[1, -2, 3]` when there are at most 6, else
+/// `1000 values in [-2.5, 3.1], mean 0.12, 2 NaN, 0 inf`.
+///
+/// ```
+/// use descent_tape::summarize;
+/// assert_eq!(summarize([1.0, -2.0]), "[1, -2]");
+/// assert_eq!(summarize((0..10).map(f64::from)), "10 values in [0, 9], mean 4.5");
+/// ```
+pub fn summarize(values: impl IntoIterator<Item = f64>) -> String {
+    let v: Vec<f64> = values.into_iter().collect();
+    if v.len() <= 6 {
+        let parts: Vec<String> = v.iter().map(|x| format!("{x}")).collect();
+        return format!("[{}]", parts.join(", "));
+    }
+    let finite: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    let nan = v.iter().filter(|x| x.is_nan()).count();
+    let inf = v.iter().filter(|x| x.is_infinite()).count();
+    let mut s = format!("{} values", v.len());
+    if !finite.is_empty() {
+        let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mean = finite.iter().sum::<f64>() / finite.len() as f64;
+        s.push_str(&format!(" in [{lo}, {hi}], mean {mean}"));
+    }
+    if nan + inf > 0 {
+        s.push_str(&format!(", {nan} NaN, {inf} inf"));
+    }
+    s
 }
 
 /// The result type of the tape's fallible operations.

@@ -35,8 +35,8 @@ mod params;
 mod tape;
 mod var;
 
-pub use error::{Error, NodeRef, Result};
+pub use error::{summarize, Error, NodeRef, Operand, Result};
 pub use ops::{BinaryOp, Op, UnaryOp};
 pub use params::{ParamId, ParamKey, ParamStore};
-pub use tape::{IntoLeaf, LeafValue, Meta, Node, NodeId, ScopeGuard, Tape, TapeRead, Value};
+pub use tape::{GradHook, HookGrad, IntoLeaf, LeafValue, Meta, Node, NodeId, ScopeGuard, Tape, TapeRead, Value};
 pub use var::Var;

@@ -90,11 +90,13 @@ pub struct Meta(u32);
 
 impl Meta {
     const GRAD: u32 = 1 << 31;
+    const HOOK: u32 = 1 << 30;
+    const FLAGS: u32 = Self::GRAD | Self::HOOK;
 
     #[inline]
     pub(crate) fn new(slot: Option<u32>, requires_grad: bool) -> Self {
         let s = slot.map_or(0, |s| s + 1);
-        debug_assert!(s < Self::GRAD, "tensor arena overflow");
+        debug_assert!(s < Self::HOOK, "tensor arena overflow");
         Meta(s | if requires_grad { Self::GRAD } else { 0 })
     }
     /// The bookkeeping of a scalar result of operands with bookkeeping `a` and `b`: it
@@ -111,10 +113,15 @@ impl Meta {
     /// The node's tensor slot, or `None` for a scalar node.
     #[inline]
     pub fn slot(self) -> Option<u32> {
-        match self.0 & !Self::GRAD {
+        match self.0 & !Self::FLAGS {
             0 => None,
             s => Some(s - 1),
         }
+    }
+    /// Whether gradient hooks are registered on the node.
+    #[inline]
+    pub fn has_hook(self) -> bool {
+        self.0 & Self::HOOK != 0
     }
 }
 
@@ -246,6 +253,15 @@ impl<T: Float> Inner<T> {
         }
     }
 
+    /// A node as anomaly reports describe an operand: its reference and a summary of
+    /// its values.
+    pub(crate) fn summary(&self, id: NodeId) -> crate::error::Operand {
+        crate::error::Operand {
+            node: self.node_ref(id),
+            values: crate::error::summarize(self.view(id).data().iter().map(|v| v.as_f64())),
+        }
+    }
+
     pub(crate) fn node_ref(&self, id: NodeId) -> Box<NodeRef> {
         Box::new(NodeRef {
             id,
@@ -279,7 +295,25 @@ pub(crate) enum Output<T> {
 pub struct Tape<T: Float = f64> {
     uid: u64,
     generation: Cell<u32>,
+    pub(crate) anomaly: Cell<bool>,
     pub(crate) inner: RefCell<Inner<T>>,
+    pub(crate) hooks: RefCell<Vec<(NodeId, GradHook<T>)>>,
+}
+
+/// A closure that sees, and may change, a node's gradient during backward.
+pub type GradHook<T> = Box<dyn FnMut(HookGrad<'_, T>)>;
+
+/// What a gradient hook receives: the node, and its gradient (complete: every
+/// contribution has arrived) as a mutable, row-major slice with its shape. What the
+/// hook leaves in `grad` is what flows on to the node's operands and what the
+/// gradient store reports for the node.
+pub struct HookGrad<'a, T> {
+    /// The node the hook is registered on.
+    pub node: NodeId,
+    /// The gradient's shape (the node's shape).
+    pub shape: &'a [usize],
+    /// The gradient's elements.
+    pub grad: &'a mut [T],
 }
 
 static NEXT_TAPE_UID: AtomicU64 = AtomicU64::new(1);
@@ -313,6 +347,8 @@ impl<T: Float> Tape<T> {
             // never affects a value, an id or an order.
             uid: NEXT_TAPE_UID.fetch_add(1, Ordering::Relaxed),
             generation: Cell::new(0),
+            anomaly: Cell::new(false),
+            hooks: RefCell::new(Vec::new()),
             inner: RefCell::new(Inner {
                 nodes: Vec::with_capacity(nodes),
                 operand_lists: Vec::new(),
@@ -376,7 +412,54 @@ impl<T: Float> Tape<T> {
         inner.names.clear();
         inner.scopes.truncate(1);
         inner.current_scope = 0;
+        self.hooks.borrow_mut().clear();
         self.generation.set(self.generation.get().wrapping_add(1));
+    }
+
+    /// Turns anomaly detection on or off. While on, every op checks its result and
+    /// refuses to record a NaN or an infinity, returning (or, in its panicking form,
+    /// panicking with) an [`Error::NonFinite`] that names the op, the node it would have
+    /// been, its scope, and a summary of each operand's values; the reverse walk
+    /// likewise checks every gradient it computes. Off by default; it costs a scan of
+    /// every value.
+    ///
+    /// ```
+    /// use descent_tape::Tape;
+    /// let tape = Tape::<f64>::new();
+    /// tape.set_anomaly_detection(true);
+    /// let x = tape.var(0.0).named("x");
+    /// let err = x.try_ln().unwrap_err().to_string();
+    /// assert!(err.starts_with("ln: produced -inf at node 1"), "{err}");
+    /// assert!(err.contains("node 0 'x'"), "{err}");
+    /// ```
+    pub fn set_anomaly_detection(&self, on: bool) {
+        self.anomaly.set(on);
+    }
+
+    /// Whether anomaly detection is on.
+    #[inline]
+    pub fn anomaly_detection(&self) -> bool {
+        self.anomaly.get()
+    }
+
+    /// Runs the hooks registered on `id` on its gradient (called by the reverse walk).
+    /// Hooks must not record on the tape: the walk holds it for reading.
+    pub fn run_hooks(&self, id: NodeId, shape: &[usize], grad: &mut [T]) {
+        let mut hooks = self.hooks.borrow_mut();
+        for (node, hook) in hooks.iter_mut() {
+            if *node == id {
+                hook(HookGrad {
+                    node: id,
+                    shape,
+                    grad: &mut *grad,
+                });
+            }
+        }
+    }
+
+    pub(crate) fn add_hook(&self, id: NodeId, hook: GradHook<T>) {
+        self.inner.borrow_mut().nodes[id.index()].meta.0 |= Meta::HOOK;
+        self.hooks.borrow_mut().push((id, hook));
     }
 
     /// A leaf that gradients flow to: a scalar (`tape.var(2.0)`) or a tensor.
@@ -494,6 +577,29 @@ impl<T: Float> Tape<T> {
         let result = forward(inner, &mut pool);
         inner.pool = pool;
         let value = result?;
+        if self.anomaly.get() {
+            let bad = match &value {
+                Output::Scalar(v) => (!v.is_finite()).then_some(*v),
+                Output::Tensor(t) => t.data().iter().copied().find(|v| !v.is_finite()),
+            };
+            if let Some(bad) = bad {
+                let shape: descent_tensor::Shape = match &value {
+                    Output::Scalar(_) => descent_tensor::Shape::new(),
+                    Output::Tensor(t) => t.shape().into(),
+                };
+                if let Output::Tensor(t) = value {
+                    inner.pool.give(t.into_data());
+                }
+                return Err(Error::NonFinite {
+                    op: name,
+                    value: bad.as_f64(),
+                    node: NodeId(inner.nodes.len() as u32),
+                    scope: inner.scopes[inner.current_scope as usize].clone(),
+                    shape,
+                    operands: operands.iter().map(|v| inner.summary(v.id)).collect(),
+                });
+            }
+        }
         let requires_grad = operands.iter().any(|v| inner.requires_grad(v.id));
         // Ops with more than two operands keep them in `operand_lists` (see `join`).
         let mut args = NO_ARGS;

@@ -99,6 +99,28 @@ impl<'t, T: Float> Var<'t, T> {
         self
     }
 
+    /// Registers a gradient hook: during backward, once every contribution to this
+    /// node's gradient has arrived, `hook` sees it and may change it in place (scale,
+    /// clip, zero, record) before it flows on to the node's operands. The changed value
+    /// is also what the gradient store reports for the node. Hooks run in registration
+    /// order, are cleared by `reset`, and must not record on the tape.
+    ///
+    /// ```
+    /// use descent_backprop::Backward;
+    /// use descent_tape::Tape;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(3.0);
+    /// let h = (x * x).hook(|g| g.grad.iter_mut().for_each(|v| *v *= 2.0));
+    /// let grads = h.backward();
+    /// assert_eq!(grads.wrt(h).item(), 2.0);   // the hooked gradient
+    /// assert_eq!(grads.wrt(x).item(), 12.0);  // 2 · d(x²)/dx
+    /// ```
+    pub fn hook(self, hook: impl FnMut(crate::HookGrad<'_, T>) + 'static) -> Self {
+        self.checked("hook");
+        self.tape.add_hook(self.id, Box::new(hook));
+        self
+    }
+
     /// True when gradients flow to this node (it is a variable or depends on one).
     pub fn requires_grad(&self) -> bool {
         self.checked("requires_grad");

@@ -239,7 +239,7 @@ impl<'t, T: Float> Var<'t, T> {
     #[inline(always)]
     pub(crate) fn unary_scalar(self, op: UnaryOp) -> Option<Var<'t, T>> {
         let tape = self.tape;
-        if self.generation != tape.generation() {
+        if self.generation != tape.generation() || tape.anomaly_detection() {
             return None;
         }
         let mut inner = tape.inner.borrow_mut();
@@ -282,6 +282,7 @@ impl<'t, T: Float> Var<'t, T> {
         if !std::ptr::eq(tape, rhs.tape)
             || self.generation != tape.generation()
             || rhs.generation != self.generation
+            || tape.anomaly_detection()
         {
             return None;
         }
