@@ -38,7 +38,8 @@ fn a_hook_that_doubles_a_gradient_doubles_every_upstream_gradient() {
 #[test]
 fn a_recording_hook_sees_exactly_what_the_store_reports() {
     let tape = Tape::<f64>::new();
-    let seen: Rc<RefCell<Vec<(NodeId, Vec<usize>, Vec<f64>)>>> = Rc::default();
+    type Seen = Vec<(NodeId, Vec<usize>, Vec<f64>)>;
+    let seen: Rc<RefCell<Seen>> = Rc::default();
     let log = Rc::clone(&seen);
     let x = tape.var(Tensor::from([0.3, -1.2, 2.0]));
     // Used twice: the hook must see the sum of both contributions.

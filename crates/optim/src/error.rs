@@ -51,4 +51,28 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A data loader was given a dataset of no samples.
+    #[error("{op}: the dataset is empty (0 samples): there is nothing to batch")]
+    EmptyDataset {
+        /// The constructor.
+        op: &'static str,
+    },
+    /// A data loader was given a batch size of 0.
+    #[error("{op}: the batch size must be at least 1, got 0 (for {len} samples)")]
+    ZeroBatchSize {
+        /// The constructor.
+        op: &'static str,
+        /// The number of samples.
+        len: usize,
+    },
+    /// A data loader was given different numbers of inputs and labels.
+    #[error("{op}: {inputs} inputs but {labels} labels; every input needs exactly one label")]
+    LengthMismatch {
+        /// The constructor.
+        op: &'static str,
+        /// The number of inputs.
+        inputs: usize,
+        /// The number of labels.
+        labels: usize,
+    },
 }

@@ -8,8 +8,15 @@
 //!   Every step checks all gradients first, so a step with a NaN gradient is skipped
 //!   whole and says which parameter held it.
 //! - [`Sgd`] (momentum, Nesterov, weight decay).
+//! - [`Adagrad`], [`RmsProp`], [`Adadelta`], [`Adam`], [`AdamW`], [`Adamax`], [`NAdam`]:
+//!   PyTorch's update rules and defaults, checked against `torch.optim` in `f64`
+//!   (`tests/torch_reference.rs`).
+//! - Learning-rate schedules: [`Schedule`] ([`Constant`], [`StepLr`], [`Exponential`],
+//!   [`Cosine`], [`LinearWarmup`]), run with any optimiser by [`Scheduled`].
 //! - Clipping: [`clip_grad_norm`] (global L2 norm, returning the norm before
 //!   clipping), [`clip_grad_value`], [`clip_grad_norm_per_param`].
+//! - Training loops: [`DataLoader`] yields the batches of sample indices of each epoch
+//!   (full batch, stochastic, mini-batch; seeded reshuffling; last batch kept or dropped).
 //!
 //! ```
 //! use descent_backprop::{Backward, ParamGrads};
@@ -36,12 +43,29 @@
 //! ```
 #![warn(missing_docs)]
 
+mod adadelta;
+mod adagrad;
+mod adam;
+mod adamax;
 mod clip;
 mod error;
+mod nadam;
 mod optimizer;
+mod pointwise;
+mod rmsprop;
+mod schedule;
 mod sgd;
+mod train;
 
+pub use adadelta::Adadelta;
+pub use adagrad::Adagrad;
+pub use adam::{Adam, AdamW};
+pub use adamax::Adamax;
 pub use clip::{clip_grad_norm, clip_grad_norm_per_param, clip_grad_value};
 pub use error::Error;
+pub use nadam::NAdam;
 pub use optimizer::{Optimizer, check_grads};
+pub use rmsprop::RmsProp;
+pub use schedule::{Constant, Cosine, Exponential, LinearWarmup, Schedule, Scheduled, StepLr};
 pub use sgd::Sgd;
+pub use train::{Batches, DataLoader};

@@ -97,3 +97,27 @@ pub(crate) fn non_negative(op: &'static str, what: &str, value: f64) -> Result<(
         })
     }
 }
+
+/// An error unless `0 <= value < 1` (PyTorch's range for betas).
+pub(crate) fn unit_interval(op: &'static str, what: &str, value: f64) -> Result<(), Error> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::Config {
+            op,
+            reason: format!("{what} must be in [0, 1), got {value}"),
+        })
+    }
+}
+
+/// An error unless `0 <= value <= 1`.
+pub(crate) fn closed_unit_interval(op: &'static str, what: &str, value: f64) -> Result<(), Error> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::Config {
+            op,
+            reason: format!("{what} must be in [0, 1], got {value}"),
+        })
+    }
+}
