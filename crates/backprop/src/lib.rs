@@ -29,15 +29,19 @@
 #![warn(missing_docs)]
 
 mod error;
+mod flow;
 mod gradcheck;
 mod gradients;
 mod inspect;
 mod param_grads;
 mod per_sample;
+#[cfg(feature = "plot")]
+pub mod plot;
 mod render;
 mod walk;
 
 pub use error::Error;
+pub use flow::{Flag, FlowOptions, FlowReport, FlowStats, LayerFlow, ParamFlow, layer_of};
 pub use gradcheck::{GradCheckOptions, GradCheckReport, Mismatch, gradcheck};
 pub use gradients::Gradients;
 pub use inspect::{ScopeDelta, to_dot};

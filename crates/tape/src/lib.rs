@@ -35,8 +35,10 @@ mod params;
 mod tape;
 mod var;
 
-pub use error::{summarize, Error, NodeRef, Operand, Result};
+pub use error::{Error, NodeRef, Operand, Result, summarize};
 pub use ops::{BinaryOp, Op, UnaryOp};
 pub use params::{ParamId, ParamKey, ParamStore};
-pub use tape::{GradHook, HookGrad, IntoLeaf, LeafValue, Meta, Node, NodeId, ScopeGuard, Tape, TapeRead, Value};
+pub use tape::{
+    GradHook, HookGrad, IntoLeaf, LeafValue, Meta, Node, NodeId, ScopeGuard, Tape, TapeRead, Value,
+};
 pub use var::Var;

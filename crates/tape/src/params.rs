@@ -28,7 +28,7 @@ impl ParamId {
 }
 
 struct Param<T> {
-    name: String,
+    name: std::sync::Arc<str>,
     value: Tensor<T>,
 }
 
@@ -90,7 +90,7 @@ impl<T: Float> ParamStore<T> {
     /// Adds a parameter and returns its id.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<Tensor<T>>) -> ParamId {
         let key = self.params.insert(Param {
-            name: name.into(),
+            name: std::sync::Arc::from(name.into()),
             value: value.into(),
         });
         self.order.push(key);
@@ -146,12 +146,12 @@ impl<T: Float> ParamStore<T> {
 
     /// The parameter's name.
     pub fn name(&self, id: ParamId) -> Option<&str> {
-        self.contains(id).then(|| self.params[id.key].name.as_str())
+        self.contains(id).then(|| &*self.params[id.key].name)
     }
 
     /// The id of the first parameter with this name.
     pub fn find(&self, name: &str) -> Option<ParamId> {
-        self.ids().find(|&id| self.params[id.key].name == name)
+        self.ids().find(|&id| &*self.params[id.key].name == name)
     }
 
     /// Ids in insertion order.
@@ -166,7 +166,7 @@ impl<T: Float> ParamStore<T> {
     pub fn iter(&self) -> impl Iterator<Item = (ParamId, &str, &Tensor<T>)> + '_ {
         self.ids().map(|id| {
             let p = &self.params[id.key];
-            (id, p.name.as_str(), &p.value)
+            (id, &*p.name, &p.value)
         })
     }
 
@@ -187,8 +187,9 @@ impl<T: Float> ParamStore<T> {
 }
 
 impl<T: Float> Tape<T> {
-    /// Binds a parameter as a variable leaf of this tape, for this step. Binding the
-    /// same parameter again returns the same node. After backward, its gradient is
+    /// Binds a parameter as a variable leaf of this tape, for this step, known by the
+    /// parameter's name in errors and renders. Binding the same parameter again returns
+    /// the same node. After backward, its gradient is
     /// looked up by `ParamId`.
     ///
     /// # Panics
@@ -206,8 +207,14 @@ impl<T: Float> Tape<T> {
         if let Some(&(_, node)) = self.inner.borrow().bindings.iter().find(|(p, _)| *p == id) {
             return Ok(self.handle(node));
         }
-        let v = self.var(store.params[id.key].value.clone());
-        self.inner.borrow_mut().bindings.push((id, v.id()));
+        let param = &store.params[id.key];
+        let v = self.var(&param.value);
+        let mut inner = self.inner.borrow_mut();
+        inner.bindings.push((id, v.id()));
+        // The node is known by the parameter's name (a shared string: no allocation).
+        inner
+            .param_names
+            .push((v.id(), std::sync::Arc::clone(&param.name)));
         Ok(v)
     }
 

@@ -182,6 +182,8 @@ pub(crate) struct Inner<T> {
     pub(crate) scope_runs: Vec<(u32, u32)>,
     /// Parameters bound as leaves this generation, in binding order.
     pub(crate) bindings: Vec<(crate::ParamId, NodeId)>,
+    /// The names of bound parameters' nodes.
+    pub(crate) param_names: Vec<(NodeId, std::sync::Arc<str>)>,
 }
 
 impl<T: Float> Inner<T> {
@@ -210,6 +212,17 @@ impl<T: Float> Inner<T> {
             None => &[],
             Some(slot) => self.tensors[slot as usize].shape(),
         }
+    }
+
+    /// A node's name: given with `named`, or the name of the parameter it binds.
+    pub(crate) fn name(&self, id: NodeId) -> Option<&str> {
+        if let Some(n) = self.names.get(&id.0) {
+            return Some(n);
+        }
+        self.param_names
+            .iter()
+            .find(|(n, _)| *n == id)
+            .map(|(_, s)| &**s)
     }
 
     pub(crate) fn scope_of(&self, id: NodeId) -> &str {
@@ -266,7 +279,7 @@ impl<T: Float> Inner<T> {
         Box::new(NodeRef {
             id,
             op: self.nodes[id.index()].op.name(),
-            name: self.names.get(&id.0).cloned(),
+            name: self.name(id).map(str::to_owned),
             scope: self.scope_of(id).to_owned(),
             shape: self.shape(id).into(),
         })
@@ -361,6 +374,7 @@ impl<T: Float> Tape<T> {
                 current_scope: 0,
                 scope_runs: Vec::new(),
                 bindings: Vec::new(),
+                param_names: Vec::new(),
             }),
         }
     }
@@ -404,6 +418,7 @@ impl<T: Float> Tape<T> {
         inner.operand_lists.clear();
         inner.scope_runs.clear();
         inner.bindings.clear();
+        inner.param_names.clear();
         inner.tensor_nodes.clear();
         for t in inner.tensors.drain(..) {
             inner.pool.give(t.into_data());
@@ -742,16 +757,19 @@ impl<T: Float> TapeRead<'_, T> {
     pub fn shape(&self, id: NodeId) -> &[usize] {
         self.inner.shape(id)
     }
-    /// A node's name, if it has one.
+    /// A node's name: given with `named`, or the name of the parameter it binds.
     pub fn name(&self, id: NodeId) -> Option<&str> {
-        self.inner.names.get(&id.0).map(String::as_str)
+        self.inner.name(id)
     }
-    /// All named nodes, in id order.
+    /// All named nodes (by `named`, then bound parameters), in id order within each.
     pub fn names(&self) -> impl Iterator<Item = (NodeId, &str)> {
-        self.inner
+        let given = self
+            .inner
             .names
             .iter()
-            .map(|(&i, s)| (NodeId(i), s.as_str()))
+            .map(|(&i, s)| (NodeId(i), s.as_str()));
+        let params = self.inner.param_names.iter().map(|(i, s)| (*i, &**s));
+        given.chain(params)
     }
     /// The scope path a node was recorded in (`""` at the top level).
     pub fn scope_of(&self, id: NodeId) -> &str {
