@@ -177,7 +177,17 @@ fn walk_into<T: Float>(
                     }
                 }
                 if anomaly {
-                    check_operands(&read, grads, id, View::scalar(&g))?;
+                    // Element-wise operands are scalars, checked cheaply; other rules
+                    // (sum, losses) may feed tensors, checked in full.
+                    let elementwise = matches!(node.op(), Op::Unary(_) | Op::Binary(_));
+                    let suspect = !elementwise
+                        || read
+                            .parents(id)
+                            .iter()
+                            .any(|p| !grads.scalar[p.index()].is_finite());
+                    if suspect {
+                        check_operands(&read, grads, id, View::scalar(&g))?;
+                    }
                 }
             }
             Some(slot) => {

@@ -1,6 +1,7 @@
 //! Recording + backward of a 10,000-op scalar chain (W6's chain, a read-out every 300
 //! ops) on descent's tape and on the hand-written limit tape, so the ratio can be
-//! reproduced with `cargo bench -p descent-bench --bench tape`.
+//! reproduced with `cargo bench -p descent-bench --bench tape`; and the same with
+//! anomaly detection on, to state its cost.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use descent::prelude::*;
@@ -28,6 +29,17 @@ fn chain(c: &mut Criterion) {
             tape.reset();
             let (loss, x, y) = w6::record(&tape, black_box(plan));
             let grads = descent::backward(loss).expect("scalar loss");
+            black_box((grads.wrt(x).item(), grads.wrt(y).item()))
+        })
+    });
+    // The same with anomaly detection on: every value and gradient checked.
+    let checked = Tape::with_capacity(plan.nodes());
+    checked.set_anomaly_detection(true);
+    g.bench_function("descent/record+backward (anomaly detection)", |b| {
+        b.iter(|| {
+            checked.reset();
+            let (loss, x, y) = w6::record(&checked, black_box(plan));
+            let grads = descent::backward(loss).expect("finite chain");
             black_box((grads.wrt(x).item(), grads.wrt(y).item()))
         })
     });

@@ -239,7 +239,7 @@ impl<'t, T: Float> Var<'t, T> {
     #[inline(always)]
     pub(crate) fn unary_scalar(self, op: UnaryOp) -> Option<Var<'t, T>> {
         let tape = self.tape;
-        if self.generation != tape.generation() || tape.anomaly_detection() {
+        if self.generation != tape.generation() {
             return None;
         }
         let mut inner = tape.inner.borrow_mut();
@@ -248,6 +248,10 @@ impl<'t, T: Float> Var<'t, T> {
             return None;
         }
         let y = op.apply(inner.nodes[self.id.index()].scalar);
+        if !y.is_finite() && tape.anomaly_detection() {
+            // The general path records nothing and reports the anomaly.
+            return None;
+        }
         let id = inner.push(Op::Unary(op), [self.id, self.id], y, Meta::scalar_of(m, m));
         Some(tape.handle(id))
     }
@@ -282,7 +286,6 @@ impl<'t, T: Float> Var<'t, T> {
         if !std::ptr::eq(tape, rhs.tape)
             || self.generation != tape.generation()
             || rhs.generation != self.generation
-            || tape.anomaly_detection()
         {
             return None;
         }
@@ -296,10 +299,14 @@ impl<'t, T: Float> Var<'t, T> {
         }
         let a = inner.nodes[self.id.index()].scalar;
         let b = inner.nodes[rhs.id.index()].scalar;
+        let y = op.apply(a, b);
+        if !y.is_finite() && tape.anomaly_detection() {
+            return None;
+        }
         let id = inner.push(
             Op::Binary(op),
             [self.id, rhs.id],
-            op.apply(a, b),
+            y,
             Meta::scalar_of(ma, mb),
         );
         Some(tape.handle(id))
