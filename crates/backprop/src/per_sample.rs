@@ -98,10 +98,16 @@ impl<T: Float> PerSample<T> {
         seed: u64,
     ) -> Result<ParamGrads<T>, Error> {
         let std = noise_multiplier * clip_norm;
-        let normal = Normal::new(0.0, std).map_err(|_| Error::Argument {
-            op: "noisy_mean",
-            reason: format!("noise standard deviation {std} must be finite and >= 0"),
-        })?;
+        // rand_distr accepts a negative standard deviation (it mirrors the draws), so
+        // the range is checked here.
+        let valid = std.is_finite() && std >= 0.0;
+        let normal = Normal::new(0.0, std)
+            .ok()
+            .filter(|_| valid)
+            .ok_or(Error::Argument {
+                op: "noisy_mean",
+                reason: format!("noise standard deviation {std} must be finite and >= 0"),
+            })?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut out = self.sum.clone();
         for (_, g) in out.iter_mut() {
@@ -241,17 +247,34 @@ where
                 let value = l.item().as_f64();
                 backward_into(l, grads)?;
                 // The sample's gradient by parameter (zeros for those it did not bind).
-                let mut sq = 0.0f64;
-                let mut finite = value.is_finite();
+                // Eight independent partial sums (a fixed order, so still the same bits
+                // everywhere) instead of one serial chain of dependent additions.
+                let mut lanes = [0.0f64; 8];
                 for &id in &ids {
                     if let Some(g) = grads.param(id) {
-                        for &x in g.data() {
-                            let x = x.as_f64();
-                            sq += x * x;
-                            finite &= x.is_finite();
+                        let mut chunks = g.data().chunks_exact(8);
+                        for c in &mut chunks {
+                            for k in 0..8 {
+                                let x = c[k].as_f64();
+                                lanes[k] += x * x;
+                            }
+                        }
+                        for (k, &x) in chunks.remainder().iter().enumerate() {
+                            lanes[k] += x.as_f64() * x.as_f64();
                         }
                     }
                 }
+                let sq = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
+                    + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+                // A non-finite element makes the sum non-finite; only then (or on an
+                // overflow of finite squares) is every element looked at.
+                let finite = value.is_finite()
+                    && (sq.is_finite()
+                        || ids.iter().all(|&id| {
+                            grads
+                                .param(id)
+                                .is_none_or(|g| g.data().iter().all(|x| x.is_finite()))
+                        }));
                 if !finite {
                     return match options.on_non_finite {
                         NonFinitePolicy::Stop => Err(Error::NonFiniteSample {

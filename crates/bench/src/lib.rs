@@ -1,6 +1,8 @@
 //! Benchmarks of descent on the reference workloads of `shared/docs/WORKLOADS.md`:
 //! W1 (per-step overhead of a tiny graph) and W6 (cost of recording and walking one
-//! scalar node), each beside its hand-written "limit" in plain Rust.
+//! scalar node), each beside its hand-written "limit" in plain Rust, and W4 (per-sample
+//! gradients in parallel, one DP-SGD step), whose averaged clipped gradient can be
+//! dumped for the peers' `compare_w4.py`.
 //!
 //! The binary (`src/main.rs`) prints one JSON line per workload with the keys the
 //! peer scripts (`shared/peers/torch_workloads.py`) print, plus descent's own; the
@@ -8,7 +10,9 @@
 
 pub mod alloc_count;
 pub mod json;
+pub mod npz;
 pub mod rss;
 pub mod stats;
 pub mod w1;
+pub mod w4;
 pub mod w6;

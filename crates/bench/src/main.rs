@@ -1,14 +1,22 @@
-//! `descent-bench`: W1 and W6 of `shared/docs/WORKLOADS.md`, one JSON line each.
+//! `descent-bench`: W1, W4 and W6 of `shared/docs/WORKLOADS.md`, one JSON line each.
 //!
 //! ```text
-//! cargo run --release -p descent-bench -- <W1|W6|all> [--reps K] [--n N] [--threads T]
+//! cargo run --release -p descent-bench -- <W1|W4|W6|all> [--reps K] [--n N] [--threads T]
+//! cargo run --release -p descent-bench -- W4 --threads T [--reps K] [--dump DIR]
 //! cargo run --release -p descent-bench -- W6 --mem [--limit] [--prealloc] [--n N]
 //! ```
 //!
 //! - `--reps K` (default 5): timed repetitions after one warm-up; times are medians.
+//!   W4: each repetition starts from the initial parameters, runs 5 warm-up batches and
+//!   times 50, as the peers do.
 //! - `--n N`: W1 step count (default 10,000) / W6 chain length (default 1,000,000).
-//! - `--threads T`: reported only; descent runs scalar graphs on the calling thread.
-//!   Pin with `taskset -c 0` for 1-thread figures.
+//! - `--threads T`: the size of rayon's global pool, which runs W4's per-sample passes
+//!   (without it, rayon's default: one thread per core). W1 and W6 run scalar graphs on
+//!   the calling thread and only report it. Pin with `taskset -c 0` (1 thread) or
+//!   `taskset -c 0,1` (2 threads) as the peers are pinned.
+//! - `--dump DIR`: W4 writes its averaged clipped gradient of the first batch to
+//!   `DIR/w4_descent.npz` (numpy `savez` layout: `arr_0..arr_3` = W1, b1, W2, b2, and
+//!   `norms`), for `shared/peers/compare_w4.py DIR`.
 //! - `--mem`: W6 memory in a fresh process: RSS before, peak (VmHWM, reset through
 //!   `/proc/self/clear_refs`) after ONE forward + backward, nothing else run first.
 //!   `--limit` measures the hand-written tape instead; `--prealloc` gives descent's
@@ -20,12 +28,15 @@
 //! The timing run also reports memory from its first (warm-up) W6 run, as the peers
 //! do; that figure is clean only when W6 is the process's first workload.
 
+use descent::backprop::ParamGrads;
 use descent::prelude::*;
 use descent_bench::alloc_count::{self, CountingAlloc, Counts};
 use descent_bench::json::{Json, int_list};
+use descent_bench::npz;
 use descent_bench::rss;
 use descent_bench::stats::{Summary, median, rel_err};
 use descent_bench::w1::{self, Mode};
+use descent_bench::w4;
 use descent_bench::w6::{self, HandTape, Plan};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -41,22 +52,24 @@ struct Args {
     workloads: Vec<String>,
     reps: usize,
     n: Option<usize>,
-    threads: usize,
+    threads: Option<usize>,
+    dump: Option<String>,
     mem: bool,
     limit: bool,
     prealloc: bool,
     only: Option<String>,
 }
 
-const USAGE: &str = "usage: descent-bench <W1|W6|all>[,...] [--reps K] [--n N] [--threads T] \
-                     [--mem [--limit] [--prealloc]] [--only descent|limit]";
+const USAGE: &str = "usage: descent-bench <W1|W4|W6|all>[,...] [--reps K] [--n N] [--threads T] \
+                     [--dump DIR] [--mem [--limit] [--prealloc]] [--only descent|limit]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         workloads: Vec::new(),
         reps: 5,
         n: None,
-        threads: 1,
+        threads: None,
+        dump: None,
         mem: false,
         limit: false,
         prealloc: false,
@@ -73,7 +86,8 @@ fn parse_args() -> Result<Args, String> {
         match arg.as_str() {
             "--reps" => a.reps = number("--reps", it.next())?.max(1),
             "--n" => a.n = Some(number("--n", it.next())?),
-            "--threads" => a.threads = number("--threads", it.next())?,
+            "--threads" => a.threads = Some(number("--threads", it.next())?.max(1)),
+            "--dump" => a.dump = Some(it.next().ok_or("--dump needs a directory")?),
             "--mem" => a.mem = true,
             "--limit" => a.limit = true,
             "--prealloc" => a.prealloc = true,
@@ -85,8 +99,8 @@ fn parse_args() -> Result<Args, String> {
             w if !w.starts_with('-') => {
                 for w in w.split(',') {
                     match w.trim().to_ascii_uppercase().as_str() {
-                        "ALL" => a.workloads.extend(["W1".into(), "W6".into()]),
-                        w @ ("W1" | "W6") => a.workloads.push(w.into()),
+                        "ALL" => a.workloads.extend(["W1".into(), "W6".into(), "W4".into()]),
+                        w @ ("W1" | "W4" | "W6") => a.workloads.push(w.into()),
                         other => return Err(format!("unknown workload {other}\n{USAGE}")),
                     }
                 }
@@ -114,6 +128,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(n) = args.threads
+        && let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+    {
+        eprintln!("cannot build a rayon pool of {n} threads: {e}");
+        return ExitCode::FAILURE;
+    }
     if args.mem {
         return if w6_mem(&args) {
             ExitCode::SUCCESS
@@ -125,6 +147,7 @@ fn main() -> ExitCode {
     for w in &args.workloads {
         ok &= match w.as_str() {
             "W1" => w1_bench(&args),
+            "W4" => w4_bench(&args),
             _ => w6_bench(&args),
         };
     }
@@ -136,10 +159,16 @@ fn main() -> ExitCode {
 }
 
 fn base(args: &Args, workload: &str) -> Json {
+    // W4 runs on rayon's pool: its size is the thread count; the others run on the
+    // calling thread and report `--threads` as given.
+    let threads = match workload {
+        "W4" => rayon::current_num_threads(),
+        _ => args.threads.unwrap_or(1),
+    };
     let mut j = Json::new();
     j.str("peer", "descent")
         .str("workload", workload)
-        .int("threads", args.threads as i64)
+        .int("threads", threads as i64)
         .str("descent", env!("CARGO_PKG_VERSION"))
         .raw("affinity", &int_list(&rss::affinity()));
     j
@@ -272,6 +301,129 @@ fn add(a: Counts, b: Counts) -> Counts {
         deallocs: a.deallocs + b.deallocs,
         bytes: a.bytes + b.bytes,
     }
+}
+
+// ---------------------------------------------------------------------------- W4
+
+/// The peers' averaged clipped gradient of the first batch, as `first_avg_grad_l2` and
+/// `first_avg_grad_sum` of their W4 lines (JAX `jit(vmap(grad))`, f32).
+const W4_PEER_L2: f64 = 0.06308057904243469;
+/// See [`W4_PEER_L2`].
+const W4_PEER_SUM: f64 = -0.055682091678047385;
+/// W4's tolerance (WORKLOADS.md: f32, 1e-5 relative).
+const W4_TOL: f64 = 1e-5;
+
+fn f32_bits(g: &ParamGrads<f32>) -> Vec<u32> {
+    g.iter()
+        .flat_map(|(_, t)| t.data().iter().map(|x| x.to_bits()))
+        .collect()
+}
+
+fn w4_bench(args: &Args) -> bool {
+    use descent::optim::Sgd;
+    let data = w4::Data::new();
+    let samples = data.samples();
+    let mut times = Vec::new();
+    // The first batch of every repetition: its averaged clipped gradient and per-sample
+    // figures (the same each time, starting from the same parameters).
+    let mut first: Option<(ParamGrads<f32>, Vec<f64>, Vec<f64>)> = None;
+    let mut first_same = true;
+    let mut finals: Vec<Vec<u32>> = Vec::new();
+    for _ in 0..args.reps {
+        let mut model = w4::Model::new(&data);
+        let mut sgd = Sgd::new(w4::LR);
+        let mut t0 = Instant::now();
+        for k in 0..w4::WARMUP + w4::BATCHES {
+            if k == w4::WARMUP {
+                t0 = Instant::now();
+            }
+            let out = w4::step(&mut model, &samples, &mut sgd);
+            if k == 0 {
+                let mean = out.mean();
+                match &first {
+                    None => first = Some((mean, out.norms, out.losses)),
+                    Some((m, _, _)) => first_same &= f32_bits(m) == f32_bits(&mean),
+                }
+            }
+        }
+        times.push(secs(t0) / w4::BATCHES as f64 * 1e3);
+        finals.push(
+            model
+                .store
+                .iter()
+                .flat_map(|(_, _, v)| v.data().iter().map(|x| x.to_bits()))
+                .collect(),
+        );
+    }
+    let (avg, norms, losses) = first.expect("at least one repetition");
+    let flat: Vec<f64> = avg
+        .iter()
+        .flat_map(|(_, g)| g.data().iter().map(|&x| x as f64))
+        .collect();
+    let l2 = flat.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let sum = flat.iter().sum::<f64>();
+    let norms_mean = norms.iter().sum::<f64>() / norms.len() as f64;
+    let clipped = norms.iter().filter(|&&n| n > w4::CLIP).count() as f64 / norms.len() as f64;
+    let peer = W4_PEER_L2.is_finite().then_some((W4_PEER_L2, W4_PEER_SUM));
+    let l2_err = peer.map(|(p, _)| rel_err(l2, p));
+    let sum_err = peer.map(|(_, p)| rel_err(sum, p));
+    let ok = l2_err.is_none_or(|e| e <= W4_TOL);
+
+    let mut dumped = None;
+    let mut dump_ok = true;
+    if let Some(dir) = &args.dump {
+        let path = std::path::Path::new(dir).join("w4_descent.npz");
+        let mut arrays: Vec<(String, Vec<u8>)> = avg
+            .iter()
+            .enumerate()
+            .map(|(i, (_, g))| (format!("arr_{i}"), npz::npy(g.shape(), g.data())))
+            .collect();
+        let norms32: Vec<f32> = norms.iter().map(|&n| n as f32).collect();
+        arrays.push(("norms".into(), npz::npy(&[norms32.len()], &norms32)));
+        match std::fs::create_dir_all(dir).and_then(|()| npz::write_npz(&path, arrays)) {
+            Ok(()) => dumped = Some(path.display().to_string()),
+            Err(e) => {
+                eprintln!("W4: cannot write {}: {e}", path.display());
+                dump_ok = false;
+            }
+        }
+    }
+
+    let threads = rayon::current_num_threads();
+    let mut j = base(args, "W4");
+    let ms = Summary::of(&times);
+    j.str("variant", "per_sample_grads (rayon, fixed-order reduction)")
+        .int("batches", w4::BATCHES as i64)
+        .int("warmup", w4::WARMUP as i64)
+        .obj("ms_per_batch", &ms.to_json())
+        .num("first_avg_grad_l2", l2)
+        .num("first_avg_grad_sum", sum)
+        .num("first_norms_mean", norms_mean)
+        .num("clipped_fraction", clipped)
+        .int("rayon_threads", threads as i64)
+        .int("chunk", w4::options().chunk as i64)
+        .num("clip_norm", w4::CLIP)
+        .num("lr", w4::LR)
+        .num("us_per_sample", ms.median * 1e3 / w4::BATCH as f64)
+        .num(
+            "first_loss_mean",
+            losses.iter().sum::<f64>() / losses.len() as f64,
+        )
+        .opt_num("peer_first_avg_grad_l2", peer.map(|p| p.0))
+        .opt_num("first_avg_grad_l2_rel_err", l2_err)
+        .opt_num("first_avg_grad_sum_rel_err", sum_err)
+        .bool("correct", ok)
+        .bool("first_avg_equal_across_reps", first_same)
+        .bool(
+            "final_params_equal_across_reps",
+            finals.iter().all(|f| *f == finals[0]),
+        );
+    match &dumped {
+        Some(p) => j.str("dump", p),
+        None => j.raw("dump", "null"),
+    };
+    println!("{j}");
+    ok && first_same && dump_ok
 }
 
 // ---------------------------------------------------------------------------- W6

@@ -477,6 +477,9 @@ pub fn gemm<T: Float>(
     if m == 0 || n == 0 {
         return;
     }
+    if gemm_thin(a, ta, b, tb, m, k, n, beta, c) {
+        return;
+    }
     let av = if ta {
         mat(a, k, m, true)
     } else {
@@ -489,6 +492,96 @@ pub fn gemm<T: Float>(
     };
     let mut cv = ArrayViewMut2::from_shape((m, n), c).expect("output matches m x n");
     general_mat_mul(T::one(), &av, &bv, beta, &mut cv);
+}
+
+#[inline(always)]
+fn scale_c<T: Float>(x: T, beta: T) -> T {
+    if beta == T::zero() {
+        T::zero()
+    } else {
+        x * beta
+    }
+}
+
+fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut lanes = [T::zero(); 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for k in 0..8 {
+            lanes[k] += x[k] * y[k];
+        }
+    }
+    let mut s = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
+        + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        s += *x * *y;
+    }
+    s
+}
+
+/// Matrix-vector and outer products without packing (matrixmultiply packs both
+/// operands on every call, which dominates for a vector operand).
+#[allow(clippy::too_many_arguments)]
+fn gemm_thin<T: Float>(
+    a: &[T],
+    ta: bool,
+    b: &[T],
+    tb: bool,
+    m: usize,
+    k: usize,
+    n: usize,
+    beta: T,
+    c: &mut [T],
+) -> bool {
+    if n == 1 {
+        let bv = &b[..k];
+        if !ta {
+            for i in 0..m {
+                let d = dot(&a[i * k..(i + 1) * k], bv);
+                c[i] = scale_c(c[i], beta) + d;
+            }
+        } else {
+            for x in &mut c[..m] {
+                *x = scale_c(*x, beta);
+            }
+            for (p, &bp) in bv.iter().enumerate() {
+                for (x, &y) in c[..m].iter_mut().zip(&a[p * m..(p + 1) * m]) {
+                    *x += y * bp;
+                }
+            }
+        }
+        return true;
+    }
+    if k == 1 {
+        let bv = &b[..n];
+        for (i, &ai) in a[..m].iter().enumerate() {
+            for (x, &y) in c[i * n..(i + 1) * n].iter_mut().zip(bv) {
+                *x = scale_c(*x, beta) + ai * y;
+            }
+        }
+        return true;
+    }
+    if m == 1 {
+        let av = &a[..k];
+        if !tb {
+            for x in &mut c[..n] {
+                *x = scale_c(*x, beta);
+            }
+            for (p, &ap) in av.iter().enumerate() {
+                for (x, &y) in c[..n].iter_mut().zip(&b[p * n..(p + 1) * n]) {
+                    *x += ap * y;
+                }
+            }
+        } else {
+            for j in 0..n {
+                let d = dot(&b[j * k..(j + 1) * k], av);
+                c[j] = scale_c(c[j], beta) + d;
+            }
+        }
+        return true;
+    }
+    false
 }
 
 /// The output shape of `a @ b` for `a: [..., m, k]`, `b: [..., k, n]` (batch axes
@@ -645,6 +738,48 @@ mod tests {
         gemm(&at, true, &bt, true, m, k, n, 1.0, &mut c2);
         for (x, y) in c2.iter().zip(&want) {
             assert!((x - (y + 1.0)).abs() < 1e-12);
+        }
+    }
+
+    /// The unpacked paths for a vector operand (m, k or n equal to 1), with every
+    /// transpose and both betas, against the naive product.
+    #[test]
+    fn thin_products_match_naive() {
+        for &(m, k, n) in &[
+            (1, 5, 3),
+            (4, 5, 1),
+            (4, 1, 3),
+            (1, 1, 3),
+            (1, 9, 1),
+            (3, 1, 1),
+            (1, 17, 2),
+            (19, 1, 2),
+        ] {
+            let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
+            let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.71).cos()).collect();
+            let want = naive(&a, &b, m, k, n);
+            let mut at = vec![0.0; m * k];
+            swap_axes::<f64, false>(View::new(&[m, k], &a), 0, 1, &mut at);
+            let mut bt = vec![0.0; k * n];
+            swap_axes::<f64, false>(View::new(&[k, n], &b), 0, 1, &mut bt);
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let ad = if ta { &at } else { &a };
+                let bd = if tb { &bt } else { &b };
+                let mut c = vec![f64::NAN; m * n];
+                gemm(ad, ta, bd, tb, m, k, n, 0.0, &mut c);
+                let mut acc = vec![1.0; m * n];
+                gemm(ad, ta, bd, tb, m, k, n, 1.0, &mut acc);
+                for i in 0..m * n {
+                    assert!(
+                        (c[i] - want[i]).abs() < 1e-12,
+                        "{m}x{k}x{n} ta={ta} tb={tb}"
+                    );
+                    assert!(
+                        (acc[i] - want[i] - 1.0).abs() < 1e-12,
+                        "{m}x{k}x{n} accumulate"
+                    );
+                }
+            }
         }
     }
 
