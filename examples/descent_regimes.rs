@@ -25,7 +25,10 @@ use std::error::Error;
 const EPOCHS: u64 = 40;
 const SEED: u64 = 7;
 
-fn read_moons() -> Result<(Vec<[f64; 2]>, Vec<f64>), Box<dyn Error>> {
+/// The points and their labels (0 or 1).
+type Moons = (Vec<[f64; 2]>, Vec<f64>);
+
+fn read_moons() -> Result<Moons, Box<dyn Error>> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/moons100.csv");
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
