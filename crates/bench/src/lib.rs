@@ -1,8 +1,10 @@
 //! Benchmarks of descent on the reference workloads of `shared/docs/WORKLOADS.md`:
 //! W1 (per-step overhead of a tiny graph) and W6 (cost of recording and walking one
-//! scalar node), each beside its hand-written "limit" in plain Rust, and W4 (per-sample
-//! gradients in parallel, one DP-SGD step), whose averaged clipped gradient can be
-//! dumped for the peers' `compare_w4.py`.
+//! scalar node), each beside its hand-written "limit" in plain Rust; W2 (micrograd's
+//! moons demo, on scalar nodes and on tensors); W3 (tensor MLP training, beside its
+//! GEMM-peak limit); W4 (per-sample gradients in parallel, one DP-SGD step), whose
+//! averaged clipped gradient can be dumped for the peers' `compare_w4.py`; and W5 (a
+//! 200-step RNN with global-norm clipping).
 //!
 //! The binary (`src/main.rs`) prints one JSON line per workload with the keys the
 //! peer scripts (`shared/peers/torch_workloads.py`) print, plus descent's own; the
@@ -14,5 +16,8 @@ pub mod npz;
 pub mod rss;
 pub mod stats;
 pub mod w1;
+pub mod w2;
+pub mod w3;
 pub mod w4;
+pub mod w5;
 pub mod w6;
