@@ -155,8 +155,8 @@ impl Model {
         let p = |id| tape.param(&self.store, id);
         let xs: Vec<f32> = samples.iter().flat_map(|s| s.x).collect();
         let x = tape.constant(View::new(&[samples.len(), IN], &xs));
-        let h = (x.matmul(p(self.w1).t()) + p(self.b1)).tanh();
-        let logits = (h.matmul(p(self.w2).t()) + p(self.b2)).value();
+        let h = (x.matmul_t(p(self.w1)) + p(self.b1)).tanh();
+        let logits = (h.matmul_t(p(self.w2)) + p(self.b2)).value();
         let right = logits
             .data()
             .chunks_exact(OUT)

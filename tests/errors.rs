@@ -729,3 +729,20 @@ fn gradient_lookup_of_a_node_recorded_after_the_output() {
     assert!(grads.get(later).is_none());
     assert_eq!(grads.wrt(x).data(), &[1.0; 6]);
 }
+
+#[test]
+fn matmul_t_inner_extents_differ() {
+    let tape = Tape::<f64>::new();
+    let x = tape.var(Tensor::<f64>::zeros(&[2, 3]));
+    let w = tape.var(Tensor::<f64>::zeros(&[4, 5]));
+    let err = x.try_matmul_t(w).unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "matmul_t: cannot multiply [2, 3] by [4, 5]: inner extents 3 and 5 differ (the right operand is [out, in])"
+        ),
+        "{err}"
+    );
+    let v = tape.var(Tensor::<f64>::zeros(&[2, 4, 3]));
+    let err = x.try_matmul_t(v).unwrap_err().to_string();
+    assert!(err.contains("the right exactly 2"), "{err}");
+}

@@ -550,6 +550,33 @@ fn gradcheck_matmul() {
     check("x @ x", &[sq], |_, v| v[0].matmul(v[0]));
 }
 
+#[test]
+fn gradcheck_matmul_t() {
+    for seed in 0..CASES {
+        let mut r = rng("matmul_t", seed);
+        let mut d = || r.random_range(1..=4usize);
+        let (m, k, n, b) = (d(), d(), d(), d());
+        let cases: Vec<(&str, Shape, Shape)> = vec![
+            ("2-d", vec![m, k], vec![n, k]),
+            ("batched lhs", vec![b, m, k], vec![n, k]),
+            ("row", vec![1, k], vec![n, k]),
+            ("one output", vec![m, k], vec![1, k]),
+        ];
+        for (what, sa, sb) in cases {
+            let mut r = rng("matmul_t_values", seed);
+            let a = uniform(&mut r, &sa, -2.0, 2.0);
+            let w = uniform(&mut r, &sb, -2.0, 2.0);
+            check(&format!("matmul_t {what}"), &[a, w], |_, v| {
+                v[0].matmul_t(v[1])
+            });
+        }
+    }
+    // x @ xᵀ: both operands are one node.
+    let mut r = rng("matmul_t_fixed", 0);
+    let x = uniform(&mut r, &[3, 4], -2.0, 2.0);
+    check("x @ xT", &[x], |_, v| v[0].matmul_t(v[0]));
+}
+
 // ---------------------------------------------------------------------------------
 // Shape ops.
 

@@ -116,7 +116,15 @@ impl<T: Float> Gradients<T> {
                 let len = descent_tensor::numel(&self.shapes[s]);
                 let spare = &mut self.spare;
                 self.tensor[s].get_or_insert_with(|| {
-                    let mut buf = spare.pop().unwrap_or_default();
+                    // The smallest spare buffer that fits, so a steady loop reuses
+                    // each buffer for a gradient of its own size and stops allocating.
+                    let best = spare
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, b)| b.capacity() >= len)
+                        .min_by_key(|(_, b)| b.capacity())
+                        .map(|(i, _)| i);
+                    let mut buf = best.map(|i| spare.swap_remove(i)).unwrap_or_default();
                     buf.clear();
                     buf.resize(len, T::zero());
                     buf

@@ -1022,7 +1022,7 @@ fn w3_bench(args: &Args) -> bool {
         )
         .str(
             "layout",
-            "W [out, in] as the peers, x.matmul(w.t()) + b (a transpose node per layer)",
+            "W [out, in] as the peers, x.matmul_t(w) + b (F.linear; no transposed copy)",
         )
         .obj("ms_per_step_w_in_out", &Summary::of(&wt_times).to_json())
         .num("ratio_w_in_out", median(&wt_ratio))

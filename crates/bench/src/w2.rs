@@ -260,10 +260,10 @@ pub fn tensor_loss<'t>(
 ) -> (Var<'t, f64>, Var<'t, f64>) {
     let p = ids.map(|id| tape.param(store, id));
     let [w1, b1, w2, b2, w3, b3] = p;
-    let h = (x.matmul(w1.t()) + b1).relu();
-    let h = (h.matmul(w2.t()) + b2).relu();
+    let h = (x.matmul_t(w1) + b1).relu();
+    let h = (h.matmul_t(w2) + b2).relu();
     let n = y.shape()[0];
-    let s = (h.matmul(w3.t()) + b3).reshape(&[n]);
+    let s = (h.matmul_t(w3) + b3).reshape(&[n]);
     let data_loss = (1.0 - y * s).relu().mean();
     let reg = p
         .iter()

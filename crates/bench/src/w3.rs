@@ -121,7 +121,8 @@ impl Default for Data {
 /// How the weights are stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
-    /// `[out, in]`, PyTorch's layout; the forward pass records `W.t()`.
+    /// `[out, in]`, PyTorch's layout; the forward pass is `x.matmul_t(W)` (no
+    /// transposed copy).
     OutIn,
     /// `[in, out]` (the same values transposed once at start); the forward pass is
     /// `x @ W`.
@@ -181,7 +182,7 @@ pub fn loss<'t>(tape: &'t Tape<f32>, model: &Model, x: &[f32], labels: &[usize])
     let [w1, b1, w2, b2, w3, b3] = model.ids.map(|id| tape.param(&model.store, id));
     let x = tape.constant(View::new(&[labels.len(), SIZES[0]], x));
     let lin = |x: Var<'t, f32>, w: Var<'t, f32>, b| match model.layout {
-        Layout::OutIn => x.matmul(w.t()) + b,
+        Layout::OutIn => x.matmul_t(w) + b,
         Layout::InOut => x.matmul(w) + b,
     };
     let h = lin(x, w1, b1).relu();

@@ -117,17 +117,16 @@ pub fn loss<'t>(
     data: &Data,
 ) -> Var<'t, f32> {
     let [wx, wh, b, wo, bo] = ids.map(|id| tape.param(store, id));
-    let (wxt, wht) = (wx.t(), wh.t());
     let mut h: Option<Var<'t, f32>> = None;
     for x in &data.xs {
-        let xw = tape.constant(x).matmul(wxt);
+        let xw = tape.constant(x).matmul_t(wx);
         let pre = match h {
-            Some(h) => xw + h.matmul(wht),
+            Some(h) => xw + h.matmul_t(wh),
             None => xw,
         };
         h = Some((pre + b).tanh());
     }
-    let out = h.expect("at least one time step").matmul(wo.t()) + bo;
+    let out = h.expect("at least one time step").matmul_t(wo) + bo;
     out.mse(tape.constant(&data.target))
 }
 

@@ -283,12 +283,12 @@ impl Linear {
         store: &ParamStore<T>,
     ) -> Result<BoundLinear<'a, 't, T>, Error> {
         let _scope = tape.scope(&self.name);
-        let wt = tape.try_param(store, self.weight)?.try_transpose(-2, -1)?;
+        let weight = tape.try_param(store, self.weight)?;
         let bias = self.bias.map(|b| tape.try_param(store, b)).transpose()?;
         Ok(BoundLinear {
             layer: self,
             tape,
-            wt,
+            weight,
             bias,
         })
     }
@@ -316,13 +316,15 @@ impl Linear {
     }
 }
 
-/// A [`Linear`] layer bound on one tape: its transposed weight and its bias are
-/// recorded once, and [`BoundLinear::forward`] can be applied any number of times.
+/// A [`Linear`] layer bound on one tape: its weight and bias are bound once, and
+/// [`BoundLinear::forward`] can be applied any number of times. The product is
+/// `x.matmul_t(W)`, which reads the `[out, in]` weight transposed through strides
+/// instead of recording a transposed copy.
 #[derive(Clone, Copy)]
 pub struct BoundLinear<'a, 't, T: Float> {
     layer: &'a Linear,
     tape: &'t Tape<T>,
-    wt: Var<'t, T>,
+    weight: Var<'t, T>,
     bias: Option<Var<'t, T>>,
 }
 
@@ -332,9 +334,9 @@ impl<'t, T: Float> BoundLinear<'_, 't, T> {
         self.layer
     }
 
-    /// `Wᵀ` on the tape, `[in, out]`.
-    pub fn weight_t(&self) -> Var<'t, T> {
-        self.wt
+    /// `W` on the tape, `[out, in]`.
+    pub fn weight(&self) -> Var<'t, T> {
+        self.weight
     }
 
     /// The bias on the tape, `[out]`.
@@ -357,7 +359,7 @@ impl<'t, T: Float> BoundLinear<'_, 't, T> {
     pub fn try_forward(&self, x: Var<'t, T>) -> Result<Var<'t, T>, Error> {
         self.layer.check_input(x)?;
         let _scope = self.tape.scope(&self.layer.name);
-        let y = x.try_matmul(self.wt)?;
+        let y = x.try_matmul_t(self.weight)?;
         Ok(match self.bias {
             Some(b) => y.try_add(b)?,
             None => y,

@@ -132,8 +132,11 @@ pub(crate) struct Pool<T> {
 }
 
 impl<T: Float> Pool<T> {
-    /// A zeroed buffer of `len` elements, reusing the smallest free one that fits.
-    pub(crate) fn zeros(&mut self, len: usize) -> Vec<T> {
+    /// A buffer of `len` elements for an op to overwrite completely, reusing the
+    /// smallest free one that fits. Its contents are unspecified (a reused buffer keeps
+    /// an earlier step's values; zeroing them would be a wasted pass over memory), so
+    /// every forward kernel writes every element of its output.
+    pub(crate) fn take(&mut self, len: usize) -> Vec<T> {
         let best = self
             .free
             .iter()
@@ -145,8 +148,11 @@ impl<T: Float> Pool<T> {
             Some(i) => self.free.swap_remove(i),
             None => Vec::with_capacity(len),
         };
-        buf.clear();
-        buf.resize(len, T::zero());
+        if buf.len() >= len {
+            buf.truncate(len);
+        } else {
+            buf.resize(len, T::zero());
+        }
         buf
     }
 
@@ -536,7 +542,7 @@ impl<T: Float> Tape<T> {
         let inner = &mut *inner;
         // The value is copied into one of the tape's buffers, so a steady loop reuses
         // them instead of growing the pool by a buffer a step.
-        let mut buf = inner.pool.zeros(view.len());
+        let mut buf = inner.pool.take(view.len());
         buf.copy_from_slice(view.data());
         let value = view;
         let t = Tensor::new(value.shape(), buf).expect("same length as the value");

@@ -23,6 +23,7 @@ use std::ops::{Add, Div, Mul, Neg, Sub};
 /// assert_eq!(c.item(), 0.5);
 /// ```
 #[derive(Clone, Copy)]
+#[must_use = "a `Var` is a handle to a recorded node: an op whose result is unused records work nothing reads"]
 pub struct Var<'t, T: Float = f64> {
     pub(crate) id: NodeId,
     pub(crate) generation: u32,

@@ -9,7 +9,7 @@
 use crate::shape::{broadcast_strides, contiguous_strides, numel, split_at_axis};
 use crate::{Float, View};
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
+use ndarray::{ArrayView2, ArrayViewMut2, Axis, ShapeBuilder};
 
 /// Calls `f(out_index, a_index, b_index)` for every element of `out_shape`, where
 /// `a_shape` and `b_shape` broadcast to `out_shape`.
@@ -105,26 +105,39 @@ pub fn zip_broadcast<T: Float>(
 /// assert_eq!(bias, [5.0, 7.0, 9.0]);
 /// ```
 pub fn sum_to_shape_acc<T: Float>(g: View<'_, T>, target: &[usize], out: &mut [T]) {
+    sum_to_shape_scaled_acc(g, target, T::one(), out);
+}
+
+/// [`sum_to_shape_acc`] of `scale · g`: the reverse rule of broadcasting for an operand
+/// whose partial derivative is the constant `scale` (1 for `+`, -1 for the right side
+/// of `-`).
+pub fn sum_to_shape_scaled_acc<T: Float>(
+    g: View<'_, T>,
+    target: &[usize],
+    scale: T,
+    out: &mut [T],
+) {
     let gd = g.data();
+    if out.is_empty() {
+        // A target with no elements receives nothing (and has no rows to chunk by).
+        return;
+    }
     if g.shape() == target {
         for (o, &x) in out.iter_mut().zip(gd) {
-            *o += x;
+            *o += scale * x;
         }
     } else if out.len() == 1 {
-        out[0] += gd.iter().copied().sum::<T>();
-    } else if g.shape().ends_with(target)
-        || (target.len() <= g.shape().len()
-            && numel(target) == numel(&g.shape()[g.ndim() - target.len()..]))
-            && g.shape()[g.ndim() - target.len()..] == *target
-    {
+        out[0] += scale * gd.iter().copied().sum::<T>();
+    } else if g.shape().ends_with(target) {
+        // A trailing-axes operand (a bias): add up the rows.
         for row in gd.chunks_exact(out.len()) {
             for (o, &x) in out.iter_mut().zip(row) {
-                *o += x;
+                *o += scale * x;
             }
         }
     } else {
         for_each_broadcast(g.shape(), g.shape(), target, |_, i, j| {
-            out[j] += gd[i];
+            out[j] += scale * gd[i];
         });
     }
 }
@@ -490,8 +503,55 @@ pub fn gemm<T: Float>(
     } else {
         mat(b, k, n, false)
     };
-    let mut cv = ArrayViewMut2::from_shape((m, n), c).expect("output matches m x n");
-    general_mat_mul(T::one(), &av, &bv, beta, &mut cv);
+    let cv = ArrayViewMut2::from_shape((m, n), c).expect("output matches m x n");
+    let threads = rayon::current_num_threads();
+    if threads > 1 && m * n * k >= PARALLEL_GEMM_VOLUME {
+        let depth = usize::BITS - (threads - 1).leading_zeros();
+        split_gemm(av, bv, cv, beta, depth);
+    } else {
+        let mut cv = cv;
+        general_mat_mul(T::one(), &av, &bv, beta, &mut cv);
+    }
+}
+
+/// Below this many multiply-adds (`m·n·k`) a product runs on one thread: splitting a
+/// smaller one costs more in rayon's overhead than it saves.
+const PARALLEL_GEMM_VOLUME: usize = 1 << 20;
+
+/// `c = a b + beta c` on rayon's pool: the output is cut in two along its longer side,
+/// `depth` times, and the pieces run in parallel. Each element of `c` is still one dot
+/// product over `k` computed by the same kernel in the same order, so the result does
+/// not depend on the number of threads.
+fn split_gemm<T: Float>(
+    av: ArrayView2<'_, T>,
+    bv: ArrayView2<'_, T>,
+    mut cv: ArrayViewMut2<'_, T>,
+    beta: T,
+    depth: u32,
+) {
+    let (m, n) = cv.dim();
+    // Pieces stay at least 32 rows or columns wide, so the kernel's tiles stay full.
+    if depth == 0 || (m < 64 && n < 64) {
+        general_mat_mul(T::one(), &av, &bv, beta, &mut cv);
+        return;
+    }
+    if m >= n {
+        let half = (m / 2).next_multiple_of(16).min(m);
+        let (a0, a1) = av.split_at(Axis(0), half);
+        let (c0, c1) = cv.split_at(Axis(0), half);
+        rayon::join(
+            || split_gemm(a0, bv, c0, beta, depth - 1),
+            || split_gemm(a1, bv, c1, beta, depth - 1),
+        );
+    } else {
+        let half = (n / 2).next_multiple_of(16).min(n);
+        let (b0, b1) = bv.split_at(Axis(1), half);
+        let (c0, c1) = cv.split_at(Axis(1), half);
+        rayon::join(
+            || split_gemm(av, b0, c0, beta, depth - 1),
+            || split_gemm(av, b1, c1, beta, depth - 1),
+        );
+    }
 }
 
 #[inline(always)]
@@ -777,6 +837,37 @@ mod tests {
                     assert!(
                         (acc[i] - want[i] - 1.0).abs() < 1e-12,
                         "{m}x{k}x{n} accumulate"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The parallel split gives the same bits as one thread, for shapes that split
+    /// along rows and along columns, with and without transposed operands.
+    #[test]
+    fn split_products_match_one_thread_bit_for_bit() {
+        for &(m, k, n) in &[(256, 96, 48), (40, 96, 300), (130, 64, 129), (512, 40, 64)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i as f32) * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i as f32) * 0.71).cos()).collect();
+            for (ta, tb) in [(false, false), (true, false), (false, true)] {
+                let run = |threads: usize| {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let mut c = vec![0.5f32; m * n];
+                    pool.install(|| gemm(&a, ta, &b, tb, m, k, n, 1.0, &mut c));
+                    c
+                };
+                let one = run(1);
+                for threads in [2, 3, 4] {
+                    let many = run(threads);
+                    assert!(
+                        one.iter()
+                            .zip(&many)
+                            .all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{m}x{k}x{n} ta={ta} tb={tb} on {threads} threads"
                     );
                 }
             }

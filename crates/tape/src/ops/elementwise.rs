@@ -261,7 +261,7 @@ impl<'t, T: Float> Var<'t, T> {
         let tape = self.tape;
         tape.record(Op::Unary(op), &[self], |inner, pool| {
             let x = inner.view(self.id);
-            let mut buf = pool.zeros(x.len());
+            let mut buf = pool.take(x.len());
             for (o, &v) in buf.iter_mut().zip(x.data()) {
                 *o = op.apply(v);
             }
@@ -322,7 +322,7 @@ impl<'t, T: Float> Var<'t, T> {
                 lhs: inner.node_ref(self.id),
                 rhs: inner.node_ref(rhs.id),
             })?;
-            let mut buf = pool.zeros(numel(&shape));
+            let mut buf = pool.take(numel(&shape));
             kernels::zip_broadcast(a, b, &shape, &mut buf, |x, y| op.apply(x, y));
             Ok(Output::Tensor(Tensor::new(&shape, buf)?))
         })
@@ -358,8 +358,46 @@ pub(crate) fn binary_backward<T: Float, S: GradSink<T>>(
     sink: &mut S,
 ) {
     let (a, b) = (cx.input(0), cx.input(1));
-    let (g, y) = (cx.g.data(), cx.out.data());
     let out_shape = cx.out.shape();
+    // Fast paths for the common layer ops: a sum or difference passes `±g` through
+    // (summed down over broadcast axes, as for a bias), and a same-shape product
+    // scales `g` by the other operand; neither needs the per-element broadcast walk.
+    match op {
+        BinaryOp::Add | BinaryOp::Sub => {
+            for side in 0..2 {
+                if cx.needs(side) {
+                    let sign = if side == 1 && op == BinaryOp::Sub {
+                        -T::one()
+                    } else {
+                        T::one()
+                    };
+                    let own = if side == 0 { a.shape() } else { b.shape() };
+                    kernels::sum_to_shape_scaled_acc(
+                        cx.g,
+                        own,
+                        sign,
+                        sink.grad_mut(cx.parent(side)),
+                    );
+                }
+            }
+            return;
+        }
+        BinaryOp::Mul if a.shape() == out_shape && b.shape() == out_shape => {
+            for side in 0..2 {
+                if cx.needs(side) {
+                    let other = if side == 0 { b.data() } else { a.data() };
+                    let grad = sink.grad_mut(cx.parent(side));
+                    for ((d, &g), &o) in grad.iter_mut().zip(cx.g.data()).zip(other) {
+                        *d += g * o;
+                    }
+                }
+            }
+            return;
+        }
+        _ => {}
+    }
+
+    let (g, y) = (cx.g.data(), cx.out.data());
     for side in 0..2 {
         if !cx.needs(side) {
             continue;

@@ -52,10 +52,104 @@ impl<'t, T: Float> Var<'t, T> {
                 return Err(fail("batch axes do not broadcast".into()));
             }
             let shape = kernels::matmul_shape(ash, bsh).expect("checked above");
-            let mut buf = pool.zeros(numel(&shape));
+            let mut buf = pool.take(numel(&shape));
             kernels::matmul(a, b, &shape, &mut buf);
             Ok(Output::Tensor(Tensor::new(&shape, buf)?))
         })
+    }
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    /// `a @ bᵀ` for `a: [..., m, k]` and a 2-d `b: [n, k]`: a layer `x Wᵀ` with the
+    /// weight in PyTorch's `[out, in]` layout, without materialising the transpose (the
+    /// product reads `b` through strides). Backward: `ga = g @ b`, `gb = gᵀ @ a` (summed
+    /// over `a`'s batch axes). PyTorch: `torch.nn.functional.linear(a, b)` without bias.
+    ///
+    /// ```
+    /// use descent_tensor::Tensor;
+    /// let tape = descent_tape::Tape::<f64>::new();
+    /// let x = tape.var(Tensor::from([[1.0, 2.0]]));
+    /// let w = tape.var(Tensor::from([[1.0, 0.0], [3.0, 4.0], [0.5, 0.5]])); // [out 3, in 2]
+    /// assert_eq!(x.matmul_t(w).value().data(), &[1.0, 11.0, 1.5]);
+    /// assert_eq!(x.matmul_t(w).value(), x.matmul(w.t()).value());
+    /// ```
+    pub fn matmul_t(self, rhs: Var<'t, T>) -> Var<'t, T> {
+        Var::unwrap_or_panic(self.try_matmul_t(rhs))
+    }
+
+    /// The fallible form of [`Var::matmul_t`].
+    pub fn try_matmul_t(self, rhs: Var<'t, T>) -> Result<Var<'t, T>> {
+        self.tape.record(Op::MatMulT, &[self, rhs], |inner, pool| {
+            let (a, b) = (inner.view(self.id), inner.view(rhs.id));
+            let (ash, bsh) = (a.shape(), b.shape());
+            let fail = |reason: String| Error::MatMul {
+                op: "matmul_t",
+                reason,
+                lhs: inner.node_ref(self.id),
+                rhs: inner.node_ref(rhs.id),
+            };
+            if ash.len() < 2 || bsh.len() != 2 {
+                return Err(fail(
+                    "the left operand needs at least 2 axes and the right exactly 2".into(),
+                ));
+            }
+            let (k1, k2) = (ash[ash.len() - 1], bsh[1]);
+            if k1 != k2 {
+                return Err(fail(format!(
+                    "inner extents {k1} and {k2} differ (the right operand is [out, in])"
+                )));
+            }
+            let n = bsh[0];
+            let mut shape: descent_tensor::Shape = ash.into();
+            *shape.last_mut().expect("at least 2 axes") = n;
+            let rows = numel(&ash[..ash.len() - 1]);
+            let mut buf = pool.take(rows * n);
+            kernels::gemm(
+                a.data(),
+                false,
+                b.data(),
+                true,
+                rows,
+                k1,
+                n,
+                T::zero(),
+                &mut buf,
+            );
+            Ok(Output::Tensor(Tensor::new(&shape, buf)?))
+        })
+    }
+}
+
+/// Backward of `a @ bᵀ` with `b: [n, k]`: `ga += g @ b`, `gb += gᵀ @ a`.
+pub(crate) fn backward_t<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, T>, sink: &mut S) {
+    let (a, b) = (cx.input(0), cx.input(1));
+    let (n, k) = (b.shape()[0], b.shape()[1]);
+    let rows = numel(&a.shape()[..a.ndim() - 1]);
+    if cx.needs(0) {
+        kernels::gemm(
+            cx.g.data(),
+            false,
+            b.data(),
+            false,
+            rows,
+            n,
+            k,
+            T::one(),
+            sink.grad_mut(cx.parent(0)),
+        );
+    }
+    if cx.needs(1) {
+        kernels::gemm(
+            cx.g.data(),
+            true,
+            a.data(),
+            false,
+            n,
+            rows,
+            k,
+            T::one(),
+            sink.grad_mut(cx.parent(1)),
+        );
     }
 }
 

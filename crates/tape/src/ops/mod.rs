@@ -59,6 +59,8 @@ pub enum Op {
     },
     /// Matrix product, 2-d or batched.
     MatMul,
+    /// Matrix product with the transpose of a 2-d right operand, `a @ bᵀ`.
+    MatMulT,
     /// Two axes exchanged.
     Transpose {
         /// One axis.
@@ -139,6 +141,7 @@ impl Op {
             Op::MeanAxis { .. } => "mean_axis",
             Op::MaxAxis { .. } => "max_axis",
             Op::MatMul => "matmul",
+            Op::MatMulT => "matmul_t",
             Op::Transpose { .. } => "transpose",
             Op::Reshape => "reshape",
             Op::BroadcastTo => "broadcast_to",
@@ -160,7 +163,9 @@ impl Op {
     pub(crate) fn operands(&self) -> Operands {
         match *self {
             Op::Var | Op::Constant => Operands::Inline(0),
-            Op::Binary(_) | Op::MatMul | Op::Mse | Op::BceWithLogits => Operands::Inline(2),
+            Op::Binary(_) | Op::MatMul | Op::MatMulT | Op::Mse | Op::BceWithLogits => {
+                Operands::Inline(2)
+            }
             Op::Concat { first, count, .. } | Op::Stack { first, count, .. } => Operands::List {
                 first: first as usize,
                 count: count as usize,
@@ -275,6 +280,7 @@ pub fn backward_node<T: Float, S: GradSink<T>>(
             reduce::backward(node.op, &cx, sink)
         }
         Op::MatMul => matmul::backward(&cx, sink),
+        Op::MatMulT => matmul::backward_t(&cx, sink),
         Op::Transpose { .. }
         | Op::Reshape
         | Op::BroadcastTo
