@@ -9,6 +9,8 @@
 //!   registered in a [`ParamStore`](descent_tape::ParamStore) as `"<name>.weight"` and
 //!   `"<name>.bias"`, its ops recorded in the tape scope `<name>`.
 //! - [`Mlp`]: a stack of `Linear` layers with an [`Activation`] between them.
+//! - [`checkpoint`]: parameters and optimiser state saved to and loaded from
+//!   safetensors files (which PyTorch opens), written atomically, loaded strictly.
 //!
 //! A layer holds only the ids of its parameters; the values live in the store, which
 //! the optimisers of `descent-optim` update. Each training step binds the parameters on
@@ -38,10 +40,12 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 mod error;
 pub mod init;
 mod linear;
 
+pub use checkpoint::CheckpointError;
 pub use error::Error;
 pub use init::{Init, InitError, Nonlinearity};
 pub use linear::{Activation, BoundLinear, Linear, Mlp};

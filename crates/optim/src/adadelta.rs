@@ -3,8 +3,9 @@
 
 use crate::optimizer::{closed_unit_interval, non_negative};
 use crate::pointwise::{add_scaled, addcmul};
-use crate::{Error, Optimizer};
-use descent_tape::{ParamId, ParamKey};
+use crate::state::{export, group};
+use crate::{Error, Optimizer, OptimizerState};
+use descent_tape::{ParamId, ParamKey, ParamStore};
 use descent_tensor::Float;
 use slotmap::SecondaryMap;
 
@@ -111,6 +112,35 @@ impl<T: Float> Optimizer<T> for Adadelta<T> {
         closed_unit_interval("adadelta", "rho", self.rho)?;
         non_negative("adadelta", "eps", self.eps)?;
         non_negative("adadelta", "weight decay", self.weight_decay)
+    }
+
+    /// Slots `"square_avg"`, `"acc_delta"` and the scalar `"step"`, as in
+    /// `torch.optim.Adadelta`'s `state_dict()`.
+    fn state(&self, params: &ParamStore<T>) -> OptimizerState<T> {
+        export(params, &self.state, |out, id, shape, s| {
+            out.buffer(id, "square_avg", shape, &s.square_avg);
+            out.buffer(id, "acc_delta", shape, &s.acc_delta);
+            out.scalar(id, "step", s.step as f64);
+        })
+    }
+
+    fn load_state(
+        &mut self,
+        params: &ParamStore<T>,
+        state: OptimizerState<T>,
+    ) -> Result<(), Error> {
+        let mut new = SecondaryMap::new();
+        for (id, mut e) in group("adadelta", params, state)? {
+            let s = AdadeltaState {
+                step: e.step()?,
+                square_avg: e.required("square_avg")?,
+                acc_delta: e.required("acc_delta")?,
+            };
+            e.finish()?;
+            new.insert(id.key(), s);
+        }
+        self.state = new;
+        Ok(())
     }
 
     fn update(&mut self, id: ParamId, value: &mut [T], grad: &[T]) {

@@ -2,8 +2,9 @@
 
 use crate::optimizer::non_negative;
 use crate::pointwise::{add_scaled, addcdiv, addcmul};
-use crate::{Error, Optimizer};
-use descent_tape::{ParamId, ParamKey};
+use crate::state::{export, group};
+use crate::{Error, Optimizer, OptimizerState};
+use descent_tape::{ParamId, ParamKey, ParamStore};
 use descent_tensor::Float;
 use slotmap::SecondaryMap;
 
@@ -127,6 +128,33 @@ impl<T: Float> Optimizer<T> for Adagrad<T> {
             self.initial_accumulator_value,
         )?;
         non_negative("adagrad", "eps", self.eps)
+    }
+
+    /// Slots `"sum"` and the scalar `"step"`, as in
+    /// `torch.optim.Adagrad`'s `state_dict()`.
+    fn state(&self, params: &ParamStore<T>) -> OptimizerState<T> {
+        export(params, &self.state, |out, id, shape, s| {
+            out.buffer(id, "sum", shape, &s.sum);
+            out.scalar(id, "step", s.step as f64);
+        })
+    }
+
+    fn load_state(
+        &mut self,
+        params: &ParamStore<T>,
+        state: OptimizerState<T>,
+    ) -> Result<(), Error> {
+        let mut new = SecondaryMap::new();
+        for (id, mut e) in group("adagrad", params, state)? {
+            let s = AdagradState {
+                step: e.step()?,
+                sum: e.required("sum")?,
+            };
+            e.finish()?;
+            new.insert(id.key(), s);
+        }
+        self.state = new;
+        Ok(())
     }
 
     fn update(&mut self, id: ParamId, value: &mut [T], grad: &[T]) {

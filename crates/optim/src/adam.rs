@@ -2,8 +2,9 @@
 
 use crate::optimizer::{non_negative, unit_interval};
 use crate::pointwise::{add_scaled, addcdiv, addcmul, lerp};
-use crate::{Error, Optimizer};
-use descent_tape::{ParamId, ParamKey};
+use crate::state::{export, group};
+use crate::{Error, Optimizer, OptimizerState};
+use descent_tape::{ParamId, ParamKey, ParamStore};
 use descent_tensor::Float;
 use slotmap::SecondaryMap;
 
@@ -126,6 +127,43 @@ impl<T: Float> Adam<T> {
 impl<T: Float> Optimizer<T> for Adam<T> {
     fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// Slots `"exp_avg"`, `"exp_avg_sq"`, `"max_exp_avg_sq"` (with AMSGrad) and the
+    /// scalar `"step"`, as in `torch.optim.Adam`'s `state_dict()`.
+    fn state(&self, params: &ParamStore<T>) -> OptimizerState<T> {
+        export(params, &self.state, |out, id, shape, s| {
+            out.buffer(id, "exp_avg", shape, &s.exp_avg);
+            out.buffer(id, "exp_avg_sq", shape, &s.exp_avg_sq);
+            if !s.max_exp_avg_sq.is_empty() {
+                out.buffer(id, "max_exp_avg_sq", shape, &s.max_exp_avg_sq);
+            }
+            out.scalar(id, "step", s.step as f64);
+        })
+    }
+
+    fn load_state(
+        &mut self,
+        params: &ParamStore<T>,
+        state: OptimizerState<T>,
+    ) -> Result<(), Error> {
+        let mut new = SecondaryMap::new();
+        for (id, mut e) in group(self.name, params, state)? {
+            let s = AdamState {
+                step: e.step()?,
+                exp_avg: e.required("exp_avg")?,
+                exp_avg_sq: e.required("exp_avg_sq")?,
+                max_exp_avg_sq: if self.amsgrad {
+                    e.required("max_exp_avg_sq")?
+                } else {
+                    e.optional("max_exp_avg_sq").unwrap_or_default()
+                },
+            };
+            e.finish()?;
+            new.insert(id.key(), s);
+        }
+        self.state = new;
+        Ok(())
     }
 
     fn learning_rate(&self) -> f64 {
@@ -283,6 +321,19 @@ impl<T: Float> Optimizer<T> for AdamW<T> {
 
     fn validate(&self) -> Result<(), Error> {
         self.0.validate()
+    }
+
+    /// As [`Adam`]'s.
+    fn state(&self, params: &ParamStore<T>) -> OptimizerState<T> {
+        self.0.state(params)
+    }
+
+    fn load_state(
+        &mut self,
+        params: &ParamStore<T>,
+        state: OptimizerState<T>,
+    ) -> Result<(), Error> {
+        self.0.load_state(params, state)
     }
 
     fn update(&mut self, id: ParamId, value: &mut [T], grad: &[T]) {

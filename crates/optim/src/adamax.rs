@@ -2,8 +2,9 @@
 
 use crate::optimizer::{non_negative, unit_interval};
 use crate::pointwise::{add_scaled, addcdiv, lerp};
-use crate::{Error, Optimizer};
-use descent_tape::{ParamId, ParamKey};
+use crate::state::{export, group};
+use crate::{Error, Optimizer, OptimizerState};
+use descent_tape::{ParamId, ParamKey, ParamStore};
 use descent_tensor::Float;
 use slotmap::SecondaryMap;
 
@@ -113,6 +114,35 @@ impl<T: Float> Optimizer<T> for Adamax<T> {
         unit_interval("adamax", "beta1", self.beta1)?;
         unit_interval("adamax", "beta2", self.beta2)?;
         non_negative("adamax", "weight decay", self.weight_decay)
+    }
+
+    /// Slots `"exp_avg"`, `"exp_inf"` and the scalar `"step"`, as in
+    /// `torch.optim.Adamax`'s `state_dict()`.
+    fn state(&self, params: &ParamStore<T>) -> OptimizerState<T> {
+        export(params, &self.state, |out, id, shape, s| {
+            out.buffer(id, "exp_avg", shape, &s.exp_avg);
+            out.buffer(id, "exp_inf", shape, &s.exp_inf);
+            out.scalar(id, "step", s.step as f64);
+        })
+    }
+
+    fn load_state(
+        &mut self,
+        params: &ParamStore<T>,
+        state: OptimizerState<T>,
+    ) -> Result<(), Error> {
+        let mut new = SecondaryMap::new();
+        for (id, mut e) in group("adamax", params, state)? {
+            let s = AdamaxState {
+                step: e.step()?,
+                exp_avg: e.required("exp_avg")?,
+                exp_inf: e.required("exp_inf")?,
+            };
+            e.finish()?;
+            new.insert(id.key(), s);
+        }
+        self.state = new;
+        Ok(())
     }
 
     fn update(&mut self, id: ParamId, value: &mut [T], grad: &[T]) {

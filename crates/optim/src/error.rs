@@ -51,6 +51,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Optimiser state given to `load_state` does not fit the optimiser or the store:
+    /// nothing was changed.
+    #[error("{op}: cannot load the optimiser state: {reason}")]
+    State {
+        /// The optimiser.
+        op: &'static str,
+        /// What does not fit, naming the parameter and slot.
+        reason: String,
+    },
     /// A data loader was given a dataset of no samples.
     #[error("{op}: the dataset is empty (0 samples): there is nothing to batch")]
     EmptyDataset {

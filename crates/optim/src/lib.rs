@@ -15,6 +15,9 @@
 //!   [`Cosine`], [`LinearWarmup`]), run with any optimiser by [`Scheduled`].
 //! - Clipping: [`clip_grad_norm`] (global L2 norm, returning the norm before
 //!   clipping), [`clip_grad_value`], [`clip_grad_norm_per_param`].
+//! - Checkpoints: [`Optimizer::state`] exports an optimiser's state by parameter
+//!   ([`OptimizerState`], slots named as in PyTorch's `state_dict()`), and
+//!   [`Optimizer::load_state`] imports it, so training resumes bit for bit.
 //! - Training loops: [`DataLoader`] yields the batches of sample indices of each epoch
 //!   (full batch, stochastic, mini-batch; seeded reshuffling; last batch kept or dropped).
 //!
@@ -55,6 +58,7 @@ mod pointwise;
 mod rmsprop;
 mod schedule;
 mod sgd;
+mod state;
 mod train;
 
 pub use adadelta::Adadelta;
@@ -68,4 +72,5 @@ pub use optimizer::{Optimizer, check_grads};
 pub use rmsprop::RmsProp;
 pub use schedule::{Constant, Cosine, Exponential, LinearWarmup, Schedule, Scheduled, StepLr};
 pub use sgd::Sgd;
+pub use state::OptimizerState;
 pub use train::{Batches, DataLoader};

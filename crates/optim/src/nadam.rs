@@ -2,8 +2,9 @@
 
 use crate::optimizer::{non_negative, unit_interval};
 use crate::pointwise::{add_scaled, addcdiv, addcmul, lerp};
-use crate::{Error, Optimizer};
-use descent_tape::{ParamId, ParamKey};
+use crate::state::{export, group};
+use crate::{Error, Optimizer, OptimizerState};
+use descent_tape::{ParamId, ParamKey, ParamStore};
 use descent_tensor::Float;
 use slotmap::SecondaryMap;
 
@@ -145,6 +146,37 @@ impl<T: Float> Optimizer<T> for NAdam<T> {
         unit_interval("nadam", "beta2", self.beta2)?;
         non_negative("nadam", "weight decay", self.weight_decay)?;
         non_negative("nadam", "momentum decay", self.momentum_decay)
+    }
+
+    /// Slots `"exp_avg"`, `"exp_avg_sq"`, and the scalars `"mu_product"` and `"step"`,
+    /// as in `torch.optim.NAdam`'s `state_dict()`.
+    fn state(&self, params: &ParamStore<T>) -> OptimizerState<T> {
+        export(params, &self.state, |out, id, shape, s| {
+            out.buffer(id, "exp_avg", shape, &s.exp_avg);
+            out.buffer(id, "exp_avg_sq", shape, &s.exp_avg_sq);
+            out.scalar(id, "mu_product", s.mu_product);
+            out.scalar(id, "step", s.step as f64);
+        })
+    }
+
+    fn load_state(
+        &mut self,
+        params: &ParamStore<T>,
+        state: OptimizerState<T>,
+    ) -> Result<(), Error> {
+        let mut new = SecondaryMap::new();
+        for (id, mut e) in group("nadam", params, state)? {
+            let s = NAdamState {
+                step: e.step()?,
+                mu_product: e.scalar("mu_product")?,
+                exp_avg: e.required("exp_avg")?,
+                exp_avg_sq: e.required("exp_avg_sq")?,
+            };
+            e.finish()?;
+            new.insert(id.key(), s);
+        }
+        self.state = new;
+        Ok(())
     }
 
     fn update(&mut self, id: ParamId, value: &mut [T], grad: &[T]) {

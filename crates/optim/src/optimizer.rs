@@ -1,6 +1,6 @@
 //! The `Optimizer` trait and the checks every step makes first.
 
-use crate::Error;
+use crate::{Error, OptimizerState};
 use descent_backprop::ParamGrads;
 use descent_tape::{ParamId, ParamStore};
 use descent_tensor::Float;
@@ -32,6 +32,62 @@ pub trait Optimizer<T: Float> {
 
     /// Updates one parameter in place from its gradient.
     fn update(&mut self, id: ParamId, value: &mut [T], grad: &[T]);
+
+    /// The optimiser's state (momentum buffers, moment estimates, step counts) by
+    /// parameter of `params`, for a checkpoint. The default, for an optimiser that
+    /// keeps no state, is empty.
+    ///
+    /// ```
+    /// use descent_backprop::ParamGrads;
+    /// use descent_optim::{Adam, Optimizer};
+    /// use descent_tape::ParamStore;
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let w = store.insert("w", Tensor::from([1.0, 2.0]));
+    /// let mut adam = Adam::new(0.1);
+    /// let grads: ParamGrads<f64> = [(w, Tensor::from([0.5, -0.5]))].into_iter().collect();
+    /// adam.step(&mut store, &grads).unwrap();
+    /// let state = adam.state(&store);
+    /// let slots: Vec<&str> = state.buffers.iter().map(|(_, s, _)| s.as_ref()).collect();
+    /// assert_eq!(slots, ["exp_avg", "exp_avg_sq"]);
+    /// assert_eq!(state.scalars[0].1, "step");
+    /// assert_eq!(state.scalars[0].2, 1.0);
+    ///
+    /// // A fresh optimiser given this state steps exactly as `adam` does.
+    /// let mut resumed = Adam::new(0.1);
+    /// resumed.load_state(&store, state).unwrap();
+    /// assert_eq!(resumed.step_count(w), 1);
+    /// ```
+    fn state(&self, params: &ParamStore<T>) -> OptimizerState<T> {
+        let _ = params;
+        OptimizerState::default()
+    }
+
+    /// Replaces the optimiser's state with `state` (from [`Optimizer::state`], perhaps
+    /// through a checkpoint), whose ids name parameters of `params`. Everything is
+    /// checked first: a parameter of another store or removed, a buffer whose shape
+    /// is not its parameter's, a missing or unknown slot, or a step count that is not a
+    /// whole number `>= 1` is an error and leaves the optimiser unchanged.
+    ///
+    /// The default, for an optimiser that keeps no state, accepts only an empty state.
+    ///
+    /// # Errors
+    /// [`Error::State`], naming the parameter and slot at fault.
+    fn load_state(
+        &mut self,
+        params: &ParamStore<T>,
+        state: OptimizerState<T>,
+    ) -> Result<(), Error> {
+        let _ = params;
+        if state.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::State {
+                op: self.name(),
+                reason: format!("{} keeps no state, but state was given", self.name()),
+            })
+        }
+    }
 
     /// One step over every parameter that has a gradient in `grads`.
     ///

@@ -3,8 +3,9 @@
 
 use crate::optimizer::{closed_unit_interval, non_negative};
 use crate::pointwise::{add_scaled, addcdiv, addcmul, lerp};
-use crate::{Error, Optimizer};
-use descent_tape::{ParamId, ParamKey};
+use crate::state::{export, group};
+use crate::{Error, Optimizer, OptimizerState};
+use descent_tape::{ParamId, ParamKey, ParamStore};
 use descent_tensor::Float;
 use slotmap::SecondaryMap;
 
@@ -133,6 +134,49 @@ impl<T: Float> Optimizer<T> for RmsProp<T> {
         non_negative("rmsprop", "eps", self.eps)?;
         non_negative("rmsprop", "weight decay", self.weight_decay)?;
         non_negative("rmsprop", "momentum", self.momentum)
+    }
+
+    /// Slots `"square_avg"`, `"grad_avg"` (centred), `"momentum_buffer"` (with
+    /// momentum) and the scalar `"step"`, as in `torch.optim.RMSprop`'s `state_dict()`.
+    fn state(&self, params: &ParamStore<T>) -> OptimizerState<T> {
+        export(params, &self.state, |out, id, shape, s| {
+            out.buffer(id, "square_avg", shape, &s.square_avg);
+            if !s.grad_avg.is_empty() {
+                out.buffer(id, "grad_avg", shape, &s.grad_avg);
+            }
+            if !s.momentum_buffer.is_empty() {
+                out.buffer(id, "momentum_buffer", shape, &s.momentum_buffer);
+            }
+            out.scalar(id, "step", s.step as f64);
+        })
+    }
+
+    fn load_state(
+        &mut self,
+        params: &ParamStore<T>,
+        state: OptimizerState<T>,
+    ) -> Result<(), Error> {
+        let mut new = SecondaryMap::new();
+        for (id, mut e) in group("rmsprop", params, state)? {
+            let s = RmsPropState {
+                step: e.step()?,
+                square_avg: e.required("square_avg")?,
+                grad_avg: if self.centered {
+                    e.required("grad_avg")?
+                } else {
+                    e.optional("grad_avg").unwrap_or_default()
+                },
+                momentum_buffer: if self.momentum > 0.0 {
+                    e.required("momentum_buffer")?
+                } else {
+                    e.optional("momentum_buffer").unwrap_or_default()
+                },
+            };
+            e.finish()?;
+            new.insert(id.key(), s);
+        }
+        self.state = new;
+        Ok(())
     }
 
     fn update(&mut self, id: ParamId, value: &mut [T], grad: &[T]) {

@@ -28,10 +28,11 @@
 //! assert_eq!(opt.learning_rate(), 1e-2); // the peak
 //! ```
 
-use crate::{Error, Optimizer};
+use crate::{Error, Optimizer, OptimizerState};
 use descent_backprop::ParamGrads;
 use descent_tape::{ParamId, ParamStore};
 use descent_tensor::Float;
+use std::borrow::Cow;
 
 /// A learning-rate schedule: the rate of each step from the optimiser's base rate.
 pub trait Schedule {
@@ -360,6 +361,36 @@ impl<T: Float, O: Optimizer<T>, S: Schedule> Optimizer<T> for Scheduled<O, S> {
 
     fn begin_step(&mut self) {
         self.inner.begin_step();
+    }
+
+    /// The inner optimiser's state, with the schedule's step count as the counter
+    /// `"schedule_steps"` (first, so a `Scheduled` inside a `Scheduled` keeps its own).
+    fn state(&self, params: &ParamStore<T>) -> OptimizerState<T> {
+        let mut state = self.inner.state(params);
+        state
+            .counters
+            .insert(0, (Cow::Borrowed("schedule_steps"), self.steps as u64));
+        state
+    }
+
+    fn load_state(
+        &mut self,
+        params: &ParamStore<T>,
+        mut state: OptimizerState<T>,
+    ) -> Result<(), Error> {
+        let steps = state
+            .take_counter("schedule_steps")
+            .ok_or_else(|| Error::State {
+                op: self.inner.name(),
+                reason: "the state has no 'schedule_steps' counter for the schedule".into(),
+            })?;
+        let steps = usize::try_from(steps).map_err(|_| Error::State {
+            op: self.inner.name(),
+            reason: format!("'schedule_steps' {steps} does not fit in usize"),
+        })?;
+        self.inner.load_state(params, state)?;
+        self.steps = steps;
+        Ok(())
     }
 
     fn update(&mut self, id: ParamId, value: &mut [T], grad: &[T]) {

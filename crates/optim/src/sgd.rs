@@ -1,8 +1,9 @@
 //! Stochastic gradient descent, with momentum, Nesterov momentum and weight decay.
 
 use crate::optimizer::non_negative;
-use crate::{Error, Optimizer};
-use descent_tape::{ParamId, ParamKey};
+use crate::state::{export, group};
+use crate::{Error, Optimizer, OptimizerState};
+use descent_tape::{ParamId, ParamKey, ParamStore};
 use descent_tensor::Float;
 use slotmap::SecondaryMap;
 
@@ -100,6 +101,28 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
 
     fn set_learning_rate(&mut self, lr: f64) {
         self.lr = lr;
+    }
+
+    /// The slot `"momentum_buffer"` of each parameter stepped with momentum.
+    fn state(&self, params: &ParamStore<T>) -> OptimizerState<T> {
+        export(params, &self.buffers, |out, id, shape, b| {
+            out.buffer(id, "momentum_buffer", shape, b)
+        })
+    }
+
+    fn load_state(
+        &mut self,
+        params: &ParamStore<T>,
+        state: OptimizerState<T>,
+    ) -> Result<(), Error> {
+        let mut buffers = SecondaryMap::new();
+        for (id, mut e) in group("sgd", params, state)? {
+            let b = e.required("momentum_buffer")?;
+            e.finish()?;
+            buffers.insert(id.key(), b);
+        }
+        self.buffers = buffers;
+        Ok(())
     }
 
     fn update(&mut self, id: ParamId, value: &mut [T], grad: &[T]) {
