@@ -3,6 +3,9 @@
 //! SVG ([`save_svg`]) or PNG ([`save_png`]), or drawn on any plotters backend
 //! ([`draw`]).
 //!
+//! Also training curves ([`Curve`]: a loss or an accuracy against the step or the
+//! epoch), several to a chart, saved by [`save_curves_svg`] and [`save_curves_png`].
+//!
 //! Needs the crate feature `plot`. Nothing outside Rust is needed: the text is drawn
 //! with the DejaVu Sans font that the `dejavu` crate embeds, registered with plotters
 //! as its `sans-serif` family (see [`register_fonts`]).
@@ -415,8 +418,11 @@ pub fn save_svg(
     path: impl AsRef<Path>,
     options: &PlotOptions,
 ) -> Result<(), PlotError> {
-    let path = path.as_ref();
-    let svg = to_svg(report, options)?;
+    write_svg(path.as_ref(), &to_svg(report, options)?)
+}
+
+/// Writes `svg` to `path` through a temporary file in the same directory.
+fn write_svg(path: &Path, svg: &str) -> Result<(), PlotError> {
     let tmp = temp_path(path, "svg");
     let io = |source| PlotError::Io {
         path: path.to_owned(),
@@ -443,13 +449,24 @@ pub fn save_png(
     path: impl AsRef<Path>,
     options: &PlotOptions,
 ) -> Result<(), PlotError> {
-    let path = path.as_ref();
+    write_png(path.as_ref(), (options.width, options.height), |area| {
+        draw(report, area, options)
+    })
+}
+
+/// Draws a `size` picture with `paint` and writes it to `path` as a PNG, through a
+/// temporary file in the same directory.
+fn write_png(
+    path: &Path,
+    size: (u32, u32),
+    paint: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), PlotError>,
+) -> Result<(), PlotError> {
     // The encoder picks the format from the extension, so the temporary name ends in
     // `.png` too.
     let tmp = temp_path(path, "png");
     let drawn = (|| {
-        let area = BitMapBackend::new(&tmp, (options.width, options.height)).into_drawing_area();
-        draw(report, &area, options)?;
+        let area = BitMapBackend::new(&tmp, size).into_drawing_area();
+        paint(&area)?;
         area.present().map_err(|e| PlotError::Draw(e.to_string()))
     })();
     if let Err(e) = drawn {
@@ -462,6 +479,275 @@ pub fn save_png(
             path: path.to_owned(),
             source,
         }
+    })
+}
+
+/// How a [`Curve`] is drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CurveStyle {
+    /// A solid line, 2 pixels wide.
+    #[default]
+    Line,
+    /// A thin, pale line: for noisy data drawn under smoother curves (the loss of
+    /// every mini-batch under the loss of every epoch).
+    Faint,
+    /// A solid line with a dot at every point: for a few points (one per epoch).
+    Points,
+}
+
+/// One named line of a training chart: `(x, y)` points in order, such as the loss
+/// against the step. Points whose `x` or `y` is not finite (a diverged loss) are left
+/// out, and so are points with `y ≤ 0` on a log scale; the line joins the rest.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Curve {
+    /// The name in the legend.
+    pub name: String,
+    /// The points, `(x, y)`, in drawing order.
+    pub points: Vec<(f64, f64)>,
+    /// How the line is drawn.
+    pub style: CurveStyle,
+}
+
+impl Curve {
+    /// A [`CurveStyle::Line`] curve through `points`.
+    pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Self {
+            name: name.into(),
+            points,
+            style: CurveStyle::Line,
+        }
+    }
+
+    /// The curve `y[i]` against `x = i` (`0, 1, 2, …`): a value per step.
+    pub fn from_values(name: impl Into<String>, values: &[f64]) -> Self {
+        Self::new(
+            name,
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, &y)| (i as f64, y))
+                .collect(),
+        )
+    }
+
+    /// The same curve drawn in `style`.
+    pub fn style(mut self, style: CurveStyle) -> Self {
+        self.style = style;
+        self
+    }
+}
+
+/// Title, axis names, scale and size of a chart of [`Curve`]s.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CurveOptions {
+    /// The caption above the chart.
+    pub title: String,
+    /// The x axis' name (default `"step"`).
+    pub x_desc: String,
+    /// The y axis' name (default `"loss"`).
+    pub y_desc: String,
+    /// A log scale for y (default `true`: a loss falls over decades).
+    pub log_y: bool,
+    /// Width in pixels (default 1000).
+    pub width: u32,
+    /// Height in pixels (default 560).
+    pub height: u32,
+}
+
+impl Default for CurveOptions {
+    fn default() -> Self {
+        Self {
+            title: "Training".into(),
+            x_desc: "step".into(),
+            y_desc: "loss".into(),
+            log_y: true,
+            width: 1000,
+            height: 560,
+        }
+    }
+}
+
+/// Draws `curves` on `area`: one coloured line per curve, a legend in the upper right
+/// corner, the y axis on a log scale if [`CurveOptions::log_y`]. Does not call
+/// `present`.
+///
+/// # Errors
+/// [`PlotError::Draw`] when plotters fails.
+pub fn draw_curves<DB: DrawingBackend>(
+    curves: &[Curve],
+    area: &DrawingArea<DB, Shift>,
+    options: &CurveOptions,
+) -> Result<(), PlotError> {
+    register_fonts();
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| PlotError::Draw(e.to_string());
+    area.fill(&WHITE).map_err(err)?;
+    let keep = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!options.log_y || y > 0.0);
+    let kept: Vec<Vec<(f64, f64)>> = curves
+        .iter()
+        .map(|c| c.points.iter().copied().filter(keep).collect())
+        .collect();
+    let all = || kept.iter().flatten();
+    let (mut x0, mut x1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+        (a.min(p.0), b.max(p.0))
+    });
+    let (mut y0, mut y1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+        (a.min(p.1), b.max(p.1))
+    });
+    if !x0.is_finite() {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.1, 1.0);
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    let area = area
+        .titled(&options.title, ("sans-serif", 24))
+        .map_err(err)?;
+    let mut builder = ChartBuilder::on(&area);
+    builder
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(72);
+    let x_fmt = |x: &f64| format_number(*x, 3, Some(1e-12));
+    let y_fmt = |y: &f64| format_number(*y, 2, Some(1e-12));
+    if options.log_y {
+        // Whole decades around the data, so the ticks land on round numbers.
+        let lo = 10f64.powf(y0.log10().floor());
+        let hi = 10f64.powf(y1.log10().ceil().max(lo.log10() + 1.0));
+        // A hair below the decade, so that plotters labels the bottom decade too.
+        let lo = lo * (1.0 - 1e-9);
+        let mut chart = builder
+            .build_cartesian_2d(x0..x1, (lo..hi).log_scale())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(options.x_desc.as_str())
+            .y_desc(options.y_desc.as_str())
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&y_fmt)
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 15))
+            .light_line_style(BLACK.mix(0.04))
+            .bold_line_style(BLACK.mix(0.12))
+            .draw()
+            .map_err(err)?;
+        draw_lines(&mut chart, curves, &kept)
+    } else {
+        let pad = if y1 > y0 { 0.05 * (y1 - y0) } else { 0.5 };
+        let mut chart = builder
+            .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(options.x_desc.as_str())
+            .y_desc(options.y_desc.as_str())
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&y_fmt)
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 15))
+            .light_line_style(BLACK.mix(0.04))
+            .bold_line_style(BLACK.mix(0.12))
+            .draw()
+            .map_err(err)?;
+        draw_lines(&mut chart, curves, &kept)
+    }
+}
+
+/// The lines and the legend of [`draw_curves`], on a chart of either y scale.
+fn draw_lines<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    curves: &[Curve],
+    kept: &[Vec<(f64, f64)>],
+) -> Result<(), PlotError> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| PlotError::Draw(e.to_string());
+    for (k, (curve, points)) in curves.iter().zip(kept).enumerate() {
+        let colour = SERIES[k % SERIES.len()];
+        let (line, width) = match curve.style {
+            CurveStyle::Faint => (colour.mix(0.35), 1),
+            CurveStyle::Line | CurveStyle::Points => (colour.mix(1.0), 2),
+        };
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                points.clone(),
+                line.stroke_width(width),
+            )))
+            .map_err(err)?
+            .label(curve.name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], line.stroke_width(3))
+            });
+        if curve.style == CurveStyle::Points {
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+                .map_err(err)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 15))
+        .draw()
+        .map_err(err)
+}
+
+/// The chart of `curves` as an SVG document.
+///
+/// # Errors
+/// [`PlotError::Draw`] when plotters fails.
+pub fn curves_to_svg(curves: &[Curve], options: &CurveOptions) -> Result<String, PlotError> {
+    let mut svg = String::new();
+    {
+        let area =
+            SVGBackend::with_string(&mut svg, (options.width, options.height)).into_drawing_area();
+        draw_curves(curves, &area, options)?;
+        area.present().map_err(|e| PlotError::Draw(e.to_string()))?;
+    }
+    Ok(svg)
+}
+
+/// Saves the chart of `curves` as an SVG file at `path` (through a temporary file in
+/// the same directory, renamed over `path`).
+///
+/// # Errors
+/// [`PlotError::Io`] when the file cannot be written, [`PlotError::Draw`] when
+/// plotters fails.
+pub fn save_curves_svg(
+    curves: &[Curve],
+    path: impl AsRef<Path>,
+    options: &CurveOptions,
+) -> Result<(), PlotError> {
+    write_svg(path.as_ref(), &curves_to_svg(curves, options)?)
+}
+
+/// Saves the chart of `curves` as a PNG file at `path` (through a temporary file in
+/// the same directory, renamed over `path`).
+///
+/// ```
+/// use descent_backprop::plot::{Curve, CurveOptions, CurveStyle, save_curves_png};
+/// let dir = std::env::temp_dir().join(format!("descent-curve-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let losses = [2.3, 1.1, 0.6, 0.35, 0.2, 0.15];
+/// let curves = [
+///     Curve::from_values("train loss", &losses).style(CurveStyle::Faint),
+///     Curve::new("test loss", vec![(0.0, 2.3), (5.0, 0.25)]).style(CurveStyle::Points),
+/// ];
+/// let path = dir.join("loss.png");
+/// save_curves_png(&curves, &path, &CurveOptions::default()).unwrap();
+/// assert!(std::fs::read(&path).unwrap().starts_with(b"\x89PNG"));
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+///
+/// # Errors
+/// [`PlotError::Io`] when the file cannot be renamed into place, [`PlotError::Draw`]
+/// when plotters fails to draw or to encode and write the image.
+pub fn save_curves_png(
+    curves: &[Curve],
+    path: impl AsRef<Path>,
+    options: &CurveOptions,
+) -> Result<(), PlotError> {
+    write_png(path.as_ref(), (options.width, options.height), |area| {
+        draw_curves(curves, area, options)
     })
 }
 
@@ -544,6 +830,55 @@ mod tests {
             save_svg(&report(), &missing, &PlotOptions::default()),
             Err(PlotError::Io { .. })
         ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn curves_are_drawn_with_their_names_and_skip_points_they_cannot_show() {
+        let curves = [
+            Curve::from_values("batch loss", &[2.3, 1.0, f64::NAN, 0.5, 0.0, 0.2])
+                .style(CurveStyle::Faint),
+            Curve::new("test loss", vec![(0.0, 2.2), (5.0, 0.3)]).style(CurveStyle::Points),
+            Curve::new("nothing to draw", vec![(f64::INFINITY, 1.0)]),
+        ];
+        let options = CurveOptions {
+            title: "losses".into(),
+            ..CurveOptions::default()
+        };
+        let svg = curves_to_svg(&curves, &options).unwrap();
+        let texts: Vec<&str> = svg.lines().map(str::trim).collect();
+        for text in [
+            "losses",
+            "batch loss",
+            "test loss",
+            "nothing to draw",
+            "step",
+            "loss",
+        ] {
+            assert!(texts.contains(&text), "{text} missing");
+        }
+        // Log scale: whole decades from 0.1 to 10 are labelled.
+        for label in ["0.1", "1", "10"] {
+            assert!(texts.contains(&label), "y label {label} missing");
+        }
+        // Linear scale and no drawable point at all both draw.
+        let linear = CurveOptions {
+            log_y: false,
+            ..CurveOptions::default()
+        };
+        curves_to_svg(&curves, &linear).unwrap();
+        curves_to_svg(&[], &options).unwrap();
+
+        let dir = std::env::temp_dir().join(format!("descent-curve-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        save_curves_png(&curves, dir.join("loss.png"), &options).unwrap();
+        save_curves_svg(&curves, dir.join("loss.svg"), &options).unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["loss.png", "loss.svg"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -281,10 +281,12 @@ fn anomaly_at<T: Float>(
 /// ```
 pub trait Backward<T: Float> {
     /// [`backward`], panicking on error.
+    #[must_use = "backward returns the gradients; look them up (`grads.wrt(x)`)"]
     fn backward(self) -> Gradients<T>;
     /// [`backward`].
     fn try_backward(self) -> Result<Gradients<T>, Error>;
     /// [`backward_with`], panicking on error.
+    #[must_use = "backward_with returns the gradients; look them up (`grads.wrt(x)`)"]
     fn backward_with(self, cotangent: &Tensor<T>) -> Gradients<T>;
 }
 

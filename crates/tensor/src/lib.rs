@@ -48,4 +48,14 @@ pub enum TensorError {
         /// How many elements were supplied.
         len: usize,
     },
+    /// Nested rows of different lengths (`Tensor::try_from(Vec<Vec<T>>)`).
+    #[error("row {row} has {len} elements, but row 0 has {expected}: rows must be equally long")]
+    Ragged {
+        /// The first row whose length differs from row 0's.
+        row: usize,
+        /// Its length.
+        len: usize,
+        /// Row 0's length.
+        expected: usize,
+    },
 }

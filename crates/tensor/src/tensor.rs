@@ -221,6 +221,54 @@ impl<T: Float, const R: usize, const C: usize> From<[[T; C]; R]> for Tensor<T> {
     }
 }
 
+impl<T: Float, const D: usize, const R: usize, const C: usize> From<[[[T; C]; R]; D]>
+    for Tensor<T>
+{
+    /// A 3-d tensor from nested arrays, outermost axis first.
+    ///
+    /// ```
+    /// let t = descent_tensor::Tensor::from([[[1.0, 2.0]], [[3.0, 4.0]], [[5.0, 6.0]]]);
+    /// assert_eq!(t.shape(), &[3, 1, 2]);
+    /// assert_eq!(t.get(&[2, 0, 1]), 6.0);
+    /// ```
+    fn from(blocks: [[[T; C]; R]; D]) -> Self {
+        Self::from_parts(
+            smallvec::smallvec![D, R, C],
+            blocks.iter().flatten().flatten().copied().collect(),
+        )
+    }
+}
+
+impl<T: Float> TryFrom<Vec<Vec<T>>> for Tensor<T> {
+    type Error = TensorError;
+
+    /// A 2-d tensor from rows of equal length (`[rows, columns]`); an error names the
+    /// first row whose length differs from the first row's. No rows give shape `[0, 0]`.
+    ///
+    /// ```
+    /// use descent_tensor::Tensor;
+    /// let t = Tensor::try_from(vec![vec![1.0, 2.0, 3.0], vec![4.0, 5.0, 6.0]]).unwrap();
+    /// assert_eq!(t.shape(), &[2, 3]);
+    /// let err = Tensor::try_from(vec![vec![1.0, 2.0], vec![3.0]]).unwrap_err();
+    /// assert_eq!(err.to_string(), "row 1 has 1 elements, but row 0 has 2: rows must be equally long");
+    /// ```
+    fn try_from(rows: Vec<Vec<T>>) -> Result<Self, TensorError> {
+        let columns = rows.first().map_or(0, Vec::len);
+        if let Some((row, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != columns) {
+            return Err(TensorError::Ragged {
+                row,
+                len: r.len(),
+                expected: columns,
+            });
+        }
+        let shape = [rows.len(), columns];
+        Ok(Self::from_parts(
+            shape[..].into(),
+            rows.into_iter().flatten().collect(),
+        ))
+    }
+}
+
 impl<T: Float> From<Tensor<T>> for Vec<T> {
     fn from(t: Tensor<T>) -> Self {
         t.data
