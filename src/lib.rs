@@ -45,9 +45,11 @@ pub use descent_tensor::{Float, Tensor};
 /// The names most programs use: `use descent::prelude::*;`.
 pub mod prelude {
     pub use descent_backprop::{
-        Backward, GradCheckOptions, Gradients, backward, backward_with, gradcheck,
+        Backward, GradCheckOptions, Gradients, ParamGrads, backward, backward_into, backward_with,
+        gradcheck,
     };
-    pub use descent_tape::{NodeId, Op, Tape, Var};
+    pub use descent_optim::Optimizer;
+    pub use descent_tape::{NodeId, Op, ParamId, ParamStore, Tape, Var};
     pub use descent_tensor::{Float, Tensor};
 }
 
@@ -55,3 +57,7 @@ pub mod prelude {
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The guide's pages (`docs/guide/`), each compiled and run as doctests.
+#[cfg(doctest)]
+mod guide;

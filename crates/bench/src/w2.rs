@@ -209,7 +209,8 @@ pub fn scalar_accuracy(tape: &Tape<f64>, params: &[f64], data: &Data) -> f64 {
     tape.reset();
     let vars: Vec<Var<'_, f64>> = params.iter().map(|&p| tape.var(p)).collect();
     let mut scores = Vec::new();
-    scalar_forward(tape, &vars, data, &mut scores);
+    // Only the scores are read; the loss node is recorded but not needed here.
+    let _loss = scalar_forward(tape, &vars, data, &mut scores);
     accuracy(scores.iter().map(|s| s.item()), data)
 }
 
