@@ -275,8 +275,11 @@ impl<T: Float> From<Tensor<T>> for Vec<T> {
     }
 }
 
+/// The shape and element type, then the elements: `Tensor<f64>[2, 2] [[1, 2], [3, 4]]`,
+/// so that shapes `[0, 3]` and `[0]` (both with no elements) are told apart.
 impl<T: Float> fmt::Debug for Tensor<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor<{}>{} ", T::NAME, ShapeDisplay(&self.shape))?;
         fmt::Display::fmt(&self.view(), f)
     }
 }
@@ -424,5 +427,20 @@ impl<T: Float> fmt::Display for View<'_, T> {
             }
         }
         rec(f, self.shape, self.data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_type_and_shape_so_empty_tensors_differ() {
+        let t = Tensor::from([[1.0f64, 2.0], [3.0, 4.0]]);
+        assert_eq!(format!("{t:?}"), "Tensor<f64>[2, 2] [[1, 2], [3, 4]]");
+        let a = Tensor::<f32>::zeros(&[0, 3]);
+        let b = Tensor::<f32>::zeros(&[0]);
+        assert_ne!(format!("{a:?}"), format!("{b:?}"));
+        assert_eq!(format!("{t}"), "[[1, 2], [3, 4]]");
     }
 }
