@@ -23,8 +23,13 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "ndarray")]
+pub use ndarray;
+
 mod element;
 pub mod kernels;
+#[cfg(feature = "ndarray")]
+mod ndarray_conv;
 mod shape;
 mod tensor;
 
