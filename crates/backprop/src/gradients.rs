@@ -281,6 +281,23 @@ impl<'t, T: Float> std::ops::Index<Var<'t, T>> for Gradients<T> {
     }
 }
 
+/// A summary: how many nodes the walk covered and how many a gradient reached.
+impl<T: Float> std::fmt::Display for Gradients<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reached = (0..self.scalar.len())
+            .filter(|&i| self.view_of(NodeId::from_index(i)).is_some())
+            .count();
+        write!(
+            f,
+            "gradients of tape #{} (generation {}): {reached} of {} nodes reached, {} parameters bound",
+            self.tape_uid,
+            self.generation,
+            self.scalar.len(),
+            self.bindings.len()
+        )
+    }
+}
+
 impl<T: Float> std::fmt::Debug for Gradients<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let reached = (0..self.scalar.len())

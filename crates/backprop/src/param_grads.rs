@@ -126,6 +126,19 @@ impl<T: Float> ParamGrads<T> {
     }
 }
 
+/// A summary: the number of parameters and the global L2 norm.
+impl<T: Float> std::fmt::Display for ParamGrads<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let elements: usize = self.entries.iter().map(|(_, g)| g.len()).sum();
+        write!(
+            f,
+            "gradients of {} parameters ({elements} elements), global L2 norm {}",
+            self.entries.len(),
+            self.global_norm()
+        )
+    }
+}
+
 impl<T: Float> From<&Gradients<T>> for ParamGrads<T> {
     /// The gradients of every parameter bound on the tape, in binding order (zeros for
     /// a bound parameter no gradient reached).

@@ -76,6 +76,31 @@ impl<T: Float> std::fmt::Debug for ParamStore<T> {
     }
 }
 
+/// One line per parameter, in order: `layer1.weight [2, 3]`.
+///
+/// ```
+/// use descent_tape::ParamStore;
+/// use descent_tensor::Tensor;
+/// let mut store = ParamStore::<f32>::new();
+/// store.insert("w", Tensor::<f32>::zeros(&[2, 3]));
+/// store.insert("b", Tensor::<f32>::zeros(&[3]));
+/// assert_eq!(store.to_string(), "2 parameters, 9 elements\nw [2, 3]\nb [3]\n");
+/// ```
+impl<T: Float> std::fmt::Display for ParamStore<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} parameters, {} elements",
+            self.len(),
+            self.num_elements()
+        )?;
+        for (_, name, value) in self.iter() {
+            writeln!(f, "{name} {}", ShapeDisplay(value.shape()))?;
+        }
+        Ok(())
+    }
+}
+
 impl<T: Float> ParamStore<T> {
     /// An empty store.
     pub fn new() -> Self {

@@ -3,7 +3,7 @@
 use crate::Var;
 use crate::error::{Error, NodeRef, Result};
 use crate::ops::{Op, Operands};
-use descent_tensor::{Float, Shape, Tensor, View, numel};
+use descent_tensor::{Float, Shape, ShapeDisplay, Tensor, View, numel};
 use std::cell::{Cell, Ref, RefCell};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -357,6 +357,47 @@ impl<T: Float> std::fmt::Debug for Tape<T> {
             .field("generation", &self.generation.get())
             .field("nodes", &self.len())
             .finish()
+    }
+}
+
+/// A one-line summary, then the nodes: `tape #3 (f64, generation 0): 2 nodes`.
+///
+/// ```
+/// let tape = descent_tape::Tape::<f64>::new();
+/// let x = tape.var(0.5).named("x");
+/// let _ = x.tanh();
+/// let text = tape.to_string();
+/// assert!(text.ends_with("(f64, generation 0): 2 nodes\n#0 var 'x' []\n#1 tanh(#0) []\n"), "{text}");
+/// ```
+impl<T: Float> std::fmt::Display for Tape<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let read = self.read();
+        writeln!(
+            f,
+            "tape #{} ({}, generation {}): {} nodes",
+            self.uid,
+            T::NAME,
+            self.generation.get(),
+            read.nodes().len()
+        )?;
+        for (i, node) in read.nodes().iter().enumerate() {
+            let id = NodeId::from_index(i);
+            write!(f, "#{i} {}", node.op())?;
+            let parents = read.parents(id);
+            if !parents.is_empty() {
+                let ps: Vec<String> = parents.iter().map(|p| format!("#{}", p.index())).collect();
+                write!(f, "({})", ps.join(", "))?;
+            }
+            if let Some(name) = read.name(id) {
+                write!(f, " '{name}'")?;
+            }
+            let scope = read.scope_of(id);
+            if !scope.is_empty() {
+                write!(f, " in {scope}")?;
+            }
+            writeln!(f, " {}", ShapeDisplay(read.shape(id)))?;
+        }
+        Ok(())
     }
 }
 
