@@ -930,3 +930,16 @@ impl<'a, T: Float, const R: usize, const C: usize> IntoLeaf<'a, T> for [[T; C]; 
         LeafValue::Owned(Tensor::from(self))
     }
 }
+
+impl<'a, T: Float, const D: usize, const R: usize, const C: usize> IntoLeaf<'a, T>
+    for [[[T; C]; R]; D]
+{
+    /// ```
+    /// let tape = descent_tape::Tape::<f64>::new();
+    /// let x = tape.var([[[1.0, 2.0]], [[3.0, 4.0]]]);
+    /// assert_eq!(x.shape().as_slice(), &[2, 1, 2]);
+    /// ```
+    fn into_leaf(self) -> LeafValue<'a, T> {
+        LeafValue::Owned(Tensor::from(self))
+    }
+}
