@@ -129,6 +129,7 @@ fn walk_into<T: Float>(
         if !m.requires_grad() {
             continue;
         }
+        // Tape indices fit in a u32 (the tape hands out u32 ids).
         let id = NodeId::from_index(i);
         match m.slot() {
             None => {

@@ -25,6 +25,7 @@ impl NodeId {
     ///
     /// # Panics
     /// If `index` does not fit in 32 bits (a tape holds at most 2³² nodes).
+    #[inline]
     pub fn from_index(index: usize) -> Self {
         NodeId(u32::try_from(index).expect("a tape holds at most 2^32 nodes"))
     }

@@ -243,17 +243,25 @@ impl<'t, T: Float> Var<'t, T> {
             return None;
         }
         let mut inner = tape.inner.borrow_mut();
-        let m = inner.nodes[self.id.index()].meta;
+        let (m, x) = {
+            let node = &inner.nodes[self.id.index()];
+            (node.meta, node.scalar)
+        };
         if m.slot().is_some() {
             return None;
         }
-        let y = op.apply(inner.nodes[self.id.index()].scalar);
+        let y = op.apply(x);
         if !y.is_finite() && tape.anomaly_detection() {
             // The general path records nothing and reports the anomaly.
             return None;
         }
         let id = inner.push(Op::Unary(op), [self.id, self.id], y, Meta::scalar_of(m, m));
-        Some(tape.handle(id))
+        // The generation was checked above; the handle carries it on.
+        Some(Var {
+            id,
+            generation: self.generation,
+            tape,
+        })
     }
 
     #[inline(never)]
@@ -262,8 +270,13 @@ impl<'t, T: Float> Var<'t, T> {
         tape.record(Op::Unary(op), &[self], |inner, pool| {
             let x = inner.view(self.id);
             let mut buf = pool.take(x.len());
-            for (o, &v) in buf.iter_mut().zip(x.data()) {
-                *o = op.apply(v);
+            if matches!(op, UnaryOp::Tanh) {
+                // Vectorised for f32 (within 2 ulp); libm for f64.
+                T::tanh_slice(x.data(), &mut buf);
+            } else {
+                for (o, &v) in buf.iter_mut().zip(x.data()) {
+                    *o = op.apply(v);
+                }
             }
             Ok(Output::Tensor(Tensor::new(x.shape(), buf)?))
         })
@@ -290,15 +303,17 @@ impl<'t, T: Float> Var<'t, T> {
             return None;
         }
         let mut inner = tape.inner.borrow_mut();
-        let (ma, mb) = (
-            inner.nodes[self.id.index()].meta,
-            inner.nodes[rhs.id.index()].meta,
-        );
+        let (ma, a) = {
+            let node = &inner.nodes[self.id.index()];
+            (node.meta, node.scalar)
+        };
+        let (mb, b) = {
+            let node = &inner.nodes[rhs.id.index()];
+            (node.meta, node.scalar)
+        };
         if ma.slot().is_some() || mb.slot().is_some() {
             return None;
         }
-        let a = inner.nodes[self.id.index()].scalar;
-        let b = inner.nodes[rhs.id.index()].scalar;
         let y = op.apply(a, b);
         if !y.is_finite() && tape.anomaly_detection() {
             return None;
@@ -309,7 +324,11 @@ impl<'t, T: Float> Var<'t, T> {
             y,
             Meta::scalar_of(ma, mb),
         );
-        Some(tape.handle(id))
+        Some(Var {
+            id,
+            generation: self.generation,
+            tape,
+        })
     }
 
     #[inline(never)]
