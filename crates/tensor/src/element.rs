@@ -37,6 +37,31 @@ pub trait Float:
     fn from_f64(v: f64) -> Self;
     /// Converts to `f64` exactly.
     fn as_f64(self) -> f64;
+
+    /// Writes `tanh` of each element of `input` to `out`.
+    ///
+    /// The default maps the scalar `tanh` (libm). `f32` overrides it with a
+    /// branch-free version that vectorises, within 2 ulp of the correctly rounded
+    /// result; `f64` keeps libm, so gradient checks see the same numbers as scalar
+    /// nodes.
+    ///
+    /// ```
+    /// use descent_tensor::Float;
+    /// let mut out = [0.0f32; 3];
+    /// f32::tanh_slice(&[-0.0, 0.5, f32::INFINITY], &mut out);
+    /// assert_eq!(out[0].to_bits(), (-0.0f32).to_bits());
+    /// assert!((out[1] - 0.5f32.tanh()).abs() <= 2.0 * f32::EPSILON);
+    /// assert_eq!(out[2], 1.0);
+    /// ```
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    fn tanh_slice(input: &[Self], out: &mut [Self]) {
+        assert_eq!(input.len(), out.len(), "tanh_slice: length mismatch");
+        for (o, &v) in out.iter_mut().zip(input) {
+            *o = v.tanh();
+        }
+    }
 }
 
 impl Float for f32 {
@@ -48,6 +73,10 @@ impl Float for f32 {
     #[inline(always)]
     fn as_f64(self) -> f64 {
         self as f64
+    }
+    #[inline]
+    fn tanh_slice(input: &[Self], out: &mut [Self]) {
+        crate::tanh::tanh_f32_slice(input, out);
     }
 }
 

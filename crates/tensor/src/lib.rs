@@ -31,6 +31,7 @@ pub mod kernels;
 #[cfg(feature = "ndarray")]
 mod ndarray_conv;
 mod shape;
+mod tanh;
 mod tensor;
 
 pub use element::Float;
