@@ -7,8 +7,10 @@
 //! seconds in a debug build. A 30-step chain amplifies less than a 200-step one, so
 //! the recurrent scale is W5's own 2.0 (spectral radius 2.1) instead of the example's
 //! 1.8; the learning rate is the example's 0.2. On this configuration the unclipped
-//! gradient norm goes from 26 to 3e4 by step 3, the loss overflows near step 31 and the
-//! gradient is NaN at step 33; the clipped loss goes from 2.6 to about 0.2 in 20 steps.
+//! gradient norm goes from 26 to 3e4 within a few steps and training diverges near
+//! step 28 (the exact step moves with the last bits of f32 arithmetic: it was 35 with
+//! libm's tanh and is 28 with the vectorised one); the clipped loss falls from 2.6 to
+//! about 0.2 over the run. The assertions leave room for such shifts.
 
 #[allow(dead_code)]
 #[path = "../examples/exploding_rnn.rs"]
