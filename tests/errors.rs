@@ -746,3 +746,24 @@ fn matmul_t_inner_extents_differ() {
     let err = x.try_matmul_t(v).unwrap_err().to_string();
     assert!(err.contains("the right exactly 2"), "{err}");
 }
+
+/// Found by fuzzing: an empty tensor broadcast to `[2^63, 2^63, 0]` was accepted, and
+/// summing away its zero axis then asked for 2^126 elements and panicked.
+#[test]
+fn shapes_too_large_to_address_are_refused_even_when_empty() {
+    let tape = Tape::<f64>::new();
+    let x = tape.var(Tensor::<f64>::zeros(&[0]));
+    let huge = [1usize << 63, 1 << 63, 0];
+    let err = x.try_broadcast_to(&huge).unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "broadcast_to: shape [9223372036854775808, 9223372036854775808, 0] is too large"
+        ),
+        "{err}"
+    );
+    let err = x.try_reshape(&huge).unwrap_err().to_string();
+    assert!(err.starts_with("reshape: shape"), "{err}");
+    assert!(Tensor::<f64>::new(&huge, vec![]).is_err());
+    // A large but addressable empty shape is fine.
+    assert!(x.try_reshape(&[1 << 20, 0]).is_ok());
+}

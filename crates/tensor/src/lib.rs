@@ -37,7 +37,7 @@ mod tensor;
 pub use element::Float;
 pub use shape::{
     Shape, ShapeDisplay, broadcast_shapes, broadcast_strides, contiguous_strides, numel,
-    split_at_axis,
+    shape_fits, split_at_axis,
 };
 pub use smallvec::smallvec;
 pub use tensor::{Tensor, View};
@@ -53,6 +53,12 @@ pub enum TensorError {
         shape: Shape,
         /// How many elements were supplied.
         len: usize,
+    },
+    /// The shape's non-zero extents multiply past what memory can address.
+    #[error("a tensor of shape {} is too large: its extents multiply past usize::MAX", ShapeDisplay(.shape))]
+    TooLarge {
+        /// The requested shape.
+        shape: Shape,
     },
     /// Nested rows of different lengths (`Tensor::try_from(Vec<Vec<T>>)`).
     #[error("row {row} has {len} elements, but row 0 has {expected}: rows must be equally long")]

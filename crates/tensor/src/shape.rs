@@ -6,14 +6,39 @@ use std::fmt;
 /// The extent of each axis, outermost first. Up to four axes live inline.
 pub type Shape = SmallVec<[usize; 4]>;
 
-/// Number of elements a shape holds (1 for the 0-d shape `[]`).
+/// Number of elements a shape holds (1 for the 0-d shape `[]`). A count past
+/// `usize::MAX` saturates there (no buffer has that many elements, so a length check
+/// against it fails instead of overflowing); any zero extent still gives 0.
 ///
 /// ```
 /// assert_eq!(descent_tensor::numel(&[2, 3, 4]), 24);
 /// assert_eq!(descent_tensor::numel(&[]), 1);
+/// assert_eq!(descent_tensor::numel(&[1 << 32, 1 << 32]), usize::MAX);
+/// assert_eq!(descent_tensor::numel(&[1 << 32, 1 << 32, 0]), 0);
 /// ```
 pub fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+    if shape.contains(&0) {
+        return 0;
+    }
+    shape.iter().fold(1, |n, &e| n.saturating_mul(e))
+}
+
+/// True when the product of the shape's non-zero extents fits in a `usize`. A shape
+/// that fails this is refused wherever a shape is created (`Tensor::new`, reshape,
+/// broadcast, gather), even when a zero extent makes it empty, because a reduction
+/// over its zero axis would leave a shape with more elements than memory can address.
+///
+/// ```
+/// use descent_tensor::shape_fits;
+/// assert!(shape_fits(&[2, 3, 0]));
+/// assert!(!shape_fits(&[1 << 63, 1 << 63, 0]));
+/// ```
+pub fn shape_fits(shape: &[usize]) -> bool {
+    shape
+        .iter()
+        .filter(|&&e| e != 0)
+        .try_fold(1usize, |n, &e| n.checked_mul(e))
+        .is_some()
 }
 
 /// Row-major strides of a contiguous tensor of this shape, in elements.

@@ -24,6 +24,11 @@ pub struct Tensor<T> {
 impl<T: Float> Tensor<T> {
     /// A tensor of the given shape over `data` (row-major); errors if the lengths differ.
     pub fn new(shape: &[usize], data: Vec<T>) -> Result<Self, TensorError> {
+        if !crate::shape_fits(shape) {
+            return Err(TensorError::TooLarge {
+                shape: shape.into(),
+            });
+        }
         if numel(shape) != data.len() {
             return Err(TensorError::DataLength {
                 shape: shape.into(),

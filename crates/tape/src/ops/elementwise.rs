@@ -110,7 +110,14 @@ impl UnaryOp {
             UnaryOp::PowF(0.0) => T::zero(),
             UnaryOp::PowF(p) => T::from_f64(p) * x.powf(T::from_f64(p - 1.0)),
             UnaryOp::PowI(0) => T::zero(),
-            UnaryOp::PowI(n) => T::from_f64(n as f64) * x.powi(n - 1),
+            // n·x^(n-1); for n = i32::MIN, n - 1 does not fit in an i32: x^n / x.
+            UnaryOp::PowI(n) => {
+                T::from_f64(n as f64)
+                    * match n.checked_sub(1) {
+                        Some(m) => x.powi(m),
+                        None => x.powi(n) / x,
+                    }
+            }
             UnaryOp::Exp => y,
             UnaryOp::Ln => x.recip(),
             UnaryOp::Sqrt => T::from_f64(0.5) / y,

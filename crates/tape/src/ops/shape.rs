@@ -6,7 +6,8 @@ use crate::Var;
 use crate::error::{Error, Result};
 use crate::tape::{Output, Tape};
 use descent_tensor::{
-    Float, Shape, ShapeDisplay, Tensor, View, broadcast_shapes, kernels, numel, split_at_axis,
+    Float, Shape, ShapeDisplay, Tensor, View, broadcast_shapes, kernels, numel, shape_fits,
+    split_at_axis,
 };
 
 impl<'t, T: Float> Var<'t, T> {
@@ -80,6 +81,9 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn try_reshape(self, shape: &[usize]) -> Result<Var<'t, T>> {
         self.tape.record(Op::Reshape, &[self], |inner, pool| {
             let x = inner.view(self.id);
+            if !shape_fits(shape) {
+                return Err(too_large("reshape", shape, inner.node_ref(self.id)));
+            }
             if numel(shape) != x.len() {
                 return Err(Error::Shape {
                     op: "reshape",
@@ -115,6 +119,9 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn try_broadcast_to(self, shape: &[usize]) -> Result<Var<'t, T>> {
         self.tape.record(Op::BroadcastTo, &[self], |inner, pool| {
             let x = inner.view(self.id);
+            if !shape_fits(shape) {
+                return Err(too_large("broadcast_to", shape, inner.node_ref(self.id)));
+            }
             if broadcast_shapes(x.shape(), shape).as_deref() != Some(shape) {
                 return Err(Error::Shape {
                     op: "broadcast_to",
@@ -213,6 +220,9 @@ impl<'t, T: Float> Var<'t, T> {
                 reason,
                 node: inner.node_ref(self.id),
             };
+            if !shape_fits(index_shape) {
+                return Err(too_large("gather", index_shape, inner.node_ref(self.id)));
+            }
             if index_shape.len() != shape.len() {
                 return Err(shape_err(format!(
                     "index of shape {} must have as many axes as the operand",
@@ -301,6 +311,18 @@ impl<'t, T: Float> Var<'t, T> {
     /// The fallible form of [`Var::stack`].
     pub fn try_stack(parts: &[Var<'t, T>], axis: isize) -> Result<Var<'t, T>> {
         join(parts, axis, true)
+    }
+}
+
+/// The error for a requested shape too large to address.
+fn too_large(op: &'static str, shape: &[usize], node: Box<crate::NodeRef>) -> Error {
+    Error::Shape {
+        op,
+        reason: format!(
+            "shape {} is too large: its extents multiply past usize::MAX",
+            ShapeDisplay(shape)
+        ),
+        node,
     }
 }
 
