@@ -74,3 +74,62 @@ pub use schedule::{Constant, Cosine, Exponential, LinearWarmup, Schedule, Schedu
 pub use sgd::Sgd;
 pub use state::OptimizerState;
 pub use train::{Batches, DataLoader};
+
+/// `Display` for the optimisers: their name and current learning rate, e.g.
+/// `adam (lr 0.001)`. The hyper-parameters in full are in `Debug`.
+macro_rules! display_optimizer {
+    ($($ty:ident),* $(,)?) => {$(
+        impl<T: descent_tensor::Float> std::fmt::Display for $ty<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{} (lr {})", Optimizer::<T>::name(self), Optimizer::<T>::learning_rate(self))
+            }
+        }
+    )*};
+}
+
+display_optimizer!(Sgd, Adagrad, RmsProp, Adadelta, Adam, AdamW, Adamax, NAdam);
+
+/// `mini-batch of 16 over 100 samples, shuffled (seed 7)`, and so on.
+///
+/// ```
+/// use descent_optim::DataLoader;
+/// let l = DataLoader::new(100, 16).unwrap().shuffle(7);
+/// assert_eq!(l.to_string(), "mini-batches of 16 over 100 samples, keeping the last partial batch, shuffled each epoch (seed 7)");
+/// assert_eq!(DataLoader::full_batch(10).unwrap().to_string(), "full batches of 10 over 10 samples, in order");
+/// ```
+impl std::fmt::Display for DataLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.batch_size() {
+            1 => "single samples (stochastic)".to_string(),
+            b if b >= self.num_samples() => format!("full batches of {b}"),
+            b => format!("mini-batches of {b}"),
+        };
+        write!(f, "{kind} over {} samples", self.num_samples())?;
+        if self.batch_size() > 1
+            && self.batch_size() < self.num_samples()
+            && !self.num_samples().is_multiple_of(self.batch_size())
+        {
+            let last = if self.drops_last() {
+                "dropping"
+            } else {
+                "keeping"
+            };
+            write!(f, ", {last} the last partial batch")?;
+        }
+        match self.seed() {
+            Some(seed) => write!(f, ", shuffled each epoch (seed {seed})"),
+            None => write!(f, ", in order"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::*;
+
+    #[test]
+    fn optimizers_display_name_and_learning_rate() {
+        assert_eq!(Adam::<f32>::new(1e-3).to_string(), "adam (lr 0.001)");
+        assert_eq!(Sgd::<f64>::new(0.1).to_string(), "sgd (lr 0.1)");
+    }
+}
