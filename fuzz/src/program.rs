@@ -561,7 +561,14 @@ fn step<'t, T: Float>(
         }
         39 => {
             let rows = shape_of(x).first().copied().unwrap_or(0);
-            let n = if d.below(4) == 0 { d.below(5) } else { rows };
+            // A caller holds one label per row; a program whose logits have more rows
+            // than any label list could (an empty tensor with a huge extent) gets a
+            // short, wrong-length list instead, which must be refused.
+            let n = if d.below(4) == 0 || rows > 4096 {
+                d.below(5)
+            } else {
+                rows
+            };
             let labels: Vec<usize> = (0..n)
                 .map(|_| [0, 1, 2, 0, 1, 3, 4, 7][d.below(8)])
                 .collect();
