@@ -145,8 +145,13 @@ pub fn sum_to_shape_scaled_acc<T: Float>(
 /// `out[o, i] = sum_j x[o, j, i]`: the sum over one axis.
 pub fn sum_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
-    let xd = x.data();
     out.fill(T::zero());
+    // Nothing to compute when the blocks are empty; returning also keeps a huge outer
+    // extent over an empty axis (a zero-element tensor) from looping for nothing.
+    if outer == 0 || inner == 0 {
+        return;
+    }
+    let xd = x.data();
     for o in 0..outer {
         let dst = &mut out[o * inner..(o + 1) * inner];
         for j in 0..n {
@@ -162,6 +167,11 @@ pub fn sum_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
 /// (shape of `x`) along `axis`, scaled by `scale`: the reverse rule of sum and mean.
 pub fn expand_axis_acc<T: Float>(g: &[T], shape: &[usize], axis: usize, scale: T, out: &mut [T]) {
     let (outer, n, inner) = split_at_axis(shape, axis);
+    // Nothing to compute when the blocks are empty; returning also keeps a huge outer
+    // extent over an empty axis (a zero-element tensor) from looping for nothing.
+    if outer == 0 || inner == 0 {
+        return;
+    }
     for o in 0..outer {
         let src = &g[o * inner..(o + 1) * inner];
         for j in 0..n {
@@ -176,6 +186,11 @@ pub fn expand_axis_acc<T: Float>(g: &[T], shape: &[usize], axis: usize, scale: T
 /// `out[o, i] = max_j x[o, j, i]`. NaN propagates: a slice holding NaN has max NaN.
 pub fn max_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
+    // Nothing to compute when the blocks are empty; returning also keeps a huge outer
+    // extent over an empty axis (a zero-element tensor) from looping for nothing.
+    if outer == 0 || inner == 0 {
+        return;
+    }
     let xd = x.data();
     for o in 0..outer {
         for i in 0..inner {
@@ -204,6 +219,11 @@ pub fn max_axis_backward_acc<T: Float>(
     out: &mut [T],
 ) {
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
+    // Nothing to compute when the blocks are empty; returning also keeps a huge outer
+    // extent over an empty axis (a zero-element tensor) from looping for nothing.
+    if outer == 0 || inner == 0 {
+        return;
+    }
     let xd = x.data();
     for o in 0..outer {
         for i in 0..inner {
@@ -257,6 +277,11 @@ pub fn axis_lanes<T: Float>(
     mut f: impl FnMut(&[T], &mut [T]),
 ) {
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
+    // Nothing to compute when the blocks are empty; returning also keeps a huge outer
+    // extent over an empty axis (a zero-element tensor) from looping for nothing.
+    if outer == 0 || inner == 0 {
+        return;
+    }
     let xd = x.data();
     if inner == 1 {
         for (src, dst) in xd
@@ -292,6 +317,11 @@ pub fn axis_lanes2_acc<T: Float>(
     mut f: impl FnMut(&[T], &[T], &mut [T]),
 ) {
     let (outer, n, inner) = split_at_axis(shape, axis);
+    // Nothing to compute when the blocks are empty; returning also keeps a huge outer
+    // extent over an empty axis (a zero-element tensor) from looping for nothing.
+    if outer == 0 || inner == 0 {
+        return;
+    }
     let mut la = vec![T::zero(); n];
     let mut lb = vec![T::zero(); n];
     let mut lo = vec![T::zero(); n];
@@ -351,6 +381,11 @@ pub fn swap_axes<T: Float, const ACC: bool>(x: View<'_, T>, a: usize, b: usize, 
 /// Copies `x[.., start..end, ..]` (along `axis`) into `out`.
 pub fn slice_axis<T: Float>(x: View<'_, T>, axis: usize, start: usize, end: usize, out: &mut [T]) {
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
+    // Nothing to compute when the blocks are empty; returning also keeps a huge outer
+    // extent over an empty axis (a zero-element tensor) from looping for nothing.
+    if outer == 0 || inner == 0 {
+        return;
+    }
     let len = (end - start) * inner;
     let xd = x.data();
     for o in 0..outer {
@@ -370,6 +405,11 @@ pub fn slice_axis_backward_acc<T: Float>(
     out: &mut [T],
 ) {
     let (outer, n, inner) = split_at_axis(shape, axis);
+    // Nothing to compute when the blocks are empty; returning also keeps a huge outer
+    // extent over an empty axis (a zero-element tensor) from looping for nothing.
+    if outer == 0 || inner == 0 {
+        return;
+    }
     let len = (end - start) * inner;
     for o in 0..outer {
         let dst = &mut out[(o * n + start) * inner..(o * n + start) * inner + len];
@@ -383,6 +423,11 @@ pub fn slice_axis_backward_acc<T: Float>(
 pub fn concat<T: Float>(parts: &[View<'_, T>], axis: usize, out: &mut [T]) {
     let Some(first) = parts.first() else { return };
     let (outer, _, inner) = split_at_axis(first.shape(), axis);
+    // Nothing to compute when the blocks are empty; returning also keeps a huge outer
+    // extent over an empty axis (a zero-element tensor) from looping for nothing.
+    if outer == 0 || inner == 0 {
+        return;
+    }
     let total: usize = parts.iter().map(|p| p.shape()[axis]).sum();
     let mut offset = 0;
     for p in parts {

@@ -473,6 +473,11 @@ pub(crate) fn backward<T: Float, S: GradSink<T>>(op: Op, cx: &BackwardCtx<'_, T>
         Op::Concat { axis, .. } | Op::Stack { axis, .. } => {
             let ax = axis as usize;
             let (outer, total, inner) = split_at_axis(g.shape(), ax);
+            if outer == 0 || inner == 0 {
+                // An empty gradient: nothing to hand back (and no loop over a huge
+                // outer extent of empty blocks).
+                return;
+            }
             let mut offset = 0;
             for i in 0..cx.arity() {
                 let extent = if matches!(op, Op::Stack { .. }) {
