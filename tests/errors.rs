@@ -767,3 +767,17 @@ fn shapes_too_large_to_address_are_refused_even_when_empty() {
     // A large but addressable empty shape is fine.
     assert!(x.try_reshape(&[1 << 20, 0]).is_ok());
 }
+
+/// Found by fuzzing: a reduction over the empty axis of a zero-element tensor with a
+/// huge other extent asks for terabytes; that is an error naming the op, not an abort.
+#[test]
+fn a_result_too_large_for_memory_is_an_error() {
+    let tape = Tape::<f64>::new();
+    let x = tape.var(Tensor::<f64>::zeros(&[0]));
+    let wide = x.try_broadcast_to(&[1 << 40, 0]).unwrap();
+    let err = wide.try_mean_axis(1, false).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "mean_axis: its result of 1099511627776 elements does not fit in memory"
+    );
+}

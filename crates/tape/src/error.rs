@@ -179,6 +179,14 @@ pub enum Error {
         /// The operands, with their values summarised.
         operands: Vec<Operand>,
     },
+    /// The op's result needs more memory than could be allocated.
+    #[error("{op}: its result of {elements} elements does not fit in memory")]
+    Allocation {
+        /// The op.
+        op: &'static str,
+        /// Elements the result needs.
+        elements: usize,
+    },
     /// A value given to the tape does not fit its shape.
     #[error(transparent)]
     Tensor(#[from] descent_tensor::TensorError),

@@ -137,6 +137,8 @@ impl Meta {
 #[derive(Debug, Default)]
 pub(crate) struct Pool<T> {
     free: Vec<Vec<T>>,
+    /// The op being recorded, for the error when memory runs out.
+    pub(crate) op: &'static str,
 }
 
 impl<T: Float> Pool<T> {
@@ -144,7 +146,7 @@ impl<T: Float> Pool<T> {
     /// smallest free one that fits. Its contents are unspecified (a reused buffer keeps
     /// an earlier step's values; zeroing them would be a wasted pass over memory), so
     /// every forward kernel writes every element of its output.
-    pub(crate) fn take(&mut self, len: usize) -> Vec<T> {
+    pub(crate) fn take(&mut self, len: usize) -> Result<Vec<T>> {
         let best = self
             .free
             .iter()
@@ -154,14 +156,22 @@ impl<T: Float> Pool<T> {
             .map(|(i, _)| i);
         let mut buf = match best {
             Some(i) => self.free.swap_remove(i),
-            None => Vec::with_capacity(len),
+            None => {
+                // A result the machine cannot hold is an error, not an abort.
+                let mut buf = Vec::new();
+                buf.try_reserve_exact(len).map_err(|_| Error::Allocation {
+                    op: self.op,
+                    elements: len,
+                })?;
+                buf
+            }
         };
         if buf.len() >= len {
             buf.truncate(len);
         } else {
             buf.resize(len, T::zero());
         }
-        buf
+        Ok(buf)
     }
 
     pub(crate) fn give(&mut self, buf: Vec<T>) {
@@ -423,7 +433,10 @@ impl<T: Float> Tape<T> {
                 tensors: Vec::new(),
                 tensor_nodes: Vec::new(),
                 indices: Vec::new(),
-                pool: Pool { free: Vec::new() },
+                pool: Pool {
+                    free: Vec::new(),
+                    op: "",
+                },
                 names: BTreeMap::new(),
                 scopes: vec![String::new()],
                 current_scope: 0,
@@ -591,7 +604,9 @@ impl<T: Float> Tape<T> {
         let inner = &mut *inner;
         // The value is copied into one of the tape's buffers, so a steady loop reuses
         // them instead of growing the pool by a buffer a step.
-        let mut buf = inner.pool.take(view.len());
+        // Copying a value that already exists in memory; running out here is as fatal
+        // as it would be anywhere else in the program.
+        let mut buf = inner.pool.take(view.len()).expect("memory for a leaf");
         buf.copy_from_slice(view.data());
         let value = view;
         let t = Tensor::new(value.shape(), buf).expect("same length as the value");
@@ -644,6 +659,7 @@ impl<T: Float> Tape<T> {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         let mut pool = std::mem::take(&mut inner.pool);
+        pool.op = name;
         let result = forward(inner, &mut pool);
         inner.pool = pool;
         let value = result?;

@@ -200,7 +200,7 @@ impl<'t, T: Float> Var<'t, T> {
         };
         self.tape.record(op, &[self], |inner, pool| {
             let x = inner.view(self.id);
-            let mut buf = pool.take(x.len());
+            let mut buf = pool.take(x.len())?;
             if log {
                 kernels::log_softmax_axis(x, ax, &mut buf);
             } else {

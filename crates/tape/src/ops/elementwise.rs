@@ -276,7 +276,7 @@ impl<'t, T: Float> Var<'t, T> {
         let tape = self.tape;
         tape.record(Op::Unary(op), &[self], |inner, pool| {
             let x = inner.view(self.id);
-            let mut buf = pool.take(x.len());
+            let mut buf = pool.take(x.len())?;
             if matches!(op, UnaryOp::Tanh) {
                 // Vectorised for f32 (within 2 ulp); libm for f64.
                 T::tanh_slice(x.data(), &mut buf);
@@ -348,7 +348,7 @@ impl<'t, T: Float> Var<'t, T> {
                 lhs: inner.node_ref(self.id),
                 rhs: inner.node_ref(rhs.id),
             })?;
-            let mut buf = pool.take(numel(&shape));
+            let mut buf = pool.take(numel(&shape))?;
             kernels::zip_broadcast(a, b, &shape, &mut buf, |x, y| op.apply(x, y));
             Ok(Output::Tensor(Tensor::new(&shape, buf)?))
         })

@@ -52,7 +52,7 @@ impl<'t, T: Float> Var<'t, T> {
                 return Err(fail("batch axes do not broadcast".into()));
             }
             let shape = kernels::matmul_shape(ash, bsh).expect("checked above");
-            let mut buf = pool.take(numel(&shape));
+            let mut buf = pool.take(numel(&shape))?;
             kernels::matmul(a, b, &shape, &mut buf);
             Ok(Output::Tensor(Tensor::new(&shape, buf)?))
         })
@@ -103,7 +103,7 @@ impl<'t, T: Float> Var<'t, T> {
             let mut shape: descent_tensor::Shape = ash.into();
             *shape.last_mut().expect("at least 2 axes") = n;
             let rows = numel(&ash[..ash.len() - 1]);
-            let mut buf = pool.take(rows * n);
+            let mut buf = pool.take(rows * n)?;
             kernels::gemm(
                 a.data(),
                 false,

@@ -130,7 +130,7 @@ impl<'t, T: Float> Var<'t, T> {
         };
         self.tape.record(op, &[self], |inner, pool| {
             let x = inner.view(self.id);
-            let mut buf = pool.take(numel(&out_shape));
+            let mut buf = pool.take(numel(&out_shape))?;
             match op {
                 Op::MaxAxis { .. } => kernels::max_axis(x, ax, &mut buf),
                 _ => {

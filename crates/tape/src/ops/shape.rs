@@ -46,7 +46,7 @@ impl<'t, T: Float> Var<'t, T> {
                 let x = inner.view(self.id);
                 let mut shape: Shape = x.shape().into();
                 shape.swap(a, b);
-                let mut buf = pool.take(x.len());
+                let mut buf = pool.take(x.len())?;
                 kernels::swap_axes::<T, false>(x, a, b, &mut buf);
                 Ok(Output::Tensor(Tensor::new(&shape, buf)?))
             },
@@ -97,7 +97,7 @@ impl<'t, T: Float> Var<'t, T> {
                     node: inner.node_ref(self.id),
                 });
             }
-            let mut buf = pool.take(x.len());
+            let mut buf = pool.take(x.len())?;
             buf.copy_from_slice(x.data());
             Ok(Output::Tensor(Tensor::new(shape, buf)?))
         })
@@ -133,7 +133,7 @@ impl<'t, T: Float> Var<'t, T> {
                     node: inner.node_ref(self.id),
                 });
             }
-            let mut buf = pool.take(numel(shape));
+            let mut buf = pool.take(numel(shape))?;
             let xd = x.data();
             kernels::for_each_broadcast(shape, x.shape(), x.shape(), |o, i, _| buf[o] = xd[i]);
             Ok(Output::Tensor(Tensor::new(shape, buf)?))
@@ -180,7 +180,7 @@ impl<'t, T: Float> Var<'t, T> {
             let x = inner.view(self.id);
             let mut shape: Shape = x.shape().into();
             shape[ax] = end - start;
-            let mut buf = pool.take(numel(&shape));
+            let mut buf = pool.take(numel(&shape))?;
             kernels::slice_axis(x, ax, start, end, &mut buf);
             Ok(Output::Tensor(Tensor::new(&shape, buf)?))
         })
@@ -266,7 +266,7 @@ impl<'t, T: Float> Var<'t, T> {
             &[self],
             |inner, pool| {
                 let x = inner.view(self.id);
-                let mut buf = pool.take(index.len());
+                let mut buf = pool.take(index.len())?;
                 kernels::gather(x, ax, index, index_shape, &mut buf);
                 Ok(Output::Tensor(Tensor::new(index_shape, buf)?))
             },
@@ -395,7 +395,7 @@ fn join<'t, T: Float>(parts: &[Var<'t, T>], axis: isize, new_axis: bool) -> Resu
         Op::Concat { axis, first, count }
     };
     tape.record(op, parts, |inner, pool| {
-        let mut buf = pool.take(numel(&out_shape));
+        let mut buf = pool.take(numel(&out_shape))?;
         let shapes: Vec<Shape> = parts
             .iter()
             .map(|p| {
