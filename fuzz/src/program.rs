@@ -633,7 +633,12 @@ fn run_backward<T: Float>(d: &mut Bytes<'_>, out: Var<'_, T>, checks: &Checks) {
                 })
                 .collect();
             cotangent_ok = data.iter().all(|v| v.as_f64().is_finite());
-            let c = Tensor::new(&shape, data).expect("the data has the shape's length");
+            // A shape too large to address is refused by Tensor::new (even when it
+            // holds no element); such a cotangent cannot be built, so there is nothing
+            // to test.
+            let Ok(c) = Tensor::new(&shape, data) else {
+                return;
+            };
             (expect_named_prefix(backward_with(out, &c)), out)
         }
         _ => {
