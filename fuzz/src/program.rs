@@ -359,7 +359,13 @@ fn step<'t, T: Float>(
     let partner = |d: &mut Bytes<'_>, fit: &dyn Fn(&mut Bytes<'_>, &[usize]) -> Vec<usize>| {
         if d.below(3) == 0 {
             let s = fit(d, &shape_of(x));
-            leaf_of_shape(tape, d, special, &s)
+            // A fresh leaf is data the program must hold: only of modest size (x itself
+            // may be a huge broadcast, which a leaf of its shape would have to fill).
+            if checked_numel(&s).is_some_and(|n| n <= 1 << 16) {
+                leaf_of_shape(tape, d, special, &s)
+            } else {
+                pick(d, pool)
+            }
         } else {
             pick(d, pool)
         }
