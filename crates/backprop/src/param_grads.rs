@@ -158,3 +158,28 @@ impl<T: Float> FromIterator<(ParamId, Tensor<T>)> for ParamGrads<T> {
         out
     }
 }
+
+/// `for (id, grad) in &grads`: the same order as [`ParamGrads::iter`].
+///
+/// ```
+/// use descent_backprop::ParamGrads;
+/// use descent_tape::ParamStore;
+/// use descent_tensor::Tensor;
+/// let mut store = ParamStore::<f64>::new();
+/// let w = store.insert("w", Tensor::from([1.0]));
+/// let grads: ParamGrads<f64> = [(w, Tensor::from([0.5]))].into_iter().collect();
+/// for (id, g) in &grads {
+///     assert_eq!((id, g.item()), (w, 0.5));
+/// }
+/// ```
+impl<'a, T: Float> IntoIterator for &'a ParamGrads<T> {
+    type Item = (ParamId, &'a Tensor<T>);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (ParamId, Tensor<T>)>,
+        fn(&'a (ParamId, Tensor<T>)) -> (ParamId, &'a Tensor<T>),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter().map(|(p, g)| (*p, g))
+    }
+}
