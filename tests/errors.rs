@@ -781,3 +781,17 @@ fn a_result_too_large_for_memory_is_an_error() {
         "mean_axis: its result of 1099511627776 elements does not fit in memory"
     );
 }
+
+/// Found by fuzzing: `matmul_t` computed its result's size as rows × out without an
+/// overflow check.
+#[test]
+fn matmul_t_with_an_unaddressable_result_is_an_error() {
+    let tape = Tape::<f64>::new();
+    let a = tape
+        .var(Tensor::<f64>::zeros(&[0]))
+        .try_broadcast_to(&[1 << 61, 4, 0])
+        .unwrap();
+    let w = tape.var(Tensor::<f64>::zeros(&[8, 0]));
+    let err = a.try_matmul_t(w).unwrap_err().to_string();
+    assert!(err.contains("too large to address"), "{err}");
+}

@@ -102,8 +102,14 @@ impl<'t, T: Float> Var<'t, T> {
             let n = bsh[0];
             let mut shape: descent_tensor::Shape = ash.into();
             *shape.last_mut().expect("at least 2 axes") = n;
+            if !descent_tensor::shape_fits(&shape) {
+                return Err(fail(format!(
+                    "the result's shape {} is too large to address",
+                    descent_tensor::ShapeDisplay(&shape)
+                )));
+            }
             let rows = numel(&ash[..ash.len() - 1]);
-            let mut buf = pool.take(rows * n)?;
+            let mut buf = pool.take(numel(&shape))?;
             kernels::gemm(
                 a.data(),
                 false,

@@ -378,7 +378,30 @@ fn join<'t, T: Float>(parts: &[Var<'t, T>], axis: isize, new_axis: bool) -> Resu
         if new_axis {
             out.insert(ax, parts.len());
         } else {
-            out[ax] = parts.iter().map(|p| inner.shape(p.id)[ax]).sum();
+            // Extents summing past usize::MAX make a shape nothing can hold.
+            let total = parts
+                .iter()
+                .try_fold(0usize, |acc, p| acc.checked_add(inner.shape(p.id)[ax]));
+            match total {
+                Some(t)
+                    if shape_fits(&{
+                        let mut s = out.clone();
+                        s[ax] = t;
+                        s
+                    }) =>
+                {
+                    out[ax] = t
+                }
+                _ => {
+                    return Err(Error::Shapes {
+                        op: name,
+                        reason: format!(
+                            "the joined extent along axis {ax} is too large to address"
+                        ),
+                        nodes: parts.iter().map(|p| inner.node_ref(p.id)).collect(),
+                    });
+                }
+            }
         }
         (ax, out)
     };
