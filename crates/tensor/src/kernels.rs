@@ -720,6 +720,15 @@ fn for_each_batch(a: &[usize], b: &[usize], out: &[usize], f: impl FnMut(usize, 
 pub fn matmul<T: Float>(a: View<'_, T>, b: View<'_, T>, out_shape: &[usize], out: &mut [T]) {
     let (ash, bsh) = (a.shape(), b.shape());
     let (m, k, n) = (ash[ash.len() - 2], ash[ash.len() - 1], bsh[bsh.len() - 1]);
+    // Empty products are settled without walking the batch, whose extent may be huge
+    // when every matrix in it is empty.
+    if out.is_empty() {
+        return;
+    }
+    if k == 0 {
+        out.fill(T::zero());
+        return;
+    }
     if bsh.len() == 2 {
         // [batch..., m, k] @ [k, n] is one [batch*m, k] @ [k, n] product.
         let rows = numel(&ash[..ash.len() - 1]);
@@ -752,6 +761,10 @@ pub fn matmul_backward_lhs_acc<T: Float>(
 ) {
     let bsh = b.shape();
     let (m, k) = (a_shape[a_shape.len() - 2], a_shape[a_shape.len() - 1]);
+    if ga.is_empty() || g.is_empty() {
+        // Nothing to add (an empty gradient contributes zero).
+        return;
+    }
     let n = bsh[bsh.len() - 1];
     // Rows are counted from the shapes, not as numel / k, which divides by zero for an
     // empty operand.
@@ -785,6 +798,9 @@ pub fn matmul_backward_rhs_acc<T: Float>(
 ) {
     let ash = a.shape();
     let (m, k) = (ash[ash.len() - 2], ash[ash.len() - 1]);
+    if gb.is_empty() || g.is_empty() {
+        return;
+    }
     let n = b_shape[b_shape.len() - 1];
     if b_shape.len() == 2 {
         let rows = numel(&ash[..ash.len() - 1]);
