@@ -279,7 +279,7 @@ pub fn axis_lanes<T: Float>(
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
     // Nothing to compute when the blocks are empty; returning also keeps a huge outer
     // extent over an empty axis (a zero-element tensor) from looping for nothing.
-    if outer == 0 || inner == 0 {
+    if outer == 0 || inner == 0 || n == 0 {
         return;
     }
     let xd = x.data();
@@ -319,7 +319,7 @@ pub fn axis_lanes2_acc<T: Float>(
     let (outer, n, inner) = split_at_axis(shape, axis);
     // Nothing to compute when the blocks are empty; returning also keeps a huge outer
     // extent over an empty axis (a zero-element tensor) from looping for nothing.
-    if outer == 0 || inner == 0 {
+    if outer == 0 || inner == 0 || n == 0 {
         return;
     }
     let mut la = vec![T::zero(); n];
@@ -387,6 +387,9 @@ pub fn slice_axis<T: Float>(x: View<'_, T>, axis: usize, start: usize, end: usiz
         return;
     }
     let len = (end - start) * inner;
+    if len == 0 {
+        return;
+    }
     let xd = x.data();
     for o in 0..outer {
         let src = &xd[(o * n + start) * inner..(o * n + start) * inner + len];
@@ -411,6 +414,9 @@ pub fn slice_axis_backward_acc<T: Float>(
         return;
     }
     let len = (end - start) * inner;
+    if len == 0 {
+        return;
+    }
     for o in 0..outer {
         let dst = &mut out[(o * n + start) * inner..(o * n + start) * inner + len];
         for (d, &s) in dst.iter_mut().zip(&g[o * len..(o + 1) * len]) {
@@ -432,6 +438,9 @@ pub fn concat<T: Float>(parts: &[View<'_, T>], axis: usize, out: &mut [T]) {
     let mut offset = 0;
     for p in parts {
         let len = p.shape()[axis] * inner;
+        if len == 0 {
+            continue;
+        }
         for o in 0..outer {
             let dst = (o * total) * inner + offset;
             out[dst..dst + len].copy_from_slice(&p.data()[o * len..(o + 1) * len]);

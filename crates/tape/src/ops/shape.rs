@@ -508,7 +508,7 @@ pub(crate) fn backward<T: Float, S: GradSink<T>>(op: Op, cx: &BackwardCtx<'_, T>
                 } else {
                     cx.input(i).shape()[ax]
                 };
-                if cx.needs(i) {
+                if cx.needs(i) && extent > 0 {
                     let gp = sink.grad_mut(cx.parent(i));
                     let len = extent * inner;
                     for o in 0..outer {
