@@ -2,7 +2,7 @@
 
 use crate::Gradients;
 use descent_tape::{NodeId, Tape};
-use descent_tensor::{Float, ShapeDisplay, View};
+use descent_tensor::{Float, View};
 use std::fmt::Write;
 
 /// How numbers are written in a render.
@@ -118,30 +118,10 @@ pub fn render<T: Float>(
 ) -> String {
     let read = tape.read();
     let mut out = String::new();
-    for (i, node) in read.nodes().iter().enumerate() {
+    for i in 0..read.nodes().len() {
         let id = NodeId::from_index(i);
-        let _ = write!(out, "#{i} {}", node.op());
-        if !read.parents(id).is_empty() {
-            let ps: Vec<String> = read
-                .parents(id)
-                .iter()
-                .map(|p| format!("#{}", p.index()))
-                .collect();
-            let _ = write!(out, "({})", ps.join(", "));
-        }
-        if let Some(name) = read.name(id) {
-            let _ = write!(out, " '{name}'");
-        }
-        let scope = read.scope_of(id);
-        if !scope.is_empty() {
-            let _ = write!(out, " in {scope}");
-        }
-        let _ = write!(
-            out,
-            " {} value {}",
-            ShapeDisplay(read.shape(id)),
-            format_view(read.value(id), options)
-        );
+        let _ = read.write_node_head(id, &mut out);
+        let _ = write!(out, " value {}", format_view(read.value(id), options));
         if let Some(g) = grads {
             match g.by_id(id) {
                 Some(v) => {

@@ -391,22 +391,10 @@ impl<T: Float> std::fmt::Display for Tape<T> {
             self.generation.get(),
             read.nodes().len()
         )?;
-        for (i, node) in read.nodes().iter().enumerate() {
+        for i in 0..read.nodes().len() {
             let id = NodeId::from_index(i);
-            write!(f, "#{i} {}", node.op())?;
-            let parents = read.parents(id);
-            if !parents.is_empty() {
-                let ps: Vec<String> = parents.iter().map(|p| format!("#{}", p.index())).collect();
-                write!(f, "({})", ps.join(", "))?;
-            }
-            if let Some(name) = read.name(id) {
-                write!(f, " '{name}'")?;
-            }
-            let scope = read.scope_of(id);
-            if !scope.is_empty() {
-                write!(f, " in {scope}")?;
-            }
-            writeln!(f, " {}", ShapeDisplay(read.shape(id)))?;
+            read.write_node_head(id, f)?;
+            writeln!(f)?;
         }
         Ok(())
     }
@@ -876,6 +864,32 @@ impl<T: Float> TapeRead<'_, T> {
     pub(crate) fn inner_ref(&self) -> &Inner<T> {
         &self.inner
     }
+    /// Writes how renders name node `id`: `#4 add(#2, #3) 'h' in layer1 [2, 3]` (id, op
+    /// with attributes, operands, name, scope, shape). `Tape`'s `Display` and the
+    /// snapshot renderer both start each line with it.
+    pub fn write_node_head(&self, id: NodeId, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+        write!(out, "#{} {}", id.index(), self.inner.nodes[id.index()].op)?;
+        let parents = self.inner.parents(id);
+        if !parents.is_empty() {
+            write!(out, "(")?;
+            for (k, p) in parents.iter().enumerate() {
+                if k > 0 {
+                    write!(out, ", ")?;
+                }
+                write!(out, "#{}", p.index())?;
+            }
+            write!(out, ")")?;
+        }
+        if let Some(name) = self.inner.name(id) {
+            write!(out, " '{name}'")?;
+        }
+        let scope = self.inner.scope_of(id);
+        if !scope.is_empty() {
+            write!(out, " in {scope}")?;
+        }
+        write!(out, " {}", ShapeDisplay(self.inner.shape(id)))
+    }
+
     /// The tensor stored in an arena slot.
     pub fn tensor_slot(&self, slot: u32) -> &Tensor<T> {
         &self.inner.tensors[slot as usize]

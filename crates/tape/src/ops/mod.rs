@@ -12,7 +12,7 @@ pub mod shape;
 
 use crate::NodeId;
 use crate::error::{Error, Result};
-use crate::tape::{Inner, Node};
+use crate::tape::Inner;
 use descent_tensor::{Float, View};
 use std::fmt;
 
@@ -290,23 +290,6 @@ pub fn backward_node<T: Float, S: GradSink<T>>(
         | Op::Gather { .. } => shape::backward(node.op, &cx, sink),
         Op::Softmax { .. } | Op::LogSoftmax { .. } => activation::backward(node.op, &cx, sink),
         Op::CrossEntropy { .. } | Op::Mse | Op::BceWithLogits => loss::backward(node.op, &cx, sink),
-    }
-}
-
-/// The gradient contributions of a scalar node whose operands are scalars, without
-/// building views: the fast path for graphs of scalar nodes. Returns `None` when the
-/// node is not an element-wise op on scalars.
-#[inline]
-pub fn scalar_partials<T: Float>(nodes: &[Node<T>], node: &Node<T>, y: T) -> Option<[T; 2]> {
-    // A 0-d element-wise result has 0-d operands, whose values live in their nodes.
-    let scalar = |i: usize| nodes[node.args[i].index()].scalar;
-    match node.op {
-        Op::Unary(u) => Some([u.derivative(scalar(0), y), T::zero()]),
-        Op::Binary(b) => {
-            let (da, db) = b.partials(scalar(0), scalar(1), y);
-            Some([da, db])
-        }
-        _ => None,
     }
 }
 
