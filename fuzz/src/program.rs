@@ -26,8 +26,10 @@
 //! drawn (usually wrong) shape, or `backward_into` twice into one reused `Gradients`.
 //!
 //! Ops whose result would be large are not called: a growth op (binary, matmul,
-//! concat, stack) whose operands hold more than 256 elements, or a *valid*
-//! `broadcast_to` to more than 4096 elements. An allocation of `2^40` elements that
+//! concat, stack) whose operands span more than 256 elements, an axis reduction of an
+//! empty operand that spans more than 4096, or a *valid* `broadcast_to` to more than
+//! 4096 elements. An operand's span counts its zero extents as 1: an empty
+//! `[2^32, 0]` holds nothing, but summing its empty axis makes `2^32` zeros. An allocation of `2^40` elements that
 //! the program asked for is not a bug; the checks below are about everything else.
 //!
 //! # What is checked
@@ -220,6 +222,20 @@ fn numel_of<T: Float>(v: Var<'_, T>) -> usize {
     checked_numel(&shape_of(v)).unwrap_or(usize::MAX)
 }
 
+/// The element count with every zero extent taken as 1: a bound on what an op that
+/// reduces or contracts an empty axis can make of `v`.
+fn span_of<T: Float>(v: Var<'_, T>) -> usize {
+    checked_span(&shape_of(v)).unwrap_or(usize::MAX)
+}
+
+/// The element count of `shape` with every zero extent taken as 1, `None` when it
+/// does not fit in `usize` (the engine refuses such a shape even when it is empty).
+fn checked_span(shape: &[usize]) -> Option<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |a, &e| a.checked_mul(e.max(1)))
+}
+
 /// The number of elements of `shape`, `None` when it does not fit in `usize`.
 fn checked_numel(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |a, &e| a.checked_mul(e))
@@ -361,7 +377,7 @@ fn step<'t, T: Float>(
             let s = fit(d, &shape_of(x));
             // A fresh leaf is data the program must hold: only of modest size (x itself
             // may be a huge broadcast, which a leaf of its shape would have to fill).
-            if checked_numel(&s).is_some_and(|n| n <= 1 << 16) {
+            if checked_span(&s).is_some_and(|n| n <= 1 << 16) {
                 leaf_of_shape(tape, d, special, &s)
             } else {
                 pick(d, pool)
@@ -370,7 +386,9 @@ fn step<'t, T: Float>(
             pick(d, pool)
         }
     };
-    let small = |vs: &[Var<'t, T>]| vs.iter().all(|&v| numel_of(v) <= GROWTH_OPERAND_CAP);
+    let small = |vs: &[Var<'t, T>]| vs.iter().all(|&v| span_of(v) <= GROWTH_OPERAND_CAP);
+    // Reducing an empty axis fills the rest of the shape, which may be enormous.
+    let reduction_fits = numel_of(x) != 0 || span_of(x) <= BROADCAST_CAP;
     match code {
         0 => expect_named("neg", x.try_neg()),
         1 => expect_named("exp", x.try_exp()),
@@ -458,14 +476,23 @@ fn step<'t, T: Float>(
         24 => expect_named("mean", x.try_mean()),
         25 => {
             let (axis, keep) = (d.axis(), d.bool());
+            if !reduction_fits {
+                return None;
+            }
             expect_named("sum_axis", x.try_sum_axis(axis, keep))
         }
         26 => {
             let (axis, keep) = (d.axis(), d.bool());
+            if !reduction_fits {
+                return None;
+            }
             expect_named("mean_axis", x.try_mean_axis(axis, keep))
         }
         27 => {
             let (axis, keep) = (d.axis(), d.bool());
+            if !reduction_fits {
+                return None;
+            }
             expect_named("max_axis", x.try_max_axis(axis, keep))
         }
         28 | 29 => {
