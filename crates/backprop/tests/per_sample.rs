@@ -81,6 +81,44 @@ fn shared() -> RwLockReadGuard<'static, ()> {
     EXCLUSIVE.read().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The live-byte counter itself: allocation, growth, shrinking and freeing each move
+/// it by the bytes involved. Small enough to run under Miri, which checks the
+/// `unsafe impl GlobalAlloc` above (`.ci/run`'s Miri step). Other threads may free or
+/// allocate meanwhile (the harness prints, an earlier test's pool threads wind down),
+/// so each step is measured on its own, moves megabytes, and is checked to 64 KiB.
+#[test]
+fn peak_alloc_tracks_live_bytes() {
+    const MIB: isize = 1 << 20;
+    let _only = EXCLUSIVE.write().unwrap_or_else(|e| e.into_inner());
+    fn moved_by<R>(f: impl FnOnce() -> R) -> (R, isize) {
+        let before = LIVE.load(Ordering::Relaxed) as isize;
+        let r = f();
+        (r, LIVE.load(Ordering::Relaxed) as isize - before)
+    }
+    let near = |got: isize, want: isize| (got - want).abs() < 64 * 1024;
+
+    let (mut v, d) = moved_by(|| vec![7u8; 2 * MIB as usize]);
+    assert!(near(d, 2 * MIB), "alloc moved {d}");
+    let ((), d) = moved_by(|| v.reserve_exact(2 * MIB as usize));
+    assert!(near(d, 2 * MIB), "growing realloc moved {d}");
+    let live = LIVE.load(Ordering::Relaxed);
+    assert!(PEAK.load(Ordering::Relaxed) >= live);
+    let ((), d) = moved_by(|| {
+        v.truncate(MIB as usize);
+        v.shrink_to_fit();
+    });
+    assert!(near(d, -3 * MIB), "shrinking realloc moved {d}");
+    assert!(
+        v[0] == 7 && v[MIB as usize - 1] == 7,
+        "the data moved intact"
+    );
+    let (z, d) = moved_by(|| vec![0u64; MIB as usize / 8]);
+    assert!(near(d, MIB), "alloc_zeroed moved {d}");
+    assert_eq!(z[MIB as usize / 8 - 1], 0);
+    let ((), d) = moved_by(|| drop((v, z)));
+    assert!(near(d, -2 * MIB), "dealloc moved {d}");
+}
+
 // ------------------------------------------------------------------ model and data
 
 /// SplitMix64, for reproducible weights and data without a dependency.

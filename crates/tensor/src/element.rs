@@ -18,7 +18,6 @@ use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
 pub trait Float:
     num_traits::Float
     + num_traits::FloatConst
-    + ndarray::LinalgScalar
     + Debug
     + Display
     + Default

@@ -8,8 +8,6 @@
 
 use crate::shape::{broadcast_strides, contiguous_strides, numel, split_at_axis};
 use crate::{Float, View};
-use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2, Axis, ShapeBuilder};
 
 /// Calls `f(out_index, a_index, b_index)` for every element of `out_shape`, where
 /// `a_shape` and `b_shape` broadcast to `out_shape`.
@@ -505,17 +503,16 @@ fn for_each_gather(
     }
 }
 
-/// One matrix of a (possibly transposed) operand: its rows and columns as stored.
-fn mat<T: Float>(data: &[T], rows: usize, cols: usize, transpose: bool) -> ArrayView2<'_, T> {
-    let v = ArrayView2::from_shape((rows, cols).strides((cols, 1)), data)
-        .expect("matrix view matches its slice");
-    if transpose { v.reversed_axes() } else { v }
-}
-
 /// `c = op(a) op(b) + beta c` for row-major matrices, where `op` optionally transposes.
 /// `a` is stored `[m, k]` (or `[k, m]` when `ta`), `b` is `[k, n]` (or `[n, k]`).
-/// The multiply goes through `matrixmultiply` (by way of `ndarray`, which keeps the
-/// raw-pointer call out of this crate).
+///
+/// The multiply goes through the `gemm` crate, chosen over `matrixmultiply` by
+/// measurement (`docs/GEMM.md`): 1.06–1.28× faster on one core on this project's
+/// shapes, and it scales to a second core where `matrixmultiply` does not. Products of
+/// a vector (`m`, `k` or `n` equal to 1) take an unpacked path here instead.
+///
+/// # Panics
+/// If a slice is shorter than its matrix (`m·k`, `k·n`, `m·n` elements).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm<T: Float>(
     a: &[T],
@@ -528,16 +525,18 @@ pub fn gemm<T: Float>(
     beta: T,
     c: &mut [T],
 ) {
-    // Empty operands are settled before any view is built: `ndarray` refuses a view of
-    // an empty slice with a nonzero extent (`[2, 0]` has rows but no elements).
+    // The raw-pointer call below relies on these: checked always, not only in debug.
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "gemm: slices of {}, {} and {} elements for {m}x{k} times {k}x{n}",
+        a.len(),
+        b.len(),
+        c.len()
+    );
     if k == 0 {
         // An empty sum: c = beta c (exactly zero for beta = 0, even over NaN).
         for x in &mut c[..m * n] {
-            *x = if beta == T::zero() {
-                T::zero()
-            } else {
-                *x * beta
-            };
+            *x = scale_c(*x, beta);
         }
         return;
     }
@@ -547,66 +546,54 @@ pub fn gemm<T: Float>(
     if gemm_thin(a, ta, b, tb, m, k, n, beta, c) {
         return;
     }
-    let av = if ta {
-        mat(a, k, m, true)
+    // Strides in elements, (row, column), of op(a) as [m, k] and op(b) as [k, n].
+    let (a_rs, a_cs) = if ta { (1, m) } else { (k, 1) };
+    let (b_rs, b_cs) = if tb { (1, k) } else { (n, 1) };
+    // Small products never ask rayon for its pool (which starts it).
+    let parallelism = if m * n * k < PARALLEL_GEMM_VOLUME {
+        gemm::Parallelism::None
     } else {
-        mat(a, m, k, false)
+        match rayon::current_num_threads() {
+            1 => gemm::Parallelism::None,
+            threads => gemm::Parallelism::Rayon(threads),
+        }
     };
-    let bv = if tb {
-        mat(b, n, k, true)
-    } else {
-        mat(b, k, n, false)
-    };
-    let cv = ArrayViewMut2::from_shape((m, n), c).expect("output matches m x n");
-    let threads = rayon::current_num_threads();
-    if threads > 1 && m * n * k >= PARALLEL_GEMM_VOLUME {
-        let depth = usize::BITS - (threads - 1).leading_zeros();
-        split_gemm(av, bv, cv, beta, depth);
-    } else {
-        let mut cv = cv;
-        general_mat_mul(T::one(), &av, &bv, beta, &mut cv);
+    // SAFETY: `gemm::gemm` reads `m·k` elements of `a` at offsets `i·a_rs + p·a_cs`
+    // (i < m, p < k), `k·n` of `b` at `p·b_rs + j·b_cs`, and writes `m·n` of `c` at
+    // `i·n + j`. The largest offsets are `m·k - 1`, `k·n - 1` and `m·n - 1`, within the
+    // slices by the assert above; every offset fits `isize` because a slice never holds
+    // more than `isize::MAX` bytes. `c` is borrowed mutably, so it aliases neither
+    // `a` nor `b`. With `read_dst = false` (beta = 0) `c` is only written, so NaN in
+    // it does not leak into the result, as for the empty sum above. The call is
+    // exercised under Miri (`.ci/run`'s Miri step runs this module's `gemm` tests).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            beta != T::zero(),
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            beta,
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        );
     }
 }
 
 /// Below this many multiply-adds (`m·n·k`) a product runs on one thread: splitting a
 /// smaller one costs more in rayon's overhead than it saves.
 const PARALLEL_GEMM_VOLUME: usize = 1 << 20;
-
-/// `c = a b + beta c` on rayon's pool: the output is cut in two along its longer side,
-/// `depth` times, and the pieces run in parallel. Each element of `c` is still one dot
-/// product over `k` computed by the same kernel in the same order, so the result does
-/// not depend on the number of threads.
-fn split_gemm<T: Float>(
-    av: ArrayView2<'_, T>,
-    bv: ArrayView2<'_, T>,
-    mut cv: ArrayViewMut2<'_, T>,
-    beta: T,
-    depth: u32,
-) {
-    let (m, n) = cv.dim();
-    // Pieces stay at least 32 rows or columns wide, so the kernel's tiles stay full.
-    if depth == 0 || (m < 64 && n < 64) {
-        general_mat_mul(T::one(), &av, &bv, beta, &mut cv);
-        return;
-    }
-    if m >= n {
-        let half = (m / 2).next_multiple_of(16).min(m);
-        let (a0, a1) = av.split_at(Axis(0), half);
-        let (c0, c1) = cv.split_at(Axis(0), half);
-        rayon::join(
-            || split_gemm(a0, bv, c0, beta, depth - 1),
-            || split_gemm(a1, bv, c1, beta, depth - 1),
-        );
-    } else {
-        let half = (n / 2).next_multiple_of(16).min(n);
-        let (b0, b1) = bv.split_at(Axis(1), half);
-        let (c0, c1) = cv.split_at(Axis(1), half);
-        rayon::join(
-            || split_gemm(av, b0, c0, beta, depth - 1),
-            || split_gemm(av, b1, c1, beta, depth - 1),
-        );
-    }
-}
 
 #[inline(always)]
 fn scale_c<T: Float>(x: T, beta: T) -> T {
@@ -871,6 +858,54 @@ mod tests {
         }
     }
 
+    /// Every layout the backward rules use (either operand transposed, overwrite and
+    /// accumulate) on shapes that are not multiples of any tile, in both element
+    /// types, against the naive product; slices longer than the matrices are fine.
+    /// Small enough to run under Miri, which checks the raw-pointer call in `gemm`.
+    #[test]
+    fn gemm_layouts_match_naive() {
+        fn check<T: Float>(m: usize, k: usize, n: usize) {
+            let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
+            let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.71).cos()).collect();
+            let want = naive(&a, &b, m, k, n);
+            let mut at = vec![0.0; m * k];
+            swap_axes::<f64, false>(View::new(&[m, k], &a), 0, 1, &mut at);
+            let mut bt = vec![0.0; k * n];
+            swap_axes::<f64, false>(View::new(&[k, n], &b), 0, 1, &mut bt);
+            let cast = |v: &[f64]| -> Vec<T> {
+                let mut out: Vec<T> = v.iter().map(|&x| T::from_f64(x)).collect();
+                out.push(T::from_f64(99.0));
+                out
+            };
+            let tol = if T::NAME == "f32" { 1e-4 } else { 1e-12 };
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let ad = cast(if ta { &at } else { &a });
+                let bd = cast(if tb { &bt } else { &b });
+                let mut c = vec![T::nan(); m * n + 1];
+                gemm(&ad, ta, &bd, tb, m, k, n, T::zero(), &mut c);
+                let mut acc = vec![T::from_f64(0.5); m * n];
+                gemm(&ad, ta, &bd, tb, m, k, n, T::one(), &mut acc);
+                for i in 0..m * n {
+                    let (x, y) = (c[i].as_f64(), acc[i].as_f64());
+                    assert!((x - want[i]).abs() < tol, "{m}x{k}x{n} ta={ta} tb={tb}");
+                    assert!((y - want[i] - 0.5).abs() < tol, "{m}x{k}x{n} accumulate");
+                }
+                assert!(c[m * n].is_nan(), "{m}x{k}x{n}: wrote past the matrix");
+            }
+        }
+        for &(m, k, n) in &[(2, 2, 2), (5, 7, 3), (3, 17, 9), (17, 9, 33), (9, 33, 2)] {
+            check::<f32>(m, k, n);
+            check::<f64>(m, k, n);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "gemm: slices of 5, 6 and 4 elements for 2x3 times 3x2")]
+    fn gemm_refuses_short_slices() {
+        let mut c = [0.0f32; 4];
+        gemm(&[1.0; 5], false, &[1.0; 6], false, 2, 3, 2, 0.0, &mut c);
+    }
+
     /// The unpacked paths for a vector operand (m, k or n equal to 1), with every
     /// transpose and both betas, against the naive product.
     #[test]
@@ -913,11 +948,22 @@ mod tests {
         }
     }
 
-    /// The parallel split gives the same bits as one thread, for shapes that split
-    /// along rows and along columns, with and without transposed operands.
+    /// A product run on several threads gives the same bits as on one (`gemm` splits
+    /// the output, never the sum over `k`), with and without transposed operands.
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "too large for Miri; gemm_layouts_match_naive covers the call"
+    )]
     fn split_products_match_one_thread_bit_for_bit() {
-        for &(m, k, n) in &[(256, 96, 48), (40, 96, 300), (130, 64, 129), (512, 40, 64)] {
+        for &(m, k, n) in &[
+            (256, 96, 48),
+            (40, 96, 300),
+            (130, 64, 129),
+            (512, 40, 64),
+            (128, 784, 512),
+            (784, 128, 512),
+        ] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i as f32) * 0.37).sin()).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i as f32) * 0.71).cos()).collect();
             for (ta, tb) in [(false, false), (true, false), (false, true)] {
@@ -931,7 +977,7 @@ mod tests {
                     c
                 };
                 let one = run(1);
-                for threads in [2, 3, 4] {
+                for threads in [2, 3, 4, 8] {
                     let many = run(threads);
                     assert!(
                         one.iter()

@@ -10,8 +10,8 @@
 //!   caller-provided slices, so a caller can recycle buffers.
 //! - Broadcasting follows NumPy ([`broadcast_shapes`]); its reverse rule, summing a
 //!   gradient back over stretched axes, is [`kernels::sum_to_shape_acc`].
-//! - Matrix multiply goes through `matrixmultiply` (via `ndarray`'s safe
-//!   `general_mat_mul`), chosen by measurement (see `docs/PERFORMANCE.md`).
+//! - Matrix multiply goes through the `gemm` crate, chosen by measurement (see
+//!   `docs/GEMM.md`).
 //!
 //! ```
 //! use descent_tensor::{kernels, Tensor};

@@ -1,0 +1,54 @@
+//! The counting allocator the bench installs (`descent_bench::alloc_count`): each kind
+//! of call is counted on the calling thread, and memory passes through it intact.
+//! Small enough to run under Miri, which checks its `unsafe impl GlobalAlloc`
+//! (`.ci/run`'s Miri step).
+
+use descent_bench::alloc_count::{self, CountingAlloc};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+#[test]
+fn counts_each_kind_of_call_and_keeps_the_data() {
+    let before = alloc_count::counts();
+    let mut v: Vec<u64> = Vec::with_capacity(4);
+    v.extend(0..4);
+    let after_alloc = alloc_count::counts() - before;
+    assert_eq!(after_alloc.allocs, 1);
+    assert_eq!(after_alloc.bytes, 32);
+
+    v.reserve_exact(60);
+    v.extend(4..64);
+    let after_grow = alloc_count::counts() - before;
+    assert_eq!(after_grow.reallocs, 1);
+    assert_eq!(after_grow.bytes, 64 * 8);
+    assert!(v.iter().copied().eq(0..64), "realloc moved the data intact");
+
+    let zeros = vec![0u32; 100];
+    assert!(zeros.iter().all(|&z| z == 0));
+    drop(zeros);
+    drop(v);
+    let total = alloc_count::counts() - before;
+    assert_eq!(total.allocs, 2, "with_capacity and the zeroed vec");
+    assert_eq!(total.deallocs, 2);
+    assert_eq!(total.calls(), 3);
+}
+
+#[test]
+fn counts_only_the_calling_thread() {
+    let theirs = std::thread::spawn(|| {
+        let start = alloc_count::counts();
+        let v: Vec<u8> = Vec::with_capacity(1000);
+        drop(v);
+        alloc_count::counts() - start
+    })
+    .join()
+    .expect("the thread runs");
+    assert_eq!(theirs.allocs, 1);
+    assert_eq!(theirs.deallocs, 1);
+    assert_eq!(theirs.bytes, 1000);
+    // Reading the counters allocates nothing.
+    let a = alloc_count::counts();
+    let b = alloc_count::counts();
+    assert_eq!(b - a, alloc_count::Counts::default());
+}
