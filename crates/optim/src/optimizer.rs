@@ -177,3 +177,36 @@ pub(crate) fn closed_unit_interval(op: &'static str, what: &str, value: f64) -> 
         })
     }
 }
+
+/// Parameters with fewer elements than this update on the calling thread: below it,
+/// handing chunks to rayon costs more than the arithmetic.
+const PARALLEL_UPDATE_LEN: usize = 1 << 16;
+/// The piece of a large parameter one rayon task updates.
+const UPDATE_CHUNK: usize = 1 << 14;
+
+/// Runs an element-wise update `f(value, grad, state)` over matching pieces of a
+/// parameter, its gradient and one state buffer (empty for none), in parallel for a
+/// large parameter. Each element's arithmetic is the same wherever its piece runs, so
+/// the result does not depend on the number of threads.
+pub(crate) fn for_chunks<T: Float>(
+    value: &mut [T],
+    grad: &[T],
+    state: &mut [T],
+    f: impl Fn(&mut [T], &[T], &mut [T]) + Sync,
+) {
+    use rayon::prelude::*;
+    if value.len() < PARALLEL_UPDATE_LEN || rayon::current_num_threads() == 1 {
+        f(value, grad, state);
+    } else if state.is_empty() {
+        value
+            .par_chunks_mut(UPDATE_CHUNK)
+            .zip(grad.par_chunks(UPDATE_CHUNK))
+            .for_each(|(p, g)| f(p, g, &mut []));
+    } else {
+        value
+            .par_chunks_mut(UPDATE_CHUNK)
+            .zip(grad.par_chunks(UPDATE_CHUNK))
+            .zip(state.par_chunks_mut(UPDATE_CHUNK))
+            .for_each(|((p, g), b)| f(p, g, b));
+    }
+}

@@ -1,6 +1,6 @@
 //! Stochastic gradient descent, with momentum, Nesterov momentum and weight decay.
 
-use crate::optimizer::non_negative;
+use crate::optimizer::{for_chunks, non_negative};
 use crate::state::{export, group};
 use crate::{Error, Optimizer, OptimizerState};
 use descent_tape::{ParamId, ParamKey, ParamStore};
@@ -126,21 +126,21 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
     }
 
     fn update(&mut self, id: ParamId, value: &mut [T], grad: &[T]) {
-        let lr = T::from_f64(self.lr);
-        let wd = T::from_f64(self.weight_decay);
-        let mu = T::from_f64(self.momentum);
-        let keep = T::from_f64(1.0 - self.dampening);
-        let decayed = |p: T, g: T| {
-            if self.weight_decay != 0.0 {
-                g + wd * p
-            } else {
-                g
-            }
+        let k = SgdConsts {
+            lr: T::from_f64(self.lr),
+            wd: T::from_f64(self.weight_decay),
+            mu: T::from_f64(self.momentum),
+            keep: T::from_f64(1.0 - self.dampening),
         };
+        let wd = self.weight_decay != 0.0;
         if self.momentum == 0.0 {
-            for (p, &g) in value.iter_mut().zip(grad) {
-                *p -= lr * decayed(*p, g);
-            }
+            for_chunks(value, grad, &mut [], |p, g, _| {
+                if wd {
+                    plain::<T, true>(p, g, &k)
+                } else {
+                    plain::<T, false>(p, g, &k)
+                }
+            });
             return;
         }
         let first = !self.buffers.contains_key(id.key());
@@ -149,11 +149,49 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
             .entry(id.key())
             .expect("a live key")
             .or_insert_with(|| vec![T::zero(); grad.len()]);
-        for ((p, &g), b) in value.iter_mut().zip(grad).zip(buf.iter_mut()) {
-            let g = decayed(*p, g);
-            *b = if first { g } else { mu * *b + keep * g };
-            let step = if self.nesterov { g + mu * *b } else { *b };
-            *p -= lr * step;
-        }
+        let nesterov = self.nesterov;
+        for_chunks(value, grad, buf, |p, g, b| match (wd, first, nesterov) {
+            (false, false, false) => momentum::<T, false, false, false>(p, g, b, &k),
+            (false, false, true) => momentum::<T, false, false, true>(p, g, b, &k),
+            (false, true, false) => momentum::<T, false, true, false>(p, g, b, &k),
+            (false, true, true) => momentum::<T, false, true, true>(p, g, b, &k),
+            (true, false, false) => momentum::<T, true, false, false>(p, g, b, &k),
+            (true, false, true) => momentum::<T, true, false, true>(p, g, b, &k),
+            (true, true, false) => momentum::<T, true, true, false>(p, g, b, &k),
+            (true, true, true) => momentum::<T, true, true, true>(p, g, b, &k),
+        });
+    }
+}
+
+/// The step's constants in the parameters' type.
+struct SgdConsts<T> {
+    lr: T,
+    wd: T,
+    mu: T,
+    keep: T,
+}
+
+/// `p -= lr · (g + wd·p)`. The flags are type parameters so that each combination is
+/// its own branch-free loop, which the compiler vectorises.
+fn plain<T: Float, const WD: bool>(value: &mut [T], grad: &[T], k: &SgdConsts<T>) {
+    for (p, &g) in value.iter_mut().zip(grad) {
+        let g = if WD { g + k.wd * *p } else { g };
+        *p -= k.lr * g;
+    }
+}
+
+/// `torch.optim.SGD`'s momentum step: `b = g` on the first step, else
+/// `b = mu·b + (1 - dampening)·g`; then `p -= lr · b` (or `lr · (g + mu·b)`, Nesterov).
+fn momentum<T: Float, const WD: bool, const FIRST: bool, const NESTEROV: bool>(
+    value: &mut [T],
+    grad: &[T],
+    buf: &mut [T],
+    k: &SgdConsts<T>,
+) {
+    for ((p, &g), b) in value.iter_mut().zip(grad).zip(buf.iter_mut()) {
+        let g = if WD { g + k.wd * *p } else { g };
+        *b = if FIRST { g } else { k.mu * *b + k.keep * g };
+        let step = if NESTEROV { g + k.mu * *b } else { *b };
+        *p -= k.lr * step;
     }
 }
