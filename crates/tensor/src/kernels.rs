@@ -85,11 +85,39 @@ pub fn zip_broadcast<T: Float>(
         for (o, &y) in out.iter_mut().zip(bd) {
             *o = f(x, y);
         }
+    } else if a.shape() == out_shape && is_trailing_block(b.shape(), out_shape) {
+        // A bias row added to every row: `[.., n] + [n]`.
+        for (orow, arow) in out
+            .chunks_exact_mut(bd.len())
+            .zip(ad.chunks_exact(bd.len()))
+        {
+            for ((o, &x), &y) in orow.iter_mut().zip(arow).zip(bd) {
+                *o = f(x, y);
+            }
+        }
+    } else if b.shape() == out_shape && is_trailing_block(a.shape(), out_shape) {
+        for (orow, brow) in out
+            .chunks_exact_mut(ad.len())
+            .zip(bd.chunks_exact(ad.len()))
+        {
+            for ((o, &x), &y) in orow.iter_mut().zip(ad).zip(brow) {
+                *o = f(x, y);
+            }
+        }
     } else {
         for_each_broadcast(out_shape, a.shape(), b.shape(), |o, i, j| {
             out[o] = f(ad[i], bd[j]);
         });
     }
+}
+
+/// Whether `small` broadcasts to `full` by repeating one contiguous non-empty block:
+/// after its leading 1s, `small` is a suffix of `full` (`[n]` or `[1, n]` against
+/// `[m, n]`).
+fn is_trailing_block(small: &[usize], full: &[usize]) -> bool {
+    let lead = small.iter().take_while(|&&e| e == 1).count();
+    let rest = &small[lead..];
+    rest.len() <= full.len() && full.ends_with(rest) && numel(rest) > 0
 }
 
 /// Adds `g` (of a broadcast shape) into `out` (of shape `target`), summing over the

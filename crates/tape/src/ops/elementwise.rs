@@ -11,6 +11,109 @@ use crate::error::{Error, Result};
 use crate::tape::{Meta, Output};
 use descent_tensor::{Float, Tensor, broadcast_shapes, kernels, numel};
 
+/// Runs `$body` with `$o` naming `$op` as a constant (a `const` item in each arm, for
+/// the ops without a parameter): every loop in `$body` is then compiled once per op,
+/// with `apply` and `derivative` reduced to that op's arithmetic, instead of matching
+/// on the op per element (which kept the loops scalar). A `const`, not a `let`: a
+/// closure passed to a kernel that is not inlined would capture a `let` by reference
+/// and match on it at run time after all.
+macro_rules! with_fixed_unary {
+    ($op:expr, |$o:ident| $body:expr) => {
+        match $op {
+            UnaryOp::Neg => {
+                const $o: UnaryOp = UnaryOp::Neg;
+                $body
+            }
+            UnaryOp::Exp => {
+                const $o: UnaryOp = UnaryOp::Exp;
+                $body
+            }
+            UnaryOp::Ln => {
+                const $o: UnaryOp = UnaryOp::Ln;
+                $body
+            }
+            UnaryOp::Sqrt => {
+                const $o: UnaryOp = UnaryOp::Sqrt;
+                $body
+            }
+            UnaryOp::Abs => {
+                const $o: UnaryOp = UnaryOp::Abs;
+                $body
+            }
+            UnaryOp::Sin => {
+                const $o: UnaryOp = UnaryOp::Sin;
+                $body
+            }
+            UnaryOp::Cos => {
+                const $o: UnaryOp = UnaryOp::Cos;
+                $body
+            }
+            UnaryOp::Tanh => {
+                const $o: UnaryOp = UnaryOp::Tanh;
+                $body
+            }
+            UnaryOp::Sinh => {
+                const $o: UnaryOp = UnaryOp::Sinh;
+                $body
+            }
+            UnaryOp::Cosh => {
+                const $o: UnaryOp = UnaryOp::Cosh;
+                $body
+            }
+            UnaryOp::Sigmoid => {
+                const $o: UnaryOp = UnaryOp::Sigmoid;
+                $body
+            }
+            UnaryOp::Relu => {
+                const $o: UnaryOp = UnaryOp::Relu;
+                $body
+            }
+            UnaryOp::Gelu => {
+                const $o: UnaryOp = UnaryOp::Gelu;
+                $body
+            }
+            UnaryOp::Softplus => {
+                const $o: UnaryOp = UnaryOp::Softplus;
+                $body
+            }
+            #[allow(non_snake_case)]
+            $o @ (UnaryOp::PowF(_) | UnaryOp::PowI(_) | UnaryOp::LeakyRelu(_)) => $body,
+        }
+    };
+}
+
+/// [`with_fixed_unary`] for binary ops.
+macro_rules! with_fixed_binary {
+    ($op:expr, |$o:ident| $body:expr) => {
+        match $op {
+            BinaryOp::Add => {
+                const $o: BinaryOp = BinaryOp::Add;
+                $body
+            }
+            BinaryOp::Sub => {
+                const $o: BinaryOp = BinaryOp::Sub;
+                $body
+            }
+            BinaryOp::Mul => {
+                const $o: BinaryOp = BinaryOp::Mul;
+                $body
+            }
+            BinaryOp::Div => {
+                const $o: BinaryOp = BinaryOp::Div;
+                $body
+            }
+            BinaryOp::Maximum => {
+                const $o: BinaryOp = BinaryOp::Maximum;
+                $body
+            }
+            BinaryOp::Minimum => {
+                const $o: BinaryOp = BinaryOp::Minimum;
+                $body
+            }
+        }
+    };
+}
+
 /// Element-wise functions of one operand. `derivative(x, y)` is `dy/dx` at input `x`
 /// with output `y`; each rule reads whichever of the two is cheaper.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -77,7 +180,9 @@ impl UnaryOp {
     }
 
     /// The function itself.
-    #[inline]
+    // Always inlined: `with_fixed_unary!` and `with_fixed_binary!` rely on the match
+    // folding away.
+    #[inline(always)]
     pub fn apply<T: Float>(self, x: T) -> T {
         match self {
             UnaryOp::Neg => -x,
@@ -101,7 +206,9 @@ impl UnaryOp {
     }
 
     /// `dy/dx` at input `x`, where `y = self.apply(x)`.
-    #[inline]
+    // Always inlined: `with_fixed_unary!` and `with_fixed_binary!` rely on the match
+    // folding away.
+    #[inline(always)]
     pub fn derivative<T: Float>(self, x: T, y: T) -> T {
         match self {
             UnaryOp::Neg => -T::one(),
@@ -177,7 +284,9 @@ impl BinaryOp {
     }
 
     /// The function itself. `maximum` and `minimum` propagate NaN.
-    #[inline]
+    // Always inlined: `with_fixed_unary!` and `with_fixed_binary!` rely on the match
+    // folding away.
+    #[inline(always)]
     pub fn apply<T: Float>(self, a: T, b: T) -> T {
         match self {
             BinaryOp::Add => a + b,
@@ -202,7 +311,9 @@ impl BinaryOp {
     }
 
     /// `(∂y/∂a, ∂y/∂b)` at `(a, b)` with output `y`.
-    #[inline]
+    // Always inlined: `with_fixed_unary!` and `with_fixed_binary!` rely on the match
+    // folding away.
+    #[inline(always)]
     pub fn partials<T: Float>(self, a: T, b: T, y: T) -> (T, T) {
         let half = T::from_f64(0.5);
         match self {
@@ -258,7 +369,8 @@ impl<'t, T: Float> Var<'t, T> {
             return None;
         }
         let y = op.apply(x);
-        if !y.is_finite() && tape.anomaly_detection() {
+        // The flag first: off, it is the only test an op pays.
+        if tape.anomaly_detection() && !y.is_finite() {
             // The general path records nothing and reports the anomaly.
             return None;
         }
@@ -281,9 +393,11 @@ impl<'t, T: Float> Var<'t, T> {
                 // Vectorised for f32 (within 2 ulp); libm for f64.
                 T::tanh_slice(x.data(), &mut buf);
             } else {
-                for (o, &v) in buf.iter_mut().zip(x.data()) {
-                    *o = op.apply(v);
-                }
+                with_fixed_unary!(op, |OP| {
+                    for (y, &v) in buf.iter_mut().zip(x.data()) {
+                        *y = OP.apply(v);
+                    }
+                });
             }
             Ok(Output::Tensor(Tensor::new(x.shape(), buf)?))
         })
@@ -322,7 +436,7 @@ impl<'t, T: Float> Var<'t, T> {
             return None;
         }
         let y = op.apply(a, b);
-        if !y.is_finite() && tape.anomaly_detection() {
+        if tape.anomaly_detection() && !y.is_finite() {
             return None;
         }
         let id = inner.push(
@@ -349,7 +463,9 @@ impl<'t, T: Float> Var<'t, T> {
                 rhs: inner.node_ref(rhs.id),
             })?;
             let mut buf = pool.take(numel(&shape))?;
-            kernels::zip_broadcast(a, b, &shape, &mut buf, |x, y| op.apply(x, y));
+            with_fixed_binary!(op, |OP| {
+                kernels::zip_broadcast(a, b, &shape, &mut buf, |x, y| OP.apply(x, y))
+            });
             Ok(Output::Tensor(Tensor::new(&shape, buf)?))
         })
     }
@@ -366,14 +482,16 @@ pub(crate) fn unary_backward<T: Float, S: GradSink<T>>(
     }
     let x = cx.input(0);
     let ga = sink.grad_mut(cx.parent(0));
-    for (((ga, &g), &x), &y) in ga
-        .iter_mut()
-        .zip(cx.g.data())
-        .zip(x.data())
-        .zip(cx.out.data())
-    {
-        *ga += g * op.derivative(x, y);
-    }
+    with_fixed_unary!(op, |OP| {
+        for (((ga, &g), &x), &y) in ga
+            .iter_mut()
+            .zip(cx.g.data())
+            .zip(x.data())
+            .zip(cx.out.data())
+        {
+            *ga += g * OP.derivative(x, y);
+        }
+    });
 }
 
 /// Backward of a binary element-wise node: each operand's gradient is `g` times its
