@@ -72,28 +72,41 @@ impl<T: Float> Gradients<T> {
         self.scalar.resize(len, T::zero());
         self.reached.clear();
         self.reached.resize(len.div_ceil(64), 0);
-        for buf in self.tensor.drain(..).flatten() {
-            self.spare.push(buf);
+        // The tensor bookkeeping is touched only when there is some: a scalar graph
+        // walked every step (W1) then pays a few length tests.
+        if !self.tensor.is_empty() {
+            for buf in self.tensor.drain(..).flatten() {
+                self.spare.push(buf);
+            }
         }
         // Every tensor node's shape, those recorded after the output included, so that a
         // lookup of one of those gives zeros of its own shape (not a 0-d zero).
-        self.slot_nodes.clear();
-        self.slot_nodes
-            .extend(read.tensor_nodes().iter().map(|n| n.index() as u32));
-        self.shapes.clear();
-        self.shapes.extend(
-            read.tensor_nodes()
-                .iter()
-                .map(|&n| Shape::from(read.shape(n))),
-        );
-        self.tensor.resize(self.shapes.len(), None);
-        self.bindings.clear();
-        self.bindings.extend_from_slice(read.bindings());
+        let tensor_nodes = read.tensor_nodes();
+        if !self.slot_nodes.is_empty() || !tensor_nodes.is_empty() {
+            self.slot_nodes.clear();
+            self.slot_nodes
+                .extend(tensor_nodes.iter().map(|n| n.index() as u32));
+            self.shapes.clear();
+            self.shapes
+                .extend(tensor_nodes.iter().map(|&n| Shape::from(read.shape(n))));
+            self.tensor.resize(self.shapes.len(), None);
+        }
+        if !self.bindings.is_empty() || !read.bindings().is_empty() {
+            self.bindings.clear();
+            self.bindings.extend_from_slice(read.bindings());
+        }
     }
 
     #[inline]
     pub(crate) fn mark(&mut self, i: usize) {
         self.reached[i / 64] |= 1 << (i % 64);
+    }
+
+    /// Adds `v` to scalar node `i`'s gradient and marks it reached.
+    #[inline(always)]
+    pub(crate) fn add_scalar(&mut self, i: usize, v: T) {
+        self.scalar[i] += v;
+        self.mark(i);
     }
 
     #[inline]
@@ -135,6 +148,9 @@ impl<T: Float> Gradients<T> {
 
     /// Sizes the shared zeros that unreached nodes' lookups read.
     pub(crate) fn finish(&mut self) {
+        if self.tensor.is_empty() {
+            return;
+        }
         let longest = self
             .tensor
             .iter()
@@ -148,26 +164,39 @@ impl<T: Float> Gradients<T> {
         }
     }
 
+    #[inline]
     fn slot_of(&self, id: NodeId) -> Option<usize> {
+        if self.slot_nodes.is_empty() {
+            return None;
+        }
         self.slot_nodes.binary_search(&(id.index() as u32)).ok()
     }
 
+    #[inline]
     fn check(&self, x: &Var<'_, T>) -> Result<(), Error> {
+        if x.tape().uid() == self.tape_uid && x.generation() == self.generation {
+            Ok(())
+        } else {
+            Err(self.handle_error(x))
+        }
+    }
+
+    /// Why `x` cannot be looked up here (out of line: lookups inline `check`).
+    #[cold]
+    #[inline(never)]
+    fn handle_error(&self, x: &Var<'_, T>) -> Error {
         if x.tape().uid() != self.tape_uid {
-            return Err(Error::ForeignHandle {
+            return Error::ForeignHandle {
                 id: x.id(),
                 handle_tape: x.tape().uid(),
                 gradients_tape: self.tape_uid,
-            });
+            };
         }
-        if x.generation() != self.generation {
-            return Err(Error::StaleHandle {
-                id: x.id(),
-                handle_generation: x.generation(),
-                gradients_generation: self.generation,
-            });
+        Error::StaleHandle {
+            id: x.id(),
+            handle_generation: x.generation(),
+            gradients_generation: self.generation,
         }
-        Ok(())
     }
 
     /// The gradient with respect to `x`, shaped like `x`'s value; zeros when no
@@ -177,14 +206,16 @@ impl<T: Float> Gradients<T> {
     /// # Panics
     /// If `x` is from another tape, or from another generation of this tape than the
     /// one these gradients were computed on.
+    #[inline]
     pub fn wrt(&self, x: Var<'_, T>) -> View<'_, T> {
         match self.try_wrt(x) {
             Ok(v) => v,
-            Err(e) => panic!("{e}"),
+            Err(e) => fail(e),
         }
     }
 
     /// The fallible form of [`Gradients::wrt`].
+    #[inline]
     pub fn try_wrt(&self, x: Var<'_, T>) -> Result<View<'_, T>, Error> {
         self.check(&x)?;
         // `finish` sized `zeros` for the largest unreached tensor node.
@@ -210,6 +241,7 @@ impl<T: Float> Gradients<T> {
         self.view_of(id)
     }
 
+    #[inline]
     fn view_of(&self, id: NodeId) -> Option<View<'_, T>> {
         let i = id.index();
         if i >= self.scalar.len() {
@@ -270,6 +302,13 @@ impl<T: Float> Gradients<T> {
     pub fn is_empty(&self) -> bool {
         self.scalar.is_empty()
     }
+}
+
+/// Panics with a lookup's error, out of line.
+#[cold]
+#[inline(never)]
+fn fail(e: Error) -> ! {
+    panic!("{e}")
 }
 
 impl<'t, T: Float> std::ops::Index<Var<'t, T>> for Gradients<T> {

@@ -2,7 +2,7 @@
 
 use crate::{Error, Gradients};
 use descent_tape::ops::{GradSink, backward_node};
-use descent_tape::{Node, NodeId, Op, TapeRead, Var, summarize};
+use descent_tape::{Node, NodeId, Op, Tape, TapeRead, Var, summarize};
 use descent_tensor::{Float, Tensor, View};
 
 /// Runs backward from a scalar output, seeding its gradient with 1.
@@ -95,17 +95,15 @@ fn walk<T: Float>(output: Var<'_, T>, seed: View<'_, T>) -> Result<Gradients<T>,
 /// ```
 pub fn backward_into<T: Float>(output: Var<'_, T>, grads: &mut Gradients<T>) -> Result<(), Error> {
     output.validate("backward")?;
-    let is_tensor = matches!(
-        output.tape().read().node_value(output.id()),
-        descent_tape::Value::Tensor(_)
-    );
-    if is_tensor {
+    let read = output.tape().read();
+    if let descent_tape::Value::Tensor(_) = read.node_value(output.id()) {
+        drop(read);
         return Err(Error::NotScalar {
             id: output.id(),
             shape: output.shape(),
         });
     }
-    walk_into(output, View::scalar(&T::one()), grads)
+    walk_read(output, read, View::scalar(&T::one()), grads)
 }
 
 fn walk_into<T: Float>(
@@ -113,112 +111,191 @@ fn walk_into<T: Float>(
     seed: View<'_, T>,
     grads: &mut Gradients<T>,
 ) -> Result<(), Error> {
+    walk_read(output, output.tape().read(), seed, grads)
+}
+
+/// The walk from `output` (checked live), with the tape already borrowed as `read`.
+fn walk_read<'t, T: Float>(
+    output: Var<'t, T>,
+    read: TapeRead<'t, T>,
+    seed: View<'_, T>,
+    grads: &mut Gradients<T>,
+) -> Result<(), Error> {
     let tape = output.tape();
-    let anomaly = tape.anomaly_detection();
-    let read = tape.read();
     let out = output.id().index();
     grads.prepare(&read, out + 1);
-    let nodes = read.nodes();
+    // Only the output and the nodes before it take part.
+    let nodes = &read.nodes()[..=out];
     if nodes[out].meta().requires_grad() {
         let buf = grads.buffer(out, nodes[out].meta());
         buf.copy_from_slice(seed.data());
     }
-    for i in (0..=out).rev() {
-        let node = &nodes[i];
+    if tape.anomaly_detection() {
+        for i in (0..=out).rev() {
+            walk_node::<T, true>(tape, &read, nodes, grads, i)?;
+        }
+    } else {
+        // Runs of plain scalar element-wise nodes go through the tight loop; the node
+        // that ends a run (a tensor, a hook, another op) through the general step.
+        let mut end = out + 1;
+        while let Some(i) = scalar_run(&nodes[..end], &mut grads.scalar, &mut grads.reached) {
+            walk_node::<T, false>(tape, &read, nodes, grads, i)?;
+            end = i;
+        }
+    }
+    grads.finish();
+    Ok(())
+}
+
+/// The reverse walk over `nodes` for as long as each node is a scalar without hooks
+/// whose rule is element-wise (or a leaf, which has none): the bulk of a scalar graph.
+/// Returns the index of the first node it cannot take, or `None` when it reached the
+/// start. Works on bare slices, so their bounds stay in registers.
+#[inline(never)]
+fn scalar_run<T: Float>(nodes: &[Node<T>], scalar: &mut [T], reached: &mut [u64]) -> Option<usize> {
+    for (i, node) in nodes.iter().enumerate().rev() {
         let m = node.meta();
         if !m.requires_grad() {
             continue;
         }
-        // Tape indices fit in a u32 (the tape hands out u32 ids).
-        let id = NodeId::from_index(i);
-        match m.slot() {
-            None => {
-                if !grads.is_reached(i) {
-                    continue;
-                }
-                if m.has_hook() {
-                    tape.run_hooks(id, &[], std::slice::from_mut(&mut grads.scalar[i]));
-                }
-                let g = grads.scalar[i];
-                if anomaly && !g.is_finite() {
-                    return Err(anomaly_at(&read, grads, id, None));
-                }
-                // Scalar element-wise nodes, the bulk of a scalar graph, are handled
-                // here without building views. Their operands are scalar nodes.
-                match *node.op() {
-                    Op::Unary(u) => {
-                        let p = node.args()[0].index();
-                        if nodes[p].meta().requires_grad() {
-                            let x = nodes[p].scalar();
-                            grads.scalar[p] += g * u.derivative(x, node.scalar());
-                            grads.mark(p);
-                        }
-                    }
-                    Op::Binary(b) => {
-                        let [pa, pb] = node.args();
-                        let (pa, pb) = (pa.index(), pb.index());
-                        let (da, db) =
-                            b.partials(nodes[pa].scalar(), nodes[pb].scalar(), node.scalar());
-                        if nodes[pa].meta().requires_grad() {
-                            grads.scalar[pa] += g * da;
-                            grads.mark(pa);
-                        }
-                        if nodes[pb].meta().requires_grad() {
-                            grads.scalar[pb] += g * db;
-                            grads.mark(pb);
-                        }
-                    }
-                    _ if node.op().is_leaf() => {}
-                    _ => {
-                        let mut sink = Sink {
-                            grads: &mut *grads,
-                            nodes,
-                        };
-                        backward_node(&read, id, View::scalar(&g), &mut sink);
-                    }
-                }
-                if anomaly {
-                    // Element-wise operands are scalars, checked cheaply; other rules
-                    // (sum, losses) may feed tensors, checked in full.
-                    let elementwise = matches!(node.op(), Op::Unary(_) | Op::Binary(_));
-                    let suspect = !elementwise
-                        || read
-                            .parents(id)
-                            .iter()
-                            .any(|p| !grads.scalar[p.index()].is_finite());
-                    if suspect {
-                        check_operands(&read, grads, id, View::scalar(&g))?;
-                    }
+        if m.slot().is_some() || m.has_hook() {
+            return Some(i);
+        }
+        if reached[i / 64] & (1 << (i % 64)) == 0 {
+            continue;
+        }
+        let g = scalar[i];
+        // Operands of element-wise scalar nodes are scalar nodes recorded before them.
+        match *node.op() {
+            Op::Unary(u) => {
+                let p = node.args()[0].index();
+                let parent = &nodes[p];
+                if parent.meta().requires_grad() {
+                    scalar[p] += g * u.derivative(parent.scalar(), node.scalar());
+                    reached[p / 64] |= 1 << (p % 64);
                 }
             }
-            Some(slot) => {
-                let s = slot as usize;
-                let Some(mut buf) = grads.tensor[s].take() else {
-                    continue;
-                };
-                let shape = grads.shapes[s].clone();
-                if m.has_hook() {
-                    tape.run_hooks(id, &shape, &mut buf);
+            Op::Binary(b) => {
+                let [pa, pb] = node.args();
+                let (pa, pb) = (pa.index(), pb.index());
+                let (na, nb) = (&nodes[pa], &nodes[pb]);
+                let (da, db) = b.partials(na.scalar(), nb.scalar(), node.scalar());
+                if na.meta().requires_grad() {
+                    scalar[pa] += g * da;
+                    reached[pa / 64] |= 1 << (pa % 64);
                 }
-                if anomaly && buf.iter().any(|v| !v.is_finite()) {
-                    grads.tensor[s] = Some(buf);
-                    return Err(anomaly_at(&read, grads, id, None));
+                if nb.meta().requires_grad() {
+                    scalar[pb] += g * db;
+                    reached[pb / 64] |= 1 << (pb % 64);
                 }
-                if !node.op().is_leaf() {
+            }
+            Op::Var | Op::Constant => {}
+            _ => return Some(i),
+        }
+    }
+    None
+}
+
+/// One step of the reverse walk: node `i`'s rule, if a gradient reached it and it
+/// requires one; hooks first, and anomaly checks when `ANOMALY`.
+#[inline(always)]
+fn walk_node<T: Float, const ANOMALY: bool>(
+    tape: &Tape<T>,
+    read: &TapeRead<'_, T>,
+    nodes: &[Node<T>],
+    grads: &mut Gradients<T>,
+    i: usize,
+) -> Result<(), Error> {
+    let node = &nodes[i];
+    let m = node.meta();
+    if !m.requires_grad() {
+        return Ok(());
+    }
+    // Tape indices fit in a u32 (the tape hands out u32 ids).
+    let id = NodeId::from_index(i);
+    match m.slot() {
+        None => {
+            if !grads.is_reached(i) {
+                return Ok(());
+            }
+            if m.has_hook() {
+                tape.run_hooks(id, &[], std::slice::from_mut(&mut grads.scalar[i]));
+            }
+            let g = grads.scalar[i];
+            if ANOMALY && !g.is_finite() {
+                return Err(anomaly_at(read, grads, id, None));
+            }
+            // Scalar element-wise nodes are handled here without building views.
+            // Their operands are scalar nodes.
+            match *node.op() {
+                Op::Unary(u) => {
+                    let p = node.args()[0].index();
+                    if nodes[p].meta().requires_grad() {
+                        let x = nodes[p].scalar();
+                        grads.add_scalar(p, g * u.derivative(x, node.scalar()));
+                    }
+                }
+                Op::Binary(b) => {
+                    let [pa, pb] = node.args();
+                    let (pa, pb) = (pa.index(), pb.index());
+                    let (da, db) =
+                        b.partials(nodes[pa].scalar(), nodes[pb].scalar(), node.scalar());
+                    if nodes[pa].meta().requires_grad() {
+                        grads.add_scalar(pa, g * da);
+                    }
+                    if nodes[pb].meta().requires_grad() {
+                        grads.add_scalar(pb, g * db);
+                    }
+                }
+                Op::Var | Op::Constant => {}
+                _ => {
                     let mut sink = Sink {
                         grads: &mut *grads,
                         nodes,
                     };
-                    backward_node(&read, id, View::new(&shape, &buf), &mut sink);
+                    backward_node(read, id, View::scalar(&g), &mut sink);
                 }
-                if anomaly {
-                    check_operands(&read, grads, id, View::new(&shape, &buf))?;
+            }
+            if ANOMALY {
+                // Element-wise operands are scalars, checked cheaply; other rules
+                // (sum, losses) may feed tensors, checked in full.
+                let elementwise = matches!(node.op(), Op::Unary(_) | Op::Binary(_));
+                let suspect = !elementwise
+                    || read
+                        .parents(id)
+                        .iter()
+                        .any(|p| !grads.scalar[p.index()].is_finite());
+                if suspect {
+                    check_operands(read, grads, id, View::scalar(&g))?;
                 }
-                grads.tensor[s] = Some(buf);
             }
         }
+        Some(slot) => {
+            let s = slot as usize;
+            let Some(mut buf) = grads.tensor[s].take() else {
+                return Ok(());
+            };
+            let shape = grads.shapes[s].clone();
+            if m.has_hook() {
+                tape.run_hooks(id, &shape, &mut buf);
+            }
+            if ANOMALY && buf.iter().any(|v| !v.is_finite()) {
+                grads.tensor[s] = Some(buf);
+                return Err(anomaly_at(read, grads, id, None));
+            }
+            if !node.op().is_leaf() {
+                let mut sink = Sink {
+                    grads: &mut *grads,
+                    nodes,
+                };
+                backward_node(read, id, View::new(&shape, &buf), &mut sink);
+            }
+            if ANOMALY {
+                check_operands(read, grads, id, View::new(&shape, &buf))?;
+            }
+            grads.tensor[s] = Some(buf);
+        }
     }
-    grads.finish();
     Ok(())
 }
 

@@ -474,16 +474,31 @@ impl<T: Float> Tape<T> {
         inner.operand_lists.clear();
         inner.scope_runs.clear();
         inner.bindings.clear();
-        inner.param_names.clear();
         inner.tensor_nodes.clear();
-        for t in inner.tensors.drain(..) {
-            inner.pool.give(t.into_data());
+        // What only some tapes use is cleared only when used: a small scalar graph
+        // reset every step (W1) then pays a few length tests.
+        if !inner.param_names.is_empty() {
+            inner.param_names.clear();
         }
-        inner.indices.clear();
-        inner.names.clear();
-        inner.scopes.truncate(1);
+        if !inner.tensors.is_empty() {
+            for t in inner.tensors.drain(..) {
+                inner.pool.give(t.into_data());
+            }
+        }
+        if !inner.indices.is_empty() {
+            inner.indices.clear();
+        }
+        if !inner.names.is_empty() {
+            inner.names.clear();
+        }
+        if inner.scopes.len() > 1 {
+            inner.scopes.truncate(1);
+        }
         inner.current_scope = 0;
-        self.hooks.borrow_mut().clear();
+        let mut hooks = self.hooks.borrow_mut();
+        if !hooks.is_empty() {
+            hooks.clear();
+        }
         self.generation.set(self.generation.get().wrapping_add(1));
     }
 
@@ -542,8 +557,12 @@ impl<T: Float> Tape<T> {
     /// let w = tape.var(Tensor::from([[1.0, 2.0], [3.0, 4.0]]));
     /// assert_eq!(w.shape().as_slice(), &[2, 2]);
     /// ```
+    #[inline]
     pub fn var<'a>(&self, value: impl IntoLeaf<'a, T>) -> Var<'_, T> {
-        self.leaf(value.into_leaf(), Op::Var)
+        match value.into_leaf() {
+            LeafValue::Scalar(v) => self.push_scalar_leaf(v, Op::Var),
+            value => self.leaf(value, Op::Var),
+        }
     }
 
     /// A leaf that no gradient flows to (input data, targets, fixed numbers).
@@ -556,19 +575,26 @@ impl<T: Float> Tape<T> {
     /// let x = tape.constant(&data); // borrowed: the tape copies it into its own buffer
     /// assert!(!x.requires_grad());
     /// ```
+    #[inline]
     pub fn constant<'a>(&self, value: impl IntoLeaf<'a, T>) -> Var<'_, T> {
-        self.leaf(value.into_leaf(), Op::Constant)
+        match value.into_leaf() {
+            LeafValue::Scalar(v) => self.push_scalar_leaf(v, Op::Constant),
+            value => self.leaf(value, Op::Constant),
+        }
     }
 
     /// A scalar leaf, recorded without going through a tensor.
+    #[inline]
     pub fn scalar(&self, value: T) -> Var<'_, T> {
         self.push_scalar_leaf(value, Op::Var)
     }
 
+    #[inline]
     pub(crate) fn scalar_constant(&self, value: T) -> Var<'_, T> {
         self.push_scalar_leaf(value, Op::Constant)
     }
 
+    #[inline]
     fn push_scalar_leaf(&self, value: T, op: Op) -> Var<'_, T> {
         let requires_grad = matches!(op, Op::Var);
         let id = self
@@ -602,6 +628,7 @@ impl<T: Float> Tape<T> {
         self.handle(id)
     }
 
+    #[inline]
     pub(crate) fn handle(&self, id: NodeId) -> Var<'_, T> {
         Var {
             id,
@@ -611,24 +638,33 @@ impl<T: Float> Tape<T> {
     }
 
     /// Checks that `v` is a live handle of this tape.
+    #[inline]
     pub(crate) fn check(&self, op: &'static str, v: &Var<'_, T>) -> Result<()> {
+        if std::ptr::eq(v.tape, self) && v.generation == self.generation.get() {
+            Ok(())
+        } else {
+            Err(self.handle_error(op, v))
+        }
+    }
+
+    /// Why `v` is not a live handle of this tape (out of line: ops inline `check`).
+    #[cold]
+    #[inline(never)]
+    fn handle_error(&self, op: &'static str, v: &Var<'_, T>) -> Error {
         if !std::ptr::eq(v.tape, self) {
-            return Err(Error::ForeignHandle {
+            return Error::ForeignHandle {
                 op,
                 id: v.id,
                 handle_tape: v.tape.uid,
                 tape: self.uid,
-            });
+            };
         }
-        if v.generation != self.generation.get() {
-            return Err(Error::StaleHandle {
-                op,
-                id: v.id,
-                handle_generation: v.generation,
-                tape_generation: self.generation.get(),
-            });
+        Error::StaleHandle {
+            op,
+            id: v.id,
+            handle_generation: v.generation,
+            tape_generation: self.generation.get(),
         }
-        Ok(())
     }
 
     /// Records an op: checks its operands, computes its value with `forward` (which
@@ -915,12 +951,14 @@ pub trait IntoLeaf<'a, T: Float> {
 }
 
 impl<'a> IntoLeaf<'a, f64> for f64 {
+    #[inline]
     fn into_leaf(self) -> LeafValue<'a, f64> {
         LeafValue::Scalar(self)
     }
 }
 
 impl<'a> IntoLeaf<'a, f32> for f32 {
+    #[inline]
     fn into_leaf(self) -> LeafValue<'a, f32> {
         LeafValue::Scalar(self)
     }

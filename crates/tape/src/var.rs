@@ -133,13 +133,30 @@ impl<'t, T: Float> Var<'t, T> {
         self.tape.scalar_constant(v)
     }
 
+    /// The value of an op's fallible form, or a panic with its error's message. The
+    /// panic is out of line, so an op's panicking form stays small enough to inline.
     #[inline]
     pub(crate) fn unwrap_or_panic(r: Result<Self>) -> Self {
         match r {
             Ok(v) => v,
-            Err(e) => panic!("{e}"),
+            Err(e) => fail(e),
         }
     }
+
+    /// An operator's slow path: anything the scalar fast path declined (tensor
+    /// operands, stale or foreign handles, anomalies), recorded or reported in full.
+    #[cold]
+    #[inline(never)]
+    fn binary_or_panic(self, op: BinaryOp, rhs: Var<'t, T>) -> Var<'t, T> {
+        Var::unwrap_or_panic(self.binary(op, rhs))
+    }
+}
+
+/// Panics with an op's error, kept out of the ops' inlined fast paths.
+#[cold]
+#[inline(never)]
+fn fail(e: crate::Error) -> ! {
+    panic!("{e}")
 }
 
 impl<T: Float> fmt::Debug for Var<'_, T> {
@@ -172,7 +189,7 @@ macro_rules! binary_operator {
             fn $method(self, rhs: Var<'t, T>) -> Var<'t, T> {
                 match self.binary_scalar($op, rhs) {
                     Some(v) => v,
-                    None => Var::unwrap_or_panic(self.binary($op, rhs)),
+                    None => self.binary_or_panic($op, rhs),
                 }
             }
         }
