@@ -145,11 +145,44 @@ impl<'t, T: Float> Var<'t, T> {
 
     /// An operator's slow path: anything the scalar fast path declined (tensor
     /// operands, stale or foreign handles, anomalies), recorded or reported in full.
-    #[cold]
-    #[inline(never)]
+    /// The handles travel as parts and the result as a packed id and generation, all
+    /// in registers: a `Var` would go through memory, and the fast path with it.
+    #[inline(always)]
     fn binary_or_panic(self, op: BinaryOp, rhs: Var<'t, T>) -> Var<'t, T> {
-        Var::unwrap_or_panic(self.binary(op, rhs))
+        let packed = binary_slow(self.tape, self.pack(), op, rhs.tape, rhs.pack());
+        Var::unpack(self.tape, packed)
     }
+
+    /// The id and generation in one word.
+    #[inline(always)]
+    fn pack(&self) -> u64 {
+        u64::from(self.id.0) | u64::from(self.generation) << 32
+    }
+
+    #[inline(always)]
+    fn unpack(tape: &'t Tape<T>, packed: u64) -> Var<'t, T> {
+        Var {
+            id: NodeId(packed as u32),
+            generation: (packed >> 32) as u32,
+            tape,
+        }
+    }
+}
+
+/// [`Var::binary_or_panic`] out of line.
+#[cold]
+#[inline(never)]
+fn binary_slow<'t, T: Float>(
+    tape: &'t Tape<T>,
+    lhs: u64,
+    op: BinaryOp,
+    rhs_tape: &'t Tape<T>,
+    rhs: u64,
+) -> u64 {
+    let (lhs, rhs) = (Var::unpack(tape, lhs), Var::unpack(rhs_tape, rhs));
+    let out = Var::unwrap_or_panic(lhs.binary(op, rhs));
+    debug_assert!(std::ptr::eq(out.tape, tape));
+    out.pack()
 }
 
 /// Panics with an op's error, kept out of the ops' inlined fast paths.
