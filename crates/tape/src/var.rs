@@ -153,6 +153,13 @@ impl<'t, T: Float> Var<'t, T> {
         Var::unpack(self.tape, packed)
     }
 
+    /// [`Var::binary_or_panic`] for a unary op (the named methods `tanh`, `ln`, ...).
+    #[inline(always)]
+    pub(crate) fn unary_or_panic(self, op: UnaryOp) -> Var<'t, T> {
+        let packed = unary_slow(self.tape, self.pack(), op);
+        Var::unpack(self.tape, packed)
+    }
+
     /// The id and generation in one word.
     #[inline(always)]
     fn pack(&self) -> u64 {
@@ -181,6 +188,15 @@ fn binary_slow<'t, T: Float>(
 ) -> u64 {
     let (lhs, rhs) = (Var::unpack(tape, lhs), Var::unpack(rhs_tape, rhs));
     let out = Var::unwrap_or_panic(lhs.binary(op, rhs));
+    debug_assert!(std::ptr::eq(out.tape, tape));
+    out.pack()
+}
+
+/// [`Var::unary_or_panic`] out of line.
+#[cold]
+#[inline(never)]
+fn unary_slow<T: Float>(tape: &Tape<T>, x: u64, op: UnaryOp) -> u64 {
+    let out = Var::unwrap_or_panic(Var::unpack(tape, x).unary(op));
     debug_assert!(std::ptr::eq(out.tape, tape));
     out.pack()
 }

@@ -565,7 +565,11 @@ macro_rules! unary_method {
         $(#[$doc])*
         #[inline]
         pub fn $name(self) -> Var<'t, T> {
-            Var::unwrap_or_panic(self.$try_name())
+            // The scalar fast path inlined; everything else (tensors, errors) out of line.
+            match self.unary_scalar($op) {
+                Some(v) => v,
+                None => self.unary_or_panic($op),
+            }
         }
         #[doc = concat!("The fallible form of [`Var::", stringify!($name), "`]: an error instead of a panic for a stale or foreign handle.")]
         pub fn $try_name(self) -> Result<Var<'t, T>> {
