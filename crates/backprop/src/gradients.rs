@@ -116,6 +116,34 @@ impl<T: Float> Gradients<T> {
             .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
+    /// [`Gradients::buffer`] for a rule that can overwrite: on first use the buffer is
+    /// not zeroed, its contents are unspecified (an earlier step's values), and the
+    /// `true` returned says the rule must write every element. Later uses are as
+    /// `buffer` (`false`: add into it).
+    pub(crate) fn buffer_for_write(&mut self, i: usize, meta: Meta) -> (&mut [T], bool) {
+        let Some(slot) = meta.slot() else {
+            return (self.buffer(i, meta), false);
+        };
+        let s = slot as usize;
+        if self.tensor[s].is_some() {
+            return (self.buffer(i, meta), false);
+        }
+        let len = descent_tensor::numel(&self.shapes[s]);
+        let spare = &mut self.spare;
+        let best = spare
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= len)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        let mut buf = best.map(|i| spare.swap_remove(i)).unwrap_or_default();
+        // Only growth is zeroed (`resize` must fill it); the rest keeps stale values
+        // that the caller overwrites.
+        buf.truncate(len);
+        buf.resize(len, T::zero());
+        (self.tensor[s].insert(buf), true)
+    }
+
     /// The buffer a rule adds node `i`'s gradient into, zeroed on first use.
     #[inline]
     pub(crate) fn buffer(&mut self, i: usize, meta: Meta) -> &mut [T] {

@@ -70,6 +70,11 @@ impl<T: Float> GradSink<T> for Sink<'_, T> {
         let i = node.index();
         self.grads.buffer(i, self.nodes[i].meta())
     }
+    #[inline]
+    fn grad_for_write(&mut self, node: NodeId) -> (&mut [T], bool) {
+        let i = node.index();
+        self.grads.buffer_for_write(i, self.nodes[i].meta())
+    }
 }
 
 fn walk<T: Float>(output: Var<'_, T>, seed: View<'_, T>) -> Result<Gradients<T>, Error> {

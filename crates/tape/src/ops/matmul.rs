@@ -131,31 +131,18 @@ pub(crate) fn backward_t<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, T>, sink
     let (a, b) = (cx.input(0), cx.input(1));
     let (n, k) = (b.shape()[0], b.shape()[1]);
     let rows = numel(&a.shape()[..a.ndim() - 1]);
+    // The first gradient to reach an operand overwrites its buffer (beta = 0), which
+    // then needs no zeroing: for W3's weights that is most of backward's memory
+    // traffic outside the products.
     if cx.needs(0) {
-        kernels::gemm(
-            cx.g.data(),
-            false,
-            b.data(),
-            false,
-            rows,
-            n,
-            k,
-            T::one(),
-            sink.grad_mut(cx.parent(0)),
-        );
+        let (ga, fresh) = sink.grad_for_write(cx.parent(0));
+        let beta = if fresh { T::zero() } else { T::one() };
+        kernels::gemm(cx.g.data(), false, b.data(), false, rows, n, k, beta, ga);
     }
     if cx.needs(1) {
-        kernels::gemm(
-            cx.g.data(),
-            true,
-            a.data(),
-            false,
-            n,
-            rows,
-            k,
-            T::one(),
-            sink.grad_mut(cx.parent(1)),
-        );
+        let (gb, fresh) = sink.grad_for_write(cx.parent(1));
+        let beta = if fresh { T::zero() } else { T::one() };
+        kernels::gemm(cx.g.data(), true, a.data(), false, n, rows, k, beta, gb);
     }
 }
 

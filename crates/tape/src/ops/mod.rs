@@ -219,6 +219,15 @@ pub(crate) enum Operands {
 pub trait GradSink<T: Float> {
     /// The gradient buffer of `node` (one element for a scalar node), for adding into.
     fn grad_mut(&mut self, node: NodeId) -> &mut [T];
+
+    /// The gradient buffer of `node` for a rule that can either overwrite it or add
+    /// into it, and which: `true` means nothing has reached the node yet, the contents
+    /// are unspecified, and the rule must write every element (saving the pass that
+    /// zeroes it); `false` means add, as into [`GradSink::grad_mut`]. By default a
+    /// sink always says add.
+    fn grad_for_write(&mut self, node: NodeId) -> (&mut [T], bool) {
+        (self.grad_mut(node), false)
+    }
 }
 
 /// What a backward rule sees of one node: its operands' values, its own value, and the
