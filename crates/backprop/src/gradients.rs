@@ -129,14 +129,7 @@ impl<T: Float> Gradients<T> {
             return (self.buffer(i, meta), false);
         }
         let len = descent_tensor::numel(&self.shapes[s]);
-        let spare = &mut self.spare;
-        let best = spare
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.capacity() >= len)
-            .min_by_key(|(_, b)| b.capacity())
-            .map(|(i, _)| i);
-        let mut buf = best.map(|i| spare.swap_remove(i)).unwrap_or_default();
+        let mut buf = take_spare(&mut self.spare, len);
         // Only growth is zeroed (`resize` must fill it); the rest keeps stale values
         // that the caller overwrites.
         buf.truncate(len);
@@ -157,15 +150,7 @@ impl<T: Float> Gradients<T> {
                 let len = descent_tensor::numel(&self.shapes[s]);
                 let spare = &mut self.spare;
                 self.tensor[s].get_or_insert_with(|| {
-                    // The smallest spare buffer that fits, so a steady loop reuses
-                    // each buffer for a gradient of its own size and stops allocating.
-                    let best = spare
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, b)| b.capacity() >= len)
-                        .min_by_key(|(_, b)| b.capacity())
-                        .map(|(i, _)| i);
-                    let mut buf = best.map(|i| spare.swap_remove(i)).unwrap_or_default();
+                    let mut buf = take_spare(spare, len);
                     buf.clear();
                     buf.resize(len, T::zero());
                     buf
@@ -377,4 +362,17 @@ impl<T: Float> std::fmt::Debug for Gradients<T> {
             .field("reached", &reached)
             .finish()
     }
+}
+
+/// The smallest spare buffer of at least `len` elements (empty if none), so that a
+/// steady loop reuses each buffer for a gradient of its own size and stops allocating.
+/// Its contents are whatever it last held.
+fn take_spare<T>(spare: &mut Vec<Vec<T>>, len: usize) -> Vec<T> {
+    let best = spare
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.capacity() >= len)
+        .min_by_key(|(_, b)| b.capacity())
+        .map(|(i, _)| i);
+    best.map(|i| spare.swap_remove(i)).unwrap_or_default()
 }
