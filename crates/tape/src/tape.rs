@@ -48,12 +48,12 @@ pub enum Value<T> {
 
 /// One recorded operation: what it was, what it read, and its value if it is a scalar.
 ///
-/// A node is plain `Copy` data of 32 bytes for `f64`: the op, up to two operand ids
-/// inline, and the value of a scalar node. Ops with more operands (`concat`, `stack`)
-/// keep their operand list on the tape and name it in the op. Where a tensor value
-/// lives and whether a gradient flows to the node are kept in a parallel `u32` per node
-/// (see [`Meta`]), and scopes as runs. `docs/ARCHITECTURE.md` gives the measurements
-/// behind this layout.
+/// A node is plain `Copy` data of 40 bytes for `f64` (32 for `f32`; `tests/layout.rs`
+/// pins both): the op, up to two operand ids inline, the value of a scalar node, and a
+/// `u32` [`Meta`] saying where a tensor value lives and whether a gradient flows to the
+/// node. Ops with more operands (`concat`, `stack`) keep their operand list on the tape
+/// and name it in the op; scopes are kept as runs. `docs/ARCHITECTURE.md` gives the
+/// measurements behind this layout.
 #[derive(Clone, Copy, Debug)]
 pub struct Node<T> {
     pub(crate) op: Op,
