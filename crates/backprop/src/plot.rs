@@ -397,11 +397,21 @@ pub fn draw<DB: DrawingBackend>(
 /// # Errors
 /// [`PlotError::Draw`] when plotters fails.
 pub fn to_svg(report: &FlowReport, options: &PlotOptions) -> Result<String, PlotError> {
+    render_svg((options.width, options.height), |area| {
+        draw(report, area, options)
+    })
+}
+
+/// Draws a `size` picture with `paint` and returns it as an SVG document: the
+/// in-memory counterpart of [`write_png`].
+fn render_svg(
+    size: (u32, u32),
+    paint: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), PlotError>,
+) -> Result<String, PlotError> {
     let mut svg = String::new();
     {
-        let area =
-            SVGBackend::with_string(&mut svg, (options.width, options.height)).into_drawing_area();
-        draw(report, &area, options)?;
+        let area = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        paint(&area)?;
         area.present().map_err(|e| PlotError::Draw(e.to_string()))?;
     }
     Ok(svg)
@@ -696,14 +706,9 @@ fn draw_lines<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
 /// # Errors
 /// [`PlotError::Draw`] when plotters fails.
 pub fn curves_to_svg(curves: &[Curve], options: &CurveOptions) -> Result<String, PlotError> {
-    let mut svg = String::new();
-    {
-        let area =
-            SVGBackend::with_string(&mut svg, (options.width, options.height)).into_drawing_area();
-        draw_curves(curves, &area, options)?;
-        area.present().map_err(|e| PlotError::Draw(e.to_string()))?;
-    }
-    Ok(svg)
+    render_svg((options.width, options.height), |area| {
+        draw_curves(curves, area, options)
+    })
 }
 
 /// Saves the chart of `curves` as an SVG file at `path` (through a temporary file in

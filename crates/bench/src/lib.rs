@@ -21,3 +21,24 @@ pub mod w3;
 pub mod w4;
 pub mod w5;
 pub mod w6;
+
+/// `Σ (i + 1) · bits(a[i])`, wrapping: a checksum of an array's exact bits in which any
+/// changed bit or moved element shows. The workloads' tests compare their inputs with
+/// the same key computed over the peers' arrays (numpy), to the bit.
+///
+/// ```
+/// use descent_bench::peer_key;
+/// assert_eq!(peer_key(&[1.0f32, 0.0]), 1.0f32.to_bits() as u64);
+/// assert_ne!(peer_key(&[0.0f64, 1.0]), peer_key(&[1.0f64, 0.0]));
+/// ```
+pub fn peer_key<T: descent::Float>(a: &[T]) -> u64 {
+    a.iter().enumerate().fold(0u64, |k, (i, &x)| {
+        // `as_f64` is exact, so narrowing back to `f32` gives the same bits.
+        let bits = if T::NAME == "f32" {
+            u64::from((x.as_f64() as f32).to_bits())
+        } else {
+            x.as_f64().to_bits()
+        };
+        k.wrapping_add((i as u64 + 1).wrapping_mul(bits))
+    })
+}

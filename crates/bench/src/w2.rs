@@ -323,12 +323,7 @@ pub fn tensor_accuracy(tape: &Tape<f64>, model: &TensorModel, data: &Data) -> f6
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(a: &[f64]) -> u64 {
-        a.iter().enumerate().fold(0u64, |k, (i, x)| {
-            k.wrapping_add((i as u64 + 1).wrapping_mul(x.to_bits()))
-        })
-    }
+    use crate::peer_key as key;
 
     #[test]
     fn weights_are_the_peers_to_the_bit() {

@@ -185,13 +185,7 @@ pub fn step(model: &mut Model, samples: &[(&[f32], usize)], sgd: &mut Sgd<f32>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `Σ (i + 1) · bits(a[i])` (wrapping): any changed bit or moved element shows.
-    fn key(a: &[f32]) -> u64 {
-        a.iter().enumerate().fold(0u64, |k, (i, x)| {
-            k.wrapping_add((i as u64 + 1).wrapping_mul(x.to_bits() as u64))
-        })
-    }
+    use crate::peer_key as key;
 
     #[test]
     fn inputs_are_the_peers_to_the_bit() {

@@ -167,12 +167,7 @@ pub fn step(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(a: &[f32]) -> u64 {
-        a.iter().enumerate().fold(0u64, |k, (i, x)| {
-            k.wrapping_add((i as u64 + 1).wrapping_mul(x.to_bits() as u64))
-        })
-    }
+    use crate::peer_key as key;
 
     #[test]
     fn inputs_are_the_peers_to_the_bit() {
