@@ -137,6 +137,27 @@ impl<T: Float> Gradients<T> {
         (self.tensor[s].insert(buf), true)
     }
 
+    /// [`Gradients::buffer_for_write`] for two different tensor nodes at once; `None`
+    /// for a scalar node or twice the same one.
+    pub(crate) fn buffers_for_write_pair(
+        &mut self,
+        nodes: [usize; 2],
+        metas: [Meta; 2],
+    ) -> Option<[(&mut [T], bool); 2]> {
+        let slots = [metas[0].slot()? as usize, metas[1].slot()? as usize];
+        if slots[0] == slots[1] {
+            return None;
+        }
+        let fresh = slots.map(|s| self.tensor[s].is_none());
+        for k in 0..2 {
+            if fresh[k] {
+                self.buffer_for_write(nodes[k], metas[k]);
+            }
+        }
+        let [x, y] = self.tensor.get_disjoint_mut(slots).ok()?;
+        Some([(x.as_deref_mut()?, fresh[0]), (y.as_deref_mut()?, fresh[1])])
+    }
+
     /// The buffer a rule adds node `i`'s gradient into, zeroed on first use.
     #[inline]
     pub(crate) fn buffer(&mut self, i: usize, meta: Meta) -> &mut [T] {

@@ -75,6 +75,12 @@ impl<T: Float> GradSink<T> for Sink<'_, T> {
         let i = node.index();
         self.grads.buffer_for_write(i, self.nodes[i].meta())
     }
+    #[inline]
+    fn grads_for_write_pair(&mut self, a: NodeId, b: NodeId) -> Option<[(&mut [T], bool); 2]> {
+        let (i, j) = (a.index(), b.index());
+        self.grads
+            .buffers_for_write_pair([i, j], [self.nodes[i].meta(), self.nodes[j].meta()])
+    }
 }
 
 fn walk<T: Float>(output: Var<'_, T>, seed: View<'_, T>) -> Result<Gradients<T>, Error> {

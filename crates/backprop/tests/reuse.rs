@@ -3,6 +3,8 @@
 //! to reach an operand of `matmul_t`). Whatever the earlier steps left behind, every
 //! gradient must equal a fresh `backward`'s bit for bit, and agree with the same
 //! program written with `matmul` and `transpose` (other rules, which always add).
+//! Products large enough to compute both gradients side by side on two threads must
+//! give the bits that one thread gives.
 
 use descent_backprop::{Backward, Gradients, backward_into};
 use descent_tape::Tape;
@@ -19,18 +21,20 @@ fn tensor(shape: &[usize], seed: usize, scale: f64) -> Tensor<f64> {
     .unwrap()
 }
 
-#[test]
-fn reused_buffers_give_fresh_gradients() {
+/// Runs the programs for `x: [rows, k]`, `w, v: [n, k]`, checking each step's
+/// gradients against a fresh pass and the `matmul` form; returns their bits.
+fn run_programs(rows: usize, k: usize, n: usize) -> Vec<Vec<u64>> {
     let tape = Tape::<f64>::new();
     let mut grads = Gradients::empty();
+    let mut all = Vec::new();
     // Large stale values first, then ordinary ones; programs where an operand is
     // reached once by a product, twice by products, and by a product and an add.
     for (step, scale) in [(0, 1e6), (1, 1.0), (2, -3.0), (3, 1e-3)] {
         for program in 0..3 {
             tape.reset();
-            let x = tape.var(tensor(&[5, 4], step, scale));
-            let w = tape.var(tensor(&[3, 4], step + 1, 1.0));
-            let v = tape.var(tensor(&[3, 4], step + 2, 1.0));
+            let x = tape.var(tensor(&[rows, k], step, scale));
+            let w = tape.var(tensor(&[n, k], step + 1, 1.0));
+            let v = tape.var(tensor(&[n, k], step + 2, 1.0));
             let (y, y_ref) = match program {
                 0 => (x.matmul_t(w), x.matmul(w.transpose(0, 1))),
                 1 => (
@@ -62,7 +66,30 @@ fn reused_buffers_give_fresh_gradients() {
                 for (a, b) in grads.wrt(var).data().iter().zip(other.wrt(var).data()) {
                     assert!((a - b).abs() <= 1e-12 * scale, "{what}: {a} vs {b}");
                 }
+                all.push(bits(grads.wrt(var).data()));
             }
         }
     }
+    all
+}
+
+#[test]
+fn reused_buffers_give_fresh_gradients() {
+    run_programs(5, 4, 3);
+}
+
+#[test]
+fn side_by_side_gradient_products_match_one_thread() {
+    // 64·128·160 multiply-adds per product: above the size at which both gradients of
+    // a product run at the same time, when there are two threads.
+    let on = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| run_programs(64, 128, 160))
+    };
+    let one = on(1);
+    assert_eq!(one.len(), 4 * 3 * 3);
+    assert!(one == on(2), "two threads changed some gradient's bits");
 }

@@ -553,6 +553,23 @@ pub fn gemm<T: Float>(
     beta: T,
     c: &mut [T],
 ) {
+    gemm_on(a, ta, b, tb, m, k, n, beta, c, rayon::current_num_threads());
+}
+
+/// [`gemm`] on at most `threads` of rayon's threads.
+#[allow(clippy::too_many_arguments)]
+fn gemm_on<T: Float>(
+    a: &[T],
+    ta: bool,
+    b: &[T],
+    tb: bool,
+    m: usize,
+    k: usize,
+    n: usize,
+    beta: T,
+    c: &mut [T],
+    threads: usize,
+) {
     // The raw-pointer call below relies on these: checked always, not only in debug.
     assert!(
         a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
@@ -578,13 +595,10 @@ pub fn gemm<T: Float>(
     let (a_rs, a_cs) = if ta { (1, m) } else { (k, 1) };
     let (b_rs, b_cs) = if tb { (1, k) } else { (n, 1) };
     // Small products never ask rayon for its pool (which starts it).
-    let parallelism = if m * n * k < PARALLEL_GEMM_VOLUME {
+    let parallelism = if m * n * k < PARALLEL_GEMM_VOLUME || threads <= 1 {
         gemm::Parallelism::None
     } else {
-        match rayon::current_num_threads() {
-            1 => gemm::Parallelism::None,
-            threads => gemm::Parallelism::Rayon(threads),
-        }
+        gemm::Parallelism::Rayon(threads)
     };
     // SAFETY: `gemm::gemm` reads `m·k` elements of `a` at offsets `i·a_rs + p·a_cs`
     // (i < m, p < k), `k·n` of `b` at `p·b_rs + j·b_cs`, and writes `m·n` of `c` at
@@ -616,6 +630,88 @@ pub fn gemm<T: Float>(
             false,
             parallelism,
         );
+    }
+}
+
+/// One product `c = op(a) op(b) + beta c` for [`gemm_pair`]; the fields are
+/// [`gemm`]'s arguments.
+#[derive(Debug)]
+pub struct Product<'a, T> {
+    /// The left operand, `[m, k]` (or `[k, m]` when `ta`).
+    pub a: &'a [T],
+    /// Whether `a` is stored transposed.
+    pub ta: bool,
+    /// The right operand, `[k, n]` (or `[n, k]` when `tb`).
+    pub b: &'a [T],
+    /// Whether `b` is stored transposed.
+    pub tb: bool,
+    /// Rows of the result.
+    pub m: usize,
+    /// The summed extent.
+    pub k: usize,
+    /// Columns of the result.
+    pub n: usize,
+    /// The factor on the old contents of `c` (zero: overwrite).
+    pub beta: T,
+    /// The result, `[m, n]`.
+    pub c: &'a mut [T],
+}
+
+impl<T: Float> Product<'_, T> {
+    /// Computes the product, as [`gemm`] does.
+    pub fn compute(self) {
+        self.run(rayon::current_num_threads());
+    }
+
+    fn run(self, threads: usize) {
+        let Product {
+            a,
+            ta,
+            b,
+            tb,
+            m,
+            k,
+            n,
+            beta,
+            c,
+        } = self;
+        gemm_on(a, ta, b, tb, m, k, n, beta, c, threads);
+    }
+
+    fn volume(&self) -> usize {
+        self.m.saturating_mul(self.k).saturating_mul(self.n)
+    }
+}
+
+/// Two independent products, such as the two gradients of one matrix product in
+/// backward. When both are large enough to be split and rayon has at least two
+/// threads, they run at the same time, each on half the threads: two whole products
+/// side by side scale better on two cores than one product split in two, because
+/// each needs no synchronisation inside (`docs/GEMM.md`). The results are the same
+/// bits either way, as [`gemm`]'s are on any number of threads.
+///
+/// ```
+/// use descent_tensor::kernels::{gemm_pair, Product};
+/// let (a, b) = ([1.0, 2.0, 3.0, 4.0], [1.0, 0.0, 0.0, 1.0]);
+/// let (mut c, mut d) = ([0.0; 4], [0.0; 4]);
+/// gemm_pair(
+///     Product { a: &a, ta: false, b: &b, tb: false, m: 2, k: 2, n: 2, beta: 0.0, c: &mut c },
+///     Product { a: &a, ta: true, b: &b, tb: false, m: 2, k: 2, n: 2, beta: 0.0, c: &mut d },
+/// );
+/// assert_eq!(c, [1.0, 2.0, 3.0, 4.0]);
+/// assert_eq!(d, [1.0, 3.0, 2.0, 4.0]);
+/// ```
+///
+/// # Panics
+/// As [`gemm`], if a slice is shorter than its matrix.
+pub fn gemm_pair<T: Float>(x: Product<'_, T>, y: Product<'_, T>) {
+    let threads = rayon::current_num_threads();
+    if threads >= 2 && x.volume() >= PARALLEL_GEMM_VOLUME && y.volume() >= PARALLEL_GEMM_VOLUME {
+        let half = threads / 2;
+        rayon::join(|| x.run(half), || y.run(threads - half));
+    } else {
+        x.run(threads);
+        y.run(threads);
     }
 }
 

@@ -4,7 +4,8 @@ use super::{BackwardCtx, GradSink, Op};
 use crate::Var;
 use crate::error::{Error, Result};
 use crate::tape::Output;
-use descent_tensor::{Float, Tensor, broadcast_shapes, kernels, numel};
+use descent_tensor::kernels::{self, Product};
+use descent_tensor::{Float, Tensor, broadcast_shapes, numel};
 
 impl<'t, T: Float> Var<'t, T> {
     /// Matrix product `a @ b` for `a: [..., m, k]` and `b: [..., k, n]`; leading (batch)
@@ -134,15 +135,49 @@ pub(crate) fn backward_t<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, T>, sink
     // The first gradient to reach an operand overwrites its buffer (beta = 0), which
     // then needs no zeroing: for W3's weights that is most of backward's memory
     // traffic outside the products.
+    // `ga = g @ b` ([rows, n] @ [n, k]) and `gb = gᵀ @ a` ([n, rows] @ [rows, k]).
+    let (g, a, b) = (cx.g.data(), a.data(), b.data());
+    if cx.needs(0) && cx.needs(1) {
+        // Both gradients at once when the sink can hand out both buffers.
+        if let Some([(ga, fa), (gb, fb)]) = sink.grads_for_write_pair(cx.parent(0), cx.parent(1)) {
+            kernels::gemm_pair(
+                product(g, false, b, [rows, n, k], ga, fa),
+                product(g, true, a, [n, rows, k], gb, fb),
+            );
+            return;
+        }
+    }
     if cx.needs(0) {
         let (ga, fresh) = sink.grad_for_write(cx.parent(0));
-        let beta = if fresh { T::zero() } else { T::one() };
-        kernels::gemm(cx.g.data(), false, b.data(), false, rows, n, k, beta, ga);
+        product(g, false, b, [rows, n, k], ga, fresh).compute();
     }
     if cx.needs(1) {
         let (gb, fresh) = sink.grad_for_write(cx.parent(1));
-        let beta = if fresh { T::zero() } else { T::one() };
-        kernels::gemm(cx.g.data(), true, a.data(), false, n, rows, k, beta, gb);
+        product(g, true, a, [n, rows, k], gb, fresh).compute();
+    }
+}
+
+/// `c = op(a) @ b`, overwriting `c` when `fresh` (nothing has reached it yet), else
+/// adding into it.
+fn product<'a, T: Float>(
+    a: &'a [T],
+    ta: bool,
+    b: &'a [T],
+    [m, k, n]: [usize; 3],
+    c: &'a mut [T],
+    fresh: bool,
+) -> Product<'a, T> {
+    let beta = if fresh { T::zero() } else { T::one() };
+    Product {
+        a,
+        ta,
+        b,
+        tb: false,
+        m,
+        k,
+        n,
+        beta,
+        c,
     }
 }
 

@@ -228,6 +228,15 @@ pub trait GradSink<T: Float> {
     fn grad_for_write(&mut self, node: NodeId) -> (&mut [T], bool) {
         (self.grad_mut(node), false)
     }
+
+    /// The buffers of two tensor nodes at once, each as [`GradSink::grad_for_write`]
+    /// gives it, so that a rule can fill both at the same time. `None` when the sink
+    /// cannot (the default), when `a == b`, or when either is a scalar node: the rule
+    /// then fills them one after the other.
+    fn grads_for_write_pair(&mut self, a: NodeId, b: NodeId) -> Option<[(&mut [T], bool); 2]> {
+        let _ = (a, b);
+        None
+    }
 }
 
 /// What a backward rule sees of one node: its operands' values, its own value, and the
