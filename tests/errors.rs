@@ -497,16 +497,13 @@ fn handle_used_after_reset() {
     let m = same_error(
         x.try_exp(),
         || x.exp(),
-        &[
-            "exp",
-            "before the tape was reset",
-            "record it again after reset()",
-        ],
+        &["exp", "before the tape was reset", "record it again"],
     );
     assert_eq!(
         m,
-        "exp: node 0 was recorded before the tape was reset \
-         (handle generation 0, tape generation 1); record it again after reset()"
+        "exp: node 0 was recorded before the tape was reset or rewound \
+         (handle generation 0, tape generation 1); record it again \
+         (a kept parameter: take a new handle with param())"
     );
     // A scalar node (the fast path) is checked too, and so are binary ops, where the
     // stale operand may be either one.
@@ -544,8 +541,9 @@ fn handle_used_after_reset() {
     );
     assert_eq!(
         x.validate("check").unwrap_err().to_string(),
-        "check: node 0 was recorded before the tape was reset \
-         (handle generation 0, tape generation 1); record it again after reset()"
+        "check: node 0 was recorded before the tape was reset or rewound \
+         (handle generation 0, tape generation 1); record it again \
+         (a kept parameter: take a new handle with param())"
     );
 }
 

@@ -3,13 +3,14 @@
 //! number of threads; optional per-sample clipping and Gaussian noise (one DP-SGD step).
 
 use crate::{Error, Gradients, ParamGrads, backward_into};
-use descent_tape::{ParamId, ParamStore, Tape, Var};
+use descent_tape::{Checkpoint, ParamId, ParamStore, Tape, Var};
 use descent_tensor::{Float, Tensor};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 use std::any::Any;
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What to do with a sample whose loss or gradient is not finite.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -139,20 +140,40 @@ struct ChunkOut<T: Float> {
     skipped: Vec<usize>,
 }
 
+/// A worker's tape and gradient store, reused across samples and calls: once warm, a
+/// sample allocates no tape.
+struct Workspace<T: Float> {
+    tape: Tape<T>,
+    grads: Gradients<T>,
+    /// The call whose parameters are bound at the start of the tape, and the
+    /// checkpoint after them: a worker copies the parameters once per call, not once
+    /// per sample.
+    prefix: Option<(u64, Checkpoint)>,
+}
+
 thread_local! {
-    /// One tape and one gradient store per worker thread and element type, reused
-    /// across samples and calls: once warm, a sample allocates no tape.
+    /// One workspace per worker thread and element type.
     static WORKSPACES: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
 }
 
-fn with_workspace<T: Float, R>(f: impl FnOnce(&Tape<T>, &mut Gradients<T>) -> R) -> R {
-    let mut taken: Option<Box<(Tape<T>, Gradients<T>)>> = WORKSPACES.with(|w| {
+/// Numbers the calls of [`per_sample_grads`], so that a workspace knows whether the
+/// parameters on its tape are this call's.
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+fn with_workspace<T: Float, R>(f: impl FnOnce(&mut Workspace<T>) -> R) -> R {
+    let mut taken: Option<Box<Workspace<T>>> = WORKSPACES.with(|w| {
         let mut w = w.borrow_mut();
-        let i = w.iter().position(|b| b.is::<(Tape<T>, Gradients<T>)>())?;
+        let i = w.iter().position(|b| b.is::<Workspace<T>>())?;
         w.swap_remove(i).downcast().ok()
     });
-    let ws = taken.get_or_insert_with(|| Box::new((Tape::new(), Gradients::empty())));
-    let out = f(&ws.0, &mut ws.1);
+    let ws = taken.get_or_insert_with(|| {
+        Box::new(Workspace {
+            tape: Tape::new(),
+            grads: Gradients::empty(),
+            prefix: None,
+        })
+    });
+    let out = f(ws);
     if let Some(ws) = taken {
         WORKSPACES.with(|w| w.borrow_mut().push(ws));
     }
@@ -222,6 +243,7 @@ where
             reason: format!("the clip norm must be finite and > 0, got {c}"),
         });
     }
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
     let ids: Vec<ParamId> = store.ids().collect();
     let shapes: Vec<Vec<usize>> = store.iter().map(|(_, _, v)| v.shape().to_vec()).collect();
     let zero = || -> ParamGrads<T> {
@@ -233,8 +255,27 @@ where
 
     let run_sample =
         |index: usize, acc: &mut ParamGrads<T>| -> Result<Option<SampleOut<T>>, Error> {
-            with_workspace::<T, _>(|tape, grads| {
-                tape.reset();
+            with_workspace::<T, _>(|ws| {
+                let Workspace {
+                    tape,
+                    grads,
+                    prefix,
+                } = ws;
+                // Every parameter is bound once per call on each worker, before the
+                // checkpoint each sample rewinds to; the closure's `tape.param` then
+                // finds its node. A closure that resets the tape itself makes the
+                // checkpoint stale, and the parameters are bound again.
+                let rewound = match prefix {
+                    Some((c, mark)) if *c == call => tape.rewind(mark).is_ok(),
+                    _ => false,
+                };
+                if !rewound {
+                    tape.reset();
+                    for &id in &ids {
+                        let _ = tape.try_param(store, id).map_err(Error::Tape)?;
+                    }
+                    *prefix = Some((call, tape.checkpoint()));
+                }
                 let l = loss(tape, &samples[index]);
                 l.validate("per_sample_grads").map_err(Error::Tape)?;
                 let shape = l.shape();

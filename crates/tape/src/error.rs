@@ -124,8 +124,8 @@ pub enum Error {
         /// The tape it was used on.
         tape: u64,
     },
-    /// A handle recorded before the tape's last `reset()` was used after it.
-    #[error("{op}: node {} was recorded before the tape was reset (handle generation {handle_generation}, tape generation {tape_generation}); record it again after reset()", .id.index())]
+    /// A handle made before the tape's last `reset()` or `rewind()` was used after it.
+    #[error("{op}: node {} was recorded before the tape was reset or rewound (handle generation {handle_generation}, tape generation {tape_generation}); record it again (a kept parameter: take a new handle with param())", .id.index())]
     StaleHandle {
         /// The op.
         op: &'static str,
@@ -134,6 +134,21 @@ pub enum Error {
         /// The generation the handle was made in.
         handle_generation: u32,
         /// The tape's current generation.
+        tape_generation: u32,
+    },
+    /// `rewind` was given a checkpoint from another tape, or one the tape has since
+    /// been reset or rewound past.
+    #[error(
+        "rewind: the checkpoint is stale (taken on tape #{checkpoint_tape} at generation {checkpoint_generation}; this is tape #{tape} at generation {tape_generation}): take a new one"
+    )]
+    StaleCheckpoint {
+        /// The tape the checkpoint was taken on.
+        checkpoint_tape: u64,
+        /// The generation it was taken (or last rewound to) in.
+        checkpoint_generation: u32,
+        /// The tape it was given to.
+        tape: u64,
+        /// That tape's generation.
         tape_generation: u32,
     },
     /// An argument other than an operand is invalid (an empty list, a zero extent).

@@ -39,6 +39,7 @@ pub use error::{Error, NodeRef, Operand, Result, summarize};
 pub use ops::{BinaryOp, Op, UnaryOp};
 pub use params::{ParamId, ParamKey, ParamStore};
 pub use tape::{
-    GradHook, HookGrad, IntoLeaf, LeafValue, Meta, Node, NodeId, ScopeGuard, Tape, TapeRead, Value,
+    Checkpoint, GradHook, HookGrad, IntoLeaf, LeafValue, Meta, Node, NodeId, ScopeGuard, Tape,
+    TapeRead, Value,
 };
 pub use var::Var;

@@ -208,6 +208,11 @@ pub(crate) struct Inner<T> {
     pub(crate) bindings: Vec<(crate::ParamId, NodeId)>,
     /// The names of bound parameters' nodes.
     pub(crate) param_names: Vec<(NodeId, std::sync::Arc<str>)>,
+    /// Nodes below this index are kept by some checkpoint of this generation.
+    pub(crate) kept: usize,
+    /// The names such nodes had before they were renamed, oldest first, so that a
+    /// rewind can restore them.
+    pub(crate) renamed: Vec<(u32, Option<String>)>,
 }
 
 impl<T: Float> Inner<T> {
@@ -337,6 +342,36 @@ pub struct Tape<T: Float = f64> {
     pub(crate) hooks: RefCell<Vec<(NodeId, GradHook<T>)>>,
 }
 
+/// A mark on a tape made by [`Tape::checkpoint`], to [`Tape::rewind`] to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    tape: u64,
+    generation: u32,
+    nodes: usize,
+    operand_lists: usize,
+    tensors: usize,
+    indices: usize,
+    scopes: usize,
+    current_scope: u32,
+    scope_runs: usize,
+    bindings: usize,
+    param_names: usize,
+    renamed: usize,
+    hooks: usize,
+}
+
+impl Checkpoint {
+    /// Number of nodes the checkpoint keeps.
+    pub fn len(&self) -> usize {
+        self.nodes
+    }
+
+    /// True when the checkpoint keeps no node.
+    pub fn is_empty(&self) -> bool {
+        self.nodes == 0
+    }
+}
+
 /// A closure that sees, and may change, a node's gradient during backward.
 pub type GradHook<T> = Box<dyn FnMut(HookGrad<'_, T>)>;
 
@@ -431,6 +466,8 @@ impl<T: Float> Tape<T> {
                 scope_runs: Vec::new(),
                 bindings: Vec::new(),
                 param_names: Vec::new(),
+                kept: 0,
+                renamed: Vec::new(),
             }),
         }
     }
@@ -491,6 +528,10 @@ impl<T: Float> Tape<T> {
         if !inner.names.is_empty() {
             inner.names.clear();
         }
+        inner.kept = 0;
+        if !inner.renamed.is_empty() {
+            inner.renamed.clear();
+        }
         if inner.scopes.len() > 1 {
             inner.scopes.truncate(1);
         }
@@ -500,6 +541,129 @@ impl<T: Float> Tape<T> {
             hooks.clear();
         }
         self.generation.set(self.generation.get().wrapping_add(1));
+    }
+
+    /// Marks the tape's current end, for [`Tape::rewind`]: record a shared beginning
+    /// once (say, the parameters), take a checkpoint, then record and rewind many
+    /// endings without copying the beginning again.
+    ///
+    /// ```
+    /// use descent_tape::{ParamStore, Tape};
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let w = store.insert("w", Tensor::from([2.0, 3.0]));
+    /// let tape = Tape::<f64>::new();
+    /// let _ = tape.param(&store, w);
+    /// let mut start = tape.checkpoint();
+    /// for x in [1.0, 2.0] {
+    ///     tape.rewind(&mut start).unwrap();
+    ///     // The parameter's node is kept; `param` hands out a handle to it.
+    ///     let loss = (tape.param(&store, w) * x).sum();
+    ///     assert_eq!(loss.item(), 5.0 * x);
+    ///     assert_eq!(tape.len(), 4); // w, the constant, the product, the sum
+    /// }
+    /// ```
+    pub fn checkpoint(&self) -> Checkpoint {
+        let mut inner = self.inner.borrow_mut();
+        inner.kept = inner.kept.max(inner.nodes.len());
+        Checkpoint {
+            tape: self.uid,
+            generation: self.generation.get(),
+            nodes: inner.nodes.len(),
+            operand_lists: inner.operand_lists.len(),
+            tensors: inner.tensors.len(),
+            indices: inner.indices.len(),
+            scopes: inner.scopes.len(),
+            current_scope: inner.current_scope,
+            scope_runs: inner.scope_runs.len(),
+            bindings: inner.bindings.len(),
+            param_names: inner.param_names.len(),
+            renamed: inner.renamed.len(),
+            hooks: self.hooks.borrow().len(),
+        }
+    }
+
+    /// Forgets every node recorded after `checkpoint`, keeping the memory, as
+    /// [`Tape::reset`] does for the whole tape: the tape is as it was when the
+    /// checkpoint was taken, down to names, scopes and hooks (a hook or name given
+    /// since to a node it keeps is undone too). Parameters bound before it stay bound:
+    /// [`Tape::param`] returns their nodes. Every handle made before the rewind becomes stale, as after a
+    /// reset; `checkpoint` is renewed so that it can be rewound to again.
+    ///
+    /// # Errors
+    /// [`Error::StaleCheckpoint`] when the checkpoint is from another tape, or the tape
+    /// was reset or rewound to another checkpoint since it was taken or last rewound to
+    /// (the nodes it marks may be gone). The tape is left unchanged.
+    ///
+    /// ```
+    /// use descent_tape::Tape;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(3.0);
+    /// let mut mark = tape.checkpoint();
+    /// let _ = x * x;
+    /// tape.rewind(&mut mark).unwrap();
+    /// assert_eq!(tape.len(), 1);
+    /// tape.reset();
+    /// assert!(tape.rewind(&mut mark).unwrap_err().to_string().contains("stale"));
+    /// ```
+    pub fn rewind(&self, checkpoint: &mut Checkpoint) -> Result<()> {
+        if checkpoint.tape != self.uid || checkpoint.generation != self.generation.get() {
+            return Err(Error::StaleCheckpoint {
+                checkpoint_tape: checkpoint.tape,
+                checkpoint_generation: checkpoint.generation,
+                tape: self.uid,
+                tape_generation: self.generation.get(),
+            });
+        }
+        let c = *checkpoint;
+        let mut inner = self.inner.borrow_mut();
+        let inner = &mut *inner;
+        inner.nodes.truncate(c.nodes);
+        inner.operand_lists.truncate(c.operand_lists);
+        inner.tensor_nodes.truncate(c.tensors);
+        for t in inner.tensors.drain(c.tensors..) {
+            inner.pool.give(t.into_data());
+        }
+        inner.indices.truncate(c.indices);
+        if inner
+            .names
+            .last_key_value()
+            .is_some_and(|(&k, _)| k as usize >= c.nodes)
+        {
+            inner.names.split_off(&(c.nodes as u32));
+        }
+        // Kept nodes renamed since the checkpoint get their names back, latest first.
+        for (node, old) in inner.renamed.drain(c.renamed..).rev() {
+            if (node as usize) < c.nodes {
+                match old {
+                    Some(name) => inner.names.insert(node, name),
+                    None => inner.names.remove(&node),
+                };
+            }
+        }
+        inner.kept = c.nodes;
+        inner.scopes.truncate(c.scopes);
+        inner.current_scope = c.current_scope;
+        inner.scope_runs.truncate(c.scope_runs);
+        inner.bindings.truncate(c.bindings);
+        inner.param_names.truncate(c.param_names);
+        // Hooks are registered in order: those since the checkpoint go, and a kept node
+        // left with none loses its flag.
+        let mut hooks = self.hooks.borrow_mut();
+        if hooks.len() > c.hooks {
+            for (node, _) in hooks.drain(c.hooks..) {
+                if node.index() < c.nodes {
+                    inner.nodes[node.index()].meta.0 &= !Meta::HOOK;
+                }
+            }
+            for (node, _) in hooks.iter() {
+                inner.nodes[node.index()].meta.0 |= Meta::HOOK;
+            }
+        }
+        let generation = self.generation.get().wrapping_add(1);
+        self.generation.set(generation);
+        checkpoint.generation = generation;
+        Ok(())
     }
 
     /// Turns anomaly detection on or off. While on, every op checks its result and
@@ -731,7 +895,12 @@ impl<T: Float> Tape<T> {
 
     /// Gives a node a name; names appear in errors, renders and gradient lookups.
     pub(crate) fn set_name(&self, id: NodeId, name: &str) {
-        self.inner.borrow_mut().names.insert(id.0, name.to_owned());
+        let mut inner = self.inner.borrow_mut();
+        let old = inner.names.insert(id.0, name.to_owned());
+        // A node a checkpoint keeps gets its old name back when the tape is rewound.
+        if id.index() < inner.kept {
+            inner.renamed.push((id.0, old));
+        }
     }
 
     /// Opens a scope: ops recorded until the guard drops belong to `name`, nested
