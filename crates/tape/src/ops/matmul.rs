@@ -132,62 +132,116 @@ pub(crate) fn backward_t<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, T>, sink
     let (a, b) = (cx.input(0), cx.input(1));
     let (n, k) = (b.shape()[0], b.shape()[1]);
     let rows = numel(&a.shape()[..a.ndim() - 1]);
-    // The first gradient to reach an operand overwrites its buffer (beta = 0), which
-    // then needs no zeroing: for W3's weights that is most of backward's memory
-    // traffic outside the products.
-    // `ga = g @ b` ([rows, n] @ [n, k]) and `gb = gᵀ @ a` ([n, rows] @ [rows, k]).
     let (g, a, b) = (cx.g.data(), a.data(), b.data());
-    if cx.needs(0) && cx.needs(1) {
-        // Both gradients at once when the sink can hand out both buffers.
-        if let Some([(ga, fa), (gb, fb)]) = sink.grads_for_write_pair(cx.parent(0), cx.parent(1)) {
-            kernels::gemm_pair(
-                product(g, false, b, [rows, n, k], ga, fa),
-                product(g, true, a, [n, rows, k], gb, fb),
-            );
-            return;
-        }
-    }
-    if cx.needs(0) {
-        let (ga, fresh) = sink.grad_for_write(cx.parent(0));
-        product(g, false, b, [rows, n, k], ga, fresh).compute();
-    }
-    if cx.needs(1) {
-        let (gb, fresh) = sink.grad_for_write(cx.parent(1));
-        product(g, true, a, [n, rows, k], gb, fresh).compute();
-    }
-}
-
-/// `c = op(a) @ b`, overwriting `c` when `fresh` (nothing has reached it yet), else
-/// adding into it.
-fn product<'a, T: Float>(
-    a: &'a [T],
-    ta: bool,
-    b: &'a [T],
-    [m, k, n]: [usize; 3],
-    c: &'a mut [T],
-    fresh: bool,
-) -> Product<'a, T> {
-    let beta = if fresh { T::zero() } else { T::one() };
-    Product {
-        a,
-        ta,
-        b,
-        tb: false,
-        m,
-        k,
-        n,
-        beta,
-        c,
-    }
+    // `ga = g @ b` ([rows, n] @ [n, k]) and `gb = gᵀ @ a` ([n, rows] @ [rows, k]).
+    grads_by_products(
+        cx,
+        sink,
+        GradProduct {
+            a: g,
+            ta: false,
+            b,
+            tb: false,
+            mkn: [rows, n, k],
+        },
+        GradProduct {
+            a: g,
+            ta: true,
+            b: a,
+            tb: false,
+            mkn: [n, rows, k],
+        },
+    );
 }
 
 /// Backward of matmul: `ga += g @ bᵀ`, `gb += aᵀ @ g`.
 pub(crate) fn backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, T>, sink: &mut S) {
     let (a, b) = (cx.input(0), cx.input(1));
+    if b.ndim() == 2 {
+        // `[batch..., m, k] @ [k, n]`: each gradient is one product over all the rows.
+        let (k, n) = (b.shape()[0], b.shape()[1]);
+        let rows = numel(&a.shape()[..a.ndim() - 1]);
+        let (g, a, b) = (cx.g.data(), a.data(), b.data());
+        // `ga = g @ bᵀ` ([rows, n] @ [n, k]) and `gb = aᵀ @ g` ([k, rows] @ [rows, n]).
+        grads_by_products(
+            cx,
+            sink,
+            GradProduct {
+                a: g,
+                ta: false,
+                b,
+                tb: true,
+                mkn: [rows, n, k],
+            },
+            GradProduct {
+                a,
+                ta: true,
+                b: g,
+                tb: false,
+                mkn: [k, rows, n],
+            },
+        );
+        return;
+    }
     if cx.needs(0) {
         kernels::matmul_backward_lhs_acc(cx.g, b, a.shape(), sink.grad_mut(cx.parent(0)));
     }
     if cx.needs(1) {
         kernels::matmul_backward_rhs_acc(a, cx.g, b.shape(), sink.grad_mut(cx.parent(1)));
+    }
+}
+
+/// One operand's gradient as a single product `op(a) @ op(b)`, `[m, k] @ [k, n]`.
+struct GradProduct<'a, T> {
+    a: &'a [T],
+    ta: bool,
+    b: &'a [T],
+    tb: bool,
+    mkn: [usize; 3],
+}
+
+impl<'a, T: Float> GradProduct<'a, T> {
+    /// Into `c`: overwriting it when `fresh` (nothing has reached the operand yet, so
+    /// the buffer needs no zeroing), else adding into it.
+    fn into_product(self, c: &'a mut [T], fresh: bool) -> Product<'a, T> {
+        let [m, k, n] = self.mkn;
+        let beta = if fresh { T::zero() } else { T::one() };
+        let (a, ta, b, tb) = (self.a, self.ta, self.b, self.tb);
+        Product {
+            a,
+            ta,
+            b,
+            tb,
+            m,
+            k,
+            n,
+            beta,
+            c,
+        }
+    }
+}
+
+/// Each wanted operand gradient of a two-operand product, both at once when the sink
+/// can hand out both buffers (large ones then run side by side on two threads).
+fn grads_by_products<'a, T: Float, S: GradSink<T>>(
+    cx: &BackwardCtx<'_, T>,
+    sink: &mut S,
+    lhs: GradProduct<'a, T>,
+    rhs: GradProduct<'a, T>,
+) {
+    if cx.needs(0)
+        && cx.needs(1)
+        && let Some([(ga, fa), (gb, fb)]) = sink.grads_for_write_pair(cx.parent(0), cx.parent(1))
+    {
+        kernels::gemm_pair(lhs.into_product(ga, fa), rhs.into_product(gb, fb));
+        return;
+    }
+    if cx.needs(0) {
+        let (ga, fresh) = sink.grad_for_write(cx.parent(0));
+        lhs.into_product(ga, fresh).compute();
+    }
+    if cx.needs(1) {
+        let (gb, fresh) = sink.grad_for_write(cx.parent(1));
+        rhs.into_product(gb, fresh).compute();
     }
 }
