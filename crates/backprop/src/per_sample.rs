@@ -288,34 +288,19 @@ where
                 let value = l.item().as_f64();
                 backward_into(l, grads)?;
                 // The sample's gradient by parameter (zeros for those it did not bind).
-                // Eight independent partial sums (a fixed order, so still the same bits
-                // everywhere) instead of one serial chain of dependent additions.
                 let mut lanes = [0.0f64; 8];
                 for &id in &ids {
                     if let Some(g) = grads.param(id) {
-                        let mut chunks = g.data().chunks_exact(8);
-                        for c in &mut chunks {
-                            for k in 0..8 {
-                                let x = c[k].as_f64();
-                                lanes[k] += x * x;
-                            }
-                        }
-                        for (k, &x) in chunks.remainder().iter().enumerate() {
-                            lanes[k] += x.as_f64() * x.as_f64();
-                        }
+                        add_squares(g.data(), &mut lanes);
                     }
                 }
                 let sq = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
                     + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+                let each = || ids.iter().filter_map(|&id| grads.param(id));
                 // A non-finite element makes the sum non-finite; only then (or on an
                 // overflow of finite squares) is every element looked at.
                 let finite = value.is_finite()
-                    && (sq.is_finite()
-                        || ids.iter().all(|&id| {
-                            grads
-                                .param(id)
-                                .is_none_or(|g| g.data().iter().all(|x| x.is_finite()))
-                        }));
+                    && (sq.is_finite() || each().all(|g| g.data().iter().all(|x| x.is_finite())));
                 if !finite {
                     return match options.on_non_finite {
                         NonFinitePolicy::Stop => Err(Error::NonFiniteSample {
@@ -325,7 +310,13 @@ where
                         NonFinitePolicy::Skip => Ok(None),
                     };
                 }
-                let norm = sq.sqrt();
+                // Squares that overflowed, or a sum so small that squares may have
+                // fallen below the smallest normal number: the norm again, scaled.
+                let norm = if sq.is_finite() && sq >= SMALLEST_FAST_SQUARE_SUM {
+                    sq.sqrt()
+                } else {
+                    scaled_norm(each().map(|g| g.data()))
+                };
                 let factor = match options.clip_norm {
                     Some(c) if norm > c => T::from_f64(c / norm),
                     _ => T::one(),
@@ -395,23 +386,115 @@ where
         per_sample: options.keep_per_sample.then(Vec::new),
         skipped: Vec::new(),
     };
-    let mut first = 0;
-    while first < chunks {
-        let last = (first + wave).min(chunks);
-        let results: Vec<Result<ChunkOut<T>, Error>> =
-            (first..last).into_par_iter().map(run_chunk).collect();
-        for r in results {
-            let c = r?;
-            total.sum.add_assign(&c.sum);
-            total.count += c.count;
-            total.losses.extend(c.losses);
-            total.norms.extend(c.norms);
-            total.skipped.extend(c.skipped);
-            if let Some(all) = total.per_sample.as_mut() {
-                all.extend(c.kept);
+    // The waves run from one of the pool's threads: called from outside the pool,
+    // the caller hands over once, not once per wave (each handover puts a thread to
+    // sleep and wakes another).
+    rayon::scope(|_| {
+        let mut first = 0;
+        while first < chunks {
+            let last = (first + wave).min(chunks);
+            let results: Vec<Result<ChunkOut<T>, Error>> =
+                (first..last).into_par_iter().map(run_chunk).collect();
+            let wave_out = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+            let sums: Vec<&ParamGrads<T>> = wave_out.iter().map(|c| &c.sum).collect();
+            add_in_chunk_order(&mut total.sum, &sums);
+            for c in wave_out {
+                total.count += c.count;
+                total.losses.extend(c.losses);
+                total.norms.extend(c.norms);
+                total.skipped.extend(c.skipped);
+                if let Some(all) = total.per_sample.as_mut() {
+                    all.extend(c.kept);
+                }
+            }
+            first = last;
+        }
+        Ok(total)
+    })
+}
+
+/// Elements a thread adds at a time when a wave's chunk sums are added into the total.
+const REDUCE_BLOCK: usize = 2048;
+
+/// Adds `parts` into `total`, one part after another for every element, as
+/// `add_assign` would one part at a time, so the bits are the same; but split by
+/// element across the pool, so that the reduction between waves is not serial.
+fn add_in_chunk_order<T: Float>(total: &mut ParamGrads<T>, parts: &[&ParamGrads<T>]) {
+    for (id, dst) in total.iter_mut() {
+        let srcs: Vec<&[T]> = parts
+            .iter()
+            .map(|p| {
+                p.get(id)
+                    .expect("every chunk sum has every parameter")
+                    .data()
+            })
+            .collect();
+        let add_block = |(b, d): (usize, &mut [T])| {
+            let (start, len) = (b * REDUCE_BLOCK, d.len());
+            for s in &srcs {
+                for (x, &y) in d.iter_mut().zip(&s[start..start + len]) {
+                    *x += y;
+                }
+            }
+        };
+        let data = dst.data_mut();
+        if data.len() >= 2 * REDUCE_BLOCK {
+            data.par_chunks_mut(REDUCE_BLOCK)
+                .enumerate()
+                .for_each(add_block);
+        } else {
+            data.chunks_mut(REDUCE_BLOCK)
+                .enumerate()
+                .for_each(add_block);
+        }
+    }
+}
+
+/// Below this sum of squares a gradient's norm is computed again by [`scaled_norm`]:
+/// the squares summed by [`add_squares`] in `f32` lose at most 2^-149 each to
+/// underflow, under 10^-36 for a billion elements, far below this sum's rounding.
+const SMALLEST_FAST_SQUARE_SUM: f64 = 1e-20;
+
+/// Adds the squares of `g` into eight `f64` lanes. Runs of eight squares per lane are
+/// summed in `T` first, then added in `f64`: converting every element to `f64`
+/// cost more than the rest of the norm. For `f32` the result's relative error stays
+/// below 10^-6 while the sum is finite and at least [`SMALLEST_FAST_SQUARE_SUM`];
+/// outside that, the caller computes the norm with [`scaled_norm`].
+fn add_squares<T: Float>(g: &[T], lanes: &mut [f64; 8]) {
+    let mut runs = g.chunks_exact(64);
+    for run in &mut runs {
+        let mut part = [T::zero(); 8];
+        for c in run.chunks_exact(8) {
+            for k in 0..8 {
+                part[k] += c[k] * c[k];
             }
         }
-        first = last;
+        for k in 0..8 {
+            lanes[k] += part[k].as_f64();
+        }
     }
-    Ok(total)
+    for (k, &x) in runs.remainder().iter().enumerate() {
+        let x = x.as_f64();
+        lanes[k % 8] += x * x;
+    }
+}
+
+/// The L2 norm of every element of `grads`, divided by the largest magnitude before
+/// squaring, so that no square overflows or underflows (for finite elements).
+fn scaled_norm<'g, T: Float>(grads: impl Iterator<Item = &'g [T]> + Clone) -> f64 {
+    let largest = grads
+        .clone()
+        .flat_map(|g| g.iter())
+        .fold(0.0f64, |m, x| m.max(x.as_f64().abs()));
+    if largest == 0.0 {
+        return 0.0;
+    }
+    let sum: f64 = grads
+        .flat_map(|g| g.iter())
+        .map(|x| {
+            let r = x.as_f64() / largest;
+            r * r
+        })
+        .sum();
+    largest * sum.sqrt()
 }

@@ -816,3 +816,74 @@ fn ten_thousand_samples_in_bounded_memory() {
     assert_eq!(out.losses, want.losses);
     assert_close("sum of 10,000", &out.sum, &want.sum, &want.abs, 1e-12);
 }
+
+// ------------------------------------------------------------------ extreme norms
+
+/// The exact norm of `g`'s elements, scaled so no square overflows or underflows.
+fn exact_norm(g: &[f64]) -> f64 {
+    let m = g.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    if m == 0.0 {
+        return 0.0;
+    }
+    m * g.iter().map(|x| (x / m) * (x / m)).sum::<f64>().sqrt()
+}
+
+/// Gradients whose squares overflow or underflow the element type, or whose norm is
+/// ordinary but tiny elements sit beside large ones: every sample's norm must be the
+/// exact norm, and clipping must scale by it. The loss `sum(w * x)` has gradient `x`.
+fn extreme_norms<T: Float>(magnitudes: &[f64]) {
+    let _shared = shared();
+    let mut store = ParamStore::<T>::new();
+    let w = store.insert("w", Tensor::<T>::zeros(&[100]));
+    let samples: Vec<Vec<T>> = magnitudes
+        .iter()
+        .map(|&m| {
+            (0..100)
+                .map(|i| T::from_f64(m * (1.0 + (i as f64 * 0.37).sin()) * (-1f64).powi(i)))
+                .collect()
+        })
+        .collect();
+    let opts = PerSampleOptions {
+        clip_norm: Some(1.0),
+        keep_per_sample: true,
+        ..PerSampleOptions::default()
+    };
+    let out = per_sample_grads(&store, &samples, opts, |tape, x| {
+        (tape.param(&store, w) * tape.constant(View::new(&[100], x))).sum()
+    })
+    .unwrap();
+    let kept = out.per_sample.as_ref().unwrap();
+    for (k, x) in samples.iter().enumerate() {
+        let xs: Vec<f64> = x.iter().map(|v| v.as_f64()).collect();
+        let want = exact_norm(&xs);
+        let got = out.norms[k];
+        assert!(
+            (got - want).abs() <= 1e-6 * want,
+            "{}: sample {k} (magnitude {:e}): norm {got:e}, exact {want:e}",
+            T::NAME,
+            magnitudes[k]
+        );
+        // Clipped to norm 1 when larger: each element x / norm.
+        let factor = if want > 1.0 { 1.0 / want } else { 1.0 };
+        for (g, v) in kept[k].get(w).unwrap().data().iter().zip(&xs) {
+            let e = v * factor;
+            assert!(
+                (g.as_f64() - e).abs() <= 1e-6 * e.abs().max(f64::MIN_POSITIVE),
+                "{}: sample {k}: {} vs {e:e}",
+                T::NAME,
+                g.as_f64()
+            );
+        }
+    }
+}
+
+#[test]
+fn norms_of_gradients_whose_squares_overflow_or_underflow_f32() {
+    // f32 squares overflow above about 1.8e19 and leave the normal range below 1e-19.
+    extreme_norms::<f32>(&[1.0, 3e19, 1e30, 1e-20, 1e-30, 1e-40, 0.5e-3, 0.0]);
+}
+
+#[test]
+fn norms_of_gradients_whose_squares_overflow_or_underflow_f64() {
+    extreme_norms::<f64>(&[1.0, 1e160, 1e300, 1e-160, 1e-300, 0.5e-3, 0.0]);
+}
