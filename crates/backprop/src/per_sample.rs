@@ -187,7 +187,11 @@ fn with_workspace<T: Float, R>(f: impl FnOnce(&mut Workspace<T>) -> R) -> R {
 ///
 /// `loss` builds one sample's scalar loss on the tape it is given, binding the
 /// parameters it uses with `tape.param(store, id)`. Parameters it does not bind get
-/// zero gradient from that sample.
+/// zero gradient from that sample. Each worker copies every parameter of `store` onto
+/// its tape once per call, before a [`Tape::checkpoint`], and rewinds to it before
+/// each sample, so `tape.param` hands the closure those nodes without copying again;
+/// the tape starts with them, and handles must not be kept from one sample to the
+/// next (they are stale after the rewind).
 ///
 /// The result is bit-for-bit the same for any number of threads: samples are grouped
 /// in fixed chunks ([`PerSampleOptions::chunk`]), each summed in order, and the chunk
