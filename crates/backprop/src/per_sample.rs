@@ -8,8 +8,10 @@ use descent_tensor::{Float, Tensor};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
+use smallvec::SmallVec;
 use std::any::Any;
 use std::cell::RefCell;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What to do with a sample whose loss or gradient is not finite.
@@ -134,8 +136,9 @@ struct SampleOut<T: Float> {
 struct ChunkOut<T: Float> {
     sum: ParamGrads<T>,
     count: usize,
-    losses: Vec<f64>,
-    norms: Vec<f64>,
+    /// Inline for chunks of up to the default 8 samples: no allocation per chunk.
+    losses: SmallVec<[f64; 8]>,
+    norms: SmallVec<[f64; 8]>,
     kept: Vec<ParamGrads<T>>,
     skipped: Vec<usize>,
 }
@@ -347,14 +350,27 @@ where
             })
         };
 
+    // Chunk sums handed back after each wave's reduction, for the next wave's chunks:
+    // a call allocates one wave's worth, whatever the batch size.
+    let spare_sums: Mutex<Vec<ParamGrads<T>>> = Mutex::new(Vec::new());
     let run_chunk = |c: usize| -> Result<ChunkOut<T>, Error> {
         let start = c * options.chunk;
         let end = (start + options.chunk).min(samples.len());
+        // A sum the previous wave has given back, zeroed, or a new one.
+        let spare = spare_sums.lock().ok().and_then(|mut v| v.pop());
+        let sum = match spare {
+            Some(mut sum) => {
+                sum.iter_mut()
+                    .for_each(|(_, g)| g.data_mut().fill(T::zero()));
+                sum
+            }
+            None => zero(),
+        };
         let mut out = ChunkOut {
-            sum: zero(),
+            sum,
             count: 0,
-            losses: Vec::with_capacity(end - start),
-            norms: Vec::with_capacity(end - start),
+            losses: SmallVec::new(),
+            norms: SmallVec::new(),
             kept: Vec::new(),
             skipped: Vec::new(),
         };
@@ -394,15 +410,18 @@ where
     // the caller hands over once, not once per wave (each handover puts a thread to
     // sleep and wakes another).
     rayon::scope(|_| {
+        let mut results = Vec::with_capacity(wave);
+        let mut wave_sums: Vec<ParamGrads<T>> = Vec::with_capacity(wave);
         let mut first = 0;
         while first < chunks {
             let last = (first + wave).min(chunks);
-            let results: Vec<Result<ChunkOut<T>, Error>> =
-                (first..last).into_par_iter().map(run_chunk).collect();
-            let wave_out = results.into_iter().collect::<Result<Vec<_>, _>>()?;
-            let sums: Vec<&ParamGrads<T>> = wave_out.iter().map(|c| &c.sum).collect();
-            add_in_chunk_order(&mut total.sum, &sums);
-            for c in wave_out {
+            (first..last)
+                .into_par_iter()
+                .map(run_chunk)
+                .collect_into_vec(&mut results);
+            // The first error in chunk order wins, whatever the scheduling.
+            for r in results.drain(..) {
+                let c = r?;
                 total.count += c.count;
                 total.losses.extend(c.losses);
                 total.norms.extend(c.norms);
@@ -410,7 +429,13 @@ where
                 if let Some(all) = total.per_sample.as_mut() {
                     all.extend(c.kept);
                 }
+                wave_sums.push(c.sum);
             }
+            add_in_chunk_order(&mut total.sum, &wave_sums);
+            if let Ok(mut spare) = spare_sums.lock() {
+                spare.append(&mut wave_sums);
+            }
+            wave_sums.clear();
             first = last;
         }
         Ok(total)
@@ -423,9 +448,9 @@ const REDUCE_BLOCK: usize = 2048;
 /// Adds `parts` into `total`, one part after another for every element, as
 /// `add_assign` would one part at a time, so the bits are the same; but split by
 /// element across the pool, so that the reduction between waves is not serial.
-fn add_in_chunk_order<T: Float>(total: &mut ParamGrads<T>, parts: &[&ParamGrads<T>]) {
+fn add_in_chunk_order<T: Float>(total: &mut ParamGrads<T>, parts: &[ParamGrads<T>]) {
     for (id, dst) in total.iter_mut() {
-        let srcs: Vec<&[T]> = parts
+        let srcs: SmallVec<[&[T]; 16]> = parts
             .iter()
             .map(|p| {
                 p.get(id)

@@ -102,3 +102,25 @@ pub fn counts() -> Counts {
         bytes: BYTES.with(Cell::get),
     }
 }
+
+impl std::ops::Add for Counts {
+    type Output = Counts;
+    fn add(self, o: Counts) -> Counts {
+        Counts {
+            allocs: self.allocs + o.allocs,
+            reallocs: self.reallocs + o.reallocs,
+            deallocs: self.deallocs + o.deallocs,
+            bytes: self.bytes + o.bytes,
+        }
+    }
+}
+
+/// The calling thread's counters plus those of every thread of rayon's current pool,
+/// for work that runs on the pool (W4's per-sample passes). Reading them runs one job
+/// on each pool thread, whose own allocations, if any, are counted too.
+pub fn counts_with_pool() -> Counts {
+    let pool = rayon::broadcast(|_| counts())
+        .into_iter()
+        .fold(Counts::default(), |a, b| a + b);
+    counts() + pool
+}

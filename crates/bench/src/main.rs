@@ -383,6 +383,25 @@ fn w4_bench(args: &Args) -> bool {
                 .collect(),
         );
     }
+    // Heap calls per batch once warm, counted on the calling thread and on every
+    // thread of the pool (the per-sample passes run there).
+    let allocs = {
+        const COUNTED: u64 = 10;
+        let mut model = w4::Model::new(&data);
+        let mut sgd = Sgd::new(w4::LR);
+        for _ in 0..w4::WARMUP {
+            w4::step(&mut model, &samples, &mut sgd);
+        }
+        let c0 = alloc_count::counts_with_pool();
+        for _ in 0..COUNTED {
+            w4::step(&mut model, &samples, &mut sgd);
+        }
+        let c = alloc_count::counts_with_pool() - c0;
+        (
+            c.calls() as f64 / COUNTED as f64,
+            c.bytes as f64 / COUNTED as f64,
+        )
+    };
     let (avg, norms, losses) = first.expect("at least one repetition");
     let flat: Vec<f64> = avg
         .iter()
@@ -437,6 +456,8 @@ fn w4_bench(args: &Args) -> bool {
             "first_loss_mean",
             losses.iter().sum::<f64>() / losses.len() as f64,
         )
+        .num("allocs_per_batch", allocs.0)
+        .num("alloc_bytes_per_batch", allocs.1)
         .opt_num("peer_first_avg_grad_l2", peer.map(|p| p.0))
         .opt_num("first_avg_grad_l2_rel_err", l2_err)
         .opt_num("first_avg_grad_sum_rel_err", sum_err)

@@ -196,6 +196,8 @@ pub(crate) struct Inner<T> {
     /// The node owning each tensor slot (ascending: slots are handed out in order).
     pub(crate) tensor_nodes: Vec<NodeId>,
     pub(crate) indices: Vec<Indices>,
+    /// Buffers of indices forgotten by a reset or rewind, for the next ones.
+    pub(crate) spare_indices: Vec<Vec<usize>>,
     pub(crate) pool: Pool<T>,
     pub(crate) names: BTreeMap<u32, String>,
     /// Scope paths; index 0 is the top level (`""`).
@@ -456,6 +458,7 @@ impl<T: Float> Tape<T> {
                 tensors: Vec::new(),
                 tensor_nodes: Vec::new(),
                 indices: Vec::new(),
+                spare_indices: Vec::new(),
                 pool: Pool {
                     free: Vec::new(),
                     op: "",
@@ -523,7 +526,8 @@ impl<T: Float> Tape<T> {
             }
         }
         if !inner.indices.is_empty() {
-            inner.indices.clear();
+            let spare = &mut inner.spare_indices;
+            spare.extend(inner.indices.drain(..).map(|ix| ix.data));
         }
         if !inner.names.is_empty() {
             inner.names.clear();
@@ -624,7 +628,10 @@ impl<T: Float> Tape<T> {
         for t in inner.tensors.drain(c.tensors..) {
             inner.pool.give(t.into_data());
         }
-        inner.indices.truncate(c.indices);
+        if inner.indices.len() > c.indices {
+            let spare = &mut inner.spare_indices;
+            spare.extend(inner.indices.drain(c.indices..).map(|ix| ix.data));
+        }
         if inner
             .names
             .last_key_value()
@@ -940,11 +947,16 @@ impl<T: Float> Tape<T> {
     }
 
     /// Stores integer data (indices, labels) and returns its slot.
-    pub(crate) fn push_indices(inner: &mut Inner<T>, shape: &[usize], data: Vec<usize>) -> u32 {
+    /// The data is copied into a buffer kept from an earlier recording when there is
+    /// one, so a steady loop (W4's labels, one per sample) allocates none.
+    pub(crate) fn push_indices(inner: &mut Inner<T>, shape: &[usize], data: &[usize]) -> u32 {
         debug_assert_eq!(numel(shape), data.len());
+        let mut buf = inner.spare_indices.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(data);
         inner.indices.push(Indices {
             shape: shape.into(),
-            data,
+            data: buf,
         });
         (inner.indices.len() - 1) as u32
     }

@@ -67,7 +67,7 @@ impl<'t, T: Float> Var<'t, T> {
                     node: inner.node_ref(self.id),
                 });
             }
-            Tape::push_indices(&mut inner, &[n], labels.to_vec())
+            Tape::push_indices(&mut inner, &[n], labels)
         };
         self.tape
             .record(Op::CrossEntropy { labels: slot }, &[self], |inner, _| {
@@ -176,7 +176,8 @@ pub(crate) fn backward<T: Float, S: GradSink<T>>(op: Op, cx: &BackwardCtx<'_, T>
             let c = x.shape()[1];
             let scale = g / T::from_f64(labels.len() as f64);
             let gx = sink.grad_mut(cx.parent(0));
-            let mut probs = vec![T::zero(); c];
+            // On the stack for up to 16 classes (W3's and W4's 10): no allocation a step.
+            let mut probs: smallvec::SmallVec<[T; 16]> = smallvec::smallvec![T::zero(); c];
             for ((row, grow), &l) in x
                 .data()
                 .chunks_exact(c)

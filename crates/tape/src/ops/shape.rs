@@ -256,7 +256,7 @@ impl<'t, T: Float> Var<'t, T> {
         };
         let slot = {
             let mut inner = self.tape.inner.borrow_mut();
-            Tape::push_indices(&mut inner, index_shape, index.to_vec())
+            Tape::push_indices(&mut inner, index_shape, index)
         };
         self.tape.record(
             Op::Gather {
