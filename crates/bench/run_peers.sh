@@ -158,9 +158,19 @@ for path in sorted(glob.glob(os.path.join(raw, "r*_*.jsonl"))):
         if w == "W1" and impl == "descent":
             rows.setdefault((w, t, "descent limit", "closed form", metric), {})[rnd] = d["limit_us_per_step"]["median"]
             rows.setdefault((w, t, "descent", "backward_into (reused grads)", metric), {})[rnd] = d["us_per_step_reused_grads"]["median"]
+        if w in ("W3", "W4") and impl == "descent" and d.get("parallel_ceiling") is not None:
+            # Two independent integer loops on the pool against one after the other,
+            # measured beside the workload: what the second core gave at that moment.
+            rows.setdefault((w, t, "descent limit", "machine's parallel ceiling", "speed-up"), {})[rnd] = d["parallel_ceiling"]
         if w == "W3" and impl == "descent":
             rows.setdefault((w, t, "descent", "W stored [in, out] (no transpose nodes)", metric), {})[rnd] = d["ms_per_step_w_in_out"]["median"]
             rows.setdefault((w, t, "descent limit", "6*batch*weights at GEMM peak", metric), {})[rnd] = d["limit_ms_per_step"]
+# W4's 1 -> 2 thread speed-up, round by round (both runs of a round are adjacent).
+w4_1 = rows.get(("W4", 1, "descent", "per_sample_grads (rayon, fixed-order reduction)", "ms/batch"), {})
+w4_2 = rows.get(("W4", 2, "descent", "per_sample_grads (rayon, fixed-order reduction)", "ms/batch"), {})
+if w4_1 and w4_2:
+    rows[("W4", 2, "descent", "speed-up 1 -> 2 threads (round by round)", "speed-up")] = {
+        r: w4_1[r] / w4_2[r] for r in w4_1 if r in w4_2}
 if not any(k[2] == "micrograd" for k in rows) and any(k[0] == "W2" for k in rows):
     rows[("W2", 1, "micrograd", "speed issue's figure (not run)", "ms/step")] = {}
 micro_issue = 1947.0

@@ -11,6 +11,7 @@
 //! criterion bench (`benches/tape.rs`) times a 10,000-op chain and its limit.
 
 pub mod alloc_count;
+pub mod ceiling;
 pub mod json;
 pub mod npz;
 pub mod rss;

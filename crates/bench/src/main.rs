@@ -41,6 +41,7 @@ use descent::backprop::ParamGrads;
 use descent::optim::Optimizer;
 use descent::prelude::*;
 use descent_bench::alloc_count::{self, CountingAlloc, Counts};
+use descent_bench::ceiling;
 use descent_bench::json::{Json, int_list};
 use descent_bench::npz;
 use descent_bench::rss;
@@ -202,6 +203,14 @@ fn base(args: &Args, workload: &str) -> Json {
     j
 }
 
+/// Trials of [`ceiling::parallel_ceiling`] before each repetition of W3 and W4.
+const CEILING_TRIALS: usize = 15;
+
+/// The median of the ceilings measured before the repetitions (none on one thread).
+fn ceiling_median(ceilings: &[f64]) -> Option<f64> {
+    (!ceilings.is_empty()).then(|| Summary::of(ceilings).median)
+}
+
 fn secs(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
 }
@@ -357,7 +366,9 @@ fn w4_bench(args: &Args) -> bool {
     let mut first: Option<(ParamGrads<f32>, Vec<f64>, Vec<f64>)> = None;
     let mut first_same = true;
     let mut finals: Vec<Vec<u32>> = Vec::new();
+    let mut ceilings = Vec::new();
     for _ in 0..args.reps {
+        ceilings.extend(ceiling::parallel_ceiling(CEILING_TRIALS));
         let mut model = w4::Model::new(&data);
         let mut sgd = Sgd::new(w4::LR);
         let mut t0 = Instant::now();
@@ -456,6 +467,7 @@ fn w4_bench(args: &Args) -> bool {
             "first_loss_mean",
             losses.iter().sum::<f64>() / losses.len() as f64,
         )
+        .opt_num("parallel_ceiling", ceiling_median(&ceilings))
         .num("allocs_per_batch", allocs.0)
         .num("alloc_bytes_per_batch", allocs.1)
         .opt_num("peer_first_avg_grad_l2", peer.map(|p| p.0))
@@ -919,7 +931,9 @@ fn w3_bench(args: &Args) -> bool {
     let (mut an_times, mut an_ratio) = (Vec::new(), Vec::new());
     let mut an_same = true;
     let (mut wt_times, mut wt_ratio, mut wt_loss) = (Vec::new(), Vec::new(), f64::NAN);
+    let mut ceilings = Vec::new();
     for _ in 0..args.reps {
+        ceilings.extend(ceiling::parallel_ceiling(CEILING_TRIALS));
         let (ms, loss) = w3_rep(&tape, &data, &mut grads, w3::Layout::OutIn);
         times.push(ms);
         losses.push(loss);
@@ -990,6 +1004,7 @@ fn w3_bench(args: &Args) -> bool {
     let ok = err <= W3_TOL && same;
 
     let mut j = base(args, "W3");
+    j.opt_num("parallel_ceiling", ceiling_median(&ceilings));
     j.int("steps", w3::STEPS as i64)
         .int("warmup", w3::WARMUP as i64)
         .obj("ms_per_step", &ms.to_json())
