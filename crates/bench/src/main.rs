@@ -203,10 +203,12 @@ fn base(args: &Args, workload: &str) -> Json {
     j
 }
 
-/// Trials of [`ceiling::parallel_ceiling`] before each repetition of W3 and W4.
+/// Trials of [`ceiling::parallel_ceiling`] before and after each repetition of W3 and
+/// W4. A snapshot: the second core's share changes within a second, so the ceiling
+/// only indicates what a repetition had.
 const CEILING_TRIALS: usize = 15;
 
-/// The median of the ceilings measured before the repetitions (none on one thread).
+/// The median of the ceilings measured around the repetitions (none on one thread).
 fn ceiling_median(ceilings: &[f64]) -> Option<f64> {
     (!ceilings.is_empty()).then(|| Summary::of(ceilings).median)
 }
@@ -386,6 +388,7 @@ fn w4_bench(args: &Args) -> bool {
             }
         }
         times.push(secs(t0) / w4::BATCHES as f64 * 1e3);
+        ceilings.extend(ceiling::parallel_ceiling(CEILING_TRIALS));
         finals.push(
             model
                 .store
@@ -936,6 +939,7 @@ fn w3_bench(args: &Args) -> bool {
         ceilings.extend(ceiling::parallel_ceiling(CEILING_TRIALS));
         let (ms, loss) = w3_rep(&tape, &data, &mut grads, w3::Layout::OutIn);
         times.push(ms);
+        ceilings.extend(ceiling::parallel_ceiling(CEILING_TRIALS));
         losses.push(loss);
         let (wms, wloss) = w3_rep(&tape, &data, &mut grads, w3::Layout::InOut);
         wt_times.push(wms);
