@@ -2,7 +2,7 @@
 
 use crate::Error;
 use descent_tape::{Meta, NodeId, ParamId, TapeRead, Var};
-use descent_tensor::{Float, Shape, View};
+use descent_tensor::{BufferPool, Float, Shape, View};
 
 /// The gradient of one output with respect to every node on a path to it (each
 /// node's δ), looked up by handle: `grads.wrt(x)` or `grads[x]`.
@@ -41,7 +41,7 @@ pub struct Gradients<T: Float> {
     /// Parameters bound on the tape, with their nodes, in binding order.
     pub(crate) bindings: Vec<(ParamId, NodeId)>,
     /// Tensor gradient buffers of an earlier walk, reused by the next.
-    pub(crate) spare: Vec<Vec<T>>,
+    pub(crate) spare: BufferPool<T>,
 }
 
 impl<T: Float> Gradients<T> {
@@ -59,7 +59,7 @@ impl<T: Float> Gradients<T> {
             zeros: Vec::new(),
             zero: T::zero(),
             bindings: Vec::new(),
-            spare: Vec::new(),
+            spare: BufferPool::default(),
         }
     }
 
@@ -76,7 +76,7 @@ impl<T: Float> Gradients<T> {
         // walked every step (W1) then pays a few length tests.
         if !self.tensor.is_empty() {
             for buf in self.tensor.drain(..).flatten() {
-                self.spare.push(buf);
+                self.spare.give(buf);
             }
         }
         // Every tensor node's shape, those recorded after the output included, so that a
@@ -388,12 +388,6 @@ impl<T: Float> std::fmt::Debug for Gradients<T> {
 /// The smallest spare buffer of at least `len` elements (empty if none), so that a
 /// steady loop reuses each buffer for a gradient of its own size and stops allocating.
 /// Its contents are whatever it last held.
-fn take_spare<T>(spare: &mut Vec<Vec<T>>, len: usize) -> Vec<T> {
-    let best = spare
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| b.capacity() >= len)
-        .min_by_key(|(_, b)| b.capacity())
-        .map(|(i, _)| i);
-    best.map(|i| spare.swap_remove(i)).unwrap_or_default()
+fn take_spare<T>(spare: &mut BufferPool<T>, len: usize) -> Vec<T> {
+    spare.take_at_least(len).unwrap_or_default()
 }

@@ -3,7 +3,7 @@
 use crate::Var;
 use crate::error::{Error, NodeRef, Result};
 use crate::ops::{Op, Operands};
-use descent_tensor::{Float, Shape, ShapeDisplay, Tensor, View, numel};
+use descent_tensor::{BufferPool, Float, Shape, ShapeDisplay, Tensor, View, numel};
 use std::cell::{Cell, Ref, RefCell};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -136,7 +136,7 @@ impl Meta {
 /// Recycled buffers, so that a tape reused across steps stops allocating once warm.
 #[derive(Debug, Default)]
 pub(crate) struct Pool<T> {
-    free: Vec<Vec<T>>,
+    free: BufferPool<T>,
     /// The op being recorded, for the error when memory runs out.
     pub(crate) op: &'static str,
 }
@@ -147,15 +147,8 @@ impl<T: Float> Pool<T> {
     /// an earlier step's values; zeroing them would be a wasted pass over memory), so
     /// every forward kernel writes every element of its output.
     pub(crate) fn take(&mut self, len: usize) -> Result<Vec<T>> {
-        let best = self
-            .free
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.capacity() >= len)
-            .min_by_key(|(_, b)| b.capacity())
-            .map(|(i, _)| i);
-        let mut buf = match best {
-            Some(i) => self.free.swap_remove(i),
+        let mut buf = match self.free.take_at_least(len) {
+            Some(buf) => buf,
             None => {
                 // A result the machine cannot hold is an error, not an abort.
                 let mut buf = Vec::new();
@@ -175,9 +168,7 @@ impl<T: Float> Pool<T> {
     }
 
     pub(crate) fn give(&mut self, buf: Vec<T>) {
-        if buf.capacity() > 0 {
-            self.free.push(buf);
-        }
+        self.free.give(buf);
     }
 }
 
@@ -460,7 +451,7 @@ impl<T: Float> Tape<T> {
                 indices: Vec::new(),
                 spare_indices: Vec::new(),
                 pool: Pool {
-                    free: Vec::new(),
+                    free: BufferPool::default(),
                     op: "",
                 },
                 names: BTreeMap::new(),

@@ -30,11 +30,13 @@ mod element;
 pub mod kernels;
 #[cfg(feature = "ndarray")]
 mod ndarray_conv;
+mod pool;
 mod shape;
 mod tanh;
 mod tensor;
 
 pub use element::Float;
+pub use pool::BufferPool;
 pub use shape::{
     Shape, ShapeDisplay, broadcast_shapes, broadcast_strides, contiguous_strides, numel,
     shape_fits, split_at_axis,
