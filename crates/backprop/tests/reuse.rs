@@ -44,14 +44,21 @@ fn product_t<'t>(form: Form, a: Var<'t, f64>, b: Var<'t, f64>) -> Var<'t, f64> {
     }
 }
 
-/// Programs where an operand is reached once by a product, twice by products, and by
-/// a product and an add; the loss is the sum of squares of the result.
+/// Programs where an operand is reached once by a product, twice by products, by a
+/// product and an add, and through element-wise ops; the loss is the sum of squares
+/// of the result.
 fn program_loss<'t>(program: usize, form: Form, [x, w, v]: [Var<'t, f64>; 3]) -> Var<'t, f64> {
     let p = |a, b| product_t(form, a, b);
     let y = match program {
         0 => p(x, w),
         1 => p(x, w) + p(x, v),
-        _ => p(x, x) + p(x * 2.0, w).sum(),
+        2 => p(x, x) + p(x * 2.0, w).sum(),
+        // Element-wise rules that overwrite on first reach: unary, same-shape sub,
+        // mul and add, each operand reached once or twice.
+        _ => {
+            let (a, b) = (p(x, w), p(x, v));
+            (a.tanh() * b - a).tanh() + b
+        }
     };
     (y * y).sum()
 }
@@ -64,7 +71,7 @@ fn run_programs(rows: usize, k: usize, n: usize) -> Vec<Vec<u64>> {
     let mut all = Vec::new();
     // Large stale values first, then ordinary ones.
     for (step, scale) in [(0, 1e6), (1, 1.0), (2, -3.0), (3, 1e-3)] {
-        for program in 0..3 {
+        for program in 0..4 {
             tape.reset();
             let x = tape.var(tensor(&[rows, k], step, scale));
             let w = tape.var(tensor(&[n, k], step + 1, 1.0));
@@ -124,6 +131,6 @@ fn side_by_side_gradient_products_match_one_thread() {
             .install(|| run_programs(64, 128, 160))
     };
     let one = on(1);
-    assert_eq!(one.len(), 4 * 3 * 3 * 2);
+    assert_eq!(one.len(), 4 * 4 * 3 * 2);
     assert!(one == on(2), "two threads changed some gradient's bits");
 }

@@ -481,17 +481,32 @@ pub(crate) fn unary_backward<T: Float, S: GradSink<T>>(
         return;
     }
     let x = cx.input(0);
-    let ga = sink.grad_mut(cx.parent(0));
+    let (ga, fresh) = sink.grad_for_write(cx.parent(0));
     with_fixed_unary!(op, |OP| {
-        for (((ga, &g), &x), &y) in ga
-            .iter_mut()
-            .zip(cx.g.data())
-            .zip(x.data())
-            .zip(cx.out.data())
-        {
-            *ga += g * OP.derivative(x, y);
-        }
+        let terms =
+            cx.g.data()
+                .iter()
+                .zip(x.data())
+                .zip(cx.out.data())
+                .map(|((&g, &x), &y)| g * OP.derivative(x, y));
+        write_or_add(ga, fresh, terms);
     });
+}
+
+/// Adds `terms` into a gradient buffer, or on the first reach (`fresh`, the buffer not
+/// zeroed) writes `0 + term`: the same bits as adding into zeros (`0 + -0` is `+0`),
+/// without the pass that zeroes the buffer.
+#[inline(always)]
+fn write_or_add<T: Float>(grad: &mut [T], fresh: bool, terms: impl Iterator<Item = T>) {
+    if fresh {
+        for (d, t) in grad.iter_mut().zip(terms) {
+            *d = T::zero() + t;
+        }
+    } else {
+        for (d, t) in grad.iter_mut().zip(terms) {
+            *d += t;
+        }
+    }
 }
 
 /// Backward of a binary element-wise node: each operand's gradient is `g` times its
@@ -516,12 +531,17 @@ pub(crate) fn binary_backward<T: Float, S: GradSink<T>>(
                         T::one()
                     };
                     let own = if side == 0 { a.shape() } else { b.shape() };
-                    kernels::sum_to_shape_scaled_acc(
-                        cx.g,
-                        own,
-                        sign,
-                        sink.grad_mut(cx.parent(side)),
-                    );
+                    if own == out_shape {
+                        let (grad, fresh) = sink.grad_for_write(cx.parent(side));
+                        write_or_add(grad, fresh, cx.g.data().iter().map(|&g| sign * g));
+                    } else {
+                        kernels::sum_to_shape_scaled_acc(
+                            cx.g,
+                            own,
+                            sign,
+                            sink.grad_mut(cx.parent(side)),
+                        );
+                    }
                 }
             }
             return;
@@ -530,10 +550,9 @@ pub(crate) fn binary_backward<T: Float, S: GradSink<T>>(
             for side in 0..2 {
                 if cx.needs(side) {
                     let other = if side == 0 { b.data() } else { a.data() };
-                    let grad = sink.grad_mut(cx.parent(side));
-                    for ((d, &g), &o) in grad.iter_mut().zip(cx.g.data()).zip(other) {
-                        *d += g * o;
-                    }
+                    let (grad, fresh) = sink.grad_for_write(cx.parent(side));
+                    let terms = cx.g.data().iter().zip(other).map(|(&g, &o)| g * o);
+                    write_or_add(grad, fresh, terms);
                 }
             }
             return;
