@@ -9,11 +9,12 @@ use rayon::prelude::*;
 use std::hint::black_box;
 use std::time::Instant;
 
-/// About half a millisecond of dependent integer arithmetic: no memory traffic, no
+/// About three milliseconds of dependent integer arithmetic (long enough that waking a
+/// sleeping pool thread does not count): no memory traffic, no
 /// synchronisation, so nothing of the workload's own scaling.
 fn piece(seed: u64) -> u64 {
     let mut x = seed;
-    for _ in 0..300_000 {
+    for _ in 0..2_000_000 {
         x = x
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);

@@ -206,7 +206,7 @@ fn base(args: &Args, workload: &str) -> Json {
 /// Trials of [`ceiling::parallel_ceiling`] before and after each repetition of W3 and
 /// W4. A snapshot: the second core's share changes within a second, so the ceiling
 /// only indicates what a repetition had.
-const CEILING_TRIALS: usize = 15;
+const CEILING_TRIALS: usize = 7;
 
 /// The median of the ceilings measured around the repetitions (none on one thread).
 fn ceiling_median(ceilings: &[f64]) -> Option<f64> {
