@@ -137,20 +137,8 @@ pub(crate) fn backward_t<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, T>, sink
     grads_by_products(
         cx,
         sink,
-        GradProduct {
-            a: g,
-            ta: false,
-            b,
-            tb: false,
-            mkn: [rows, n, k],
-        },
-        GradProduct {
-            a: g,
-            ta: true,
-            b: a,
-            tb: false,
-            mkn: [n, rows, k],
-        },
+        GradProduct::of(g, false, b, false, [rows, n, k]),
+        GradProduct::of(g, true, a, false, [n, rows, k]),
     );
 }
 
@@ -166,20 +154,8 @@ pub(crate) fn backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, T>, sink: 
         grads_by_products(
             cx,
             sink,
-            GradProduct {
-                a: g,
-                ta: false,
-                b,
-                tb: true,
-                mkn: [rows, n, k],
-            },
-            GradProduct {
-                a,
-                ta: true,
-                b: g,
-                tb: false,
-                mkn: [k, rows, n],
-            },
+            GradProduct::of(g, false, b, true, [rows, n, k]),
+            GradProduct::of(a, true, g, false, [k, rows, n]),
         );
         return;
     }
@@ -201,6 +177,11 @@ struct GradProduct<'a, T> {
 }
 
 impl<'a, T: Float> GradProduct<'a, T> {
+    /// `op(a) @ op(b)` of `[m, k] @ [k, n]`, each operand transposed when its flag says.
+    fn of(a: &'a [T], ta: bool, b: &'a [T], tb: bool, mkn: [usize; 3]) -> Self {
+        GradProduct { a, ta, b, tb, mkn }
+    }
+
     /// Into `c`: overwriting it when `fresh` (nothing has reached the operand yet, so
     /// the buffer needs no zeroing), else adding into it.
     fn into_product(self, c: &'a mut [T], fresh: bool) -> Product<'a, T> {
