@@ -556,7 +556,7 @@ pub fn gemm<T: Float>(
     gemm_on(a, ta, b, tb, m, k, n, beta, c, rayon::current_num_threads());
 }
 
-/// [`gemm`] on at most `threads` of rayon's threads.
+/// [`gemm()`] on at most `threads` of rayon's threads.
 #[allow(clippy::too_many_arguments)]
 fn gemm_on<T: Float>(
     a: &[T],
@@ -634,7 +634,7 @@ fn gemm_on<T: Float>(
 }
 
 /// One product `c = op(a) op(b) + beta c` for [`gemm_pair`]; the fields are
-/// [`gemm`]'s arguments.
+/// [`gemm()`]'s arguments.
 #[derive(Debug)]
 pub struct Product<'a, T> {
     /// The left operand, `[m, k]` (or `[k, m]` when `ta`).
@@ -658,7 +658,7 @@ pub struct Product<'a, T> {
 }
 
 impl<T: Float> Product<'_, T> {
-    /// Computes the product, as [`gemm`] does.
+    /// Computes the product, as [`gemm()`] does.
     pub fn compute(self) {
         self.run(rayon::current_num_threads());
     }
@@ -688,7 +688,7 @@ impl<T: Float> Product<'_, T> {
 /// threads, they run at the same time, each on half the threads: two whole products
 /// side by side scale better on two cores than one product split in two, because
 /// each needs no synchronisation inside (`docs/GEMM.md`). The results are the same
-/// bits either way, as [`gemm`]'s are on any number of threads.
+/// bits either way, as [`gemm()`]'s are on any number of threads.
 ///
 /// ```
 /// use descent_tensor::kernels::{gemm_pair, Product};
@@ -703,7 +703,7 @@ impl<T: Float> Product<'_, T> {
 /// ```
 ///
 /// # Panics
-/// As [`gemm`], if a slice is shorter than its matrix.
+/// As [`gemm()`], if a slice is shorter than its matrix.
 pub fn gemm_pair<T: Float>(x: Product<'_, T>, y: Product<'_, T>) {
     let threads = rayon::current_num_threads();
     if threads >= 2 && x.volume() >= PARALLEL_GEMM_VOLUME && y.volume() >= PARALLEL_GEMM_VOLUME {
