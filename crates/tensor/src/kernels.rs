@@ -553,10 +553,10 @@ pub fn gemm<T: Float>(
     beta: T,
     c: &mut [T],
 ) {
-    gemm_on(a, ta, b, tb, m, k, n, beta, c, rayon::current_num_threads());
+    gemm_on(a, ta, b, tb, m, k, n, beta, c, None);
 }
 
-/// [`gemm()`] on at most `threads` of rayon's threads.
+/// [`gemm()`] on at most `threads` of rayon's threads (`None`: all of the current pool).
 #[allow(clippy::too_many_arguments)]
 fn gemm_on<T: Float>(
     a: &[T],
@@ -568,7 +568,7 @@ fn gemm_on<T: Float>(
     n: usize,
     beta: T,
     c: &mut [T],
-    threads: usize,
+    threads: Option<usize>,
 ) {
     // The raw-pointer call below relies on these: checked always, not only in debug.
     assert!(
@@ -594,11 +594,14 @@ fn gemm_on<T: Float>(
     // Strides in elements, (row, column), of op(a) as [m, k] and op(b) as [k, n].
     let (a_rs, a_cs) = if ta { (1, m) } else { (k, 1) };
     let (b_rs, b_cs) = if tb { (1, k) } else { (n, 1) };
-    // Small products never ask rayon for its pool (which starts it).
-    let parallelism = if m * n * k < PARALLEL_GEMM_VOLUME || threads <= 1 {
+    // Small products never ask rayon for its pool (which would start it).
+    let parallelism = if m * n * k < PARALLEL_GEMM_VOLUME {
         gemm::Parallelism::None
     } else {
-        gemm::Parallelism::Rayon(threads)
+        match threads.unwrap_or_else(rayon::current_num_threads) {
+            0 | 1 => gemm::Parallelism::None,
+            t => gemm::Parallelism::Rayon(t),
+        }
     };
     // SAFETY: `gemm::gemm` reads `m·k` elements of `a` at offsets `i·a_rs + p·a_cs`
     // (i < m, p < k), `k·n` of `b` at `p·b_rs + j·b_cs`, and writes `m·n` of `c` at
@@ -660,10 +663,10 @@ pub struct Product<'a, T> {
 impl<T: Float> Product<'_, T> {
     /// Computes the product, as [`gemm()`] does.
     pub fn compute(self) {
-        self.run(rayon::current_num_threads());
+        self.run(None);
     }
 
-    fn run(self, threads: usize) {
+    fn run(self, threads: Option<usize>) {
         let Product {
             a,
             ta,
@@ -705,13 +708,15 @@ impl<T: Float> Product<'_, T> {
 /// # Panics
 /// As [`gemm()`], if a slice is shorter than its matrix.
 pub fn gemm_pair<T: Float>(x: Product<'_, T>, y: Product<'_, T>) {
-    let threads = rayon::current_num_threads();
-    if threads >= 2 && x.volume() >= PARALLEL_GEMM_VOLUME && y.volume() >= PARALLEL_GEMM_VOLUME {
+    // Small products never ask rayon for its pool (which would start it).
+    let big = x.volume() >= PARALLEL_GEMM_VOLUME && y.volume() >= PARALLEL_GEMM_VOLUME;
+    let threads = if big { rayon::current_num_threads() } else { 1 };
+    if threads >= 2 {
         let half = threads / 2;
-        rayon::join(|| x.run(half), || y.run(threads - half));
+        rayon::join(|| x.run(Some(half)), || y.run(Some(threads - half)));
     } else {
-        x.run(threads);
-        y.run(threads);
+        x.compute();
+        y.compute();
     }
 }
 
