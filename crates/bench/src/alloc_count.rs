@@ -118,6 +118,14 @@ impl std::ops::Add for Counts {
 /// The calling thread's counters plus those of every thread of rayon's current pool,
 /// for work that runs on the pool (W4's per-sample passes). Reading them runs one job
 /// on each pool thread, whose own allocations, if any, are counted too.
+///
+/// ```
+/// use descent_bench::alloc_count::counts_with_pool;
+/// let before = counts_with_pool();
+/// let after = counts_with_pool();
+/// // Zero unless `CountingAlloc` is the global allocator, as in the bench binary.
+/// assert!(after.allocs >= before.allocs);
+/// ```
 pub fn counts_with_pool() -> Counts {
     let pool = rayon::broadcast(|_| counts())
         .into_iter()

@@ -335,7 +335,19 @@ pub struct Tape<T: Float = f64> {
     pub(crate) hooks: RefCell<Vec<(NodeId, GradHook<T>)>>,
 }
 
-/// A mark on a tape made by [`Tape::checkpoint`], to [`Tape::rewind`] to.
+/// A mark on a tape made by [`Tape::checkpoint`], to [`Tape::rewind`] to. It remembers
+/// the tape and the generation it is valid for; each rewind renews it.
+///
+/// ```
+/// use descent_tape::Tape;
+/// let tape = Tape::<f64>::new();
+/// let x = tape.var(2.0);
+/// let mut mark = tape.checkpoint();
+/// let _ = x * x;
+/// let before = mark;
+/// tape.rewind(&mut mark).unwrap();
+/// assert_ne!(mark, before); // renewed for the tape's new generation
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
     tape: u64,
@@ -355,11 +367,21 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// Number of nodes the checkpoint keeps.
+    ///
+    /// ```
+    /// let tape = descent_tape::Tape::<f64>::new();
+    /// let _ = tape.var(1.0) + 2.0;
+    /// assert_eq!(tape.checkpoint().len(), 3);
+    /// ```
     pub fn len(&self) -> usize {
         self.nodes
     }
 
     /// True when the checkpoint keeps no node.
+    ///
+    /// ```
+    /// assert!(descent_tape::Tape::<f64>::new().checkpoint().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.nodes == 0
     }

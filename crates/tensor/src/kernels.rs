@@ -638,6 +638,15 @@ fn gemm_on<T: Float>(
 
 /// One product `c = op(a) op(b) + beta c` for [`gemm_pair`]; the fields are
 /// [`gemm()`]'s arguments.
+///
+/// ```
+/// use descent_tensor::kernels::Product;
+/// let (a, b, mut c) = ([1.0, 2.0], [3.0, 4.0], [10.0]);
+/// // [1, 2] @ [3, 4]ᵀ added into c (beta 1).
+/// Product { a: &a, ta: false, b: &b, tb: false, m: 1, k: 2, n: 1, beta: 1.0, c: &mut c }
+///     .compute();
+/// assert_eq!(c, [21.0]);
+/// ```
 #[derive(Debug)]
 pub struct Product<'a, T> {
     /// The left operand, `[m, k]` (or `[k, m]` when `ta`).
@@ -661,7 +670,7 @@ pub struct Product<'a, T> {
 }
 
 impl<T: Float> Product<'_, T> {
-    /// Computes the product, as [`gemm()`] does.
+    /// Computes the product, as [`gemm()`] does (see [`Product`] for an example).
     pub fn compute(self) {
         self.run(None);
     }

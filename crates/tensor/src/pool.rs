@@ -35,12 +35,14 @@ impl<T> Default for BufferPool<T> {
 
 impl<T> BufferPool<T> {
     /// The free buffer with the smallest capacity of at least `len` elements, if any.
-    /// Its length and contents are whatever it last held.
+    /// Its length and contents are whatever it last held; see [`BufferPool`] for an
+    /// example.
     pub fn take_at_least(&mut self, len: usize) -> Option<Vec<T>> {
         self.free.range_mut(len..).find_map(|(_, bufs)| bufs.pop())
     }
 
-    /// Keeps `buf` for reuse (a buffer with no capacity is dropped).
+    /// Keeps `buf` for reuse (a buffer with no capacity is dropped); see [`BufferPool`]
+    /// for an example.
     pub fn give(&mut self, buf: Vec<T>) {
         if buf.capacity() > 0 {
             self.free.entry(buf.capacity()).or_default().push(buf);
@@ -48,11 +50,24 @@ impl<T> BufferPool<T> {
     }
 
     /// Number of free buffers.
+    ///
+    /// ```
+    /// let mut pool = descent_tensor::BufferPool::<f64>::default();
+    /// pool.give(vec![0.0; 4]);
+    /// pool.give(vec![0.0; 4]);
+    /// assert_eq!(pool.len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         self.free.values().map(Vec::len).sum()
     }
 
     /// True when no buffer is free.
+    ///
+    /// ```
+    /// let mut pool = descent_tensor::BufferPool::<f64>::default();
+    /// pool.give(Vec::new()); // no capacity: dropped
+    /// assert!(pool.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.free.values().all(Vec::is_empty)
     }
