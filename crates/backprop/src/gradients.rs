@@ -129,7 +129,9 @@ impl<T: Float> Gradients<T> {
             return (self.buffer(i, meta), false);
         }
         let len = descent_tensor::numel(&self.shapes[s]);
-        let mut buf = take_spare(&mut self.spare, len);
+        // The smallest spare buffer that fits (or a new one), so a steady loop reuses each
+        // buffer for a gradient of its own size and stops allocating.
+        let mut buf = self.spare.take_at_least(len).unwrap_or_default();
         // Only growth is zeroed (`resize` must fill it); the rest keeps stale values
         // that the caller overwrites.
         buf.truncate(len);
@@ -171,7 +173,7 @@ impl<T: Float> Gradients<T> {
                 let len = descent_tensor::numel(&self.shapes[s]);
                 let spare = &mut self.spare;
                 self.tensor[s].get_or_insert_with(|| {
-                    let mut buf = take_spare(spare, len);
+                    let mut buf = spare.take_at_least(len).unwrap_or_default();
                     buf.clear();
                     buf.resize(len, T::zero());
                     buf
@@ -383,11 +385,4 @@ impl<T: Float> std::fmt::Debug for Gradients<T> {
             .field("reached", &reached)
             .finish()
     }
-}
-
-/// The smallest spare buffer of at least `len` elements (empty if none), so that a
-/// steady loop reuses each buffer for a gradient of its own size and stops allocating.
-/// Its contents are whatever it last held.
-fn take_spare<T>(spare: &mut BufferPool<T>, len: usize) -> Vec<T> {
-    spare.take_at_least(len).unwrap_or_default()
 }

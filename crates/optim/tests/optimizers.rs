@@ -403,6 +403,17 @@ fn schedules_compose_with_boxes_and_references() {
 /// A parameter large enough to be updated in parallel pieces ends each step with the
 /// same bits on 1, 2 and 3 threads, and the same bits as the identical values held as
 /// small parameters (updated on the calling thread): the pieces line up.
+/// The bits of a stored parameter's elements.
+fn bits_of(store: &ParamStore<f32>, id: ParamId) -> Vec<u32> {
+    store
+        .get(id)
+        .unwrap()
+        .data()
+        .iter()
+        .map(|x| x.to_bits())
+        .collect()
+}
+
 #[test]
 fn large_parameters_update_the_same_on_any_number_of_threads() {
     const N: usize = 100_003;
@@ -444,13 +455,7 @@ fn large_parameters_update_the_same_on_any_number_of_threads() {
                 .collect();
                 pool.install(|| opt.step(&mut store, &g)).unwrap();
             }
-            store
-                .get(id)
-                .unwrap()
-                .data()
-                .iter()
-                .map(|x| x.to_bits())
-                .collect::<Vec<_>>()
+            bits_of(&store, id)
         };
         let one = run_large(1);
         assert_eq!(one, run_large(2), "config {c}: 2 threads");
@@ -482,15 +487,7 @@ fn large_parameters_update_the_same_on_any_number_of_threads() {
         }
         let small: Vec<u32> = ids
             .iter()
-            .flat_map(|&(id, _)| {
-                store
-                    .get(id)
-                    .unwrap()
-                    .data()
-                    .iter()
-                    .map(|x| x.to_bits())
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|&(id, _)| bits_of(&store, id))
             .collect();
         assert_eq!(one, small, "config {c}: pieces against small parameters");
     }
