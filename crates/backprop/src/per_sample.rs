@@ -7,12 +7,12 @@ use descent_tape::{Checkpoint, ParamId, ParamStore, Tape, Var};
 use descent_tensor::{Float, Tensor};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
-use rayon::prelude::*;
 use smallvec::SmallVec;
 use std::any::Any;
 use std::cell::RefCell;
-use std::sync::Mutex;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// What to do with a sample whose loss or gradient is not finite.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,7 +32,8 @@ pub struct PerSampleOptions {
     /// (factor `min(1, c / ‖g‖)`). `None` sums them as they are.
     pub clip_norm: Option<f64>,
     /// Keep every sample's (clipped) gradients in the result. Off by default: the sum
-    /// alone needs memory for a few gradients per thread, whatever the batch size.
+    /// alone needs memory for a few gradients per thread (or up to 4 MiB of them, for
+    /// small models), whatever the batch size.
     pub keep_per_sample: bool,
     /// What a non-finite sample does.
     pub on_non_finite: NonFinitePolicy,
@@ -200,6 +201,11 @@ fn with_workspace<T: Float, R>(f: impl FnOnce(&mut Workspace<T>) -> R) -> R {
 /// in fixed chunks ([`PerSampleOptions::chunk`]), each summed in order, and the chunk
 /// sums added in order.
 ///
+/// Workers take chunks in order as they become free, and each finished chunk is added
+/// into the total as soon as the chunks before it are: no worker waits for another
+/// until the batch ends. With a pool of one thread (or a single chunk) the work runs
+/// on the calling thread.
+///
 /// # Errors
 /// [`Error::EmptyBatch`] for no samples; [`Error::SampleNotScalar`] when the closure's
 /// loss is not a scalar; [`Error::NonFiniteSample`] for a non-finite loss or gradient
@@ -350,14 +356,14 @@ where
             })
         };
 
-    // Chunk sums handed back after each wave's reduction, for the next wave's chunks:
-    // a call allocates one wave's worth, whatever the batch size.
+    // Chunk sums handed back once added into the total, for later chunks: a call
+    // allocates a window's worth at most, whatever the batch size.
     let spare_sums: Mutex<Vec<ParamGrads<T>>> = Mutex::new(Vec::new());
     let run_chunk = |c: usize| -> Result<ChunkOut<T>, Error> {
         let start = c * options.chunk;
         let end = (start + options.chunk).min(samples.len());
-        // A sum the previous wave has given back, zeroed, or a new one.
-        let spare = spare_sums.lock().ok().and_then(|mut v| v.pop());
+        // A sum an earlier chunk has given back, zeroed, or a new one.
+        let spare = lock(&spare_sums).pop();
         let sum = match spare {
             Some(mut sum) => {
                 sum.iter_mut()
@@ -395,87 +401,187 @@ where
     };
 
     let chunks = samples.len().div_ceil(options.chunk);
-    // Chunks run in waves of a bounded size, so the memory held is a few chunk sums per
-    // thread, not one per chunk; each wave's sums are added in chunk order.
-    let wave = 4 * rayon::current_num_threads().max(1);
-    let mut total = PerSample {
-        sum: zero(),
-        count: 0,
-        losses: Vec::with_capacity(samples.len()),
-        norms: Vec::with_capacity(samples.len()),
-        per_sample: options.keep_per_sample.then(Vec::new),
-        skipped: Vec::new(),
+    let workers = rayon::current_num_threads().clamp(1, chunks);
+    let sum_bytes = shapes
+        .iter()
+        .map(|s| s.iter().product::<usize>() * size_of::<T>())
+        .sum::<usize>();
+    let window = (4 * workers)
+        .max(WINDOW_BYTES / sum_bytes.max(1))
+        .min(chunks);
+    let stream = Stream {
+        run_chunk: &run_chunk,
+        spare_sums: &spare_sums,
+        chunks,
+        workers,
+        window,
+        order: Mutex::new(Order {
+            claimed: 0,
+            next: 0,
+            active: workers,
+            ready: VecDeque::with_capacity(window),
+            draining: false,
+            failed: None,
+        }),
+        total: Mutex::new(PerSample {
+            sum: zero(),
+            count: 0,
+            losses: Vec::with_capacity(samples.len()),
+            norms: Vec::with_capacity(samples.len()),
+            per_sample: options.keep_per_sample.then(Vec::new),
+            skipped: Vec::new(),
+        }),
     };
-    // The waves run from one of the pool's threads: called from outside the pool,
-    // the caller hands over once, not once per wave (each handover puts a thread to
-    // sleep and wakes another).
-    rayon::scope(|_| {
-        let mut results = Vec::with_capacity(wave);
-        let mut wave_sums: Vec<ParamGrads<T>> = Vec::with_capacity(wave);
-        let mut first = 0;
-        while first < chunks {
-            let last = (first + wave).min(chunks);
-            (first..last)
-                .into_par_iter()
-                .map(run_chunk)
-                .collect_into_vec(&mut results);
-            // The first error in chunk order wins, whatever the scheduling.
-            for r in results.drain(..) {
-                let c = r?;
-                total.count += c.count;
-                total.losses.extend(c.losses);
-                total.norms.extend(c.norms);
-                total.skipped.extend(c.skipped);
-                if let Some(all) = total.per_sample.as_mut() {
-                    all.extend(c.kept);
-                }
-                wave_sums.push(c.sum);
-            }
-            add_in_chunk_order(&mut total.sum, &wave_sums);
-            if let Ok(mut spare) = spare_sums.lock() {
-                spare.append(&mut wave_sums);
-            }
-            wave_sums.clear();
-            first = last;
-        }
-        Ok(total)
-    })
+    // One parallel region per call: no worker waits for the others until the last
+    // chunk. One worker runs on the calling thread; more run on the pool, to which a
+    // caller from outside hands over once per call (were it to work beside them, the
+    // helper it wakes would often find its processor taken by the caller).
+    if workers == 1 {
+        rayon::in_place_scope(|s| stream.work(s));
+    } else {
+        rayon::scope(|s| stream.run(s));
+    }
+    let Stream { order, total, .. } = stream;
+    match into_inner(order).failed {
+        Some(e) => Err(e),
+        None => Ok(into_inner(total)),
+    }
 }
 
-/// Elements a thread adds at a time when a wave's chunk sums are added into the total.
-const REDUCE_BLOCK: usize = 2048;
+/// Chunk sums that may wait to be added, beyond four per worker, while they take less
+/// than this many bytes: a slow chunk then holds up fewer workers.
+const WINDOW_BYTES: usize = 4 << 20;
 
-/// Adds `parts` into `total`, one part after another for every element, as
-/// `add_assign` would one part at a time, so the bits are the same; but split by
-/// element across the pool, so that the reduction between waves is not serial.
-fn add_in_chunk_order<T: Float>(total: &mut ParamGrads<T>, parts: &[ParamGrads<T>]) {
-    for (id, dst) in total.iter_mut() {
-        let srcs: SmallVec<[&[T]; 16]> = parts
-            .iter()
-            .map(|p| {
-                p.get(id)
-                    .expect("every chunk sum has every parameter")
-                    .data()
-            })
-            .collect();
-        let add_block = |(b, d): (usize, &mut [T])| {
-            let (start, len) = (b * REDUCE_BLOCK, d.len());
-            for s in &srcs {
-                for (x, &y) in d.iter_mut().zip(&s[start..start + len]) {
-                    *x += y;
+/// The shared state of one call's workers: chunks are claimed in order from a
+/// counter, and their results added into the total in chunk order as they come in.
+struct Stream<'a, T: Float> {
+    run_chunk: &'a (dyn Fn(usize) -> Result<ChunkOut<T>, Error> + Sync),
+    spare_sums: &'a Mutex<Vec<ParamGrads<T>>>,
+    chunks: usize,
+    /// Workers wanted: the pool's threads, or fewer chunks.
+    workers: usize,
+    /// A chunk is claimed only while fewer than this many chunks separate it from the
+    /// next one to add: the chunk sums held at once stay bounded whatever the batch.
+    window: usize,
+    order: Mutex<Order<T>>,
+    /// Touched only by the worker that holds [`Order::draining`].
+    total: Mutex<PerSample<T>>,
+}
+
+/// Which chunks are claimed, which are ready, which is added next.
+struct Order<T: Float> {
+    /// Chunks handed out so far (the next one to hand out).
+    claimed: usize,
+    /// The next chunk to add into the total.
+    next: usize,
+    /// Workers inside [`Stream::work`].
+    active: usize,
+    /// `ready[i]` is chunk `next + i`'s result, once its worker has finished it.
+    ready: VecDeque<Option<Result<ChunkOut<T>, Error>>>,
+    /// A worker is adding ready chunks into the total; others only leave theirs.
+    draining: bool,
+    /// The error of the first failed chunk in chunk order; no chunk is claimed after.
+    failed: Option<Error>,
+}
+
+fn into_inner<X>(m: Mutex<X>) -> X {
+    m.into_inner().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<'a, T: Float> Stream<'a, T> {
+    /// Starts the other workers, then works.
+    fn run(&'a self, scope: &rayon::Scope<'a>) {
+        for _ in 1..self.workers {
+            scope.spawn(|s| self.work(s));
+        }
+        self.work(scope);
+    }
+
+    /// Claims and runs chunks until none is left or the window is full. A worker
+    /// never waits for another: when the window is full it leaves, and the worker
+    /// that adds the chunk holding the window up starts a new one. (A worker that
+    /// waited could deadlock, were it run by a thread whose stack holds, below it,
+    /// the chunk it waits for: rayon runs queued jobs while it waits in a `join`.)
+    fn work(&'a self, scope: &rayon::Scope<'a>) {
+        loop {
+            let c = {
+                let mut order = lock(&self.order);
+                if order.failed.is_some()
+                    || order.claimed == self.chunks
+                    || order.claimed >= order.next + self.window
+                {
+                    order.active -= 1;
+                    return;
+                }
+                order.claimed += 1;
+                order.claimed - 1
+            };
+            let out = (self.run_chunk)(c);
+            self.finish(c, out, scope);
+        }
+    }
+
+    /// Leaves chunk `c`'s result, then, unless another worker is at it, adds every
+    /// ready chunk into the total in chunk order.
+    fn finish(&'a self, c: usize, out: Result<ChunkOut<T>, Error>, scope: &rayon::Scope<'a>) {
+        let mut order = lock(&self.order);
+        if order.failed.is_some() {
+            return;
+        }
+        let slot = c - order.next;
+        if order.ready.len() <= slot {
+            order.ready.resize_with(slot + 1, || None);
+        }
+        order.ready[slot] = Some(out);
+        if order.draining {
+            return;
+        }
+        order.draining = true;
+        while let Some(Some(_)) = order.ready.front() {
+            let out = order.ready.pop_front().flatten().expect("checked ready");
+            order.next += 1;
+            match out {
+                Ok(chunk) => {
+                    drop(order);
+                    self.add(chunk);
+                    order = lock(&self.order);
+                }
+                Err(e) => {
+                    order.failed = Some(e);
+                    order.ready.clear();
                 }
             }
-        };
-        let data = dst.data_mut();
-        if data.len() >= 2 * REDUCE_BLOCK {
-            data.par_chunks_mut(REDUCE_BLOCK)
-                .enumerate()
-                .for_each(add_block);
-        } else {
-            data.chunks_mut(REDUCE_BLOCK)
-                .enumerate()
-                .for_each(add_block);
+            // Workers that left on a full window, back for the chunks it now admits.
+            while order.failed.is_none()
+                && order.active < self.workers
+                && order.claimed < self.chunks
+                && order.claimed < order.next + self.window
+            {
+                order.active += 1;
+                scope.spawn(|s| self.work(s));
+            }
         }
+        order.draining = false;
+    }
+
+    /// Adds a chunk into the total, element by element (the same additions, in the
+    /// same order, for any number of threads), and keeps its sum for a later chunk.
+    fn add(&self, chunk: ChunkOut<T>) {
+        let mut total = lock(&self.total);
+        total.count += chunk.count;
+        total.losses.extend(chunk.losses);
+        total.norms.extend(chunk.norms);
+        total.skipped.extend(chunk.skipped);
+        if let Some(all) = total.per_sample.as_mut() {
+            all.extend(chunk.kept);
+        }
+        total.sum.add_assign(&chunk.sum);
+        drop(total);
+        lock(self.spare_sums).push(chunk.sum);
     }
 }
 

@@ -817,6 +817,120 @@ fn ten_thousand_samples_in_bounded_memory() {
     assert_close("sum of 10,000", &out.sum, &want.sum, &want.abs, 1e-12);
 }
 
+/// A parameter of 100,000 `f64` elements, and one sample's loss `(w·x)²` with `x` all
+/// equal to the sample's value: large enough gradients that the chunk sums allowed to
+/// wait (four per worker) are far fewer than the chunks.
+fn wide_store() -> (ParamStore<f64>, ParamId) {
+    let mut store = ParamStore::<f64>::new();
+    let w = tensor(&[100_000], {
+        let mut k = 0.0;
+        move || {
+            k += 1.0;
+            (k * 0.001f64).sin()
+        }
+    });
+    let id = store.insert("w", w);
+    (store, id)
+}
+
+/// One chunk held up (its sample sleeps) while another worker is free: the free worker
+/// may run ahead only a few chunks, not to the end of the batch, so the chunk sums
+/// waiting to be added stay few; and the result is the same, bit for bit.
+#[test]
+fn a_slow_chunk_does_not_let_the_others_pile_up() {
+    let _g = EXCLUSIVE.write().unwrap_or_else(|e| e.into_inner());
+    let (store, w) = wide_store();
+    let grad_bytes = store.num_elements() * size_of::<f64>();
+    let samples: Vec<f64> = (0..48).map(|i| (i as f64 * 0.7).cos()).collect();
+    let options = PerSampleOptions {
+        chunk: 1,
+        ..PerSampleOptions::default()
+    };
+    // The first sample waits until the others have started 24 samples, or a second
+    // has passed: without a bound they would get there long before.
+    let started = AtomicUsize::new(0);
+    // The threads that ran the samples after the 25th.
+    let late = std::sync::Mutex::new(std::collections::HashSet::new());
+    let call = |slow: bool| {
+        started.store(0, Ordering::Relaxed);
+        per_sample_grads(&store, &samples, options, |t, &x| {
+            if slow && x == samples[0] {
+                let t0 = std::time::Instant::now();
+                while started.load(Ordering::Relaxed) < 24 && t0.elapsed().as_secs() < 1 {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            } else {
+                started.fetch_add(1, Ordering::Relaxed);
+            }
+            if samples.iter().position(|&s| s == x) > Some(24) {
+                late.lock().unwrap().insert(std::thread::current().id());
+            }
+            square_loss(t, &store, w, x)
+        })
+        .unwrap()
+    };
+    let want = pool(1).install(|| call(false));
+    let two = pool(2);
+    // Warm both workers' tapes, so the measurement sees the steady state.
+    two.install(|| call(false));
+    late.lock().unwrap().clear();
+
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let out = two.install(|| call(true));
+    let copies = (PEAK.load(Ordering::Relaxed) - before) as f64 / grad_bytes as f64;
+    println!("peak {copies:.1} gradient copies of {grad_bytes} bytes with one slow chunk");
+    // The window: eight chunk sums; with the total, each worker's chunk in progress and
+    // its tape, about a dozen. Running ahead would hold 24 or more.
+    assert!(copies < 20.0, "{copies:.1} gradient copies held at once");
+    assert_eq!(bits(&out.sum), bits(&want.sum));
+    assert_eq!(f64_bits(&out.losses), f64_bits(&want.losses));
+    // The worker that left when the window filled came back once the slow chunk was in.
+    assert_eq!(
+        late.lock().unwrap().len(),
+        2,
+        "threads running the late samples"
+    );
+}
+
+/// A closure that itself runs parallel work on the pool, with one sample slow: a worker
+/// waiting inside it runs queued jobs, other workers among them, so a worker must never
+/// block until the slow chunk is added (it would deadlock); the call finishes with the
+/// single-thread result.
+#[test]
+fn nested_parallel_work_in_the_closure_finishes() {
+    use rayon::prelude::*;
+    let _g = shared();
+    let (store, w) = wide_store();
+    let samples: Vec<f64> = (0..40).map(|i| (i as f64 * 0.3).sin()).collect();
+    let options = PerSampleOptions {
+        chunk: 1,
+        ..PerSampleOptions::default()
+    };
+    let call = |slow: bool| {
+        per_sample_grads(&store, &samples, options, |t, &x| {
+            if slow && x == samples[3] {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let n = store.get(w).unwrap().len();
+            let xs: Vec<f64> = (0..n)
+                .into_par_iter()
+                .with_min_len(1000)
+                .map(|_| x)
+                .collect();
+            let p = (t.param(&store, w) * t.constant(Tensor::from(xs))).sum();
+            p * p
+        })
+        .unwrap()
+    };
+    let want = pool(1).install(|| call(false));
+    for threads in [2, 3] {
+        let out = pool(threads).install(|| call(true));
+        assert_eq!(bits(&out.sum), bits(&want.sum), "{threads} threads");
+        assert_eq!(f64_bits(&out.losses), f64_bits(&want.losses));
+    }
+}
+
 // ------------------------------------------------------------------ extreme norms
 
 /// The exact norm of `g`'s elements, scaled so no square overflows or underflows.
