@@ -742,6 +742,7 @@ fn scale_c<T: Float>(x: T, beta: T) -> T {
     }
 }
 
+#[inline(always)]
 fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     let mut lanes = [T::zero(); 8];
     let mut ca = a.chunks_exact(8);
@@ -760,25 +761,33 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
 }
 
 /// [`dot`] of four rows with one vector, each summed exactly as `dot` sums it.
-#[inline]
+#[inline(always)]
 fn dot4<T: Float>(rows: [&[T]; 4], v: &[T]) -> [T; 4] {
-    let mut lanes = [[T::zero(); 8]; 4];
-    let [r0, r1, r2, r3] = rows.map(|r| r.chunks_exact(8));
-    let mut cv = v.chunks_exact(8);
-    for ((((x, a0), a1), a2), a3) in (&mut cv).zip(r0).zip(r1).zip(r2).zip(r3) {
-        for k in 0..8 {
-            lanes[0][k] += a0[k] * x[k];
-            lanes[1][k] += a1[k] * x[k];
-            lanes[2][k] += a2[k] * x[k];
-            lanes[3][k] += a3[k] * x[k];
+    let n = v.len();
+    let [r0, r1, r2, r3] = rows.map(|r| &r[..n]);
+    let mut l0 = [T::zero(); 8];
+    let mut l1 = [T::zero(); 8];
+    let mut l2 = [T::zero(); 8];
+    let mut l3 = [T::zero(); 8];
+    let eight = |s: &[T], i: usize| -> [T; 8] { s[i..i + 8].try_into().expect("eight") };
+    let full = n / 8 * 8;
+    let mut i = 0;
+    while i < full {
+        let x = eight(v, i);
+        let (a0, a1, a2, a3) = (eight(r0, i), eight(r1, i), eight(r2, i), eight(r3, i));
+        // One row's eight lanes side by side, so that they become one vector (with the
+        // rows interleaved, LLVM packed one lane of four rows instead, with shuffles).
+        for (l, a) in [(&mut l0, a0), (&mut l1, a1), (&mut l2, a2), (&mut l3, a3)] {
+            for k in 0..8 {
+                l[k] += a[k] * x[k];
+            }
         }
+        i += 8;
     }
-    let tail = v.len() - cv.remainder().len();
     let mut out = [T::zero(); 4];
-    for (r, o) in out.iter_mut().enumerate() {
-        let l = &lanes[r];
+    for ((o, l), r) in out.iter_mut().zip([l0, l1, l2, l3]).zip([r0, r1, r2, r3]) {
         let mut s = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
-        for (x, y) in rows[r][tail..].iter().zip(&v[tail..]) {
+        for (x, y) in r[full..].iter().zip(&v[full..]) {
             s += *x * *y;
         }
         *o = s;
@@ -790,6 +799,29 @@ fn dot4<T: Float>(rows: [&[T]; 4], v: &[T]) -> [T; 4] {
 /// operands on every call, which dominates for a vector operand).
 #[allow(clippy::too_many_arguments)]
 fn gemm_thin<T: Float>(
+    a: &[T],
+    ta: bool,
+    b: &[T],
+    tb: bool,
+    m: usize,
+    k: usize,
+    n: usize,
+    beta: T,
+    c: &mut [T],
+) -> bool {
+    if n != 1 && k != 1 && m != 1 {
+        return false;
+    }
+    crate::vectorized(
+        #[inline(always)]
+        || thin_products(a, ta, b, tb, m, k, n, beta, c),
+    )
+}
+
+/// [`gemm_thin`]'s loops, inlined into its vectorised closure.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn thin_products<T: Float>(
     a: &[T],
     ta: bool,
     b: &[T],

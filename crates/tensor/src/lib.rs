@@ -32,6 +32,7 @@ pub mod kernels;
 mod ndarray_conv;
 mod pool;
 mod shape;
+mod simd;
 mod tanh;
 mod tensor;
 
@@ -41,6 +42,7 @@ pub use shape::{
     Shape, ShapeDisplay, broadcast_shapes, broadcast_strides, contiguous_strides, numel,
     shape_fits, split_at_axis,
 };
+pub use simd::vectorized;
 pub use smallvec::smallvec;
 pub use tensor::{Tensor, View};
 

@@ -99,9 +99,14 @@ pub(crate) fn tanh_f32(x: f32) -> f32 {
 /// If the lengths differ.
 pub(crate) fn tanh_f32_slice(input: &[f32], out: &mut [f32]) {
     assert_eq!(input.len(), out.len(), "tanh_slice: length mismatch");
-    for (o, &v) in out.iter_mut().zip(input) {
-        *o = tanh_f32(v);
-    }
+    crate::vectorized(
+        #[inline(always)]
+        || {
+            for (o, &v) in out.iter_mut().zip(input) {
+                *o = tanh_f32(v);
+            }
+        },
+    );
 }
 
 #[cfg(test)]
