@@ -61,6 +61,27 @@ pub trait Float:
             *o = v.tanh();
         }
     }
+
+    /// The dot products of four rows with one vector (the kernel of a matrix-vector
+    /// product). Each row is summed in eight lanes, lane `k` taking elements `k`,
+    /// `k + 8`, …; the lanes are added pairwise, then the elements past the last full
+    /// eight in order. Every implementation gives these bits; `f32` uses explicit AVX2
+    /// vectors where the processor has them. Rows may be longer than `v`: their first
+    /// `v.len()` elements are used.
+    ///
+    /// ```
+    /// use descent_tensor::Float;
+    /// let v = [1.0f32, 2.0, 3.0];
+    /// let rows: [&[f32]; 4] = [&[1.0, 0.0, 0.0], &[0.0, 1.0, 0.0], &[1.0, 1.0, 1.0], &[2.0; 3]];
+    /// assert_eq!(f32::dot4(rows, &v), [1.0, 2.0, 6.0, 12.0]);
+    /// ```
+    ///
+    /// # Panics
+    /// If a row is shorter than `v`.
+    #[inline(always)]
+    fn dot4(rows: [&[Self]; 4], v: &[Self]) -> [Self; 4] {
+        crate::kernels::dot4(rows, v)
+    }
 }
 
 impl Float for f32 {
@@ -76,6 +97,10 @@ impl Float for f32 {
     #[inline]
     fn tanh_slice(input: &[Self], out: &mut [Self]) {
         crate::tanh::tanh_f32_slice(input, out);
+    }
+    #[inline]
+    fn dot4(rows: [&[Self]; 4], v: &[Self]) -> [Self; 4] {
+        crate::kernels::dot4_f32(rows, v)
     }
 }
 

@@ -9,7 +9,7 @@ use super::{BackwardCtx, GradSink, Op, activation};
 use crate::Var;
 use crate::error::{Error, Result};
 use crate::tape::{Meta, Output};
-use descent_tensor::{Float, Tensor, broadcast_shapes, kernels, numel};
+use descent_tensor::{Float, Tensor, broadcast_shapes, kernels, numel, vectorized};
 
 /// Runs `$body` with `$o` naming `$op` as a constant (a `const` item in each arm, for
 /// the ops without a parameter): every loop in `$body` is then compiled once per op,
@@ -394,9 +394,14 @@ impl<'t, T: Float> Var<'t, T> {
                 T::tanh_slice(x.data(), &mut buf);
             } else {
                 with_fixed_unary!(op, |OP| {
-                    for (y, &v) in buf.iter_mut().zip(x.data()) {
-                        *y = OP.apply(v);
-                    }
+                    vectorized(
+                        #[inline(always)]
+                        || {
+                            for (y, &v) in buf.iter_mut().zip(x.data()) {
+                                *y = OP.apply(v);
+                            }
+                        },
+                    )
                 });
             }
             Ok(Output::Tensor(Tensor::new(x.shape(), buf)?))
@@ -498,15 +503,20 @@ pub(crate) fn unary_backward<T: Float, S: GradSink<T>>(
 /// without the pass that zeroes the buffer.
 #[inline(always)]
 fn write_or_add<T: Float>(grad: &mut [T], fresh: bool, terms: impl Iterator<Item = T>) {
-    if fresh {
-        for (d, t) in grad.iter_mut().zip(terms) {
-            *d = T::zero() + t;
-        }
-    } else {
-        for (d, t) in grad.iter_mut().zip(terms) {
-            *d += t;
-        }
-    }
+    vectorized(
+        #[inline(always)]
+        || {
+            if fresh {
+                for (d, t) in grad.iter_mut().zip(terms) {
+                    *d = T::zero() + t;
+                }
+            } else {
+                for (d, t) in grad.iter_mut().zip(terms) {
+                    *d += t;
+                }
+            }
+        },
+    )
 }
 
 /// Backward of a binary element-wise node: each operand's gradient is `g` times its
