@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the hot kernels through the op-level API (f32): W3's three
-//! matrix products (plain `matmul` with `W [in, out]` and `matmul_t` with `W [out, in]`,
+//! matrix products and W4's matrix-vector product (plain `matmul` with `W [in, out]` and `matmul_t` with `W [out, in]`,
 //! the form W3 and `descent::nn::Linear` use), element-wise ops on a `[128, 512]`
 //! tensor, and softmax cross-entropy; each forward and backward.
 //! `cargo bench -p descent-bench --bench kernels`.
@@ -78,10 +78,17 @@ fn matmul(c: &mut Criterion) {
     ];
     for (op, out_in, prod) in ops {
         let mut g = c.benchmark_group(op);
-        // W3: x [128, 784] -> 512 -> 256 -> 10.
-        for (layer, (m, k, n)) in [(128, 784, 512), (128, 512, 256), (128, 256, 10)]
-            .into_iter()
-            .enumerate()
+        // W3: x [128, 784] -> 512 -> 256 -> 10; then W4's per-sample first layer, a
+        // matrix-vector product (`[128, 64] @ [64, 1]`: the unpacked `dot4` path, and
+        // outer and transposed products in its backward).
+        for (layer, (m, k, n)) in [
+            (128, 784, 512),
+            (128, 512, 256),
+            (128, 256, 10),
+            (128, 64, 1),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let seed = 1000 + 10 * layer as u64;
             let x = randn(seed, &[m, k]);
