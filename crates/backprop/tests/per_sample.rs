@@ -1001,3 +1001,48 @@ fn norms_of_gradients_whose_squares_overflow_or_underflow_f32() {
 fn norms_of_gradients_whose_squares_overflow_or_underflow_f64() {
     extreme_norms::<f64>(&[1.0, 1e160, 1e300, 1e-160, 1e-300, 0.5e-3, 0.0]);
 }
+
+/// A closure that panics on one sample: the panic reaches the caller (whichever
+/// thread ran the sample, with one worker or several), and the next call on the same
+/// pool gives the ordinary result.
+#[test]
+fn a_panicking_closure_reaches_the_caller_and_the_pool_recovers() {
+    let _g = shared();
+    let mut store = ParamStore::<f64>::new();
+    let w = store.insert("w", Tensor::from([0.5, -0.25, 1.0]));
+    let samples = finite_check_samples(&[]);
+    let options = PerSampleOptions {
+        chunk: 3,
+        ..PerSampleOptions::default()
+    };
+    let call = |bad: Option<usize>| {
+        per_sample_grads(&store, &samples, options, |t, &x| {
+            if bad.is_some_and(|b| samples[b] == x) {
+                panic!("sample {} refused", bad.unwrap());
+            }
+            square_loss(t, &store, w, x)
+        })
+    };
+    let want = pool(1).install(|| call(None)).unwrap();
+    for threads in [1, 2, 3] {
+        let pool = pool(threads);
+        for bad in [0, 77, 199] {
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pool.install(|| call(Some(bad)))
+            }));
+            let message = caught.expect_err("the panic reaches the caller");
+            let text = message
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(text, format!("sample {bad} refused"), "{threads} threads");
+            let again = pool.install(|| call(None)).unwrap();
+            assert_eq!(
+                bits(&again.sum),
+                bits(&want.sum),
+                "{threads} threads after {bad}"
+            );
+            assert_eq!(f64_bits(&again.losses), f64_bits(&want.losses));
+        }
+    }
+}
