@@ -204,7 +204,9 @@ fn with_workspace<T: Float, R>(f: impl FnOnce(&mut Workspace<T>) -> R) -> R {
 /// Workers take chunks in order as they become free, and each finished chunk is added
 /// into the total as soon as the chunks before it are: no worker waits for another
 /// until the batch ends. With a pool of one thread (or a single chunk) the work runs
-/// on the calling thread.
+/// on the calling thread. Every thread that runs samples keeps its tape and gradient
+/// store for the next call (a warm tape allocates nothing); they are freed when the
+/// thread ends.
 ///
 /// # Errors
 /// [`Error::EmptyBatch`] for no samples; [`Error::SampleNotScalar`] when the closure's
