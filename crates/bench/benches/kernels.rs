@@ -24,6 +24,7 @@ use criterion::measurement::WallTime;
 use criterion::{Bencher, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use descent::backprop::backward_into;
 use descent::prelude::*;
+use descent::tensor::{Float, kernels};
 use descent_bench::w4::normal;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -192,12 +193,42 @@ fn cross_entropy(c: &mut Criterion) {
     g.finish();
 }
 
+/// The matrix-vector kernel alone (`kernels::gemm` with `n = 1`, no tape): W4's
+/// `[128, 64] @ [64, 1]` in `f32` and `f64`, each row summed by `Float::dot4`.
+fn matvec(c: &mut Criterion) {
+    fn bench<T: Float>(g: &mut BenchmarkGroup<'_, WallTime>, (m, k): (usize, usize)) {
+        let a: Vec<T> = normal(4000, m * k).into_iter().map(T::from_f64).collect();
+        let v: Vec<T> = normal(4001, k).into_iter().map(T::from_f64).collect();
+        let mut out = vec![T::zero(); m];
+        g.throughput(Throughput::Elements((2 * m * k) as u64));
+        g.bench_function(format!("{}/{m}x{k}", T::NAME), |b| {
+            b.iter(|| {
+                kernels::gemm(
+                    black_box(&a),
+                    false,
+                    &v,
+                    false,
+                    m,
+                    k,
+                    1,
+                    T::zero(),
+                    &mut out,
+                )
+            })
+        });
+    }
+    let mut g = c.benchmark_group("matvec");
+    bench::<f32>(&mut g, (128, 64));
+    bench::<f64>(&mut g, (128, 64));
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
-    targets = matmul, elementwise, cross_entropy
+    targets = matmul, matvec, elementwise, cross_entropy
 }
 criterion_main!(benches);

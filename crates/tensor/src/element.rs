@@ -65,9 +65,9 @@ pub trait Float:
     /// The dot products of four rows with one vector (the kernel of a matrix-vector
     /// product). Each row is summed in eight lanes, lane `k` taking elements `k`,
     /// `k + 8`, …; the lanes are added pairwise, then the elements past the last full
-    /// eight in order. Every implementation gives these bits; `f32` uses explicit AVX2
-    /// vectors where the processor has them. Rows may be longer than `v`: their first
-    /// `v.len()` elements are used.
+    /// eight in order. Every implementation gives these bits; `f32` and `f64` use
+    /// explicit AVX2 vectors where the processor has them. Rows may be longer than
+    /// `v`: their first `v.len()` elements are used.
     ///
     /// ```
     /// use descent_tensor::Float;
@@ -113,5 +113,9 @@ impl Float for f64 {
     #[inline(always)]
     fn as_f64(self) -> f64 {
         self
+    }
+    #[inline]
+    fn dot4(rows: [&[Self]; 4], v: &[Self]) -> [Self; 4] {
+        crate::kernels::dot4_f64(rows, v)
     }
 }

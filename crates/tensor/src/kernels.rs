@@ -808,8 +808,15 @@ pub(crate) fn dot4<T: Float>(rows: [&[T]; 4], v: &[T]) -> [T; 4] {
         }
         i += 8;
     }
+    finish_rows([l0, l1, l2, l3], [r0, r1, r2, r3], v, full)
+}
+
+/// The end of a [`dot4`]: each row's eight lanes added pairwise, then the elements
+/// from `full` on, in order.
+#[inline(always)]
+fn finish_rows<T: Float>(lanes: [[T; 8]; 4], rows: [&[T]; 4], v: &[T], full: usize) -> [T; 4] {
     let mut out = [T::zero(); 4];
-    for ((o, l), r) in out.iter_mut().zip([l0, l1, l2, l3]).zip([r0, r1, r2, r3]) {
+    for ((o, l), r) in out.iter_mut().zip(lanes).zip(rows) {
         let mut s = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
         for (x, y) in r[full..].iter().zip(&v[full..]) {
             s += *x * *y;
@@ -853,16 +860,43 @@ fn dot4_v3(simd: pulp::x86::V3, rows: [&[f32]; 4], v: &[f32]) -> [f32; 4] {
         }
         i += 8;
     }
-    let mut out = [0.0f32; 4];
-    for ((o, l), r) in out.iter_mut().zip(lanes).zip(rows) {
-        let l: [f32; 8] = cast(l);
-        let mut s = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
-        for (x, y) in r[full..].iter().zip(&v[full..]) {
-            s += *x * *y;
-        }
-        *o = s;
+    finish_rows(lanes.map(cast::<f32x8, [f32; 8]>), rows, v, full)
+}
+
+/// [`dot4_f32`] for `f64`: each row's eight lanes in two 256-bit registers.
+pub(crate) fn dot4_f64(rows: [&[f64]; 4], v: &[f64]) -> [f64; 4] {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(simd) = pulp::x86::V3::try_new() {
+        return simd.vectorize(
+            #[inline(always)]
+            || dot4_f64_v3(simd, rows, v),
+        );
     }
-    out
+    dot4(rows, v)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn dot4_f64_v3(simd: pulp::x86::V3, rows: [&[f64]; 4], v: &[f64]) -> [f64; 4] {
+    use pulp::{Simd, cast, f64x4};
+    let n = v.len();
+    let rows = rows.map(|r| &r[..n]);
+    let load = |s: &[f64], i: usize| -> f64x4 {
+        cast::<[f64; 4], f64x4>(s[i..i + 4].try_into().expect("four lanes"))
+    };
+    let full = n / 8 * 8;
+    // Lanes 0-3 and 4-7 of each row.
+    let mut lanes = [[simd.splat_f64s(0.0); 2]; 4];
+    let mut i = 0;
+    while i < full {
+        let (x0, x1) = (load(v, i), load(v, i + 4));
+        for ([l0, l1], r) in lanes.iter_mut().zip(rows) {
+            *l0 = simd.add_f64s(*l0, simd.mul_f64s(load(r, i), x0));
+            *l1 = simd.add_f64s(*l1, simd.mul_f64s(load(r, i + 4), x1));
+        }
+        i += 8;
+    }
+    finish_rows(lanes.map(cast::<[f64x4; 2], [f64; 8]>), rows, v, full)
 }
 
 /// Matrix-vector and outer products without packing (matrixmultiply packs both
@@ -1202,31 +1236,46 @@ mod tests {
         }
     }
 
-    #[test]
-    fn f32_dot4_in_vectors_is_the_generic_sum() {
-        // Magnitudes spread over many binades, so that any change in the order of the
-        // additions changes bits. On a processor with AVX2 this runs the explicit
-        // vectors; elsewhere both sides are the generic loop.
-        let value = |i: usize| ((i as f32 * 0.37).sin() * 1e3).powi((i % 5) as i32 - 2);
+    /// `fast` (a `dot4` in explicit vectors) against the generic loop and `dot`, bit for
+    /// bit, with magnitudes spread over many binades so that any change in the order of
+    /// the additions changes bits. On a processor with AVX2 this runs the explicit
+    /// vectors; elsewhere both sides are the generic loop.
+    fn explicit_dot4_is_the_generic_sum<T: Float>(fast: fn([&[T]; 4], &[T]) -> [T; 4]) {
+        let value =
+            |i: usize| T::from_f64(((i as f64 * 0.37).sin() * 1e3).powi((i % 5) as i32 - 2));
         for n in [0, 1, 7, 8, 9, 16, 31, 64, 100, 129] {
-            let rows: Vec<Vec<f32>> = (0..4)
+            let rows: Vec<Vec<T>> = (0..4)
                 .map(|r| (0..n + r).map(|i| value(i * 4 + r)).collect())
                 .collect();
-            let v: Vec<f32> = (0..n).map(|i| value(i + 1000)).collect();
+            let v: Vec<T> = (0..n).map(|i| value(i + 1000)).collect();
             let rows = [&rows[0][..], &rows[1][..], &rows[2][..], &rows[3][..]];
-            let fast = dot4_f32(rows, &v);
-            let generic = dot4::<f32>(rows, &v);
-            assert_eq!(fast.map(f32::to_bits), generic.map(f32::to_bits), "n {n}");
-            for (r, row) in rows.iter().enumerate() {
-                assert_eq!(fast[r].to_bits(), dot(&row[..n], &v).to_bits(), "n {n}");
+            let got = fast(rows, &v);
+            let generic = dot4::<T>(rows, &v);
+            for r in 0..4 {
+                assert_eq!(
+                    got[r].as_f64().to_bits(),
+                    generic[r].as_f64().to_bits(),
+                    "n {n}"
+                );
+                let one = dot(&rows[r][..n], &v);
+                assert_eq!(got[r].as_f64().to_bits(), one.as_f64().to_bits(), "n {n}");
             }
         }
-        let inf = [f32::INFINITY; 8];
-        let nan = dot4_f32(
-            [&inf, &[0.0; 8], &inf, &[1.0; 8]],
-            &[1.0, -1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0],
-        );
-        assert!(nan[0].is_nan() && nan[1] == 0.0 && nan[2].is_nan() && nan[3] == 5.0);
+        let (inf, zero, one) = ([T::infinity(); 8], [T::zero(); 8], [T::one(); 8]);
+        let v = [1.0, -1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0].map(T::from_f64);
+        let out = fast([&inf, &zero, &inf, &one], &v);
+        assert!(out[0].is_nan() && out[1] == T::zero() && out[2].is_nan());
+        assert_eq!(out[3], T::from_f64(5.0));
+    }
+
+    #[test]
+    fn f32_dot4_in_vectors_is_the_generic_sum() {
+        explicit_dot4_is_the_generic_sum::<f32>(dot4_f32);
+    }
+
+    #[test]
+    fn f64_dot4_in_vectors_is_the_generic_sum() {
+        explicit_dot4_is_the_generic_sum::<f64>(dot4_f64);
     }
 
     #[test]
