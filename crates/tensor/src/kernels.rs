@@ -835,7 +835,7 @@ pub(crate) fn dot4_f32(rows: [&[f32]; 4], v: &[f32]) -> [f32; 4] {
     if let Some(simd) = pulp::x86::V3::try_new() {
         return simd.vectorize(
             #[inline(always)]
-            || dot4_v3(simd, rows, v),
+            || dot4_f32_v3(simd, rows, v),
         );
     }
     dot4(rows, v)
@@ -843,7 +843,7 @@ pub(crate) fn dot4_f32(rows: [&[f32]; 4], v: &[f32]) -> [f32; 4] {
 
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn dot4_v3(simd: pulp::x86::V3, rows: [&[f32]; 4], v: &[f32]) -> [f32; 4] {
+fn dot4_f32_v3(simd: pulp::x86::V3, rows: [&[f32]; 4], v: &[f32]) -> [f32; 4] {
     use pulp::{Simd, cast, f32x8};
     let n = v.len();
     let rows = rows.map(|r| &r[..n]);
@@ -919,10 +919,11 @@ fn gemm_thin<T: Float>(
     crate::vectorized(
         #[inline(always)]
         || thin_products(a, ta, b, tb, m, k, n, beta, c),
-    )
+    );
+    true
 }
 
-/// [`gemm_thin`]'s loops, inlined into its vectorised closure.
+/// [`gemm_thin`]'s loops, inlined into its vectorised closure; `m`, `k` or `n` is 1.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn thin_products<T: Float>(
@@ -935,7 +936,7 @@ fn thin_products<T: Float>(
     n: usize,
     beta: T,
     c: &mut [T],
-) -> bool {
+) {
     if n == 1 {
         let bv = &b[..k];
         if !ta {
@@ -968,18 +969,14 @@ fn thin_products<T: Float>(
                 }
             }
         }
-        return true;
-    }
-    if k == 1 {
+    } else if k == 1 {
         let bv = &b[..n];
         for (i, &ai) in a[..m].iter().enumerate() {
             for (x, &y) in c[i * n..(i + 1) * n].iter_mut().zip(bv) {
                 *x = scale_c(*x, beta) + ai * y;
             }
         }
-        return true;
-    }
-    if m == 1 {
+    } else {
         let av = &a[..k];
         if !tb {
             for x in &mut c[..n] {
@@ -996,9 +993,7 @@ fn thin_products<T: Float>(
                 c[j] = scale_c(c[j], beta) + d;
             }
         }
-        return true;
     }
-    false
 }
 
 /// The output shape of `a @ b` for `a: [..., m, k]`, `b: [..., k, n]` (batch axes
