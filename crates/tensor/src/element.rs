@@ -62,6 +62,39 @@ pub trait Float:
         }
     }
 
+    /// `eˣ` as descent's kernels compute it, in a form a loop over a slice can
+    /// vectorise where the type has one. `f32` uses a branch-free version within 1 ulp
+    /// of the correctly rounded result (subnormal results, `±∞` and NaN included);
+    /// `f64` keeps libm, so gradient checks see the same numbers as scalar code.
+    ///
+    /// ```
+    /// use descent_tensor::Float;
+    /// assert_eq!(0.0f32.kernel_exp(), 1.0);
+    /// assert!((1.0f32.kernel_exp() - std::f32::consts::E).abs() <= f32::EPSILON * 3.0);
+    /// assert_eq!(f32::NEG_INFINITY.kernel_exp(), 0.0);
+    /// assert_eq!(1.0f64.kernel_exp(), 1.0f64.exp());
+    /// ```
+    #[inline(always)]
+    fn kernel_exp(self) -> Self {
+        self.exp()
+    }
+
+    /// `tanh x` as descent's kernels compute it: the element-wise form of
+    /// [`Float::tanh_slice`] (branch-free within 2 ulp for `f32`, libm for `f64`), for
+    /// loops that need tanh inside a larger expression (GELU).
+    ///
+    /// ```
+    /// use descent_tensor::Float;
+    /// let mut out = [0.0f32];
+    /// f32::tanh_slice(&[0.3], &mut out);
+    /// assert_eq!(0.3f32.kernel_tanh(), out[0]);
+    /// assert_eq!(0.3f64.kernel_tanh(), 0.3f64.tanh());
+    /// ```
+    #[inline(always)]
+    fn kernel_tanh(self) -> Self {
+        self.tanh()
+    }
+
     /// The dot products of four rows with one vector (the kernel of a matrix-vector
     /// product). Each row is summed in eight lanes, lane `k` taking elements `k`,
     /// `k + 8`, …; the lanes are added pairwise, then the elements past the last full
@@ -97,6 +130,14 @@ impl Float for f32 {
     #[inline]
     fn tanh_slice(input: &[Self], out: &mut [Self]) {
         crate::tanh::tanh_f32_slice(input, out);
+    }
+    #[inline(always)]
+    fn kernel_exp(self) -> Self {
+        crate::exp::exp_f32(self)
+    }
+    #[inline(always)]
+    fn kernel_tanh(self) -> Self {
+        crate::tanh::tanh_f32(self)
     }
     #[inline]
     fn dot4(rows: [&[Self]; 4], v: &[Self]) -> [Self; 4] {

@@ -7,7 +7,7 @@
 //! rules accumulate into gradient buffers, which is how fan-out is summed.
 
 use crate::shape::{broadcast_strides, contiguous_strides, numel, split_at_axis};
-use crate::{Float, View};
+use crate::{Float, View, vectorized};
 
 /// Calls `f(out_index, a_index, b_index)` for every element of `out_shape`, where
 /// `a_shape` and `b_shape` broadcast to `out_shape`.
@@ -192,25 +192,62 @@ fn sum_to_shape_loops<T: Float>(g: View<'_, T>, target: &[usize], scale: T, out:
     }
 }
 
-/// `out[o, i] = sum_j x[o, j, i]`: the sum over one axis.
+/// `out[o, i] = sum_j x[o, j, i]`: the sum over one axis. Over the last axis each
+/// row is summed like [`sum_lanes`]; over another, in order of `j`, every `i` at once.
 pub fn sum_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
     out.fill(T::zero());
     // Nothing to compute when the blocks are empty; returning also keeps a huge outer
     // extent over an empty axis (a zero-element tensor) from looping for nothing.
-    if outer == 0 || inner == 0 {
+    if outer == 0 || inner == 0 || n == 0 {
         return;
     }
     let xd = x.data();
-    for o in 0..outer {
-        let dst = &mut out[o * inner..(o + 1) * inner];
-        for j in 0..n {
-            let src = &xd[(o * n + j) * inner..(o * n + j + 1) * inner];
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d += s;
+    vectorized(
+        #[inline(always)]
+        || {
+            if inner == 1 {
+                for (o, row) in out.iter_mut().zip(xd.chunks_exact(n)) {
+                    *o = sum_lanes(
+                        row,
+                        #[inline(always)]
+                        |v| v,
+                    );
+                }
+                return;
             }
+            for (dst, block) in out.chunks_exact_mut(inner).zip(xd.chunks_exact(n * inner)) {
+                for src in block.chunks_exact(inner) {
+                    for (d, &s) in dst.iter_mut().zip(src) {
+                        *d += s;
+                    }
+                }
+            }
+        },
+    );
+}
+
+/// The sum of every element: blocks of 4,096 summed like [`sum_lanes`], the blocks'
+/// sums added pairwise (so the rounding error grows with the logarithm of the length,
+/// not the length).
+pub fn sum_all<T: Float>(x: &[T]) -> T {
+    const BLOCK: usize = 4096;
+    fn cascade<T: Float>(x: &[T]) -> T {
+        if x.len() <= BLOCK {
+            return sum_lanes(
+                x,
+                #[inline(always)]
+                |v| v,
+            );
         }
+        let half = x.len().div_ceil(2 * BLOCK) * BLOCK;
+        let (a, b) = x.split_at(half);
+        cascade(a) + cascade(b)
     }
+    vectorized(
+        #[inline(always)]
+        || cascade(x),
+    )
 }
 
 /// Adds `g` (shape of `x` with `axis` removed or kept as 1) to every slice of `out`
@@ -219,18 +256,26 @@ pub fn expand_axis_acc<T: Float>(g: &[T], shape: &[usize], axis: usize, scale: T
     let (outer, n, inner) = split_at_axis(shape, axis);
     // Nothing to compute when the blocks are empty; returning also keeps a huge outer
     // extent over an empty axis (a zero-element tensor) from looping for nothing.
-    if outer == 0 || inner == 0 {
+    if outer == 0 || inner == 0 || n == 0 {
         return;
     }
-    for o in 0..outer {
-        let src = &g[o * inner..(o + 1) * inner];
-        for j in 0..n {
-            let dst = &mut out[(o * n + j) * inner..(o * n + j + 1) * inner];
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d += s * scale;
+    vectorized(
+        #[inline(always)]
+        || {
+            for (src, block) in g.chunks_exact(inner).zip(out.chunks_exact_mut(n * inner)) {
+                if inner == 1 {
+                    let v = src[0] * scale;
+                    block.iter_mut().for_each(|d| *d += v);
+                    continue;
+                }
+                for dst in block.chunks_exact_mut(inner) {
+                    for (d, &s) in dst.iter_mut().zip(src) {
+                        *d += s * scale;
+                    }
+                }
             }
-        }
-    }
+        },
+    );
 }
 
 /// `out[o, i] = max_j x[o, j, i]`. NaN propagates: a slice holding NaN has max NaN.
@@ -241,22 +286,44 @@ pub fn max_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
     if outer == 0 || inner == 0 {
         return;
     }
+    // A comparison and a select: once NaN, a slice's maximum stays NaN.
+    #[inline(always)]
+    fn keep<T: Float>(m: T, v: T) -> T {
+        if v > m || v.is_nan() { v } else { m }
+    }
     let xd = x.data();
-    for o in 0..outer {
-        for i in 0..inner {
-            let mut m = T::neg_infinity();
-            for j in 0..n {
-                let v = xd[(o * n + j) * inner + i];
-                if v > m || v.is_nan() {
-                    m = v;
-                    if v.is_nan() {
-                        break;
+    vectorized(
+        #[inline(always)]
+        || {
+            out.fill(T::neg_infinity());
+            if inner == 1 {
+                for (o, row) in out.iter_mut().zip(xd.chunks_exact(n.max(1))) {
+                    let mut lanes = [T::neg_infinity(); 8];
+                    let mut xs = row.chunks_exact(8);
+                    for c in &mut xs {
+                        for k in 0..8 {
+                            lanes[k] = keep(lanes[k], c[k]);
+                        }
+                    }
+                    *o = lanes
+                        .into_iter()
+                        .chain(xs.remainder().iter().copied())
+                        .fold(T::neg_infinity(), keep);
+                }
+                return;
+            }
+            for (dst, block) in out
+                .chunks_exact_mut(inner)
+                .zip(xd.chunks_exact((n * inner).max(1)))
+            {
+                for src in block.chunks_exact(inner) {
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        *d = keep(*d, v);
                     }
                 }
             }
-            out[o * inner + i] = m;
-        }
-    }
+        },
+    );
 }
 
 /// The reverse rule of [`max_axis`]: each slice's gradient goes to the first position
@@ -271,55 +338,195 @@ pub fn max_axis_backward_acc<T: Float>(
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
     // Nothing to compute when the blocks are empty; returning also keeps a huge outer
     // extent over an empty axis (a zero-element tensor) from looping for nothing.
-    if outer == 0 || inner == 0 {
+    if outer == 0 || inner == 0 || n == 0 {
         return;
     }
+    let holds = |v: T, m: T| v == m || (m.is_nan() && v.is_nan());
     let xd = x.data();
+    // Slices whose maximum has been found, when the axis is not the last: the blocks
+    // are then read row by row, in memory order.
+    let mut found = vec![false; if inner == 1 { 0 } else { inner }];
     for o in 0..outer {
+        let block = &xd[o * n * inner..(o + 1) * n * inner];
+        let dst = &mut out[o * n * inner..(o + 1) * n * inner];
+        let (m, gs) = (
+            &max[o * inner..(o + 1) * inner],
+            &g[o * inner..(o + 1) * inner],
+        );
+        if inner == 1 {
+            let j = block.iter().position(|&v| holds(v, m[0])).unwrap_or(0);
+            dst[j] += gs[0];
+            continue;
+        }
+        found.fill(false);
+        for j in 0..n {
+            let row = &block[j * inner..(j + 1) * inner];
+            for i in 0..inner {
+                if !found[i] && holds(row[i], m[i]) {
+                    found[i] = true;
+                    dst[j * inner + i] += gs[i];
+                }
+            }
+        }
+        // A maximum not found (a stale `max`) goes to position 0, as before.
         for i in 0..inner {
-            let m = max[o * inner + i];
-            let j = (0..n)
-                .find(|&j| {
-                    let v = xd[(o * n + j) * inner + i];
-                    v == m || (m.is_nan() && v.is_nan())
-                })
-                .unwrap_or(0);
-            out[(o * n + j) * inner + i] += g[o * inner + i];
+            if !found[i] {
+                dst[i] += gs[i];
+            }
         }
     }
 }
 
-/// Softmax along `axis`, computed stably (the maximum is subtracted first).
+/// Softmax along `axis`, computed stably (the maximum is subtracted first); see
+/// [`softmax_lane`].
 pub fn softmax_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
-    axis_lanes(x, axis, out, |lane_in, lane_out| {
-        let m = lane_in.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
-        let m = if m.is_finite() { m } else { T::zero() };
-        let mut total = T::zero();
-        for (o, &v) in lane_out.iter_mut().zip(lane_in) {
-            *o = (v - m).exp();
-            total += *o;
-        }
-        for o in lane_out.iter_mut() {
-            *o /= total;
-        }
-    });
+    vectorized(
+        #[inline(always)]
+        || {
+            // A closure, not the function item: LLVM called that through a shim it
+            // kept out of line, compiled for the baseline instruction set.
+            axis_lanes(
+                x,
+                axis,
+                out,
+                #[inline(always)]
+                |x, out| softmax_lane(x, out),
+            )
+        },
+    );
 }
 
-/// Log-softmax along `axis`: `x - max - ln(sum(exp(x - max)))`.
+/// Log-softmax along `axis`; see [`log_softmax_lane`].
 pub fn log_softmax_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
-    axis_lanes(x, axis, out, |lane_in, lane_out| {
-        let m = lane_in.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
-        let m = if m.is_finite() { m } else { T::zero() };
-        let total: T = lane_in.iter().map(|&v| (v - m).exp()).sum();
-        let lse = m + total.ln();
-        for (o, &v) in lane_out.iter_mut().zip(lane_in) {
-            *o = v - lse;
+    vectorized(
+        #[inline(always)]
+        || {
+            axis_lanes(
+                x,
+                axis,
+                out,
+                #[inline(always)]
+                |x, out| log_softmax_lane(x, out),
+            )
+        },
+    );
+}
+
+/// Softmax of one contiguous lane: `e^(x − m) / Σ e^(x − m)` with `m` the largest
+/// element (0 when that is not finite). The sum runs in eight lanes, added pairwise,
+/// then the elements past the last full eight in order. Inlined, so that it is
+/// compiled for the caller's instruction set inside [`vectorized`].
+#[inline(always)]
+pub fn softmax_lane<T: Float>(x: &[T], out: &mut [T]) {
+    let m = finite_or_zero(lane_max(x));
+    // Two passes, the exponentials then their sum: as one, LLVM vectorised it four
+    // lanes wide at most, with spills.
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = (v - m).kernel_exp();
+    }
+    let total = sum_lanes(
+        out,
+        #[inline(always)]
+        |e| e,
+    );
+    for o in out.iter_mut() {
+        *o /= total;
+    }
+}
+
+/// Log-softmax of one contiguous lane: `x − log_sum_exp(x)` (see [`log_sum_exp`]).
+#[inline(always)]
+pub fn log_softmax_lane<T: Float>(x: &[T], out: &mut [T]) {
+    let lse = log_sum_exp(x);
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = v - lse;
+    }
+}
+
+/// `ln Σ eˣ` of one contiguous lane, with the largest element `m` subtracted first
+/// (`m + ln Σ e^(x − m)`; `m` taken as 0 when it is not finite). The sum runs in eight
+/// lanes like [`softmax_lane`]'s.
+#[inline(always)]
+pub fn log_sum_exp<T: Float>(x: &[T]) -> T {
+    let m = finite_or_zero(lane_max(x));
+    m + sum_lanes(
+        x,
+        #[inline(always)]
+        |v| (v - m).kernel_exp(),
+    )
+    .ln()
+}
+
+/// `Σ f(x)` in eight lanes (lane `k` takes elements `k`, `k + 8`, …), added pairwise,
+/// then the elements past the last full eight in order. The lanes start at −0, the
+/// neutral element of addition, so under eight elements the result is the plain
+/// sum's, bit for bit (`−0` for none, as Rust's `Sum`).
+#[inline(always)]
+pub fn sum_lanes<T: Float>(x: &[T], f: impl Fn(T) -> T) -> T {
+    let mut lanes = [T::neg_zero(); 8];
+    let mut xs = x.chunks_exact(8);
+    for c in &mut xs {
+        for k in 0..8 {
+            lanes[k] += f(c[k]);
         }
-    });
+    }
+    let mut total = pairwise8(lanes);
+    for &v in xs.remainder() {
+        total += f(v);
+    }
+    total
+}
+
+/// `Σ a·b` summed like [`sum_lanes`].
+#[inline(always)]
+pub fn dot_lanes<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut lanes = [T::neg_zero(); 8];
+    let (mut ac, mut bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in (&mut ac).zip(&mut bc) {
+        for k in 0..8 {
+            lanes[k] += x[k] * y[k];
+        }
+    }
+    let mut total = pairwise8(lanes);
+    for (&x, &y) in ac.remainder().iter().zip(bc.remainder()) {
+        total += x * y;
+    }
+    total
+}
+
+/// The largest element, NaN skipped; −∞ for a lane with none (empty or all NaN).
+#[inline(always)]
+pub fn lane_max<T: Float>(x: &[T]) -> T {
+    let mut lanes = [T::neg_infinity(); 8];
+    let mut xs = x.chunks_exact(8);
+    for c in &mut xs {
+        for k in 0..8 {
+            // A comparison and a select (no NaN test): NaN is never greater.
+            lanes[k] = if c[k] > lanes[k] { c[k] } else { lanes[k] };
+        }
+    }
+    let mut m = lanes.into_iter().fold(T::neg_infinity(), |m, v| m.max(v));
+    for &v in xs.remainder() {
+        m = m.max(v);
+    }
+    m
+}
+
+#[inline(always)]
+fn finite_or_zero<T: Float>(m: T) -> T {
+    if m.is_finite() { m } else { T::zero() }
+}
+
+/// `((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))`.
+#[inline(always)]
+fn pairwise8<T: Float>(l: [T; 8]) -> T {
+    ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
 }
 
 /// Runs `f(lane_in, lane_out)` on every lane along `axis` (copied to contiguous scratch
-/// when the axis is not the last).
+/// when the axis is not the last). Inlined, so that `f` is compiled for the caller's
+/// instruction set inside [`vectorized`].
+#[inline(always)]
 pub fn axis_lanes<T: Float>(
     x: View<'_, T>,
     axis: usize,
@@ -334,10 +541,7 @@ pub fn axis_lanes<T: Float>(
     }
     let xd = x.data();
     if inner == 1 {
-        for (src, dst) in xd
-            .chunks_exact(n.max(1))
-            .zip(out.chunks_exact_mut(n.max(1)))
-        {
+        for (src, dst) in xd.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
             f(src, dst);
         }
         return;
@@ -357,7 +561,9 @@ pub fn axis_lanes<T: Float>(
     }
 }
 
-/// Like [`axis_lanes`] for two inputs of the same shape, adding into `out`.
+/// Like [`axis_lanes`] for two inputs of the same shape; `f` adds into its output
+/// lane, which is `out`'s own lane when the axis is the last.
+#[inline(always)]
 pub fn axis_lanes2_acc<T: Float>(
     shape: &[usize],
     a: &[T],
@@ -372,6 +578,16 @@ pub fn axis_lanes2_acc<T: Float>(
     if outer == 0 || inner == 0 || n == 0 {
         return;
     }
+    if inner == 1 {
+        for ((la, lb), lo) in a
+            .chunks_exact(n)
+            .zip(b.chunks_exact(n))
+            .zip(out.chunks_exact_mut(n))
+        {
+            f(la, lb, lo);
+        }
+        return;
+    }
     let mut la = vec![T::zero(); n];
     let mut lb = vec![T::zero(); n];
     let mut lo = vec![T::zero(); n];
@@ -381,11 +597,11 @@ pub fn axis_lanes2_acc<T: Float>(
                 let k = (o * n + j) * inner + i;
                 la[j] = a[k];
                 lb[j] = b[k];
-                lo[j] = T::zero();
+                lo[j] = out[k];
             }
             f(&la, &lb, &mut lo);
             for j in 0..n {
-                out[(o * n + j) * inner + i] += lo[j];
+                out[(o * n + j) * inner + i] = lo[j];
             }
         }
     }
@@ -393,39 +609,75 @@ pub fn axis_lanes2_acc<T: Float>(
 
 /// Swaps two axes: `out` has `x`'s shape with extents `a` and `b` exchanged.
 /// `ACC` adds into `out` instead of overwriting it.
+///
+/// With `a < b`, `x` is `[outer, A, mid, B, inner]` and `out` is
+/// `[outer, B, mid, A, inner]`: runs of `inner` elements move whole, in tiles of
+/// `TILE × TILE` runs, so that both sides are read and written a cache line at a time
+/// (element by element in `out`'s order, every read of a large matrix's transpose
+/// missed the cache).
 pub fn swap_axes<T: Float, const ACC: bool>(x: View<'_, T>, a: usize, b: usize, out: &mut [T]) {
+    const TILE: usize = 16;
     let shape = x.shape();
-    let mut out_shape: smallvec::SmallVec<[usize; 4]> = shape.into();
-    out_shape.swap(a, b);
-    // Read x with its strides permuted the same way, in the order of out.
-    let mut strides = contiguous_strides(shape);
-    strides.swap(a, b);
-    let xd = x.data();
-    let nd = shape.len();
-    let n = numel(shape);
-    if n == 0 {
+    let (a, b) = (a.min(b), a.max(b));
+    if numel(shape) == 0 {
         return;
     }
-    let mut idx: smallvec::SmallVec<[usize; 4]> = smallvec::smallvec![0; nd];
-    let mut src = 0usize;
-    for o in out.iter_mut().take(n) {
+    if a == b {
+        let out = &mut out[..x.data().len()];
         if ACC {
-            *o += xd[src];
+            out.iter_mut().zip(x.data()).for_each(|(o, &v)| *o += v);
         } else {
-            *o = xd[src];
+            out.copy_from_slice(x.data());
         }
-        let mut axis = nd;
-        while axis > 0 {
-            axis -= 1;
-            idx[axis] += 1;
-            src += strides[axis];
-            if idx[axis] < out_shape[axis] {
-                break;
-            }
-            src -= strides[axis] * idx[axis];
-            idx[axis] = 0;
-        }
+        return;
     }
+    let outer: usize = shape[..a].iter().product();
+    let (ea, eb) = (shape[a], shape[b]);
+    let mid: usize = shape[a + 1..b].iter().product();
+    let inner: usize = shape[b + 1..].iter().product();
+    let xd = x.data();
+    vectorized(
+        #[inline(always)]
+        || {
+            for o in 0..outer {
+                for m in 0..mid {
+                    // Run (ia, ib) starts at src(ia, ib) in x and dst(ib, ia) in out.
+                    let src =
+                        |ia: usize, ib: usize| ((((o * ea + ia) * mid + m) * eb) + ib) * inner;
+                    let dst =
+                        |ib: usize, ia: usize| ((((o * eb + ib) * mid + m) * ea) + ia) * inner;
+                    for ib0 in (0..eb).step_by(TILE) {
+                        for ia0 in (0..ea).step_by(TILE) {
+                            for ib in ib0..(ib0 + TILE).min(eb) {
+                                for ia in ia0..(ia0 + TILE).min(ea) {
+                                    let (from, to) = (src(ia, ib), dst(ib, ia));
+                                    if inner == 1 {
+                                        // A call to `copy_from_slice` per element cost more
+                                        // than the copy.
+                                        if ACC {
+                                            out[to] += xd[from];
+                                        } else {
+                                            out[to] = xd[from];
+                                        }
+                                        continue;
+                                    }
+                                    let from = &xd[from..from + inner];
+                                    let to = &mut out[to..to + inner];
+                                    if ACC {
+                                        for (t, &f) in to.iter_mut().zip(from) {
+                                            *t += f;
+                                        }
+                                    } else {
+                                        to.copy_from_slice(from);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    );
 }
 
 /// Copies `x[.., start..end, ..]` (along `axis`) into `out`.
@@ -1418,5 +1670,195 @@ mod tests {
         let total: f64 = out.iter().sum();
         assert!((total - 1.0).abs() < 1e-15);
         assert!(out[2] > out[1] && out[1] > out[0]);
+    }
+
+    /// Shapes for the axis kernels: lanes shorter and longer than eight and than a
+    /// transpose tile, with the axis first, inside and last.
+    const AXIS_SHAPES: &[&[usize]] = &[
+        &[7],
+        &[19],
+        &[3, 5],
+        &[4, 17],
+        &[33, 6],
+        &[2, 9, 3],
+        &[3, 1, 20],
+        &[2, 3, 4, 5],
+        &[40, 37],
+    ];
+
+    fn values(n: usize, seed: f64) -> Vec<f64> {
+        (0..n)
+            .map(|i| ((i as f64 + seed) * 0.73).sin() * 3.0)
+            .collect()
+    }
+
+    /// `x[o, j, i]` of a shape split at `axis`, as a closure.
+    fn at<'a>(
+        x: &'a [f64],
+        shape: &[usize],
+        axis: usize,
+    ) -> impl Fn(usize, usize, usize) -> f64 + 'a {
+        let (_, n, inner) = split_at_axis(shape, axis);
+        move |o, j, i| x[(o * n + j) * inner + i]
+    }
+
+    #[test]
+    fn axis_reductions_match_naive_loops() {
+        for &shape in AXIS_SHAPES {
+            let x = values(numel(shape), shape.len() as f64);
+            for axis in 0..shape.len() {
+                let (outer, n, inner) = split_at_axis(shape, axis);
+                let get = at(&x, shape, axis);
+                let mut sum = vec![f64::NAN; outer * inner];
+                let mut max = vec![f64::NAN; outer * inner];
+                sum_axis(View::new(shape, &x), axis, &mut sum);
+                max_axis(View::new(shape, &x), axis, &mut max);
+                for o in 0..outer {
+                    for i in 0..inner {
+                        let want: f64 = (0..n).map(|j| get(o, j, i)).sum();
+                        let got = sum[o * inner + i];
+                        assert!((got - want).abs() < 1e-12, "sum {shape:?} axis {axis}");
+                        let want = (0..n)
+                            .map(|j| get(o, j, i))
+                            .fold(f64::NEG_INFINITY, f64::max);
+                        assert_eq!(max[o * inner + i], want, "max {shape:?} axis {axis}");
+                    }
+                }
+                // Backward of sum (scaled) and of max, added onto ones.
+                let g = values(outer * inner, 5.0);
+                let mut gx = vec![1.0; x.len()];
+                expand_axis_acc(&g, shape, axis, 0.5, &mut gx);
+                let mut gm = vec![1.0; x.len()];
+                max_axis_backward_acc(View::new(shape, &x), axis, &max, &g, &mut gm);
+                let (_, _, inner_) = (outer, n, inner);
+                for o in 0..outer {
+                    for i in 0..inner_ {
+                        let first = (0..n)
+                            .find(|&j| get(o, j, i) == max[o * inner + i])
+                            .unwrap();
+                        for j in 0..n {
+                            let k = (o * n + j) * inner + i;
+                            assert_eq!(gx[k], 1.0 + g[o * inner + i] * 0.5, "sum back {shape:?}");
+                            let want = if j == first {
+                                1.0 + g[o * inner + i]
+                            } else {
+                                1.0
+                            };
+                            assert_eq!(gm[k], want, "max back {shape:?} axis {axis}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn max_axis_propagates_nan_and_backward_picks_the_first_maximum() {
+        // Rows of 11: NaN in a full chunk, NaN in the tail, a tie, all -inf.
+        let mut x = vec![0.0f32; 44];
+        x[3] = f32::NAN;
+        x[11 + 10] = f32::NAN;
+        x[22 + 2] = 5.0;
+        x[22 + 9] = 5.0;
+        x[33..44].fill(f32::NEG_INFINITY);
+        let mut m = [0.0f32; 4];
+        max_axis(View::new(&[4, 11], &x), 1, &mut m);
+        assert!(m[0].is_nan() && m[1].is_nan());
+        assert_eq!(m[2..], [5.0, f32::NEG_INFINITY]);
+        let mut g = vec![0.0f32; 44];
+        max_axis_backward_acc(View::new(&[4, 11], &x), 1, &m, &[1.0; 4], &mut g);
+        assert_eq!(
+            (g[3], g[21], g[24], g[31], g[33]),
+            (1.0, 1.0, 1.0, 0.0, 1.0)
+        );
+        assert_eq!(g.iter().sum::<f32>(), 4.0);
+        // The same down a column.
+        let mut col = vec![0.0f32; 12];
+        col[2 * 3 + 1] = f32::NAN;
+        let mut m = [0.0f32; 3];
+        max_axis(View::new(&[4, 3], &col), 0, &mut m);
+        assert_eq!((m[0], m[1].is_nan(), m[2]), (0.0, true, 0.0));
+    }
+
+    #[test]
+    fn swap_axes_matches_index_arithmetic() {
+        for &shape in AXIS_SHAPES {
+            let x = values(numel(shape), 1.0);
+            let nd = shape.len();
+            for a in 0..nd {
+                for b in 0..nd {
+                    let mut out_shape = shape.to_vec();
+                    out_shape.swap(a, b);
+                    let mut out = vec![f64::NAN; x.len()];
+                    swap_axes::<f64, false>(View::new(shape, &x), a, b, &mut out);
+                    let mut acc = vec![1.0; x.len()];
+                    swap_axes::<f64, true>(View::new(shape, &x), a, b, &mut acc);
+                    let out_strides = contiguous_strides(&out_shape);
+                    let strides = contiguous_strides(shape);
+                    for (flat, &v) in x.iter().enumerate() {
+                        // x's multi-index, with a and b exchanged, is out's.
+                        let mut idx: Vec<usize> = strides
+                            .iter()
+                            .zip(shape)
+                            .map(|(&s, &e)| flat / s % e)
+                            .collect();
+                        idx.swap(a, b);
+                        let k: usize = idx.iter().zip(&out_strides).map(|(i, s)| i * s).sum();
+                        assert_eq!(out[k], v, "{shape:?} swap {a} {b}");
+                        assert_eq!(acc[k], 1.0 + v, "{shape:?} swap {a} {b} acc");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_lanes_match_f64_along_every_axis() {
+        for &shape in AXIS_SHAPES {
+            let x = values(numel(shape), 2.0);
+            let xf: Vec<f32> = x.iter().map(|&v| v as f32 * 10.0).collect();
+            for axis in 0..shape.len() {
+                let (outer, n, inner) = split_at_axis(shape, axis);
+                let mut sm = vec![0.0f32; x.len()];
+                let mut lsm = vec![0.0f32; x.len()];
+                softmax_axis(View::new(shape, &xf), axis, &mut sm);
+                log_softmax_axis(View::new(shape, &xf), axis, &mut lsm);
+                for o in 0..outer {
+                    for i in 0..inner {
+                        let k = |j: usize| (o * n + j) * inner + i;
+                        let lse = (0..n).map(|j| f64::from(xf[k(j)]).exp()).sum::<f64>().ln();
+                        for j in 0..n {
+                            let want = f64::from(xf[k(j)]) - lse;
+                            let (s, l) = (f64::from(sm[k(j)]), f64::from(lsm[k(j)]));
+                            assert!(
+                                (s - want.exp()).abs() <= 1e-5 * want.exp() + 1e-40,
+                                "{shape:?} {s} vs {}",
+                                want.exp()
+                            );
+                            assert!((l - want).abs() <= 1e-5 * want.abs().max(1.0), "{shape:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sums_in_lanes_keep_the_plain_sum_below_eight_and_are_accurate_above() {
+        for n in 0..8 {
+            let x: Vec<f32> = (0..n).map(|i| 0.1 + i as f32 * 0.37).collect();
+            let plain: f32 = x.iter().copied().sum();
+            assert_eq!(sum_lanes(&x, |v| v).to_bits(), plain.to_bits(), "n = {n}");
+            assert_eq!(sum_all(&x).to_bits(), plain.to_bits(), "n = {n}");
+        }
+        assert!(sum_all::<f32>(&[-0.0, -0.0]).is_sign_negative());
+        // A million values near 1: the plain f32 sum drifts, the cascade does not.
+        let x: Vec<f32> = (0..1_000_003).map(|i| 1.0 + (i % 7) as f32 * 0.1).collect();
+        let exact: f64 = x.iter().map(|&v| f64::from(v)).sum();
+        let got = f64::from(sum_all(&x));
+        assert!((got - exact).abs() / exact < 1e-6, "{got} vs {exact}");
+        let mut lanes_dot = dot_lanes(&x[..100], &x[..100]);
+        lanes_dot -= x[..100].iter().map(|v| v * v).sum::<f32>();
+        assert!(lanes_dot.abs() < 1e-3);
     }
 }

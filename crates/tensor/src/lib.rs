@@ -27,6 +27,7 @@
 pub use ndarray;
 
 mod element;
+mod exp;
 pub mod kernels;
 #[cfg(feature = "ndarray")]
 mod ndarray_conv;
@@ -35,6 +36,8 @@ mod shape;
 mod simd;
 mod tanh;
 mod tensor;
+#[cfg(test)]
+mod ulp;
 
 pub use element::Float;
 pub use pool::BufferPool;

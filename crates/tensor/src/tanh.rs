@@ -18,19 +18,12 @@
 //!
 //! [`Float::tanh_slice`]: crate::Float::tanh_slice
 
-use std::f32::consts::LOG2_E;
+use crate::exp::exp_bounded;
 
 /// Below this, the odd polynomial; from here on, the exponential form.
 const SMALL: f32 = 0.875;
 /// Clamp for `|x|` in the exponential form: tanh rounds to 1 in `f32` from ≈ 9.01.
 const BIG: f32 = 9.5;
-/// `1.5 · 2^23`: adding it rounds a value in `(−2^22, 2^22)` to an integer, which is
-/// then in the low mantissa bits.
-const ROUND_MAGIC: f32 = 12_582_912.0;
-/// `ln 2` split Cody–Waite style: `LN2_HI` has few bits so `n · LN2_HI` is exact.
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
-
 /// `G(s)` coefficients, highest degree first (`tanh x = x + x·s·G(s)`, `s = x²`).
 const G: [f32; 8] = [
     1.929_952_9e-4,
@@ -42,37 +35,6 @@ const G: [f32; 8] = [
     1.333_332_8e-1,
     -3.333_333_4e-1,
 ];
-
-/// Cephes `expf` coefficients: `e^r ≈ 1 + r + r²·P(r)`, highest degree first.
-const P: [f32; 6] = [
-    1.987_569_1e-4,
-    1.398_2e-3,
-    8.333_452e-3,
-    4.166_579_6e-2,
-    1.666_666_5e-1,
-    0.5,
-];
-
-/// `e^t` for `t` in `[0, 2·BIG]`, within about 1 ulp.
-#[inline(always)]
-fn exp_bounded(t: f32) -> f32 {
-    let z = t * LOG2_E + ROUND_MAGIC;
-    let n = z - ROUND_MAGIC;
-    // z's low mantissa bits hold n; rebias into an exponent field for 2^n.
-    let scale = f32::from_bits(
-        z.to_bits()
-            .wrapping_sub(ROUND_MAGIC.to_bits())
-            .wrapping_add(127)
-            << 23,
-    );
-    let r = (t - n * LN2_HI) - n * LN2_LO;
-    let mut p = P[0];
-    for &c in &P[1..] {
-        p = p * r + c;
-    }
-    let er = 1.0 + r + (r * r) * p;
-    er * scale
-}
 
 /// `tanh x`, branch-free (see the module docs).
 #[inline(always)]
@@ -112,16 +74,7 @@ pub(crate) fn tanh_f32_slice(input: &[f32], out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Maps `f32` bits onto a line where adjacent floats differ by 1 (−0 and +0 meet).
-    fn ordered(x: f32) -> i64 {
-        let b = x.to_bits() as i32;
-        (if b < 0 { i32::MIN - b } else { b }) as i64
-    }
-
-    fn ulp_diff(a: f32, b: f32) -> u64 {
-        (ordered(a) - ordered(b)).unsigned_abs()
-    }
+    use crate::ulp::{grid, ulp_diff};
 
     /// Max ulp error of `tanh_f32_slice` over `xs` against `tanh` in `f64`, rounded.
     fn max_ulp(xs: &[f32]) -> (u64, f32) {
@@ -136,15 +89,6 @@ mod tests {
             }
         }
         worst
-    }
-
-    /// Every `stride`-th bit pattern of the non-negative floats in `[lo, hi]`, both signs.
-    fn grid(lo: f32, hi: f32, stride: u32) -> Vec<f32> {
-        (lo.to_bits()..=hi.to_bits())
-            .step_by(stride as usize)
-            .map(f32::from_bits)
-            .flat_map(|x| [x, -x])
-            .collect()
     }
 
     fn check(xs: &[f32], what: &str) {

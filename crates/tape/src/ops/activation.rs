@@ -6,17 +6,16 @@ use super::{BackwardCtx, GradSink, Op, UnaryOp, resolve_axis};
 use crate::Var;
 use crate::error::Result;
 use crate::tape::Output;
-use descent_tensor::{Float, Tensor, kernels};
+use descent_tensor::{Float, Tensor, kernels, vectorized};
 
-/// `1 / (1 + e^-x)`, computed without overflow for large `|x|`.
-#[inline]
+/// `1 / (1 + e^-x)`, computed without overflow for large `|x|`: with `e = e^-|x|`,
+/// `1/(1 + e)` for `x ≥ 0` and `e/(1 + e)` below. Both sides share `e` and are
+/// selected, not branched to, so a loop over a slice vectorises.
+#[inline(always)]
 pub fn sigmoid<T: Float>(x: T) -> T {
-    if x >= T::zero() {
-        (T::one() + (-x).exp()).recip()
-    } else {
-        let e = x.exp();
-        e / (T::one() + e)
-    }
+    let e = (-x.abs()).kernel_exp();
+    let numerator = if x >= T::zero() { T::one() } else { e };
+    numerator / (T::one() + e)
 }
 
 /// `max(x, 0)`; NaN stays NaN.
@@ -50,20 +49,20 @@ pub fn leaky_relu_derivative<T: Float>(x: T, alpha: T) -> T {
 const GELU_C: f64 = 0.044_715;
 
 /// GELU, tanh form: `x/2 · (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
-#[inline]
+#[inline(always)]
 pub fn gelu<T: Float>(x: T) -> T {
     let k = T::from_f64((2.0 / std::f64::consts::PI).sqrt());
     let inner = k * (x + T::from_f64(GELU_C) * x * x * x);
-    T::from_f64(0.5) * x * (T::one() + inner.tanh())
+    T::from_f64(0.5) * x * (T::one() + inner.kernel_tanh())
 }
 
 /// d/dx of [`gelu`]: `(1 + t)/2 + x/2 · (1 - t²) · √(2/π) (1 + 3·0.044715 x²)`, where
 /// `t` is the tanh term.
-#[inline]
+#[inline(always)]
 pub fn gelu_derivative<T: Float>(x: T) -> T {
     let k = T::from_f64((2.0 / std::f64::consts::PI).sqrt());
     let c = T::from_f64(GELU_C);
-    let t = (k * (x + c * x * x * x)).tanh();
+    let t = (k * (x + c * x * x * x)).kernel_tanh();
     let half = T::from_f64(0.5);
     half * (T::one() + t)
         + half * x * (T::one() - t * t) * k * (T::one() + T::from_f64(3.0) * c * x * x)
@@ -73,7 +72,7 @@ pub fn gelu_derivative<T: Float>(x: T) -> T {
 /// precision for large `|x|`.
 #[inline]
 pub fn softplus<T: Float>(x: T) -> T {
-    x.max(T::zero()) + (-x.abs()).exp().ln_1p()
+    x.max(T::zero()) + (-x.abs()).kernel_exp().ln_1p()
 }
 
 impl<'t, T: Float> Var<'t, T> {
@@ -218,37 +217,52 @@ pub(crate) fn backward<T: Float, S: GradSink<T>>(op: Op, cx: &BackwardCtx<'_, T>
     }
     let shape = cx.out.shape();
     let gx = sink.grad_mut(cx.parent(0));
+    let (y, g) = (cx.out.data(), cx.g.data());
     match op {
-        Op::Softmax { axis } => {
-            kernels::axis_lanes2_acc(
-                shape,
-                cx.out.data(),
-                cx.g.data(),
-                axis as usize,
-                gx,
-                |y, g, out| {
-                    let dot: T = y.iter().zip(g).map(|(&y, &g)| y * g).sum();
-                    for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
-                        *o = y * (g - dot);
-                    }
-                },
-            );
-        }
-        Op::LogSoftmax { axis } => {
-            kernels::axis_lanes2_acc(
-                shape,
-                cx.out.data(),
-                cx.g.data(),
-                axis as usize,
-                gx,
-                |y, g, out| {
-                    let total: T = g.iter().copied().sum();
-                    for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
-                        *o = g - y.exp() * total;
-                    }
-                },
-            );
-        }
+        // gx += y ⊙ (g − Σ y·g), lane by lane.
+        Op::Softmax { axis } => vectorized(
+            #[inline(always)]
+            || {
+                kernels::axis_lanes2_acc(
+                    shape,
+                    y,
+                    g,
+                    axis as usize,
+                    gx,
+                    #[inline(always)]
+                    |y, g, out| {
+                        let dot = kernels::dot_lanes(y, g);
+                        for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
+                            *o += y * (g - dot);
+                        }
+                    },
+                )
+            },
+        ),
+        // gx += g − e^y · Σ g (y is the log-softmax), lane by lane.
+        Op::LogSoftmax { axis } => vectorized(
+            #[inline(always)]
+            || {
+                kernels::axis_lanes2_acc(
+                    shape,
+                    y,
+                    g,
+                    axis as usize,
+                    gx,
+                    #[inline(always)]
+                    |y, g, out| {
+                        let total = kernels::sum_lanes(
+                            g,
+                            #[inline(always)]
+                            |g| g,
+                        );
+                        for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
+                            *o += g - y.kernel_exp() * total;
+                        }
+                    },
+                )
+            },
+        ),
         _ => unreachable!("activation::backward called for {op:?}"),
     }
 }

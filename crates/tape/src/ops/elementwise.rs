@@ -188,13 +188,13 @@ impl UnaryOp {
             UnaryOp::Neg => -x,
             UnaryOp::PowF(p) => x.powf(T::from_f64(p)),
             UnaryOp::PowI(n) => x.powi(n),
-            UnaryOp::Exp => x.exp(),
+            UnaryOp::Exp => x.kernel_exp(),
             UnaryOp::Ln => x.ln(),
             UnaryOp::Sqrt => x.sqrt(),
             UnaryOp::Abs => x.abs(),
             UnaryOp::Sin => x.sin(),
             UnaryOp::Cos => x.cos(),
-            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Tanh => x.kernel_tanh(),
             UnaryOp::Sinh => x.sinh(),
             UnaryOp::Cosh => x.cosh(),
             UnaryOp::Sigmoid => activation::sigmoid(x),
@@ -389,21 +389,16 @@ impl<'t, T: Float> Var<'t, T> {
         tape.record(Op::Unary(op), &[self], |inner, pool| {
             let x = inner.view(self.id);
             let mut buf = pool.take(x.len())?;
-            if matches!(op, UnaryOp::Tanh) {
-                // Vectorised for f32 (within 2 ulp); libm for f64.
-                T::tanh_slice(x.data(), &mut buf);
-            } else {
-                with_fixed_unary!(op, |OP| {
-                    vectorized(
-                        #[inline(always)]
-                        || {
-                            for (y, &v) in buf.iter_mut().zip(x.data()) {
-                                *y = OP.apply(v);
-                            }
-                        },
-                    )
-                });
-            }
+            with_fixed_unary!(op, |OP| {
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (y, &v) in buf.iter_mut().zip(x.data()) {
+                            *y = OP.apply(v);
+                        }
+                    },
+                )
+            });
             Ok(Output::Tensor(Tensor::new(x.shape(), buf)?))
         })
     }

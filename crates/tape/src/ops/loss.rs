@@ -7,7 +7,7 @@ use super::{BackwardCtx, GradSink, Op};
 use crate::Var;
 use crate::error::{Error, Result};
 use crate::tape::{Output, Tape};
-use descent_tensor::{Float, ShapeDisplay, kernels};
+use descent_tensor::{Float, ShapeDisplay, kernels, vectorized};
 
 impl<'t, T: Float> Var<'t, T> {
     /// Mean cross-entropy of logits `[N, C]` against integer class labels (`N` of them,
@@ -74,9 +74,14 @@ impl<'t, T: Float> Var<'t, T> {
                 let x = inner.view(self.id);
                 let c = x.shape()[1];
                 let mut total = T::zero();
-                for (row, &l) in x.data().chunks_exact(c).zip(labels) {
-                    total += log_sum_exp(row) - row[l];
-                }
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (row, &l) in x.data().chunks_exact(c).zip(labels) {
+                            total += kernels::log_sum_exp(row) - row[l];
+                        }
+                    },
+                );
                 Ok(Output::Scalar(total / T::from_f64(labels.len() as f64)))
             })
     }
@@ -121,7 +126,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// The fallible form of [`Var::bce_with_logits`].
     pub fn try_bce_with_logits(self, target: Var<'t, T>) -> Result<Var<'t, T>> {
         self.same_shape_loss(Op::BceWithLogits, target, |x, t| {
-            x.max(T::zero()) - x * t + (-x.abs()).exp().ln_1p()
+            x.max(T::zero()) - x * t + (-x.abs()).kernel_exp().ln_1p()
         })
     }
 
@@ -155,13 +160,6 @@ impl<'t, T: Float> Var<'t, T> {
     }
 }
 
-/// `ln Σ eˣ`, with the maximum subtracted first.
-fn log_sum_exp<T: Float>(row: &[T]) -> T {
-    let m = row.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
-    let m = if m.is_finite() { m } else { T::zero() };
-    m + row.iter().map(|&v| (v - m).exp()).sum::<T>().ln()
-}
-
 /// Backward of the losses.
 pub(crate) fn backward<T: Float, S: GradSink<T>>(op: Op, cx: &BackwardCtx<'_, T>, sink: &mut S) {
     let g = cx.g.data()[0];
@@ -178,18 +176,23 @@ pub(crate) fn backward<T: Float, S: GradSink<T>>(op: Op, cx: &BackwardCtx<'_, T>
             let gx = sink.grad_mut(cx.parent(0));
             // On the stack for up to 16 classes (W3's and W4's 10): no allocation a step.
             let mut probs: smallvec::SmallVec<[T; 16]> = smallvec::smallvec![T::zero(); c];
-            for ((row, grow), &l) in x
-                .data()
-                .chunks_exact(c)
-                .zip(gx.chunks_exact_mut(c))
-                .zip(labels)
-            {
-                kernels::softmax_axis(descent_tensor::View::new(&[c], row), 0, &mut probs);
-                for (j, (gv, &p)) in grow.iter_mut().zip(&probs).enumerate() {
-                    let onehot = if j == l { T::one() } else { T::zero() };
-                    *gv += scale * (p - onehot);
-                }
-            }
+            vectorized(
+                #[inline(always)]
+                || {
+                    for ((row, grow), &l) in x
+                        .data()
+                        .chunks_exact(c)
+                        .zip(gx.chunks_exact_mut(c))
+                        .zip(labels)
+                    {
+                        kernels::softmax_lane(row, &mut probs);
+                        for (j, (gv, &p)) in grow.iter_mut().zip(&probs).enumerate() {
+                            let onehot = if j == l { T::one() } else { T::zero() };
+                            *gv += scale * (p - onehot);
+                        }
+                    }
+                },
+            );
         }
         Op::Mse => {
             let t = cx.input(1);

@@ -22,9 +22,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// The fallible form of [`Var::sum`].
     pub fn try_sum(self) -> Result<Var<'t, T>> {
         self.tape.record(Op::Sum, &[self], |inner, _| {
-            Ok(Output::Scalar(
-                inner.view(self.id).data().iter().copied().sum(),
-            ))
+            Ok(Output::Scalar(kernels::sum_all(inner.view(self.id).data())))
         })
     }
 
@@ -43,8 +41,9 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn try_mean(self) -> Result<Var<'t, T>> {
         self.tape.record(Op::Mean, &[self], |inner, _| {
             let x = inner.view(self.id).data();
-            let total: T = x.iter().copied().sum();
-            Ok(Output::Scalar(total / T::from_f64(x.len() as f64)))
+            Ok(Output::Scalar(
+                kernels::sum_all(x) / T::from_f64(x.len() as f64),
+            ))
         })
     }
 
