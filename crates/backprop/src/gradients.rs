@@ -44,9 +44,24 @@ pub struct Gradients<T: Float> {
     pub(crate) spare: BufferPool<T>,
 }
 
+/// A dropped store's tensor buffers go to the thread's recycling bin, for the next
+/// store (up to [`descent_tensor::RECYCLE_BYTES`]).
+impl<T: Float> Drop for Gradients<T> {
+    fn drop(&mut self) {
+        for buf in self.tensor.drain(..).flatten() {
+            self.spare.give(buf);
+        }
+        self.spare.give(std::mem::take(&mut self.zeros));
+        self.spare.recycle();
+    }
+}
+
 impl<T: Float> Gradients<T> {
     /// An empty store, to be filled by [`crate::backward_into`]: a loop that keeps
-    /// one and refills it every step allocates nothing once warm.
+    /// one and refills it every step allocates nothing once warm. It starts with the
+    /// gradient buffers of stores dropped earlier on this thread (see
+    /// [`BufferPool::recycle`]), so a loop that calls [`crate::backward`] every step
+    /// reuses their memory too.
     pub fn empty() -> Self {
         Self {
             tape_uid: 0,
@@ -59,7 +74,7 @@ impl<T: Float> Gradients<T> {
             zeros: Vec::new(),
             zero: T::zero(),
             bindings: Vec::new(),
-            spare: BufferPool::default(),
+            spare: BufferPool::take_recycled(),
         }
     }
 

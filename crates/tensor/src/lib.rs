@@ -40,7 +40,7 @@ mod tensor;
 mod ulp;
 
 pub use element::Float;
-pub use pool::BufferPool;
+pub use pool::{BufferPool, RECYCLE_BYTES};
 pub use shape::{
     Shape, ShapeDisplay, broadcast_shapes, broadcast_strides, contiguous_strides, numel,
     shape_fits, split_at_axis,

@@ -1,5 +1,7 @@
 //! Free buffers kept for reuse, found by size.
 
+use std::any::Any;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 /// Buffers given back for reuse, by capacity: the tape's value buffers and the
@@ -73,6 +75,79 @@ impl<T> BufferPool<T> {
     }
 }
 
+/// The most a thread's recycling bin keeps, in bytes, per element type: what a
+/// dropped pool holds beyond it is freed.
+pub const RECYCLE_BYTES: usize = 256 << 20;
+
+thread_local! {
+    /// Each thread's recycling bin: one `(BufferPool<T>, bytes)` per element type.
+    static BINS: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl<T: 'static> BufferPool<T> {
+    /// Moves every buffer of this pool into the calling thread's recycling bin, up to
+    /// [`RECYCLE_BYTES`] in all (the rest is freed), for [`BufferPool::take_recycled`].
+    ///
+    /// Freed and allocated again, large buffers cost more than their use: the
+    /// allocator hands the memory back to the system, and every page faults in anew
+    /// (a `backward` of 1024 × 1024 tensors spent half its time there). A
+    /// gradient store puts its buffers here when dropped, so the next one on the
+    /// thread starts with them.
+    ///
+    /// ```
+    /// use descent_tensor::BufferPool;
+    /// let mut pool = BufferPool::<f32>::default();
+    /// pool.give(Vec::with_capacity(1000));
+    /// pool.recycle();
+    /// assert!(pool.is_empty());
+    /// let mut again = BufferPool::<f32>::take_recycled();
+    /// assert!(again.take_at_least(1000).is_some());
+    /// ```
+    pub fn recycle(&mut self) {
+        if self.free.is_empty() {
+            return;
+        }
+        let free = std::mem::take(&mut self.free);
+        // During thread exit the bin may be gone already; the buffers are then freed.
+        let _ = BINS.try_with(|bins| {
+            let mut bins = bins.borrow_mut();
+            let bin = match bins.iter().position(|b| b.is::<(BufferPool<T>, usize)>()) {
+                Some(i) => &mut bins[i],
+                None => {
+                    bins.push(Box::new((BufferPool::<T>::default(), 0usize)));
+                    bins.last_mut().expect("just pushed")
+                }
+            };
+            let (pool, bytes) = bin
+                .downcast_mut::<(BufferPool<T>, usize)>()
+                .expect("checked type");
+            // The largest first: they are what costs most to fault in again.
+            for buf in free.into_values().rev().flatten() {
+                let size = buf.capacity() * size_of::<T>();
+                if *bytes + size <= RECYCLE_BYTES {
+                    *bytes += size;
+                    pool.give(buf);
+                }
+            }
+        });
+    }
+
+    /// Takes everything in the calling thread's recycling bin for `T` (see
+    /// [`BufferPool::recycle`]); an empty pool when there is nothing.
+    pub fn take_recycled() -> Self {
+        BINS.try_with(|bins| {
+            let mut bins = bins.borrow_mut();
+            let i = bins.iter().position(|b| b.is::<(BufferPool<T>, usize)>())?;
+            let bin = bins.swap_remove(i);
+            let (pool, _) = *bin.downcast::<(BufferPool<T>, usize)>().ok()?;
+            Some(pool)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +174,28 @@ mod tests {
             [Some(32), Some(8), Some(8), Some(64), Some(128), None]
         );
         assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn the_recycling_bin_is_per_thread_and_capped() {
+        let mut pool = BufferPool::<f64>::default();
+        let big = RECYCLE_BYTES / 8 - 10;
+        pool.give(Vec::with_capacity(10));
+        pool.give(Vec::with_capacity(big));
+        pool.give(Vec::with_capacity(20));
+        pool.recycle();
+        assert!(pool.is_empty());
+        // Another thread sees none of it.
+        let other = std::thread::spawn(|| BufferPool::<f64>::take_recycled().len());
+        assert_eq!(other.join().unwrap(), 0);
+        // Nor does another element type.
+        assert!(BufferPool::<f32>::take_recycled().is_empty());
+        // The largest first, then what still fits: the 10 but not the 20.
+        let back = BufferPool::<f64>::take_recycled();
+        let caps: Vec<usize> = back.free.keys().copied().collect();
+        assert_eq!(caps.len(), 2);
+        assert!(caps[0] >= 10 && caps[0] < 20 && caps[1] >= big, "{caps:?}");
+        // Taking empties the bin.
+        assert!(BufferPool::<f64>::take_recycled().is_empty());
     }
 }

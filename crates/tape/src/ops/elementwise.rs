@@ -482,14 +482,27 @@ pub(crate) fn unary_backward<T: Float, S: GradSink<T>>(
     }
     let x = cx.input(0);
     let (ga, fresh) = sink.grad_for_write(cx.parent(0));
+    let n = ga.len();
+    // Reslicing to one length lets LLVM drop the bounds checks.
+    let (g, x, y) = (&cx.g.data()[..n], &x.data()[..n], &cx.out.data()[..n]);
     with_fixed_unary!(op, |OP| {
-        let terms =
-            cx.g.data()
-                .iter()
-                .zip(x.data())
-                .zip(cx.out.data())
-                .map(|((&g, &x), &y)| g * OP.derivative(x, y));
-        write_or_add(ga, fresh, terms);
+        // Indexed, not zipped iterators: for GELU, LLVM kept the zipped iterator's
+        // `next` out of line, compiled for the baseline instruction set and scalar,
+        // where the loop ran 40% of a large element-wise backward.
+        vectorized(
+            #[inline(always)]
+            || {
+                if fresh {
+                    for i in 0..n {
+                        ga[i] = T::zero() + g[i] * OP.derivative(x[i], y[i]);
+                    }
+                } else {
+                    for i in 0..n {
+                        ga[i] += g[i] * OP.derivative(x[i], y[i]);
+                    }
+                }
+            },
+        )
     });
 }
 
@@ -538,7 +551,14 @@ pub(crate) fn binary_backward<T: Float, S: GradSink<T>>(
                     let own = if side == 0 { a.shape() } else { b.shape() };
                     if own == out_shape {
                         let (grad, fresh) = sink.grad_for_write(cx.parent(side));
-                        write_or_add(grad, fresh, cx.g.data().iter().map(|&g| sign * g));
+                        write_or_add(
+                            grad,
+                            fresh,
+                            cx.g.data().iter().map(
+                                #[inline(always)]
+                                |&g| sign * g,
+                            ),
+                        );
                     } else {
                         kernels::sum_to_shape_scaled_acc(
                             cx.g,
@@ -556,7 +576,10 @@ pub(crate) fn binary_backward<T: Float, S: GradSink<T>>(
                 if cx.needs(side) {
                     let other = if side == 0 { b.data() } else { a.data() };
                     let (grad, fresh) = sink.grad_for_write(cx.parent(side));
-                    let terms = cx.g.data().iter().zip(other).map(|(&g, &o)| g * o);
+                    let terms = cx.g.data().iter().zip(other).map(
+                        #[inline(always)]
+                        |(&g, &o)| g * o,
+                    );
                     write_or_add(grad, fresh, terms);
                 }
             }
