@@ -1,7 +1,9 @@
 //! Micro-benchmarks of the hot kernels through the op-level API (f32): W3's three
 //! matrix products and W4's matrix-vector product (plain `matmul` with `W [in, out]` and `matmul_t` with `W [out, in]`,
 //! the form W3 and `descent::nn::Linear` use), element-wise ops on a `[128, 512]`
-//! tensor, and softmax cross-entropy; each forward and backward.
+//! tensor, and softmax cross-entropy; each forward and backward; and shapes beyond
+//! the workloads (`large/...`: 1024 × 1024 element-wise ops, reductions and a
+//! transpose, softmax and cross-entropy over 1,000 classes).
 //! `cargo bench -p descent-bench --bench kernels`.
 //!
 //! - `forward`: one op recorded on a tape; the tape reset and the leaves recorded
@@ -193,6 +195,67 @@ fn cross_entropy(c: &mut Criterion) {
     g.finish();
 }
 
+/// Shapes beyond the workloads, where per-element cost dominates: element-wise ops
+/// on `[1024, 1024]`, softmax and cross-entropy over 1,000 classes for 512 rows, a
+/// sum over the last axis, a max over the first, a transpose; each forward and
+/// backward, as the other groups. `fresh_backward` times `backward()` (a new
+/// gradient store a call, as a loop that does not keep one) of a GELU on
+/// `[1024, 1024]`, against `gelu/.../backward`'s reused store.
+/// `crates/bench/large_shapes_torch.py` times the same in PyTorch.
+fn large(c: &mut Criterion) {
+    let mut g = c.benchmark_group("large");
+    let big = [1024, 1024];
+    let x = randn(5000, &big);
+    let logits = randn(5001, &[512, 1000]);
+    let labels: Vec<usize> = (0..512).map(|i| (37 * i) % 1000).collect();
+
+    type Unary = for<'t> fn(Var<'t, f32>) -> Var<'t, f32>;
+    let ops: [(&str, &Tensor<f32>, Unary); 7] = [
+        ("sigmoid/[1024,1024]", &x, |x| x.sigmoid()),
+        ("gelu/[1024,1024]", &x, |x| x.gelu()),
+        ("exp/[1024,1024]", &x, |x| x.exp()),
+        ("sum_axis_last/[1024,1024]", &x, |x| x.sum_axis(-1, false)),
+        ("max_axis_first/[1024,1024]", &x, |x| x.max_axis(0, false)),
+        ("transpose/[1024,1024]", &x, |x| x.transpose(0, 1)),
+        ("softmax/[512,1000]", &logits, |x| x.softmax(-1)),
+    ];
+    for (name, input, f) in ops {
+        g.throughput(Throughput::Elements(input.len() as u64));
+        let tape = Tape::new();
+        g.bench_function(format!("{name}/forward"), |b| {
+            forward(b, &tape, |tape, acc| {
+                let v = tape.var(input);
+                timed(acc, || f(v));
+            })
+        });
+        // A weighted sum, so that the backward sees a gradient that is not constant.
+        let tape = Tape::new();
+        let out = f(tape.var(input));
+        let w = tape.constant(randn(5002, &out.shape()));
+        backward(&mut g, &format!("{name}/backward"), (out * w).sum());
+    }
+
+    g.throughput(Throughput::Elements(logits.len() as u64));
+    let tape = Tape::new();
+    g.bench_function("cross_entropy/[512,1000]/forward", |b| {
+        forward(b, &tape, |tape, acc| {
+            let z = tape.var(&logits);
+            timed(acc, || z.cross_entropy(&labels));
+        })
+    });
+    let tape = Tape::new();
+    let loss = tape.var(&logits).cross_entropy(&labels);
+    backward(&mut g, "cross_entropy/[512,1000]/backward", loss);
+
+    g.throughput(Throughput::Elements(x.len() as u64));
+    let tape = Tape::new();
+    let loss = (tape.var(&x).gelu() * tape.constant(randn(5003, &big))).sum();
+    g.bench_function("fresh_backward/gelu/[1024,1024]", |b| {
+        b.iter(|| black_box(descent::backward(black_box(loss)).expect("a scalar loss")))
+    });
+    g.finish();
+}
+
 /// The matrix-vector kernel alone (`kernels::gemm` with `n = 1`, no tape): W4's
 /// `[128, 64] @ [64, 1]` in `f32` and `f64`, each row summed by `Float::dot4`.
 fn matvec(c: &mut Criterion) {
@@ -229,6 +292,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
-    targets = matmul, matvec, elementwise, cross_entropy
+    targets = matmul, matvec, elementwise, cross_entropy, large
 }
 criterion_main!(benches);
