@@ -40,7 +40,7 @@ pub trait Float:
     /// Writes `tanh` of each element of `input` to `out`.
     ///
     /// The default maps the scalar `tanh` (libm). `f32` overrides it with a
-    /// branch-free version that vectorises, within 2 ulp of the correctly rounded
+    /// branch-free version that vectorises, within 1 ulp of the correctly rounded
     /// result; `f64` keeps libm, so gradient checks see the same numbers as scalar
     /// nodes.
     ///
@@ -80,7 +80,7 @@ pub trait Float:
     }
 
     /// `tanh x` as descent's kernels compute it: the element-wise form of
-    /// [`Float::tanh_slice`] (branch-free within 2 ulp for `f32`, libm for `f64`), for
+    /// [`Float::tanh_slice`] (branch-free within 1 ulp for `f32`, libm for `f64`), for
     /// loops that need tanh inside a larger expression (GELU).
     ///
     /// ```
