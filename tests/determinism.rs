@@ -106,3 +106,52 @@ fn per_sample_training_is_bit_identical_on_1_2_and_8_threads() {
     assert_eq!(one, run(2));
     assert_eq!(one, run(8));
 }
+
+/// Forward values and every gradient of a graph of large element-wise, softmax and
+/// cross-entropy nodes (at least `descent::tensor::PARALLEL_MIN` elements, so the
+/// kernels split them into blocks across the pool), in `f32` and `f64`: the same bits
+/// on pools of 1, 2 and 3 threads. A block that read or wrote at the wrong offset
+/// would differ from the one-thread run, which computes the whole tensor at once.
+#[test]
+fn large_element_wise_and_softmax_nodes_are_bit_identical_on_1_2_and_3_threads() {
+    fn run<T: Float>(threads: usize) -> Vec<u64> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            // 300 rows of 1,001: not a multiple of any block or vector width.
+            let (rows, cols) = (300, 1001);
+            assert!(rows * cols >= descent::tensor::PARALLEL_MIN);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+            let mut draw = |n: usize| -> Vec<T> {
+                (0..n)
+                    .map(|_| T::from_f64(rng.random_range(-4.0..4.0)))
+                    .collect()
+            };
+            let x = Tensor::new(&[rows, cols], draw(rows * cols)).unwrap();
+            let w = Tensor::new(&[rows, cols], draw(rows * cols)).unwrap();
+            let bias = Tensor::new(&[cols], draw(cols)).unwrap();
+            let labels: Vec<usize> = (0..rows).map(|r| (r * 7) % cols).collect();
+            let tape = Tape::<T>::new();
+            let (xv, wv, bv) = (tape.var(&x), tape.var(&w), tape.var(&bias));
+            let (half, eighth, small) = (T::from_f64(0.5), T::from_f64(0.125), T::from_f64(1e-3));
+            let h = (xv * wv + bv).tanh() - xv.sigmoid() * half + xv.gelu().exp() * eighth;
+            let p = h.softmax(-1) * wv + h.log_softmax(-1) * small;
+            let loss = p.sum() + h.cross_entropy(&labels) + (h * h).mean();
+            let grads = loss.backward();
+            let mut bits: Vec<u64> = vec![loss.item().as_f64().to_bits()];
+            for v in [xv, wv, bv, h, p] {
+                bits.extend(v.value().data().iter().map(|e| e.as_f64().to_bits()));
+                bits.extend(grads.wrt(v).data().iter().map(|e| e.as_f64().to_bits()));
+            }
+            bits
+        })
+    }
+    for check in [run::<f32> as fn(usize) -> Vec<u64>, run::<f64>] {
+        let one = check(1);
+        assert!(one.iter().all(|&b| f64::from_bits(b).is_finite()));
+        assert_eq!(one, check(2), "2 threads");
+        assert_eq!(one, check(3), "3 threads");
+    }
+}

@@ -7,7 +7,7 @@
 //! rules accumulate into gradient buffers, which is how fan-out is summed.
 
 use crate::shape::{broadcast_strides, contiguous_strides, numel, split_at_axis};
-use crate::{Float, View, vectorized};
+use crate::{Float, View, for_each_block, vectorized};
 
 /// Calls `f(out_index, a_index, b_index)` for every element of `out_shape`, where
 /// `a_shape` and `b_shape` broadcast to `out_shape`.
@@ -62,67 +62,92 @@ pub fn for_each_broadcast(
     }
 }
 
-/// `out = f(a, b)` element-wise, `a` and `b` broadcast to `out_shape`.
+/// `out = f(a, b)` element-wise, `a` and `b` broadcast to `out_shape`. Same shapes, a
+/// scalar operand and a repeated trailing block (a bias row) run in blocks on rayon's
+/// pool when large ([`for_each_block`]); other broadcasts on the calling thread. Mark
+/// `f` `#[inline(always)]`.
 pub fn zip_broadcast<T: Float>(
     a: View<'_, T>,
     b: View<'_, T>,
     out_shape: &[usize],
     out: &mut [T],
-    f: impl Fn(T, T) -> T,
-) {
-    crate::vectorized(
-        #[inline(always)]
-        || zip_broadcast_loops(a, b, out_shape, out, f),
-    )
-}
-
-/// [`zip_broadcast`]'s loops, inlined into its vectorised closure.
-#[inline(always)]
-fn zip_broadcast_loops<T: Float>(
-    a: View<'_, T>,
-    b: View<'_, T>,
-    out_shape: &[usize],
-    out: &mut [T],
-    f: impl Fn(T, T) -> T,
+    f: impl Fn(T, T) -> T + Sync,
 ) {
     let (ad, bd) = (a.data(), b.data());
     if a.shape() == out_shape && b.shape() == out_shape {
-        for ((o, &x), &y) in out.iter_mut().zip(ad).zip(bd) {
-            *o = f(x, y);
-        }
+        for_each_block(
+            out,
+            1,
+            #[inline(always)]
+            |at, block| {
+                let (ad, bd) = (&ad[at..at + block.len()], &bd[at..at + block.len()]);
+                for ((o, &x), &y) in block.iter_mut().zip(ad).zip(bd) {
+                    *o = f(x, y);
+                }
+            },
+        );
     } else if bd.len() == 1 && a.shape() == out_shape {
         let y = bd[0];
-        for (o, &x) in out.iter_mut().zip(ad) {
-            *o = f(x, y);
-        }
+        for_each_block(
+            out,
+            1,
+            #[inline(always)]
+            |at, block| {
+                for (o, &x) in block.iter_mut().zip(&ad[at..]) {
+                    *o = f(x, y);
+                }
+            },
+        );
     } else if ad.len() == 1 && b.shape() == out_shape {
         let x = ad[0];
-        for (o, &y) in out.iter_mut().zip(bd) {
-            *o = f(x, y);
-        }
+        for_each_block(
+            out,
+            1,
+            #[inline(always)]
+            |at, block| {
+                for (o, &y) in block.iter_mut().zip(&bd[at..]) {
+                    *o = f(x, y);
+                }
+            },
+        );
     } else if a.shape() == out_shape && is_trailing_block(b.shape(), out_shape) {
         // A bias row added to every row: `[.., n] + [n]`.
-        for (orow, arow) in out
-            .chunks_exact_mut(bd.len())
-            .zip(ad.chunks_exact(bd.len()))
-        {
-            for ((o, &x), &y) in orow.iter_mut().zip(arow).zip(bd) {
-                *o = f(x, y);
-            }
-        }
+        let row = bd.len();
+        for_each_block(
+            out,
+            row,
+            #[inline(always)]
+            |at, block| {
+                for (orow, arow) in block.chunks_exact_mut(row).zip(ad[at..].chunks_exact(row)) {
+                    for ((o, &x), &y) in orow.iter_mut().zip(arow).zip(bd) {
+                        *o = f(x, y);
+                    }
+                }
+            },
+        );
     } else if b.shape() == out_shape && is_trailing_block(a.shape(), out_shape) {
-        for (orow, brow) in out
-            .chunks_exact_mut(ad.len())
-            .zip(bd.chunks_exact(ad.len()))
-        {
-            for ((o, &x), &y) in orow.iter_mut().zip(ad).zip(brow) {
-                *o = f(x, y);
-            }
-        }
+        let row = ad.len();
+        for_each_block(
+            out,
+            row,
+            #[inline(always)]
+            |at, block| {
+                for (orow, brow) in block.chunks_exact_mut(row).zip(bd[at..].chunks_exact(row)) {
+                    for ((o, &x), &y) in orow.iter_mut().zip(ad).zip(brow) {
+                        *o = f(x, y);
+                    }
+                }
+            },
+        );
     } else {
-        for_each_broadcast(out_shape, a.shape(), b.shape(), |o, i, j| {
-            out[o] = f(ad[i], bd[j]);
-        });
+        crate::vectorized(
+            #[inline(always)]
+            || {
+                for_each_broadcast(out_shape, a.shape(), b.shape(), |o, i, j| {
+                    out[o] = f(ad[i], bd[j]);
+                })
+            },
+        );
     }
 }
 
@@ -177,7 +202,7 @@ fn sum_to_shape_loops<T: Float>(g: View<'_, T>, target: &[usize], scale: T, out:
             *o += scale * x;
         }
     } else if out.len() == 1 {
-        out[0] += scale * gd.iter().copied().sum::<T>();
+        out[0] += scale * sum_all(gd);
     } else if g.shape().ends_with(target) {
         // A trailing-axes operand (a bias): add up the rows.
         for row in gd.chunks_exact(out.len()) {
@@ -531,7 +556,7 @@ pub fn axis_lanes<T: Float>(
     x: View<'_, T>,
     axis: usize,
     out: &mut [T],
-    mut f: impl FnMut(&[T], &mut [T]),
+    f: impl Fn(&[T], &mut [T]) + Sync,
 ) {
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
     // Nothing to compute when the blocks are empty; returning also keeps a huge outer
@@ -541,9 +566,17 @@ pub fn axis_lanes<T: Float>(
     }
     let xd = x.data();
     if inner == 1 {
-        for (src, dst) in xd.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-            f(src, dst);
-        }
+        // Contiguous lanes: whole rows, in blocks on rayon's pool when large.
+        for_each_block(
+            out,
+            n,
+            #[inline(always)]
+            |at, block| {
+                for (dst, src) in block.chunks_exact_mut(n).zip(xd[at..].chunks_exact(n)) {
+                    f(src, dst);
+                }
+            },
+        );
         return;
     }
     let mut lane_in = vec![T::zero(); n];
@@ -570,7 +603,7 @@ pub fn axis_lanes2_acc<T: Float>(
     b: &[T],
     axis: usize,
     out: &mut [T],
-    mut f: impl FnMut(&[T], &[T], &mut [T]),
+    f: impl Fn(&[T], &[T], &mut [T]) + Sync,
 ) {
     let (outer, n, inner) = split_at_axis(shape, axis);
     // Nothing to compute when the blocks are empty; returning also keeps a huge outer
@@ -579,13 +612,20 @@ pub fn axis_lanes2_acc<T: Float>(
         return;
     }
     if inner == 1 {
-        for ((la, lb), lo) in a
-            .chunks_exact(n)
-            .zip(b.chunks_exact(n))
-            .zip(out.chunks_exact_mut(n))
-        {
-            f(la, lb, lo);
-        }
+        for_each_block(
+            out,
+            n,
+            #[inline(always)]
+            |at, block| {
+                for ((lo, la), lb) in block
+                    .chunks_exact_mut(n)
+                    .zip(a[at..].chunks_exact(n))
+                    .zip(b[at..].chunks_exact(n))
+                {
+                    f(la, lb, lo);
+                }
+            },
+        );
         return;
     }
     let mut la = vec![T::zero(); n];

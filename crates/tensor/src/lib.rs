@@ -45,7 +45,7 @@ pub use shape::{
     Shape, ShapeDisplay, broadcast_shapes, broadcast_strides, contiguous_strides, numel,
     shape_fits, split_at_axis,
 };
-pub use simd::vectorized;
+pub use simd::{PARALLEL_MIN, for_each_block, for_each_weighted_block, vectorized};
 pub use smallvec::smallvec;
 pub use tensor::{Tensor, View};
 

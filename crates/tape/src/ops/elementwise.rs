@@ -9,7 +9,7 @@ use super::{BackwardCtx, GradSink, Op, activation};
 use crate::Var;
 use crate::error::{Error, Result};
 use crate::tape::{Meta, Output};
-use descent_tensor::{Float, Tensor, broadcast_shapes, kernels, numel, vectorized};
+use descent_tensor::{Float, Tensor, broadcast_shapes, for_each_block, kernels, numel};
 
 /// Runs `$body` with `$o` naming `$op` as a constant (a `const` item in each arm, for
 /// the ops without a parameter): every loop in `$body` is then compiled once per op,
@@ -389,11 +389,14 @@ impl<'t, T: Float> Var<'t, T> {
         tape.record(Op::Unary(op), &[self], |inner, pool| {
             let x = inner.view(self.id);
             let mut buf = pool.take(x.len())?;
+            let xd = x.data();
             with_fixed_unary!(op, |OP| {
-                vectorized(
+                for_each_block(
+                    &mut buf,
+                    1,
                     #[inline(always)]
-                    || {
-                        for (y, &v) in buf.iter_mut().zip(x.data()) {
+                    |offset, block| {
+                        for (y, &v) in block.iter_mut().zip(&xd[offset..]) {
                             *y = OP.apply(v);
                         }
                     },
@@ -464,7 +467,14 @@ impl<'t, T: Float> Var<'t, T> {
             })?;
             let mut buf = pool.take(numel(&shape))?;
             with_fixed_binary!(op, |OP| {
-                kernels::zip_broadcast(a, b, &shape, &mut buf, |x, y| OP.apply(x, y))
+                kernels::zip_broadcast(
+                    a,
+                    b,
+                    &shape,
+                    &mut buf,
+                    #[inline(always)]
+                    |x, y| OP.apply(x, y),
+                )
             });
             Ok(Output::Tensor(Tensor::new(&shape, buf)?))
         })
@@ -482,45 +492,47 @@ pub(crate) fn unary_backward<T: Float, S: GradSink<T>>(
     }
     let x = cx.input(0);
     let (ga, fresh) = sink.grad_for_write(cx.parent(0));
-    let n = ga.len();
-    // Reslicing to one length lets LLVM drop the bounds checks.
-    let (g, x, y) = (&cx.g.data()[..n], &x.data()[..n], &cx.out.data()[..n]);
+    let (g, x, y) = (cx.g.data(), x.data(), cx.out.data());
     with_fixed_unary!(op, |OP| {
-        // Indexed, not zipped iterators: for GELU, LLVM kept the zipped iterator's
-        // `next` out of line, compiled for the baseline instruction set and scalar,
-        // where the loop ran 40% of a large element-wise backward.
-        vectorized(
+        write_or_add(
+            ga,
+            fresh,
+            [g, x, y],
             #[inline(always)]
-            || {
-                if fresh {
-                    for i in 0..n {
-                        ga[i] = T::zero() + g[i] * OP.derivative(x[i], y[i]);
-                    }
-                } else {
-                    for i in 0..n {
-                        ga[i] += g[i] * OP.derivative(x[i], y[i]);
-                    }
-                }
-            },
+            |[g, x, y]| g * OP.derivative(x, y),
         )
     });
 }
 
-/// Adds `terms` into a gradient buffer, or on the first reach (`fresh`, the buffer not
-/// zeroed) writes `0 + term`: the same bits as adding into zeros (`0 + -0` is `+0`),
-/// without the pass that zeroes the buffer.
+/// Adds `term` of the `K` inputs' elements `i` into element `i` of a gradient buffer,
+/// or on the first reach (`fresh`, the buffer not zeroed) writes `0 + term`: the same
+/// bits as adding into zeros (`0 + -0` is `+0`), without the pass that zeroes the
+/// buffer. Indexed over slices cut to the block's length, so that LLVM drops the
+/// bounds checks and vectorises; not zipped iterators: for GELU, LLVM kept a zipped
+/// iterator's `next` out of line, compiled for the baseline instruction set and
+/// scalar (40% of a large element-wise backward). Large buffers are split across
+/// rayon's pool ([`for_each_block`]).
 #[inline(always)]
-fn write_or_add<T: Float>(grad: &mut [T], fresh: bool, terms: impl Iterator<Item = T>) {
-    vectorized(
+fn write_or_add<T: Float, const K: usize>(
+    grad: &mut [T],
+    fresh: bool,
+    inputs: [&[T]; K],
+    term: impl Fn([T; K]) -> T + Sync,
+) {
+    for_each_block(
+        grad,
+        1,
         #[inline(always)]
-        || {
+        |offset, block| {
+            let len = block.len();
+            let ins: [&[T]; K] = inputs.map(|x| &x[offset..offset + len]);
             if fresh {
-                for (d, t) in grad.iter_mut().zip(terms) {
-                    *d = T::zero() + t;
+                for (i, d) in block.iter_mut().enumerate() {
+                    *d = T::zero() + term(std::array::from_fn(|k| ins[k][i]));
                 }
             } else {
-                for (d, t) in grad.iter_mut().zip(terms) {
-                    *d += t;
+                for (i, d) in block.iter_mut().enumerate() {
+                    *d += term(std::array::from_fn(|k| ins[k][i]));
                 }
             }
         },
@@ -554,10 +566,9 @@ pub(crate) fn binary_backward<T: Float, S: GradSink<T>>(
                         write_or_add(
                             grad,
                             fresh,
-                            cx.g.data().iter().map(
-                                #[inline(always)]
-                                |&g| sign * g,
-                            ),
+                            [cx.g.data()],
+                            #[inline(always)]
+                            |[g]| sign * g,
                         );
                     } else {
                         kernels::sum_to_shape_scaled_acc(
@@ -576,11 +587,13 @@ pub(crate) fn binary_backward<T: Float, S: GradSink<T>>(
                 if cx.needs(side) {
                     let other = if side == 0 { b.data() } else { a.data() };
                     let (grad, fresh) = sink.grad_for_write(cx.parent(side));
-                    let terms = cx.g.data().iter().zip(other).map(
+                    write_or_add(
+                        grad,
+                        fresh,
+                        [cx.g.data(), other],
                         #[inline(always)]
-                        |(&g, &o)| g * o,
+                        |[g, o]| g * o,
                     );
-                    write_or_add(grad, fresh, terms);
                 }
             }
             return;

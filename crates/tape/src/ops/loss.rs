@@ -7,7 +7,9 @@ use super::{BackwardCtx, GradSink, Op};
 use crate::Var;
 use crate::error::{Error, Result};
 use crate::tape::{Output, Tape};
-use descent_tensor::{Float, ShapeDisplay, kernels, vectorized};
+use descent_tensor::{
+    Float, PARALLEL_MIN, ShapeDisplay, for_each_block, for_each_weighted_block, kernels, vectorized,
+};
 
 impl<'t, T: Float> Var<'t, T> {
     /// Mean cross-entropy of logits `[N, C]` against integer class labels (`N` of them,
@@ -73,15 +75,40 @@ impl<'t, T: Float> Var<'t, T> {
             .record(Op::CrossEntropy { labels: slot }, &[self], |inner, _| {
                 let x = inner.view(self.id);
                 let c = x.shape()[1];
+                let xd = x.data();
+                // Row r's term, `ln Σ e^x − x[label]`; inlined into the loops below.
+                #[inline(always)]
+                fn term<T: Float>(xd: &[T], c: usize, labels: &[usize], r: usize) -> T {
+                    let row = &xd[r * c..(r + 1) * c];
+                    kernels::log_sum_exp(row) - row[labels[r]]
+                }
                 let mut total = T::zero();
-                vectorized(
-                    #[inline(always)]
-                    || {
-                        for (row, &l) in x.data().chunks_exact(c).zip(labels) {
-                            total += kernels::log_sum_exp(row) - row[l];
-                        }
-                    },
-                );
+                if xd.len() < PARALLEL_MIN {
+                    vectorized(
+                        #[inline(always)]
+                        || {
+                            for r in 0..labels.len() {
+                                total += term(xd, c, labels, r);
+                            }
+                        },
+                    );
+                } else {
+                    // Each row's term in parallel, then the same sum in row order.
+                    let mut terms = vec![T::zero(); labels.len()];
+                    for_each_weighted_block(
+                        &mut terms,
+                        c,
+                        #[inline(always)]
+                        |first, block| {
+                            for (k, t) in block.iter_mut().enumerate() {
+                                *t = term(xd, c, labels, first + k);
+                            }
+                        },
+                    );
+                    for t in terms {
+                        total += t;
+                    }
+                }
                 Ok(Output::Scalar(total / T::from_f64(labels.len() as f64)))
             })
     }
@@ -174,17 +201,17 @@ pub(crate) fn backward<T: Float, S: GradSink<T>>(op: Op, cx: &BackwardCtx<'_, T>
             let c = x.shape()[1];
             let scale = g / T::from_f64(labels.len() as f64);
             let gx = sink.grad_mut(cx.parent(0));
-            // On the stack for up to 16 classes (W3's and W4's 10): no allocation a step.
-            let mut probs: smallvec::SmallVec<[T; 16]> = smallvec::smallvec![T::zero(); c];
-            vectorized(
+            let xd = x.data();
+            for_each_block(
+                gx,
+                c,
                 #[inline(always)]
-                || {
-                    for ((row, grow), &l) in x
-                        .data()
-                        .chunks_exact(c)
-                        .zip(gx.chunks_exact_mut(c))
-                        .zip(labels)
-                    {
+                |at, block| {
+                    // On the stack for up to 16 classes (W3's and W4's 10): no
+                    // allocation a step.
+                    let mut probs: smallvec::SmallVec<[T; 16]> = smallvec::smallvec![T::zero(); c];
+                    let rows = block.chunks_exact_mut(c).zip(xd[at..].chunks_exact(c));
+                    for ((grow, row), &l) in rows.zip(&labels[at / c..]) {
                         kernels::softmax_lane(row, &mut probs);
                         for (j, (gv, &p)) in grow.iter_mut().zip(&probs).enumerate() {
                             let onehot = if j == l { T::one() } else { T::zero() };
