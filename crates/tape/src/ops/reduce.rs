@@ -5,7 +5,7 @@ use super::{BackwardCtx, GradSink, Op, resolve_axis};
 use crate::Var;
 use crate::error::{Error, Result};
 use crate::tape::Output;
-use descent_tensor::{Float, Shape, Tensor, kernels, numel};
+use descent_tensor::{Float, Shape, Tensor, for_each_block, kernels, numel};
 
 impl<'t, T: Float> Var<'t, T> {
     /// Sum of all elements, a scalar node. Backward: every element gets `g`.
@@ -151,14 +151,31 @@ pub(crate) fn backward<T: Float, S: GradSink<T>>(op: Op, cx: &BackwardCtx<'_, T>
         return;
     }
     let x = cx.input(0);
-    let gx = sink.grad_mut(cx.parent(0));
     let g = cx.g.data();
+    if let Op::Sum | Op::Mean = op {
+        let share = match op {
+            Op::Sum => g[0],
+            _ => g[0] / T::from_f64(x.len() as f64),
+        };
+        // Written, not added into zeros, on the first reach (`0 + share`: the same
+        // bits); large gradients in blocks across the pool.
+        let (gx, fresh) = sink.grad_for_write(cx.parent(0));
+        for_each_block(
+            gx,
+            1,
+            #[inline(always)]
+            |_, block| {
+                if fresh {
+                    block.fill(T::zero() + share);
+                } else {
+                    block.iter_mut().for_each(|v| *v += share);
+                }
+            },
+        );
+        return;
+    }
+    let gx = sink.grad_mut(cx.parent(0));
     match op {
-        Op::Sum => gx.iter_mut().for_each(|v| *v += g[0]),
-        Op::Mean => {
-            let share = g[0] / T::from_f64(x.len() as f64);
-            gx.iter_mut().for_each(|v| *v += share);
-        }
         Op::SumAxis { axis, .. } => {
             kernels::expand_axis_acc(g, x.shape(), axis as usize, T::one(), gx)
         }
