@@ -7,7 +7,7 @@
 //! rules accumulate into gradient buffers, which is how fan-out is summed.
 
 use crate::shape::{broadcast_strides, contiguous_strides, numel, split_at_axis};
-use crate::{Float, View, for_each_block, vectorized};
+use crate::{Float, View, for_each_block, for_each_weighted_block, vectorized};
 
 /// Calls `f(out_index, a_index, b_index)` for every element of `out_shape`, where
 /// `a_shape` and `b_shape` broadcast to `out_shape`.
@@ -218,7 +218,8 @@ fn sum_to_shape_loops<T: Float>(g: View<'_, T>, target: &[usize], scale: T, out:
 }
 
 /// `out[o, i] = sum_j x[o, j, i]`: the sum over one axis. Over the last axis each
-/// row is summed like [`sum_lanes`]; over another, in order of `j`, every `i` at once.
+/// row is summed by [`sum_lanes`], large inputs' rows in blocks across rayon's pool;
+/// over another axis, in order of `j`, every `i` at once.
 pub fn sum_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
     out.fill(T::zero());
@@ -228,19 +229,26 @@ pub fn sum_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
         return;
     }
     let xd = x.data();
-    vectorized(
-        #[inline(always)]
-        || {
-            if inner == 1 {
-                for (o, row) in out.iter_mut().zip(xd.chunks_exact(n)) {
+    if inner == 1 {
+        for_each_weighted_block(
+            out,
+            n,
+            #[inline(always)]
+            |first, block| {
+                for (o, row) in block.iter_mut().zip(xd[first * n..].chunks_exact(n)) {
                     *o = sum_lanes(
                         row,
                         #[inline(always)]
                         |v| v,
                     );
                 }
-                return;
-            }
+            },
+        );
+        return;
+    }
+    vectorized(
+        #[inline(always)]
+        || {
             for (dst, block) in out.chunks_exact_mut(inner).zip(xd.chunks_exact(n * inner)) {
                 for src in block.chunks_exact(inner) {
                     for (d, &s) in dst.iter_mut().zip(src) {
@@ -366,7 +374,10 @@ pub fn max_axis_backward_acc<T: Float>(
     if outer == 0 || inner == 0 || n == 0 {
         return;
     }
-    let holds = |v: T, m: T| v == m || (m.is_nan() && v.is_nan());
+    #[inline(always)]
+    fn holds<T: Float>(v: T, m: T) -> bool {
+        v == m || (m.is_nan() && v.is_nan())
+    }
     let xd = x.data();
     // Slices whose maximum has been found, when the axis is not the last: the blocks
     // are then read row by row, in memory order.
@@ -384,15 +395,20 @@ pub fn max_axis_backward_acc<T: Float>(
             continue;
         }
         found.fill(false);
-        for j in 0..n {
-            let row = &block[j * inner..(j + 1) * inner];
-            for i in 0..inner {
-                if !found[i] && holds(row[i], m[i]) {
-                    found[i] = true;
-                    dst[j * inner + i] += gs[i];
+        vectorized(
+            #[inline(always)]
+            || {
+                for (row, drow) in block.chunks_exact(inner).zip(dst.chunks_exact_mut(inner)) {
+                    // Compared and selected, not branched on: every element of a row
+                    // at once.
+                    for i in 0..inner {
+                        let hit = !found[i] & holds(row[i], m[i]);
+                        found[i] |= hit;
+                        drow[i] = if hit { drow[i] + gs[i] } else { drow[i] };
+                    }
                 }
-            }
-        }
+            },
+        );
         // A maximum not found (a stale `max`) goes to position 0, as before.
         for i in 0..inner {
             if !found[i] {
