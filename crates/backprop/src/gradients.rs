@@ -3,6 +3,7 @@
 use crate::Error;
 use descent_tape::{Meta, NodeId, ParamId, TapeRead, Var};
 use descent_tensor::{BufferPool, Float, Shape, View};
+use std::sync::OnceLock;
 
 /// The gradient of one output with respect to every node on a path to it (each
 /// node's δ), looked up by handle: `grads.wrt(x)` or `grads[x]`.
@@ -35,7 +36,11 @@ pub struct Gradients<T: Float> {
     pub(crate) shapes: Vec<Shape>,
     /// The node owning each tensor slot, ascending (slots are handed out in node order).
     pub(crate) slot_nodes: Vec<u32>,
-    pub(crate) zeros: Vec<T>,
+    /// What an unreached tensor node's lookup reads, made on the first such lookup
+    /// (most stores never need it: making it on every walk cost a pass over the
+    /// largest unreached node, often a constant input), `zeros_len` elements long.
+    pub(crate) zeros: OnceLock<Vec<T>>,
+    pub(crate) zeros_len: usize,
     /// What an unreached scalar node's lookup reads.
     pub(crate) zero: T,
     /// Parameters bound on the tape, with their nodes, in binding order.
@@ -51,7 +56,9 @@ impl<T: Float> Drop for Gradients<T> {
         for buf in self.tensor.drain(..).flatten() {
             self.spare.give(buf);
         }
-        self.spare.give(std::mem::take(&mut self.zeros));
+        if let Some(zeros) = self.zeros.take() {
+            self.spare.give(zeros);
+        }
         self.spare.recycle();
     }
 }
@@ -71,7 +78,8 @@ impl<T: Float> Gradients<T> {
             tensor: Vec::new(),
             shapes: Vec::new(),
             slot_nodes: Vec::new(),
-            zeros: Vec::new(),
+            zeros: OnceLock::new(),
+            zeros_len: 0,
             zero: T::zero(),
             bindings: Vec::new(),
             spare: BufferPool::take_recycled(),
@@ -197,7 +205,7 @@ impl<T: Float> Gradients<T> {
         }
     }
 
-    /// Sizes the shared zeros that unreached nodes' lookups read.
+    /// Sizes the shared zeros that unreached nodes' lookups read (made on first use).
     pub(crate) fn finish(&mut self) {
         if self.tensor.is_empty() {
             return;
@@ -210,8 +218,11 @@ impl<T: Float> Gradients<T> {
             .map(|(_, s)| descent_tensor::numel(s))
             .max()
             .unwrap_or(0);
-        if longest > self.zeros.len() {
-            self.zeros.resize(longest, T::zero());
+        if longest > self.zeros_len {
+            self.zeros_len = longest;
+            if let Some(short) = self.zeros.take() {
+                self.spare.give(short);
+            }
         }
     }
 
@@ -338,7 +349,8 @@ impl<T: Float> Gradients<T> {
         match self.slot_of(id) {
             Some(s) => {
                 let shape: &[usize] = &self.shapes[s];
-                View::new(shape, &self.zeros[..descent_tensor::numel(shape)])
+                let zeros = self.zeros.get_or_init(|| vec![T::zero(); self.zeros_len]);
+                View::new(shape, &zeros[..descent_tensor::numel(shape)])
             }
             None => View::scalar(&self.zero),
         }

@@ -134,3 +134,33 @@ fn side_by_side_gradient_products_match_one_thread() {
     assert_eq!(one.len(), 4 * 4 * 3 * 2);
     assert!(one == on(2), "two threads changed some gradient's bits");
 }
+
+/// Lookups of nodes no gradient reached read zeros of their shape, in a store reused
+/// over walks whose largest unreached node grows, and in new stores that start from a
+/// dropped store's recycled buffers (which hold that store's gradients).
+#[test]
+fn unreached_nodes_read_zeros_in_reused_and_recycled_stores() {
+    let tape = Tape::<f64>::new();
+    let mut grads = Gradients::empty();
+    for (step, n) in [2usize, 35, 3, 35].into_iter().enumerate() {
+        tape.reset();
+        let x = tape.var(Tensor::new(&[n], vec![1.5; n]).unwrap());
+        let unused = tape.constant(Tensor::new(&[n], vec![7.0; n]).unwrap());
+        let loss = (x * x).sum();
+        backward_into(loss, &mut grads).unwrap();
+        assert_eq!(grads.wrt(x).data(), vec![3.0; n].as_slice(), "step {step}");
+        assert_eq!(grads.wrt(unused).shape(), &[n]);
+        assert!(
+            grads.wrt(unused).data().iter().all(|&g| g == 0.0),
+            "step {step}"
+        );
+        // A new store, after the old ones' buffers (full of 3.0s) were recycled.
+        drop(loss.backward());
+        let fresh = loss.backward();
+        assert!(
+            fresh.wrt(unused).data().iter().all(|&g| g == 0.0),
+            "step {step}"
+        );
+        assert_eq!(fresh.wrt(x).data(), vec![3.0; n].as_slice());
+    }
+}
