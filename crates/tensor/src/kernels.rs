@@ -7,7 +7,7 @@
 //! rules accumulate into gradient buffers, which is how fan-out is summed.
 
 use crate::shape::{broadcast_strides, contiguous_strides, numel, split_at_axis};
-use crate::{Float, View, for_each_block, for_each_weighted_block, vectorized};
+use crate::{Float, View, for_each_block, vectorized};
 
 /// Calls `f(out_index, a_index, b_index)` for every element of `out_shape`, where
 /// `a_shape` and `b_shape` broadcast to `out_shape`.
@@ -218,8 +218,7 @@ fn sum_to_shape_loops<T: Float>(g: View<'_, T>, target: &[usize], scale: T, out:
 }
 
 /// `out[o, i] = sum_j x[o, j, i]`: the sum over one axis. Over the last axis each
-/// row is summed by [`sum_lanes`], large inputs' rows in blocks across rayon's pool;
-/// over another axis, in order of `j`, every `i` at once.
+/// row is summed by [`sum_lanes`]; over another, in order of `j`, every `i` at once.
 pub fn sum_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
     out.fill(T::zero());
@@ -229,26 +228,22 @@ pub fn sum_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
         return;
     }
     let xd = x.data();
-    if inner == 1 {
-        for_each_weighted_block(
-            out,
-            n,
-            #[inline(always)]
-            |first, block| {
-                for (o, row) in block.iter_mut().zip(xd[first * n..].chunks_exact(n)) {
+    vectorized(
+        #[inline(always)]
+        || {
+            // On the calling thread even when large: in blocks across two threads,
+            // [1024, 1024] took 187-196 µs against 129-135 on one (criterion
+            // `large/sum_axis_last`); the sum waits on memory, not arithmetic.
+            if inner == 1 {
+                for (o, row) in out.iter_mut().zip(xd.chunks_exact(n)) {
                     *o = sum_lanes(
                         row,
                         #[inline(always)]
                         |v| v,
                     );
                 }
-            },
-        );
-        return;
-    }
-    vectorized(
-        #[inline(always)]
-        || {
+                return;
+            }
             for (dst, block) in out.chunks_exact_mut(inner).zip(xd.chunks_exact(n * inner)) {
                 for src in block.chunks_exact(inner) {
                     for (d, &s) in dst.iter_mut().zip(src) {
