@@ -81,7 +81,7 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ulp::{grid, ulp_diff};
+    use crate::ulp::{assert_within, grid, worst_ulp};
 
     /// Max ulp error of `exp_f32` (in a vectorised loop) over `xs` against `exp` in
     /// `f64`, rounded.
@@ -95,20 +95,11 @@ mod tests {
                 }
             },
         );
-        let mut worst = (0, 0.0);
-        for (&x, &y) in xs.iter().zip(&out) {
-            let d = ulp_diff(y, (x as f64).exp() as f32);
-            if d > worst.0 {
-                worst = (d, x);
-            }
-        }
-        worst
+        worst_ulp(xs, &out, f64::exp)
     }
 
     fn check(xs: &[f32], what: &str) {
-        let (ulp, at) = max_ulp(xs);
-        println!("{what}: {} values, max {ulp} ulp at x = {at:e}", xs.len());
-        assert!(ulp <= 1, "{what}: {ulp} ulp at x = {at:e}");
+        assert_within(what, xs.len(), max_ulp(xs), 1);
     }
 
     #[test]

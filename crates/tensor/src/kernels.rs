@@ -416,35 +416,25 @@ pub fn max_axis_backward_acc<T: Float>(
 /// Softmax along `axis`, computed stably (the maximum is subtracted first); see
 /// [`softmax_lane`].
 pub fn softmax_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
-    vectorized(
+    // A closure, not the function item: LLVM called that through a shim it kept out
+    // of line, compiled for the baseline instruction set.
+    axis_lanes(
+        x,
+        axis,
+        out,
         #[inline(always)]
-        || {
-            // A closure, not the function item: LLVM called that through a shim it
-            // kept out of line, compiled for the baseline instruction set.
-            axis_lanes(
-                x,
-                axis,
-                out,
-                #[inline(always)]
-                |x, out| softmax_lane(x, out),
-            )
-        },
+        |x, out| softmax_lane(x, out),
     );
 }
 
 /// Log-softmax along `axis`; see [`log_softmax_lane`].
 pub fn log_softmax_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
-    vectorized(
+    axis_lanes(
+        x,
+        axis,
+        out,
         #[inline(always)]
-        || {
-            axis_lanes(
-                x,
-                axis,
-                out,
-                #[inline(always)]
-                |x, out| log_softmax_lane(x, out),
-            )
-        },
+        |x, out| log_softmax_lane(x, out),
     );
 }
 
@@ -578,8 +568,9 @@ fn pairwise8<T: Float>(l: [T; 8]) -> T {
 }
 
 /// Runs `f(lane_in, lane_out)` on every lane along `axis` (copied to contiguous scratch
-/// when the axis is not the last). Inlined, so that `f` is compiled for the caller's
-/// instruction set inside [`vectorized`].
+/// when the axis is not the last), compiled as [`vectorized`] compiles its closure
+/// (mark `f` `#[inline(always)]`); contiguous lanes of large inputs in blocks across
+/// rayon's pool ([`for_each_block`]).
 #[inline(always)]
 pub fn axis_lanes<T: Float>(
     x: View<'_, T>,
@@ -610,17 +601,22 @@ pub fn axis_lanes<T: Float>(
     }
     let mut lane_in = vec![T::zero(); n];
     let mut lane_out = vec![T::zero(); n];
-    for o in 0..outer {
-        for i in 0..inner {
-            for j in 0..n {
-                lane_in[j] = xd[(o * n + j) * inner + i];
+    vectorized(
+        #[inline(always)]
+        || {
+            for o in 0..outer {
+                for i in 0..inner {
+                    for j in 0..n {
+                        lane_in[j] = xd[(o * n + j) * inner + i];
+                    }
+                    f(&lane_in, &mut lane_out);
+                    for j in 0..n {
+                        out[(o * n + j) * inner + i] = lane_out[j];
+                    }
+                }
             }
-            f(&lane_in, &mut lane_out);
-            for j in 0..n {
-                out[(o * n + j) * inner + i] = lane_out[j];
-            }
-        }
-    }
+        },
+    );
 }
 
 /// Like [`axis_lanes`] for two inputs of the same shape; `f` adds into its output

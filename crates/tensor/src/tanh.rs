@@ -74,27 +74,17 @@ pub(crate) fn tanh_f32_slice(input: &[f32], out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ulp::{grid, ulp_diff};
+    use crate::ulp::{assert_within, grid, ulp_diff, worst_ulp};
 
     /// Max ulp error of `tanh_f32_slice` over `xs` against `tanh` in `f64`, rounded.
     fn max_ulp(xs: &[f32]) -> (u64, f32) {
         let mut out = vec![0.0f32; xs.len()];
         tanh_f32_slice(xs, &mut out);
-        let mut worst = (0, 0.0);
-        for (&x, &y) in xs.iter().zip(&out) {
-            let want = (x as f64).tanh() as f32;
-            let d = ulp_diff(y, want);
-            if d > worst.0 {
-                worst = (d, x);
-            }
-        }
-        worst
+        worst_ulp(xs, &out, f64::tanh)
     }
 
     fn check(xs: &[f32], what: &str) {
-        let (ulp, at) = max_ulp(xs);
-        println!("{what}: {} values, max {ulp} ulp at x = {at:e}", xs.len());
-        assert!(ulp <= 1, "{what}: {ulp} ulp at x = {at:e}");
+        assert_within(what, xs.len(), max_ulp(xs), 1);
     }
 
     #[test]

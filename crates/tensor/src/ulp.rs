@@ -19,3 +19,23 @@ pub(crate) fn grid(lo: f32, hi: f32, stride: u32) -> Vec<f32> {
         .flat_map(|x| [x, -x])
         .collect()
 }
+
+/// The largest distance in ulp of `got[i]` from `want(xs[i])` (computed in `f64`,
+/// rounded to `f32`), and the `x` where it occurs.
+pub(crate) fn worst_ulp(xs: &[f32], got: &[f32], want: impl Fn(f64) -> f64) -> (u64, f32) {
+    let mut worst = (0, 0.0f32);
+    for (&x, &y) in xs.iter().zip(got) {
+        let d = ulp_diff(y, want(f64::from(x)) as f32);
+        if d > worst.0 {
+            worst = (d, x);
+        }
+    }
+    worst
+}
+
+/// Prints `worst` (from [`worst_ulp`] over `count` values) and asserts it is at most
+/// `limit` ulp.
+pub(crate) fn assert_within(what: &str, count: usize, (ulp, at): (u64, f32), limit: u64) {
+    println!("{what}: {count} values, max {ulp} ulp at x = {at:e}");
+    assert!(ulp <= limit, "{what}: {ulp} ulp at x = {at:e}");
+}
