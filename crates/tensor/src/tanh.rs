@@ -74,7 +74,7 @@ pub(crate) fn tanh_f32_slice(input: &[f32], out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ulp::{assert_within, grid, ulp_diff, worst_ulp};
+    use crate::ulp::{assert_within, grid, ulp_diff, worst_over_all, worst_ulp};
 
     /// Max ulp error of `tanh_f32_slice` over `xs` against `tanh` in `f64`, rounded.
     fn max_ulp(xs: &[f32]) -> (u64, f32) {
@@ -103,26 +103,9 @@ mod tests {
     #[test]
     #[ignore]
     fn within_one_ulp_exhaustive() {
-        let hi = 20f32.to_bits();
-        let mut worst = (0, 0.0f32);
-        let mut lo = 0u32;
-        while lo <= hi {
-            let end = (lo + (1 << 22)).min(hi + 1);
-            let xs: Vec<f32> = (lo..end)
-                .map(f32::from_bits)
-                .flat_map(|x| [x, -x])
-                .collect();
-            let w = max_ulp(&xs);
-            if w.0 > worst.0 {
-                worst = w;
-            }
-            lo = end;
-        }
-        println!(
-            "exhaustive [-20, 20]: max {} ulp at x = {:e}",
-            worst.0, worst.1
-        );
-        assert!(worst.0 <= 1);
+        let worst = worst_over_all(20.0, max_ulp);
+        let count = 2 * (20.0f32.to_bits() as usize + 1);
+        assert_within("exhaustive, [-20, 20]", count, worst, 1);
     }
 
     #[test]

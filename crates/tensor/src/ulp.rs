@@ -39,3 +39,24 @@ pub(crate) fn assert_within(what: &str, count: usize, (ulp, at): (u64, f32), lim
     println!("{what}: {count} values, max {ulp} ulp at x = {at:e}");
     assert!(ulp <= limit, "{what}: {ulp} ulp at x = {at:e}");
 }
+
+/// The largest of `max_ulp` over every float of magnitude at most `hi`, both signs,
+/// taken in slices of 2^22 (so that memory stays small).
+pub(crate) fn worst_over_all(hi: f32, max_ulp: impl Fn(&[f32]) -> (u64, f32)) -> (u64, f32) {
+    let hi = hi.to_bits();
+    let mut worst = (0, 0.0f32);
+    let mut lo = 0u32;
+    while lo <= hi {
+        let end = (lo + (1 << 22)).min(hi + 1);
+        let xs: Vec<f32> = (lo..end)
+            .map(f32::from_bits)
+            .flat_map(|x| [x, -x])
+            .collect();
+        let w = max_ulp(&xs);
+        if w.0 > worst.0 {
+            worst = w;
+        }
+        lo = end;
+    }
+    worst
+}
