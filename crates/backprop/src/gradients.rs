@@ -22,7 +22,6 @@ use std::sync::OnceLock;
 /// assert_eq!(grads.wrt(x).item(), 6.0);
 /// assert_eq!(grads[x], [6.0]);
 /// ```
-#[derive(Clone)]
 pub struct Gradients<T: Float> {
     pub(crate) tape_uid: u64,
     pub(crate) generation: u32,
@@ -47,6 +46,27 @@ pub struct Gradients<T: Float> {
     pub(crate) bindings: Vec<(ParamId, NodeId)>,
     /// Tensor gradient buffers of an earlier walk, reused by the next.
     pub(crate) spare: BufferPool<T>,
+}
+
+/// A copy of the gradients, without the spare buffers (which can hold up to
+/// [`descent_tensor::RECYCLE_BYTES`] of recycled memory, of no use to the copy).
+impl<T: Float> Clone for Gradients<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tape_uid: self.tape_uid,
+            generation: self.generation,
+            scalar: self.scalar.clone(),
+            reached: self.reached.clone(),
+            tensor: self.tensor.clone(),
+            shapes: self.shapes.clone(),
+            slot_nodes: self.slot_nodes.clone(),
+            zeros: OnceLock::new(),
+            zeros_len: self.zeros_len,
+            zero: self.zero,
+            bindings: self.bindings.clone(),
+            spare: BufferPool::default(),
+        }
+    }
 }
 
 /// A dropped store's tensor buffers go to the thread's recycling bin, for the next

@@ -164,3 +164,18 @@ fn unreached_nodes_read_zeros_in_reused_and_recycled_stores() {
         assert_eq!(fresh.wrt(x).data(), vec![3.0; n].as_slice());
     }
 }
+
+/// A copy of a store reads the same gradients (and zeros for unreached nodes) and
+/// outlives the original.
+#[test]
+fn a_cloned_store_reads_the_same_gradients() {
+    let tape = Tape::<f64>::new();
+    let x = tape.var(tensor(&[3, 4], 1, 1.0));
+    let unused = tape.constant(tensor(&[5], 2, 1.0));
+    let grads = (x * x).sum().backward();
+    let copy = grads.clone();
+    let want = grads.wrt(x).data().to_vec();
+    drop(grads);
+    assert_eq!(copy.wrt(x).data(), want.as_slice());
+    assert_eq!(copy.wrt(unused).data(), &[0.0; 5]);
+}
