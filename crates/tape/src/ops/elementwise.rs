@@ -513,7 +513,7 @@ pub(crate) fn unary_backward<T: Float, S: GradSink<T>>(
 /// scalar (40% of a large element-wise backward). Large buffers are split across
 /// rayon's pool ([`for_each_block`]).
 #[inline(always)]
-fn write_or_add<T: Float, const K: usize>(
+pub(super) fn write_or_add<T: Float, const K: usize>(
     grad: &mut [T],
     fresh: bool,
     inputs: [&[T]; K],

@@ -1,11 +1,12 @@
 //! Reductions: sum and mean of everything (to a scalar node), and sum, mean and max
 //! over one axis.
 
+use super::elementwise::write_or_add;
 use super::{BackwardCtx, GradSink, Op, resolve_axis};
 use crate::Var;
 use crate::error::{Error, Result};
 use crate::tape::Output;
-use descent_tensor::{Float, Shape, Tensor, for_each_block, kernels, numel};
+use descent_tensor::{Float, Shape, Tensor, kernels, numel};
 
 impl<'t, T: Float> Var<'t, T> {
     /// Sum of all elements, a scalar node. Backward: every element gets `g`.
@@ -157,20 +158,13 @@ pub(crate) fn backward<T: Float, S: GradSink<T>>(op: Op, cx: &BackwardCtx<'_, T>
             Op::Sum => g[0],
             _ => g[0] / T::from_f64(x.len() as f64),
         };
-        // Written, not added into zeros, on the first reach (`0 + share`: the same
-        // bits); large gradients in blocks across the pool.
         let (gx, fresh) = sink.grad_for_write(cx.parent(0));
-        for_each_block(
+        write_or_add(
             gx,
-            1,
+            fresh,
+            [],
             #[inline(always)]
-            |_, block| {
-                if fresh {
-                    block.fill(T::zero() + share);
-                } else {
-                    block.iter_mut().for_each(|v| *v += share);
-                }
-            },
+            |[]| share,
         );
         return;
     }
