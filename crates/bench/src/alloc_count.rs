@@ -115,9 +115,10 @@ impl std::ops::Add for Counts {
     }
 }
 
-/// The calling thread's counters plus those of every thread of rayon's current pool,
-/// for work that runs on the pool (W4's per-sample passes). Reading them runs one job
-/// on each pool thread, whose own allocations, if any, are counted too.
+/// The counters of every thread of rayon's current pool plus the calling thread's (once,
+/// whether or not it is one of the pool's), for work that runs on the pool (W4's
+/// per-sample passes). Reading them runs one job on each pool thread, whose own
+/// allocations, if any, are counted too.
 ///
 /// ```
 /// use descent_bench::alloc_count::counts_with_pool;
@@ -130,5 +131,9 @@ pub fn counts_with_pool() -> Counts {
     let pool = rayon::broadcast(|_| counts())
         .into_iter()
         .fold(Counts::default(), |a, b| a + b);
-    counts() + pool
+    match rayon::current_thread_index() {
+        // The broadcast ran on this thread too.
+        Some(_) => pool,
+        None => counts() + pool,
+    }
 }

@@ -52,3 +52,26 @@ fn counts_only_the_calling_thread() {
     let b = alloc_count::counts();
     assert_eq!(b - a, alloc_count::Counts::default());
 }
+
+#[test]
+fn counts_with_pool_counts_a_pool_thread_caller_once() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("a pool of two threads");
+    // Two readings with one allocation between them, against two with none: the
+    // difference is that allocation, whether the caller is on the pool or not.
+    let extra = |one: bool| {
+        let start = alloc_count::counts_with_pool();
+        if one {
+            std::hint::black_box(Vec::<u8>::with_capacity(10));
+        }
+        (alloc_count::counts_with_pool() - start).allocs
+    };
+    let outside = |one| extra(one);
+    let inside = |one| pool.install(|| extra(one));
+    for f in [&outside as &dyn Fn(bool) -> u64, &inside] {
+        f(false);
+        assert_eq!(f(true), f(false) + 1);
+    }
+}
