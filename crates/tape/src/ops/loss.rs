@@ -76,11 +76,14 @@ impl<'t, T: Float> Var<'t, T> {
                 let x = inner.view(self.id);
                 let c = x.shape()[1];
                 let xd = x.data();
-                // Row r's term, `ln Σ e^x − x[label]`; inlined into the loops below.
+                // Row r's term, `ln Σ e^x − x[label]` as `r − (x[label] − m)`, which
+                // keeps the digits of a confident prediction's small loss (see
+                // `log_sum_exp_parts`); inlined into the loops below.
                 #[inline(always)]
                 fn term<T: Float>(xd: &[T], c: usize, labels: &[usize], r: usize) -> T {
                     let row = &xd[r * c..(r + 1) * c];
-                    kernels::log_sum_exp(row) - row[labels[r]]
+                    let (m, rest) = kernels::log_sum_exp_parts(row);
+                    rest - (row[labels[r]] - m)
                 }
                 let mut total = T::zero();
                 if xd.len() < PARALLEL_MIN {
