@@ -664,6 +664,38 @@ fn gradient_lookup_across_a_reset() {
     assert_eq!(grads.wrt(x).item(), 6.0);
 }
 
+#[test]
+fn gradient_lookup_of_a_node_recorded_after_the_walk() {
+    let tape = Tape::<f64>::new();
+    let x = tape.var(Tensor::from([1.0, 2.0]));
+    let loss = (x * x).sum();
+    // Recorded after the output but before the walk: zeros of its own shape.
+    let before = tape.var(Tensor::<f64>::zeros(&[3]));
+    let grads = loss.backward();
+    assert_eq!(grads.wrt(before).shape(), [3]);
+    assert_eq!(grads.wrt(before).data(), [0.0; 3]);
+    // Recorded after the walk: its shape is unknown to the gradients, so an error, not
+    // a 0-d zero that would pass for a gradient.
+    let after = tape.var(Tensor::<f64>::zeros(&[3]));
+    let scalar_after = tape.var(1.5);
+    let m = same_error(grads.try_wrt(after), || grads.wrt(after), &[]);
+    assert_eq!(
+        m,
+        "gradient lookup: node 4 was recorded after these gradients were computed (the \
+         tape had 4 nodes then); run backward again to include it"
+    );
+    assert!(matches!(
+        grads.try_wrt(scalar_after),
+        Err(backprop::Error::RecordedAfter { known: 4, .. })
+    ));
+    assert_eq!(panic_message(|| grads[after].to_vec()), m);
+    assert!(grads.get(after).is_none());
+    // A walk after it knows it.
+    let again = loss.backward();
+    assert_eq!(again.wrt(after).data(), [0.0; 3]);
+    assert_eq!(again.wrt(x).data(), [2.0, 4.0]);
+}
+
 // ---------------------------------------------------------------------------------
 // Names and scopes in messages.
 

@@ -46,6 +46,15 @@ pub enum Error {
         /// The generation the gradients were computed on.
         gradients_generation: u32,
     },
+    /// A handle to a node recorded after the gradients were computed was used to look
+    /// one up: they know nothing of it, not even its shape.
+    #[error("gradient lookup: node {} was recorded after these gradients were computed (the tape had {known} nodes then); run backward again to include it", .id.index())]
+    RecordedAfter {
+        /// The handle's node id.
+        id: NodeId,
+        /// Nodes on the tape when the gradients were computed.
+        known: usize,
+    },
     /// With anomaly detection on, a gradient came out NaN or infinite. `by` names the
     /// node whose backward rule produced it (absent when it came from the seed or a
     /// hook).

@@ -44,6 +44,8 @@ pub struct Gradients<T: Float> {
     pub(crate) zero: T,
     /// Parameters bound on the tape, with their nodes, in binding order.
     pub(crate) bindings: Vec<(ParamId, NodeId)>,
+    /// Nodes on the tape when the walk ran: a later node's shape is unknown here.
+    pub(crate) known: usize,
     /// Tensor gradient buffers of an earlier walk, reused by the next.
     pub(crate) spare: BufferPool<T>,
 }
@@ -64,6 +66,7 @@ impl<T: Float> Clone for Gradients<T> {
             zeros_len: self.zeros_len,
             zero: self.zero,
             bindings: self.bindings.clone(),
+            known: self.known,
             spare: BufferPool::default(),
         }
     }
@@ -102,6 +105,7 @@ impl<T: Float> Gradients<T> {
             zeros_len: 0,
             zero: T::zero(),
             bindings: Vec::new(),
+            known: 0,
             spare: BufferPool::take_recycled(),
         }
     }
@@ -111,6 +115,7 @@ impl<T: Float> Gradients<T> {
     pub(crate) fn prepare(&mut self, read: &TapeRead<'_, T>, len: usize) {
         self.tape_uid = read.uid();
         self.generation = read.generation();
+        self.known = read.nodes().len();
         self.scalar.clear();
         self.scalar.resize(len, T::zero());
         self.reached.clear();
@@ -282,12 +287,13 @@ impl<T: Float> Gradients<T> {
     }
 
     /// The gradient with respect to `x`, shaped like `x`'s value; zeros when no
-    /// gradient reached it (it is not on a path to the output, was recorded after it,
-    /// or is a constant).
+    /// gradient reached it (it is not on a path to the output, was recorded after it
+    /// but before `backward` ran, or is a constant).
     ///
     /// # Panics
     /// If `x` is from another tape, or from another generation of this tape than the
-    /// one these gradients were computed on.
+    /// one these gradients were computed on, or was recorded after they were computed
+    /// ([`Error::RecordedAfter`]: they do not know its shape).
     #[inline]
     pub fn wrt(&self, x: Var<'_, T>) -> View<'_, T> {
         match self.try_wrt(x) {
@@ -300,16 +306,23 @@ impl<T: Float> Gradients<T> {
     #[inline]
     pub fn try_wrt(&self, x: Var<'_, T>) -> Result<View<'_, T>, Error> {
         self.check(&x)?;
+        if x.id().index() >= self.known {
+            return Err(Error::RecordedAfter {
+                id: x.id(),
+                known: self.known,
+            });
+        }
         // `finish` sized `zeros` for the largest unreached tensor node.
         Ok(self
             .view_of(x.id())
             .unwrap_or_else(|| self.zeros_like(x.id())))
     }
 
-    /// The gradient with respect to `x`, or `None` when no gradient reached it.
+    /// The gradient with respect to `x`, or `None` when no gradient reached it (also
+    /// when `x` was recorded after these gradients were computed).
     ///
     /// # Panics
-    /// As [`Gradients::wrt`].
+    /// If `x` is from another tape, or from another generation of this tape.
     pub fn get(&self, x: Var<'_, T>) -> Option<View<'_, T>> {
         if let Err(e) = self.check(&x) {
             panic!("{e}");
