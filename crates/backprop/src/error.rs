@@ -42,9 +42,9 @@ pub enum Error {
         /// The handle's node id.
         id: NodeId,
         /// The handle's generation.
-        handle_generation: u32,
+        handle_generation: u64,
         /// The generation the gradients were computed on.
-        gradients_generation: u32,
+        gradients_generation: u64,
     },
     /// A handle to a node recorded after the gradients were computed was used to look
     /// one up: they know nothing of it, not even its shape.

@@ -24,7 +24,7 @@ use std::sync::OnceLock;
 /// ```
 pub struct Gradients<T: Float> {
     pub(crate) tape_uid: u64,
-    pub(crate) generation: u32,
+    pub(crate) generation: u64,
     /// Gradient of each scalar node, by node id (0 where unreached or a tensor node).
     pub(crate) scalar: Vec<T>,
     /// One bit a node: did a gradient reach it.

@@ -132,9 +132,9 @@ pub enum Error {
         /// The handle's node id.
         id: NodeId,
         /// The generation the handle was made in.
-        handle_generation: u32,
+        handle_generation: u64,
         /// The tape's current generation.
-        tape_generation: u32,
+        tape_generation: u64,
     },
     /// `rewind` was given a checkpoint from another tape, or one the tape has since
     /// been reset or rewound past.
@@ -145,11 +145,11 @@ pub enum Error {
         /// The tape the checkpoint was taken on.
         checkpoint_tape: u64,
         /// The generation it was taken (or last rewound to) in.
-        checkpoint_generation: u32,
+        checkpoint_generation: u64,
         /// The tape it was given to.
         tape: u64,
         /// That tape's generation.
-        tape_generation: u32,
+        tape_generation: u64,
     },
     /// An argument other than an operand is invalid (an empty list, a zero extent).
     #[error("{op}: {reason}")]

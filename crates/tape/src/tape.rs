@@ -329,7 +329,7 @@ pub(crate) enum Output<T> {
 /// ```
 pub struct Tape<T: Float = f64> {
     uid: u64,
-    generation: Cell<u32>,
+    generation: Cell<u64>,
     pub(crate) anomaly: Cell<bool>,
     pub(crate) inner: RefCell<Inner<T>>,
     pub(crate) hooks: RefCell<Vec<(NodeId, GradHook<T>)>>,
@@ -351,7 +351,7 @@ pub struct Tape<T: Float = f64> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
     tape: u64,
-    generation: u32,
+    generation: u64,
     nodes: usize,
     operand_lists: usize,
     tensors: usize,
@@ -495,7 +495,7 @@ impl<T: Float> Tape<T> {
 
     /// How many times the tape has been reset. Handles remember the generation they
     /// were made in, so a handle from before a reset is caught, never misread.
-    pub fn generation(&self) -> u32 {
+    pub fn generation(&self) -> u64 {
         self.generation.get()
     }
 
@@ -1003,7 +1003,7 @@ fn push_node<T: Float>(
 pub struct ScopeGuard<'t, T: Float> {
     tape: &'t Tape<T>,
     parent: u32,
-    generation: u32,
+    generation: u64,
 }
 
 impl<T: Float> Drop for ScopeGuard<'_, T> {
@@ -1022,7 +1022,7 @@ impl<T: Float> Drop for ScopeGuard<'_, T> {
 pub struct TapeRead<'t, T: Float> {
     inner: Ref<'t, Inner<T>>,
     uid: u64,
-    generation: u32,
+    generation: u64,
 }
 
 impl<T: Float> TapeRead<'_, T> {
@@ -1031,7 +1031,7 @@ impl<T: Float> TapeRead<'_, T> {
         self.uid
     }
     /// The tape's generation when this borrow was taken.
-    pub fn generation(&self) -> u32 {
+    pub fn generation(&self) -> u64 {
         self.generation
     }
     /// All nodes, in creation (topological) order.
@@ -1204,5 +1204,35 @@ impl<'a, T: Float, const D: usize, const R: usize, const C: usize> IntoLeaf<'a, 
     /// ```
     fn into_leaf(self) -> LeafValue<'a, T> {
         LeafValue::Owned(Tensor::from(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handle stays stale however many resets pass: with a 32-bit count, the one
+    /// from generation 0 read the new node 0 after 2^32 resets. (2^32 resets take half
+    /// a minute in release; the count is set just below instead.)
+    #[test]
+    fn a_handle_is_stale_after_2_to_the_32_resets() {
+        let tape = Tape::<f64>::new();
+        let old = tape.var(Tensor::from([1.0, 2.0]));
+        let mut mark = tape.checkpoint();
+        tape.generation.set(u64::from(u32::MAX));
+        tape.reset();
+        assert_eq!(tape.generation(), 1 << 32);
+        let new = tape.var(Tensor::from([10.0, 20.0, 30.0]));
+        assert_eq!(old.id(), new.id());
+        assert!(matches!(
+            old.try_sigmoid(),
+            Err(Error::StaleHandle { handle_generation: 0, tape_generation, .. })
+                if tape_generation == 1 << 32
+        ));
+        assert!(matches!(
+            tape.rewind(&mut mark),
+            Err(Error::StaleCheckpoint { .. })
+        ));
+        assert_eq!(new.try_sigmoid().map(|v| v.shape().to_vec()), Ok(vec![3]));
     }
 }

@@ -26,7 +26,7 @@ use std::ops::{Add, Div, Mul, Neg, Sub};
 #[must_use = "a `Var` is a handle to a recorded node: an op whose result is unused records work nothing reads"]
 pub struct Var<'t, T: Float = f64> {
     pub(crate) id: NodeId,
-    pub(crate) generation: u32,
+    pub(crate) generation: u64,
     pub(crate) tape: &'t Tape<T>,
 }
 
@@ -42,7 +42,7 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// The tape generation the handle was made in.
-    pub fn generation(&self) -> u32 {
+    pub fn generation(&self) -> u64 {
         self.generation
     }
 
@@ -160,17 +160,17 @@ impl<'t, T: Float> Var<'t, T> {
         Var::unpack(self.tape, packed)
     }
 
-    /// The id and generation in one word.
+    /// The id and generation in one `u128`, which travels in two registers.
     #[inline(always)]
-    fn pack(&self) -> u64 {
-        u64::from(self.id.0) | u64::from(self.generation) << 32
+    fn pack(&self) -> u128 {
+        u128::from(self.id.0) | u128::from(self.generation) << 64
     }
 
     #[inline(always)]
-    fn unpack(tape: &'t Tape<T>, packed: u64) -> Var<'t, T> {
+    fn unpack(tape: &'t Tape<T>, packed: u128) -> Var<'t, T> {
         Var {
             id: NodeId(packed as u32),
-            generation: (packed >> 32) as u32,
+            generation: (packed >> 64) as u64,
             tape,
         }
     }
@@ -181,11 +181,11 @@ impl<'t, T: Float> Var<'t, T> {
 #[inline(never)]
 fn binary_slow<'t, T: Float>(
     tape: &'t Tape<T>,
-    lhs: u64,
+    lhs: u128,
     op: BinaryOp,
     rhs_tape: &'t Tape<T>,
-    rhs: u64,
-) -> u64 {
+    rhs: u128,
+) -> u128 {
     let (lhs, rhs) = (Var::unpack(tape, lhs), Var::unpack(rhs_tape, rhs));
     let out = Var::unwrap_or_panic(lhs.binary(op, rhs));
     debug_assert!(std::ptr::eq(out.tape, tape));
@@ -195,7 +195,7 @@ fn binary_slow<'t, T: Float>(
 /// [`Var::unary_or_panic`] out of line.
 #[cold]
 #[inline(never)]
-fn unary_slow<T: Float>(tape: &Tape<T>, x: u64, op: UnaryOp) -> u64 {
+fn unary_slow<T: Float>(tape: &Tape<T>, x: u128, op: UnaryOp) -> u128 {
     let out = Var::unwrap_or_panic(Var::unpack(tape, x).unary(op));
     debug_assert!(std::ptr::eq(out.tape, tape));
     out.pack()
