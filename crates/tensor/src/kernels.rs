@@ -1983,8 +1983,8 @@ mod tests {
         }
     }
 
-    /// `ln Σ e^(x − m)` over every element but the first largest, in `f64`, for `f32`
-    /// rows: the `r` of `log_sum_exp_parts`.
+    /// `ln(1 + Σ e^(x − m))`, the sum over every element but the first largest, in
+    /// `f64`, for `f32` rows: the `r` of `log_sum_exp_parts`.
     fn rest_f64(x: &[f32]) -> f64 {
         let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let j = x.iter().position(|&v| v == m).unwrap();
