@@ -115,6 +115,23 @@ pub trait Float:
     fn dot4(rows: [&[Self]; 4], v: &[Self]) -> [Self; 4] {
         crate::kernels::dot4(rows, v)
     }
+
+    /// The sums of four rows of one length, each summed as
+    /// [`kernels::sum_lanes`](crate::kernels::sum_lanes) sums it (the same bits); the
+    /// four run side by side, where the processor allows, in explicit vectors.
+    ///
+    /// ```
+    /// use descent_tensor::Float;
+    /// let rows: [&[f64]; 4] = [&[1.0, 2.0, 3.0], &[0.0; 3], &[-1.0, 1.0, 0.5], &[4.0; 3]];
+    /// assert_eq!(f64::sum4(rows), [6.0, 0.0, 0.5, 12.0]);
+    /// ```
+    ///
+    /// # Panics
+    /// If a row is shorter than the first.
+    #[inline(always)]
+    fn sum4(rows: [&[Self]; 4]) -> [Self; 4] {
+        crate::kernels::sum4_lanes(rows)
+    }
 }
 
 impl Float for f32 {
@@ -143,6 +160,10 @@ impl Float for f32 {
     fn dot4(rows: [&[Self]; 4], v: &[Self]) -> [Self; 4] {
         crate::kernels::dot4_f32(rows, v)
     }
+    #[inline]
+    fn sum4(rows: [&[Self]; 4]) -> [Self; 4] {
+        crate::kernels::sum4_f32(rows)
+    }
 }
 
 impl Float for f64 {
@@ -158,5 +179,9 @@ impl Float for f64 {
     #[inline]
     fn dot4(rows: [&[Self]; 4], v: &[Self]) -> [Self; 4] {
         crate::kernels::dot4_f64(rows, v)
+    }
+    #[inline]
+    fn sum4(rows: [&[Self]; 4]) -> [Self; 4] {
+        crate::kernels::sum4_f64(rows)
     }
 }
