@@ -158,6 +158,9 @@ for path in sorted(glob.glob(os.path.join(raw, "r*_*.jsonl"))):
         if w == "W1" and impl == "descent":
             rows.setdefault((w, t, "descent limit", "closed form", metric), {})[rnd] = d["limit_us_per_step"]["median"]
             rows.setdefault((w, t, "descent", "backward_into (reused grads)", metric), {})[rnd] = d["us_per_step_reused_grads"]["median"]
+            # The tape's arithmetic without the tape: how much of a step is libm's.
+            if "floor_us_per_step" in d:
+                rows.setdefault((w, t, "descent limit", "the tape's libm calls, no tape", metric), {})[rnd] = d["floor_us_per_step"]["median"]
         if w in ("W3", "W4") and impl == "descent" and d.get("parallel_ceiling") is not None:
             # Two independent integer loops on the pool against one after the other,
             # probed before and after each repetition: what the second core gave

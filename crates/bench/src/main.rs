@@ -226,8 +226,10 @@ fn w1_bench(args: &Args) -> bool {
     let x_var = w1::run(&tape, steps, Mode::Fresh);
     let x_scalar = w1::run(&tape, steps, Mode::Reused);
     let x_limit = w1::run_limit(steps);
+    let x_floor = w1::run_floor(steps);
 
     let (mut t_var, mut t_scalar, mut t_limit) = (Vec::new(), Vec::new(), Vec::new());
+    let mut t_floor = Vec::new();
     let (mut r_var, mut r_scalar) = (Vec::new(), Vec::new());
     let mut xs = Vec::new();
     for _ in 0..args.reps {
@@ -240,6 +242,10 @@ fn w1_bench(args: &Args) -> bool {
         let t = Instant::now();
         let xsc = w1::run(&tape, steps, Mode::Reused);
         let ds = secs(t) / steps as f64 * 1e6;
+        let t = Instant::now();
+        let xf = w1::run_floor(steps);
+        t_floor.push(secs(t) / steps as f64 * 1e6);
+        assert_eq!(xf, x_floor);
         t_var.push(dv);
         t_limit.push(dl);
         t_scalar.push(ds);
@@ -319,6 +325,8 @@ fn w1_bench(args: &Args) -> bool {
             "limit_final_x_rel_err",
             expected.map(|e| rel_err(x_limit, e)),
         )
+        .obj("floor_us_per_step", &Summary::of(&t_floor).to_json())
+        .bool("floor_final_x_equal", x_floor == x_scalar)
         .num("ratio_vs_limit", median(&r_var))
         .num("ratio_vs_limit_reused_grads", median(&r_scalar))
         .num("allocs_per_step", per_step(add(add(rec_v, bw_v), up_v)))
