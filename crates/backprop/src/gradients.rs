@@ -112,37 +112,56 @@ impl<T: Float> Gradients<T> {
 
     /// Clears the store for a walk over the first `len` nodes of `read`, keeping every
     /// allocation (tensor gradient buffers go to a spare list for reuse).
+    ///
+    /// Inlined up to the tests for tensor nodes and bindings; what they guard is out
+    /// of line, so that a scalar graph walked every step (W1) pays the tests and the
+    /// zeroing only, not the saving and restoring of registers the rest needs.
+    #[inline]
     pub(crate) fn prepare(&mut self, read: &TapeRead<'_, T>, len: usize) {
         self.tape_uid = read.uid();
         self.generation = read.generation();
         self.known = read.nodes().len();
+        // Zeroed in place when the length is that of the last walk (a training loop's
+        // steady state): cheaper than clearing and growing again.
+        if self.scalar.len() == len {
+            self.scalar.fill(T::zero());
+            self.reached.fill(0);
+        } else {
+            self.resize(len);
+        }
+        if !self.tensor.is_empty()
+            || !self.slot_nodes.is_empty()
+            || !read.tensor_nodes().is_empty()
+            || !self.bindings.is_empty()
+            || !read.bindings().is_empty()
+        {
+            self.prepare_tensors(read);
+        }
+    }
+
+    fn resize(&mut self, len: usize) {
         self.scalar.clear();
         self.scalar.resize(len, T::zero());
         self.reached.clear();
         self.reached.resize(len.div_ceil(64), 0);
-        // The tensor bookkeeping is touched only when there is some: a scalar graph
-        // walked every step (W1) then pays a few length tests.
-        if !self.tensor.is_empty() {
-            for buf in self.tensor.drain(..).flatten() {
-                self.spare.give(buf);
-            }
+    }
+
+    fn prepare_tensors(&mut self, read: &TapeRead<'_, T>) {
+        for buf in self.tensor.drain(..).flatten() {
+            self.spare.give(buf);
         }
         // Every tensor node's shape, those recorded after the output included, so that a
         // lookup of one of those gives zeros of its own shape (not a 0-d zero).
         let tensor_nodes = read.tensor_nodes();
-        if !self.slot_nodes.is_empty() || !tensor_nodes.is_empty() {
-            self.slot_nodes.clear();
-            self.slot_nodes
-                .extend(tensor_nodes.iter().map(|n| n.index() as u32));
-            self.shapes.clear();
-            self.shapes
-                .extend(tensor_nodes.iter().map(|&n| Shape::from(read.shape(n))));
-            self.tensor.resize(self.shapes.len(), None);
-        }
-        if !self.bindings.is_empty() || !read.bindings().is_empty() {
-            self.bindings.clear();
-            self.bindings.extend_from_slice(read.bindings());
-        }
+        self.slot_nodes.clear();
+        self.slot_nodes
+            .extend(tensor_nodes.iter().map(|n| n.index() as u32));
+        self.shapes.clear();
+        self.shapes
+            .extend(tensor_nodes.iter().map(|&n| Shape::from(read.shape(n))));
+        self.tensor.resize(self.shapes.len(), None);
+        self.bindings.clear();
+        self.bindings.extend_from_slice(read.bindings());
     }
 
     #[inline]
@@ -231,10 +250,15 @@ impl<T: Float> Gradients<T> {
     }
 
     /// Sizes the shared zeros that unreached nodes' lookups read (made on first use).
+    /// Inlined up to the test, which is all a scalar graph's walk (W1) pays.
+    #[inline]
     pub(crate) fn finish(&mut self) {
-        if self.tensor.is_empty() {
-            return;
+        if !self.tensor.is_empty() {
+            self.size_zeros();
         }
+    }
+
+    fn size_zeros(&mut self) {
         let longest = self
             .tensor
             .iter()
@@ -342,6 +366,15 @@ impl<T: Float> Gradients<T> {
         if i >= self.scalar.len() {
             return None;
         }
+        if self.slot_nodes.is_empty() {
+            return self.is_reached(i).then(|| View::scalar(&self.scalar[i]));
+        }
+        self.view_in_slots(id)
+    }
+
+    /// [`Gradients::view_of`] when the tape has tensor nodes (a search of their ids).
+    fn view_in_slots(&self, id: NodeId) -> Option<View<'_, T>> {
+        let i = id.index();
         match self.slot_of(id) {
             Some(s) => self.tensor[s]
                 .as_deref()

@@ -137,9 +137,15 @@ fn walk_read<'t, T: Float>(
     grads.prepare(&read, out + 1);
     // Only the output and the nodes before it take part.
     let nodes = &read.nodes()[..=out];
-    if nodes[out].meta().requires_grad() {
-        let buf = grads.buffer(out, nodes[out].meta());
-        buf.copy_from_slice(seed.data());
+    let m = nodes[out].meta();
+    if m.requires_grad() {
+        if m.slot().is_none() {
+            // A scalar output: one store, not a buffer lookup and a slice copy (a tenth
+            // of W1's walk).
+            grads.add_scalar(out, seed.item());
+        } else {
+            grads.buffer(out, m).copy_from_slice(seed.data());
+        }
     }
     if tape.anomaly_detection() {
         for i in (0..=out).rev() {

@@ -179,3 +179,42 @@ fn a_cloned_store_reads_the_same_gradients() {
     assert_eq!(copy.wrt(x).data(), want.as_slice());
     assert_eq!(copy.wrt(unused).data(), &[0.0; 5]);
 }
+
+/// A reused store after graphs of every kind: tensor nodes then none (the store must
+/// forget their slots), a scalar graph as long as the last (zeroed in place) and one
+/// of another length; and a scalar output seeded with a cotangent other than 1.
+#[test]
+fn a_reused_store_follows_scalar_and_tensor_graphs() {
+    let tape = Tape::<f64>::new();
+    let mut grads = Gradients::empty();
+    for step in 0..3 {
+        // Four nodes: x, the tensor leaf, the product, the sum.
+        tape.reset();
+        let x = tape.var(2.0);
+        let t = tape.var(Tensor::from([1.0, 2.0]));
+        backward_into((t * x).sum(), &mut grads).unwrap();
+        assert_eq!(grads.wrt(x).item(), 3.0, "step {step}");
+        assert_eq!(grads.wrt(t).data(), &[2.0, 2.0]);
+        // Four scalar nodes: as long as the last graph, none of them a tensor.
+        tape.reset();
+        let x = tape.var(3.0);
+        let y = tape.var(5.0);
+        let unused = tape.var(7.0);
+        backward_into(x * y, &mut grads).unwrap();
+        assert_eq!((grads.wrt(x).item(), grads.wrt(y).item()), (5.0, 3.0));
+        assert_eq!(grads.wrt(unused).item(), 0.0);
+        assert!(grads.get(unused).is_none());
+        // Two scalar nodes, then the same graph again: stale gradients must not leak.
+        for _ in 0..2 {
+            tape.reset();
+            let x = tape.var(4.0);
+            backward_into(x.ln(), &mut grads).unwrap();
+            assert_eq!(grads.wrt(x).item(), 0.25);
+        }
+    }
+    let x = tape.var(3.0);
+    let y = x * x;
+    let grads = descent_backprop::backward_with(y, &Tensor::scalar(2.5)).unwrap();
+    assert_eq!(grads.wrt(x).item(), 15.0);
+    assert_eq!(grads.wrt(y).item(), 2.5);
+}
