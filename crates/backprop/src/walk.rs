@@ -20,15 +20,9 @@ use descent_tensor::{Float, Tensor, View};
 /// assert!((grads.wrt(x).item() - (2f64.ln() + 1.0)).abs() < 1e-15);
 /// ```
 pub fn backward<T: Float>(output: Var<'_, T>) -> Result<Gradients<T>, Error> {
-    output.validate("backward")?;
-    let shape = output.shape();
-    if !shape.is_empty() {
-        return Err(Error::NotScalar {
-            id: output.id(),
-            shape,
-        });
-    }
-    walk(output, View::scalar(&T::one()))
+    let mut grads = Gradients::empty();
+    backward_into(output, &mut grads)?;
+    Ok(grads)
 }
 
 /// Runs backward from an output of any shape, seeding its gradient with `cotangent`

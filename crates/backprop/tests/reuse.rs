@@ -218,3 +218,29 @@ fn a_reused_store_follows_scalar_and_tensor_graphs() {
     assert_eq!(grads.wrt(x).item(), 15.0);
     assert_eq!(grads.wrt(y).item(), 2.5);
 }
+
+/// A new store takes the vectors of one dropped before it on the thread: it must
+/// read as empty (no parameters, no gradients) until a walk fills it, and a fresh
+/// `backward()` after it must give only its own graph's gradients.
+#[test]
+fn a_store_made_after_a_drop_starts_empty() {
+    let mut store = descent_tape::ParamStore::<f64>::new();
+    let w = store.insert("w", Tensor::from([1.0, 2.0]));
+    let tape = Tape::<f64>::new();
+    let grads = (tape.param(&store, w) * 2.0).sum().backward();
+    assert_eq!(grads.param(w).unwrap().data(), &[2.0, 2.0]);
+    let other = (tape.param(&store, w) * 3.0).sum().backward();
+    // Two stores dropped: the first one's vectors are kept, the second's freed.
+    drop(grads);
+    drop(other);
+    let empty = Gradients::<f64>::empty();
+    assert!(empty.param(w).is_none());
+    assert_eq!(empty.params().count(), 0);
+    drop(empty);
+    tape.reset();
+    let x = tape.var(3.0);
+    let grads = (x * x).backward();
+    assert_eq!(grads.wrt(x).item(), 6.0);
+    assert!(grads.param(w).is_none());
+    assert_eq!(grads.params().count(), 0);
+}
