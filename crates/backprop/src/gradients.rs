@@ -76,7 +76,7 @@ impl<T: Float> Clone for Gradients<T> {
 
 /// A dropped store's tensor buffers go to the thread's recycling bin, for the next
 /// store (up to [`descent_tensor::RECYCLE_BYTES`]); its other vectors are kept for
-/// the next store on the thread too ([`Parked`]).
+/// the next store on the thread too, emptied when it takes them.
 impl<T: Float> Drop for Gradients<T> {
     fn drop(&mut self) {
         if !self.tensor.is_empty() {
