@@ -40,6 +40,7 @@ def main():
         ("exp/[1024,1024]", x, torch.exp),
         ("sum_axis_last/[1024,1024]", x, lambda v: v.sum(-1)),
         ("max_axis_first/[1024,1024]", x, lambda v: v.max(0).values),
+        ("max_axis_last/[1024,1024]", x, lambda v: v.max(-1).values),
         # contiguous(): descent's transpose makes a copy; PyTorch's is a view.
         ("transpose/[1024,1024]", x, lambda v: v.t().contiguous()),
         ("softmax/[512,1000]", logits, lambda v: torch.softmax(v, -1)),

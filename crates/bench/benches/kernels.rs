@@ -197,7 +197,7 @@ fn cross_entropy(c: &mut Criterion) {
 
 /// Shapes beyond the workloads, where per-element cost dominates: element-wise ops
 /// on `[1024, 1024]`, softmax and cross-entropy over 1,000 classes for 512 rows, a
-/// sum over the last axis, a max over the first, a transpose; each forward and
+/// sum over the last axis, a max over the first and over the last, a transpose; each forward and
 /// backward, as the other groups. `fresh_backward` times `backward()` (a new
 /// gradient store a call, as a loop that does not keep one) of a GELU on
 /// `[1024, 1024]`, against `gelu/.../backward`'s reused store.
@@ -210,12 +210,13 @@ fn large(c: &mut Criterion) {
     let labels: Vec<usize> = (0..512).map(|i| (37 * i) % 1000).collect();
 
     type Unary = for<'t> fn(Var<'t, f32>) -> Var<'t, f32>;
-    let ops: [(&str, &Tensor<f32>, Unary); 7] = [
+    let ops: [(&str, &Tensor<f32>, Unary); 8] = [
         ("sigmoid/[1024,1024]", &x, |x| x.sigmoid()),
         ("gelu/[1024,1024]", &x, |x| x.gelu()),
         ("exp/[1024,1024]", &x, |x| x.exp()),
         ("sum_axis_last/[1024,1024]", &x, |x| x.sum_axis(-1, false)),
         ("max_axis_first/[1024,1024]", &x, |x| x.max_axis(0, false)),
+        ("max_axis_last/[1024,1024]", &x, |x| x.max_axis(-1, false)),
         ("transpose/[1024,1024]", &x, |x| x.transpose(0, 1)),
         ("softmax/[512,1000]", &logits, |x| x.softmax(-1)),
     ];

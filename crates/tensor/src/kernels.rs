@@ -338,16 +338,18 @@ pub fn max_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
         if v.is_nan() { v + m } else { larger }
     }
     let xd = x.data();
-    vectorized(
-        #[inline(always)]
-        || {
-            out.fill(T::neg_infinity());
-            if inner == 1 {
+    out.fill(T::neg_infinity());
+    if inner == 1 {
+        vectorized(
+            #[inline(always)]
+            || {
                 for (o, row) in out.iter_mut().zip(xd.chunks_exact(n.max(1))) {
-                    let mut lanes = [T::neg_infinity(); 8];
-                    let mut xs = row.chunks_exact(8);
+                    // 32 lanes, four vectors of `f32`: with 8, each comparison and
+                    // select waited on the last ([1024, 1024] f32: 148 against 91 µs).
+                    let mut lanes = [T::neg_infinity(); 32];
+                    let mut xs = row.chunks_exact(32);
                     for c in &mut xs {
-                        for k in 0..8 {
+                        for k in 0..32 {
                             lanes[k] = keep(lanes[k], c[k]);
                         }
                     }
@@ -356,13 +358,30 @@ pub fn max_axis<T: Float>(x: View<'_, T>, axis: usize, out: &mut [T]) {
                         .chain(xs.remainder().iter().copied())
                         .fold(T::neg_infinity(), keep);
                 }
-                return;
-            }
+            },
+        );
+        return;
+    }
+    vectorized(
+        #[inline(always)]
+        || {
             for (dst, block) in out
                 .chunks_exact_mut(inner)
                 .zip(xd.chunks_exact((n * inner).max(1)))
             {
-                for src in block.chunks_exact(inner) {
+                // Four rows a pass, in order: a quarter of the stores to `dst`, each of
+                // which a later row's load can wait on when the two addresses agree in
+                // their low 12 bits (rows of 4 KiB all do, or none).
+                let mut fours = block.chunks_exact(4 * inner);
+                for four in &mut fours {
+                    let (r0, rest) = four.split_at(inner);
+                    let (r1, rest) = rest.split_at(inner);
+                    let (r2, r3) = rest.split_at(inner);
+                    for i in 0..inner {
+                        dst[i] = keep(keep(keep(keep(dst[i], r0[i]), r1[i]), r2[i]), r3[i]);
+                    }
+                }
+                for src in fours.remainder().chunks_exact(inner) {
                     for (d, &v) in dst.iter_mut().zip(src) {
                         *d = keep(*d, v);
                     }
@@ -2043,7 +2062,8 @@ mod tests {
 
     #[test]
     fn max_axis_propagates_nan_and_backward_picks_the_first_maximum() {
-        // Rows of 11: NaN in a full chunk, NaN in the tail, a tie, all -inf.
+        // Rows of 11 (shorter than a chunk of lanes; `max_axis_matches_a_plain_search_on_
+        // chunked_shapes` has whole chunks): NaN first, NaN last, a tie, all -inf.
         let mut x = vec![0.0f32; 44];
         x[3] = f32::NAN;
         x[11 + 10] = f32::NAN;
