@@ -50,7 +50,9 @@ pub fn backward_with<T: Float>(
             cotangent: cotangent.shape().into(),
         });
     }
-    walk(output, cotangent.view())
+    let mut grads = Gradients::empty();
+    walk_read(output, output.tape().read(), cotangent.view(), &mut grads)?;
+    Ok(grads)
 }
 
 struct Sink<'a, T: Float> {
@@ -75,12 +77,6 @@ impl<T: Float> GradSink<T> for Sink<'_, T> {
         self.grads
             .buffers_for_write_pair([i, j], [self.nodes[i].meta(), self.nodes[j].meta()])
     }
-}
-
-fn walk<T: Float>(output: Var<'_, T>, seed: View<'_, T>) -> Result<Gradients<T>, Error> {
-    let mut grads = Gradients::empty();
-    walk_into(output, seed, &mut grads)?;
-    Ok(grads)
 }
 
 /// Runs backward from a scalar output into `grads`, reusing its memory: the form for a
@@ -109,14 +105,6 @@ pub fn backward_into<T: Float>(output: Var<'_, T>, grads: &mut Gradients<T>) -> 
         });
     }
     walk_read(output, read, View::scalar(&T::one()), grads)
-}
-
-fn walk_into<T: Float>(
-    output: Var<'_, T>,
-    seed: View<'_, T>,
-    grads: &mut Gradients<T>,
-) -> Result<(), Error> {
-    walk_read(output, output.tape().read(), seed, grads)
 }
 
 /// The walk from `output` (checked live), with the tape already borrowed as `read`.
