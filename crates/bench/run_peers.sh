@@ -150,6 +150,7 @@ def check(d):
     return ""
 
 rows = {}   # (workload, threads, impl, variant, metric) -> {round: value}
+w4_workers = {}   # threads -> {round: [each thread's median us a sample]}
 checks = {}
 for path in sorted(glob.glob(os.path.join(raw, "r*_*.jsonl"))):
     m = re.match(r"r(\d+)_(W\d)_t(\d)_(.+)\.jsonl", os.path.basename(path))
@@ -188,12 +189,29 @@ for path in sorted(glob.glob(os.path.join(raw, "r*_*.jsonl"))):
         if w == "W3" and impl == "descent":
             rows.setdefault((w, t, "descent", "W stored [in, out] (no transpose nodes)", metric), {})[rnd] = d["ms_per_step_w_in_out"]["median"]
             rows.setdefault((w, t, "descent limit", "6*batch*weights at GEMM peak", metric), {})[rnd] = d["limit_ms_per_step"]
+        if w == "W4" and impl == "descent" and d.get("workers"):
+            # Each thread's median time a sample (its own work, no waiting), traced in
+            # batches after the timed ones: a vCPU the host slows shows up here.
+            times = sorted(x["sample_us"] for x in d["workers"])
+            names = ["fastest thread"] if len(times) > 1 else ["one thread"]
+            if len(times) > 1:
+                names.append("slowest thread")
+                times = [times[0], times[-1]]
+            for n, v in zip(names, times):
+                rows.setdefault((w, t, "descent", f"time a sample, {n}", "us/sample"), {})[rnd] = v
+            w4_workers.setdefault(t, {})[rnd] = [x["sample_us"] for x in d["workers"]]
 # W4's 1 -> 2 thread speed-up, round by round (both runs of a round are adjacent).
 w4_1 = rows.get(("W4", 1, "descent", "per_sample_grads (rayon, fixed-order reduction)", "ms/batch"), {})
 w4_2 = rows.get(("W4", 2, "descent", "per_sample_grads (rayon, fixed-order reduction)", "ms/batch"), {})
 if w4_1 and w4_2:
     rows[("W4", 2, "descent", "speed-up 1 -> 2 threads (round by round)", "speed-up")] = {
         r: w4_1[r] / w4_2[r] for r in w4_1 if r in w4_2}
+# What the two threads' own sample rates allow against the round's one-thread run,
+# with no time lost between them: sum over threads of t1 / t_i.
+if 1 in w4_workers and 2 in w4_workers:
+    rows[("W4", 2, "descent limit", "speed-up the threads' own sample rates allow", "speed-up")] = {
+        r: sum(w4_workers[1][r][0] / x for x in xs)
+        for r, xs in w4_workers[2].items() if r in w4_workers[1]}
 if not any(k[2] == "micrograd" for k in rows) and any(k[0] == "W2" for k in rows):
     rows[("W2", 1, "micrograd", "speed issue's figure (not run)", "ms/step")] = {}
 micro_issue = 1947.0

@@ -424,6 +424,33 @@ fn w4_bench(args: &Args) -> bool {
             c.bytes as f64 / COUNTED as f64,
         )
     };
+    // Each thread's own sample time, in batches run after the timed ones: shows whether
+    // the machine gave every thread the same speed (on this shared VM a vCPU can run
+    // a third slower for a whole process), apart from the waits between threads.
+    let by_worker = {
+        let mut model = w4::Model::new(&data);
+        let mut sgd = Sgd::new(w4::LR);
+        for _ in 0..w4::WARMUP {
+            w4::step(&mut model, &samples, &mut sgd);
+        }
+        w4::timed_by_worker(&mut model, &samples, &mut sgd, w4::BATCHES)
+    };
+    let workers_json: Vec<String> = by_worker
+        .workers
+        .iter()
+        .map(|w| {
+            let mut o = Json::new();
+            match w.thread {
+                Some(t) => o.int("thread", t as i64),
+                None => o.raw("thread", "null"),
+            };
+            o.int("samples", w.samples as i64)
+                .int("batches", w.batches as i64)
+                .num("sample_us", w.sample_us)
+                .num("first_start_us", w.first_start_us);
+            o.to_string()
+        })
+        .collect();
     let (avg, norms, losses) = first.expect("at least one repetition");
     let flat: Vec<f64> = avg
         .iter()
@@ -479,6 +506,7 @@ fn w4_bench(args: &Args) -> bool {
             losses.iter().sum::<f64>() / losses.len() as f64,
         )
         .opt_num("parallel_ceiling", ceiling_median(&ceilings))
+        .raw("workers", &format!("[{}]", workers_json.join(", ")))
         .num("allocs_per_batch", allocs.0)
         .num("alloc_bytes_per_batch", allocs.1)
         .opt_num("peer_first_avg_grad_l2", peer.map(|p| p.0))

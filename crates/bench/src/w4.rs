@@ -14,6 +14,8 @@ use descent::optim::{Optimizer, Sgd};
 use descent::prelude::*;
 use descent::tape::{ParamId, ParamStore};
 use descent::tensor::View;
+use std::sync::Mutex;
+use std::time::Instant;
 
 /// Samples per batch.
 pub const BATCH: usize = 256;
@@ -182,6 +184,113 @@ pub fn step(model: &mut Model, samples: &[(&[f32], usize)], sgd: &mut Sgd<f32>) 
     out
 }
 
+/// How fast each thread ran its samples in [`timed_by_worker`]: the workload's own view
+/// of what the machine gave each thread, apart from any waiting between threads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerTimes {
+    /// One entry per thread that ran samples: rayon's pool threads in index order,
+    /// then the calling thread (which runs everything on a pool of one).
+    pub workers: Vec<WorkerTime>,
+}
+
+/// One thread's figures over the traced batches.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerTime {
+    /// The pool thread's index, or `None` for the calling thread.
+    pub thread: Option<usize>,
+    /// Samples it ran.
+    pub samples: usize,
+    /// Median microseconds from one of its sample starts to its next in the same
+    /// batch: a sample's forward and backward pass, its clipping and accumulation, and
+    /// the thread's share of chunk bookkeeping.
+    pub sample_us: f64,
+    /// Median microseconds from a batch's start to the thread's first sample, over
+    /// the batches it took part in.
+    pub first_start_us: f64,
+    /// Batches it took part in.
+    pub batches: usize,
+}
+
+/// A value on cache lines of its own, so that threads writing neighbouring slots do
+/// not pass a line back and forth.
+#[repr(align(128))]
+struct Padded<X>(X);
+
+/// Runs `batches` batches from `model` like [`step`], with every sample's start time
+/// recorded by the thread that runs it (a clock read and an uncontended lock per
+/// sample), and summarises them by thread.
+///
+/// ```
+/// use descent::optim::Sgd;
+/// use descent_bench::w4::{self, Data, Model};
+/// let data = Data::new();
+/// let (mut model, mut sgd) = (Model::new(&data), Sgd::new(w4::LR));
+/// let times = w4::timed_by_worker(&mut model, &data.samples(), &mut sgd, 1);
+/// let ran: usize = times.workers.iter().map(|w| w.samples).sum();
+/// assert_eq!(ran, w4::BATCH);
+/// ```
+pub fn timed_by_worker(
+    model: &mut Model,
+    samples: &[(&[f32], usize)],
+    sgd: &mut Sgd<f32>,
+    batches: usize,
+) -> WorkerTimes {
+    let slots = rayon::current_num_threads() + 1;
+    let slot_of = |t: Option<usize>| t.unwrap_or(slots - 1);
+    let starts: Vec<Padded<Mutex<Vec<Instant>>>> = (0..slots)
+        .map(|_| Padded(Mutex::new(Vec::with_capacity(BATCH))))
+        .collect();
+    let mut periods = vec![Vec::new(); slots];
+    let mut firsts = vec![Vec::new(); slots];
+    let mut counts = vec![0usize; slots];
+    for _ in 0..batches {
+        let ids = model.ids;
+        let store = &model.store;
+        let t0 = Instant::now();
+        let out = per_sample_grads(store, samples, options(), |tape, &(x, label)| {
+            let slot = slot_of(rayon::current_thread_index());
+            starts[slot]
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Instant::now());
+            loss(tape, store, ids, x, label)
+        })
+        .expect("W4 samples have finite scalar losses");
+        sgd.step(&mut model.store, &out.mean())
+            .expect("finite gradients of the store's parameters");
+        for (slot, cell) in starts.iter().enumerate() {
+            let mut times = cell.0.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(&first) = times.first() {
+                firsts[slot].push(first.duration_since(t0).as_secs_f64() * 1e6);
+            }
+            counts[slot] += times.len();
+            periods[slot].extend(
+                times
+                    .windows(2)
+                    .map(|w| w[1].duration_since(w[0]).as_secs_f64() * 1e6),
+            );
+            times.clear();
+        }
+    }
+    let workers = (0..slots)
+        .filter(|&s| counts[s] > 0)
+        .map(|s| WorkerTime {
+            thread: (s < slots - 1).then_some(s),
+            samples: counts[s],
+            // NaN for a thread that never ran two samples in one batch.
+            sample_us: if periods[s].is_empty() {
+                f64::NAN
+            } else {
+                crate::stats::median(&periods[s])
+            },
+            first_start_us: crate::stats::median(&firsts[s]),
+            batches: firsts[s].len(),
+        })
+        .collect();
+    WorkerTimes { workers }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +314,30 @@ mod tests {
         let labels: usize = d.labels.iter().enumerate().map(|(i, l)| (i + 1) * l).sum();
         assert_eq!(labels, 154_191);
         assert_eq!(&d.labels[..8], &[6, 9, 8, 3, 9, 3, 7, 4]);
+    }
+
+    #[test]
+    fn worker_times_count_every_sample_once() {
+        let data = Data::new();
+        let samples = data.samples();
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a pool");
+            let times = pool.install(|| {
+                let mut model = Model::new(&data);
+                let mut sgd = Sgd::new(LR);
+                timed_by_worker(&mut model, &samples, &mut sgd, 2)
+            });
+            let total: usize = times.workers.iter().map(|w| w.samples).sum();
+            assert_eq!(total, 2 * BATCH, "{threads} threads: {times:?}");
+            assert!(times.workers.len() <= threads, "{times:?}");
+            for w in &times.workers {
+                assert!(w.thread.is_some_and(|t| t < threads), "{w:?}");
+                assert!(w.batches >= 1 && w.batches <= 2, "{w:?}");
+                assert!(w.sample_us > 0.0 && w.first_start_us >= 0.0, "{w:?}");
+            }
+        }
     }
 }
