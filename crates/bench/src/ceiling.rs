@@ -4,6 +4,11 @@
 //! two independent integer loops run on two threads finish anywhere from 1.0x to
 //! 1.9x faster than one after the other, from one second to the next. A workload's
 //! 1 → 2 thread speed-up means little without that ceiling measured beside it.
+//!
+//! The probe is a chain of dependent integer operations, which waits on latency: it
+//! does not see a slowdown that only throughput-bound vector work suffers (as when
+//! the host runs something beside a vCPU on the same physical core). W4 therefore also
+//! reports each thread's own time a sample ([`crate::w4::timed_by_worker`]).
 
 use rayon::prelude::*;
 use std::hint::black_box;
