@@ -192,14 +192,17 @@ for path in sorted(glob.glob(os.path.join(raw, "r*_*.jsonl"))):
         if w == "W4" and impl == "descent" and d.get("workers"):
             # Each thread's median time a sample (its own work, no waiting), traced in
             # batches after the timed ones: a vCPU the host slows shows up here.
-            times = sorted(x["sample_us"] for x in d["workers"])
+            # (null for a thread that never ran two samples in one batch)
+            times = sorted(x["sample_us"] for x in d["workers"] if x["sample_us"] is not None)
             names = ["fastest thread"] if len(times) > 1 else ["one thread"]
             if len(times) > 1:
                 names.append("slowest thread")
                 times = [times[0], times[-1]]
             for n, v in zip(names, times):
                 rows.setdefault((w, t, "descent", f"time a sample, {n}", "us/sample"), {})[rnd] = v
-            w4_workers.setdefault(t, {})[rnd] = [x["sample_us"] for x in d["workers"]]
+            if times:
+                w4_workers.setdefault(t, {})[rnd] = times if t == 1 else [
+                    x["sample_us"] for x in d["workers"] if x["sample_us"] is not None]
 # W4's 1 -> 2 thread speed-up, round by round (both runs of a round are adjacent).
 w4_1 = rows.get(("W4", 1, "descent", "per_sample_grads (rayon, fixed-order reduction)", "ms/batch"), {})
 w4_2 = rows.get(("W4", 2, "descent", "per_sample_grads (rayon, fixed-order reduction)", "ms/batch"), {})
