@@ -406,8 +406,11 @@ fn w4_bench(args: &Args) -> bool {
         );
     }
     // Heap calls per batch once warm, counted on the calling thread and on every
-    // thread of the pool (the per-sample passes run there).
-    let allocs = {
+    // thread of the pool (the per-sample passes run there). Then, from the same warm
+    // model, each thread's own sample time: it shows whether the machine gave every
+    // thread the same speed (on this shared VM a vCPU can run a third slower for a
+    // whole process), apart from the waits between threads.
+    let (allocs, by_worker) = {
         const COUNTED: u64 = 10;
         let mut model = w4::Model::new(&data);
         let mut sgd = Sgd::new(w4::LR);
@@ -419,21 +422,12 @@ fn w4_bench(args: &Args) -> bool {
             w4::step(&mut model, &samples, &mut sgd);
         }
         let c = alloc_count::counts_with_pool() - c0;
-        (
+        let allocs = (
             c.calls() as f64 / COUNTED as f64,
             c.bytes as f64 / COUNTED as f64,
-        )
-    };
-    // Each thread's own sample time, in batches run after the timed ones: shows whether
-    // the machine gave every thread the same speed (on this shared VM a vCPU can run
-    // a third slower for a whole process), apart from the waits between threads.
-    let by_worker = {
-        let mut model = w4::Model::new(&data);
-        let mut sgd = Sgd::new(w4::LR);
-        for _ in 0..w4::WARMUP {
-            w4::step(&mut model, &samples, &mut sgd);
-        }
-        w4::timed_by_worker(&mut model, &samples, &mut sgd, w4::BATCHES)
+        );
+        let by_worker = w4::timed_by_worker(&mut model, &samples, &mut sgd, w4::BATCHES);
+        (allocs, by_worker)
     };
     let workers_json: Vec<String> = by_worker
         .workers

@@ -173,8 +173,19 @@ pub fn options() -> PerSampleOptions {
 /// One batch: per-sample gradients (clipped), their mean, one SGD step. Returns the
 /// per-sample result (its mean is the averaged clipped gradient before the step).
 pub fn step(model: &mut Model, samples: &[(&[f32], usize)], sgd: &mut Sgd<f32>) -> PerSample<f32> {
+    step_observed(model, samples, sgd, || {})
+}
+
+/// [`step`], calling `before_sample` on the worker thread as each sample starts.
+fn step_observed(
+    model: &mut Model,
+    samples: &[(&[f32], usize)],
+    sgd: &mut Sgd<f32>,
+    before_sample: impl Fn() + Sync,
+) -> PerSample<f32> {
     let (store, ids) = (&model.store, model.ids);
     let out = per_sample_grads(store, samples, options(), |tape, &(x, label)| {
+        before_sample();
         loss(tape, store, ids, x, label)
     })
     .expect("W4 samples have finite scalar losses");
@@ -244,21 +255,15 @@ pub fn timed_by_worker(
     let mut firsts = vec![Vec::new(); slots];
     let mut counts = vec![0usize; slots];
     for _ in 0..batches {
-        let ids = model.ids;
-        let store = &model.store;
         let t0 = Instant::now();
-        let out = per_sample_grads(store, samples, options(), |tape, &(x, label)| {
+        step_observed(model, samples, sgd, || {
             let slot = slot_of(rayon::current_thread_index());
             starts[slot]
                 .0
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(Instant::now());
-            loss(tape, store, ids, x, label)
-        })
-        .expect("W4 samples have finite scalar losses");
-        sgd.step(&mut model.store, &out.mean())
-            .expect("finite gradients of the store's parameters");
+        });
         for (slot, cell) in starts.iter().enumerate() {
             let mut times = cell.0.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(&first) = times.first() {
