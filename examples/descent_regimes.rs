@@ -15,7 +15,6 @@
 //!
 //! Run it with `cargo run --release --example descent_regimes`.
 
-use descent::backprop::ParamGrads;
 use descent::nn::{Activation, Mlp, init};
 use descent::optim::{DataLoader, Optimizer, Sgd};
 use descent::prelude::*;
@@ -94,7 +93,7 @@ fn train(
             let (x, y) = batch_of(&idx);
             let logits = mlp.forward(&tape, &store, tape.constant(&x));
             let loss = logits.bce_with_logits(tape.constant(&y));
-            let grads = ParamGrads::from(&loss.backward());
+            let grads = loss.backward();
             opt.step(&mut store, &grads)?;
             steps += 1;
         }

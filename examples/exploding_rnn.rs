@@ -42,7 +42,6 @@
 //! Run it with `cargo run --release --example exploding_rnn` (a few seconds).
 //! `tests/exploding_rnn.rs` checks both behaviours on a 30-step sequence.
 
-use descent::backprop::ParamGrads;
 use descent::nn::Linear;
 use descent::optim::{Error as OptimError, Optimizer, Sgd, clip_grad_norm};
 use descent::prelude::*;
@@ -218,7 +217,7 @@ pub fn train(cfg: &Config) -> RunLog {
         tape.reset();
         let loss = rnn.loss(&tape, &store, &data);
         let value = f64::from(loss.item());
-        let mut grads = ParamGrads::from(&loss.backward());
+        let mut grads = loss.backward();
         let norm = grads.global_norm();
         log.steps.push(StepLog { loss: value, norm });
         if !value.is_finite() {
@@ -226,7 +225,7 @@ pub fn train(cfg: &Config) -> RunLog {
             break;
         }
         let update = match cfg.clip {
-            Some(limit) => clip_grad_norm(&mut grads, limit).map(|_before| ()),
+            Some(limit) => clip_grad_norm(&store, &mut grads, limit).map(|_before| ()),
             None => Ok(()),
         }
         .and_then(|()| sgd.step(&mut store, &grads));

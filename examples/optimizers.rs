@@ -13,7 +13,6 @@
 //!
 //! Run it with `cargo run --release --example optimizers`.
 
-use descent::backprop::ParamGrads;
 use descent::optim::*;
 use descent::prelude::*;
 use descent::tape::{ParamId, ParamStore};
@@ -102,7 +101,7 @@ fn train(opt: &mut dyn Optimizer<f64>, x: &Tensor<f64>, y: &Tensor<f64>) -> Vec<
     for step in 1..=STEPS {
         tape.reset();
         let l = loss(&tape, &store, &m, x, y);
-        let grads = ParamGrads::from(&l.backward());
+        let grads = l.backward();
         opt.step(&mut store, &grads)
             .unwrap_or_else(|e| panic!("{}: {e}", opt.name()));
         if REPORT_AT.contains(&step) {

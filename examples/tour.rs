@@ -6,8 +6,9 @@
 //!
 //! - every step records the forward pass on a reused tape, takes the cross-entropy of a
 //!   mini-batch of 32 (`DataLoader`, reshuffled every epoch from a seed), runs
-//!   `backward`, collects the parameters' gradients (`ParamGrads`), clips them to a
-//!   global L2 norm of 1 (`clip_grad_norm`) and takes an Adam step (lr 3e-3, halved
+//!   `backward`, clips the gradients in place to a global L2 norm of 1
+//!   (`clip_grad_norm`, PyTorch's formula) and takes an Adam step straight from the
+//!   walk's gradient store (lr 3e-3, halved
 //!   every 5 epochs by a `StepLr` schedule);
 //! - each epoch shows a progress bar (indicatif; hidden when stderr is not a terminal)
 //!   and prints one summary line: mean training loss and accuracy over the epoch's
@@ -26,7 +27,7 @@
 //! Run it with `cargo run --release --example tour`.
 
 use descent::backprop::plot::{self, Curve, CurveOptions, CurveStyle, PlotOptions};
-use descent::backprop::{FlowOptions, FlowReport, ParamGrads};
+use descent::backprop::{FlowOptions, FlowReport};
 use descent::nn::{Activation, Mlp, checkpoint, init};
 use descent::optim::{Adam, DataLoader, Optimizer, Scheduled, StepLr, clip_grad_norm};
 use descent::prelude::*;
@@ -204,7 +205,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             let (x, labels) = train.batch(&idx);
             let logits = net.forward(&tape, &store, tape.constant(x));
             let loss = logits.cross_entropy(&labels);
-            let grads = loss.backward();
+            let mut grads = loss.backward();
             if epoch + 1 == EPOCHS && i + 1 == steps_per_epoch {
                 // The last step's gradient flow, before clipping and before the update.
                 flow = Some(FlowReport::from_gradients(
@@ -213,8 +214,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                     FlowOptions::default(),
                 ));
             }
-            let mut grads = ParamGrads::from(&grads);
-            let norm = clip_grad_norm(&mut grads, CLIP)?;
+            let norm = clip_grad_norm(&store, &mut grads, CLIP)?;
             max_norm = max_norm.max(norm);
             clipped += usize::from(norm > CLIP);
             opt.step(&mut store, &grads)?;

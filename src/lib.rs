@@ -49,7 +49,7 @@ pub mod prelude {
         gradcheck,
     };
     pub use descent_optim::Optimizer;
-    pub use descent_tape::{NodeId, Op, ParamId, ParamStore, Tape, Var};
+    pub use descent_tape::{NodeId, Op, ParamGradients, ParamId, ParamStore, Tape, Var};
     pub use descent_tensor::{Float, Tensor};
 }
 

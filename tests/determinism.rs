@@ -39,8 +39,8 @@ fn train(threads: usize) -> Vec<u32> {
             tape.reset();
             let logits = mlp.forward(&tape, &store, tape.constant(&x));
             let loss = logits.cross_entropy(&labels);
-            let mut grads = ParamGrads::from(&loss.backward());
-            clip_grad_norm(&mut grads, 1.0).unwrap();
+            let mut grads = loss.backward();
+            clip_grad_norm(&store, &mut grads, 1.0).unwrap();
             opt.step(&mut store, &grads).unwrap();
         }
         store

@@ -131,8 +131,8 @@ fn stepping_with_a_gradient_of_another_store_changes_nothing_and_says_why() {
         let message = err.to_string();
         assert!(
             message.starts_with(&format!(
-                "{name}: the gradients name a parameter this store does not hold \
-                 ({name}: the parameter id belongs to another store (store #"
+                "{name}: the gradients name a parameter this store does not hold: \
+                 {name}: the parameter id belongs to another store (store #"
             )),
             "{message}"
         );
@@ -159,8 +159,8 @@ fn stepping_with_a_gradient_of_a_removed_parameter_changes_nothing_and_says_why(
     let err = adam.step(&mut store, &g).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "adam: the gradients name a parameter this store does not hold \
-         (adam: the parameter was removed from its store)"
+        "adam: the gradients name a parameter this store does not hold: \
+         adam: the parameter was removed from its store"
     );
     assert_eq!(values(&store), before);
     assert_eq!(adam.step_count(w), 0);

@@ -98,6 +98,12 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A gradient was looked up by a name no node on the tape has.
+    #[error("gradient lookup: no node on the tape is named '{name}'")]
+    UnknownName {
+        /// The name looked up.
+        name: String,
+    },
     /// The output handle itself is invalid (stale or foreign).
     #[error(transparent)]
     Tape(#[from] descent_tape::Error),

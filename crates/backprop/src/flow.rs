@@ -9,6 +9,7 @@
 //! insertion order (a layer where its first parameter is), so the report reads input
 //! to output for a model built input first.
 
+use descent_tape::norm::{l2_norm, norm_of_norms};
 use crate::{Gradients, ParamGrads, format_number};
 use descent_tape::{ParamId, ParamStore};
 use descent_tensor::{Float, ShapeDisplay};
@@ -99,13 +100,11 @@ impl FlowStats {
         elements: usize,
         sum_abs: f64,
         max_abs: f64,
-        sum_sq: f64,
-        param_sq: f64,
+        norm: f64,
+        param_norm: f64,
         all_finite: bool,
         options: &FlowOptions,
     ) -> Self {
-        let norm = sum_sq.sqrt();
-        let param_norm = param_sq.sqrt();
         let flag = if !all_finite {
             Some(Flag::NonFinite)
         } else if norm < options.vanishing_below {
@@ -241,15 +240,14 @@ impl FlowReport {
         grad_of: impl Fn(ParamId) -> Option<&'g [T]>,
         options: FlowOptions,
     ) -> Self {
-        // Per layer: parameter indices and running sums (Σ|g|, max |g|, Σg², Σp², finite).
+        // Per layer: parameter indices and running sums (Σ|g|, max |g|, finite); the
+        // layer's norms are the norms of its parameters' norms (`descent_tape::norm`).
         struct Acc {
             name: String,
             params: Vec<usize>,
             elements: usize,
             sum_abs: f64,
             max_abs: f64,
-            sum_sq: f64,
-            param_sq: f64,
             finite: bool,
         }
         let mut accs: Vec<Acc> = Vec::new();
@@ -266,28 +264,24 @@ impl FlowReport {
                         elements: 0,
                         sum_abs: 0.0,
                         max_abs: 0.0,
-                        sum_sq: 0.0,
-                        param_sq: 0.0,
                         finite: true,
                     });
                     accs.len() - 1
                 }
             };
-            let (mut sum_abs, mut max_abs, mut sum_sq, mut finite) = (0.0f64, 0.0f64, 0.0f64, true);
+            let (mut sum_abs, mut max_abs, mut finite) = (0.0f64, 0.0f64, true);
             for &x in g {
                 let x = x.as_f64();
                 finite &= x.is_finite();
                 sum_abs += x.abs();
-                sum_sq += x * x;
                 max_abs = nan_max(max_abs, x.abs());
             }
-            let param_sq: f64 = value.data().iter().map(|&p| p.as_f64() * p.as_f64()).sum();
             let stats = FlowStats::finish(
                 g.len(),
                 sum_abs,
                 max_abs,
-                sum_sq,
-                param_sq,
+                l2_norm(g),
+                l2_norm(value.data()),
                 finite,
                 &options,
             );
@@ -296,8 +290,6 @@ impl FlowReport {
             acc.elements += g.len();
             acc.sum_abs += sum_abs;
             acc.max_abs = nan_max(acc.max_abs, max_abs);
-            acc.sum_sq += sum_sq;
-            acc.param_sq += param_sq;
             acc.finite &= finite;
             params.push(ParamFlow {
                 id,
@@ -311,7 +303,13 @@ impl FlowReport {
             .into_iter()
             .map(|a| LayerFlow {
                 stats: FlowStats::finish(
-                    a.elements, a.sum_abs, a.max_abs, a.sum_sq, a.param_sq, a.finite, &options,
+                    a.elements,
+                    a.sum_abs,
+                    a.max_abs,
+                    norm_of_norms(a.params.iter().map(|&i| params[i].stats.norm)),
+                    norm_of_norms(a.params.iter().map(|&i| params[i].stats.param_norm)),
+                    a.finite,
+                    &options,
                 ),
                 name: a.name,
                 params: a.params,

@@ -1,7 +1,7 @@
 //! The gradient store a reverse walk produces.
 
 use crate::Error;
-use descent_tape::{Meta, NodeId, ParamId, TapeRead, Var};
+use descent_tape::{Meta, NodeId, ParamGradients, ParamId, ParamIndex, TapeRead, Var};
 use descent_tensor::{BufferPool, Float, Shape, View};
 use std::any::Any;
 use std::cell::RefCell;
@@ -46,6 +46,9 @@ pub struct Gradients<T: Float> {
     pub(crate) zero: T,
     /// Parameters bound on the tape, with their nodes, in binding order.
     pub(crate) bindings: Vec<(ParamId, NodeId)>,
+    /// Positions in `bindings` by parameter, made on the first lookup by id (a step
+    /// reads the bindings in order and never needs it).
+    pub(crate) binding_index: OnceLock<ParamIndex>,
     /// Nodes on the tape when the walk ran: a later node's shape is unknown here.
     pub(crate) known: usize,
     /// Tensor gradient buffers of an earlier walk, reused by the next.
@@ -68,6 +71,7 @@ impl<T: Float> Clone for Gradients<T> {
             zeros_len: self.zeros_len,
             zero: self.zero,
             bindings: self.bindings.clone(),
+            binding_index: OnceLock::new(),
             known: self.known,
             spare: BufferPool::default(),
         }
@@ -188,6 +192,7 @@ impl<T: Float> Gradients<T> {
             zeros_len: 0,
             zero: T::zero(),
             bindings: parked.bindings,
+            binding_index: OnceLock::new(),
             known: 0,
             spare: BufferPool::take_recycled(),
         }
@@ -245,6 +250,7 @@ impl<T: Float> Gradients<T> {
         self.tensor.resize(self.shapes.len(), None);
         self.bindings.clear();
         self.bindings.extend_from_slice(read.bindings());
+        self.binding_index.take();
     }
 
     #[inline]
@@ -481,8 +487,27 @@ impl<T: Float> Gradients<T> {
     /// assert_eq!(grads.param(w).unwrap().data(), &[4.0, 4.0]);
     /// ```
     pub fn param(&self, id: ParamId) -> Option<View<'_, T>> {
-        let &(_, node) = self.bindings.iter().find(|(p, _)| *p == id)?;
+        let node = self.bound_node(id)?;
         self.view_of(node)
+    }
+
+    /// The `i`th bound parameter and its gradient, `None` where no gradient reached it.
+    pub(crate) fn bound(&self, i: usize) -> Option<(ParamId, View<'_, T>)> {
+        let (id, node) = self.bindings[i];
+        self.view_of(node).map(|g| (id, g))
+    }
+
+    /// The node `id` was bound to, in O(1).
+    fn bound_node(&self, id: ParamId) -> Option<NodeId> {
+        let index = self.binding_index.get_or_init(|| {
+            let mut index = ParamIndex::default();
+            for (pos, &(p, _)) in self.bindings.iter().enumerate() {
+                index.insert(p, pos);
+            }
+            index
+        });
+        let pos = index.find(id, |i| self.bindings[i].0, self.bindings.len())?;
+        Some(self.bindings[pos].1)
     }
 
     /// Every bound parameter's gradient, in binding order (zeros where no gradient
@@ -494,7 +519,7 @@ impl<T: Float> Gradients<T> {
         })
     }
 
-    fn zeros_like(&self, id: NodeId) -> View<'_, T> {
+    pub(crate) fn zeros_like(&self, id: NodeId) -> View<'_, T> {
         match self.slot_of(id) {
             Some(s) => {
                 let shape: &[usize] = &self.shapes[s];
@@ -513,6 +538,47 @@ impl<T: Float> Gradients<T> {
     /// True when no node is covered.
     pub fn is_empty(&self) -> bool {
         self.scalar.is_empty()
+    }
+}
+
+/// The gradients of the parameters bound on the tape, in binding order, read in place
+/// by optimisers and clipping: a step copies nothing. A bound parameter no gradient
+/// reached reads as zeros (and has no buffer for clipping to change).
+///
+/// ```
+/// use descent_backprop::Backward;
+/// use descent_tape::{ParamGradients, ParamStore, Tape};
+/// use descent_tensor::Tensor;
+/// let mut store = ParamStore::<f64>::new();
+/// let w = store.insert("w", Tensor::from([3.0, 4.0]));
+/// let tape = Tape::new();
+/// let loss = (tape.param(&store, w) * 2.0).sum();
+/// let grads = loss.backward();
+/// assert_eq!(grads.count(), 1);
+/// assert_eq!(grads.entry(0).1.data(), &[2.0, 2.0]);
+/// assert_eq!(ParamGradients::global_norm(&grads), 8f64.sqrt());
+/// ```
+impl<T: Float> ParamGradients<T> for Gradients<T> {
+    fn count(&self) -> usize {
+        self.bindings.len()
+    }
+
+    fn entry(&self, i: usize) -> (ParamId, View<'_, T>) {
+        let (id, node) = self.bindings[i];
+        let view = self.view_of(node).unwrap_or_else(|| self.zeros_like(node));
+        (id, view)
+    }
+
+    fn entry_mut(&mut self, i: usize) -> Option<&mut [T]> {
+        let node = self.bindings[i].1;
+        match self.slot_of(node) {
+            Some(s) => self.tensor[s].as_deref_mut(),
+            None => {
+                let k = node.index();
+                (k < self.scalar.len() && self.is_reached(k))
+                    .then(|| std::slice::from_mut(&mut self.scalar[k]))
+            }
+        }
     }
 }
 

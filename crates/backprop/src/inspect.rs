@@ -7,11 +7,14 @@ use descent_tensor::{Float, ShapeDisplay, View};
 use std::fmt::Write;
 
 impl<T: Float> Gradients<T> {
-    /// The gradient (δ) of the node named `name` on `tape`, or `None` if no node has
-    /// that name or no gradient reached it.
+    /// The gradient (δ) of the node named `name` on `tape` (the first node of that
+    /// name), shaped like its value: zeros when no gradient reached it, as
+    /// [`Gradients::wrt`] gives.
     ///
-    /// # Errors
-    /// If these gradients were not computed on `tape` in its current generation.
+    /// # Panics
+    /// If no node on `tape` has that name, or these gradients were not computed on
+    /// `tape` in its current generation ([`Gradients::try_named`] returns those as
+    /// errors).
     ///
     /// ```
     /// use descent_backprop::Backward;
@@ -20,13 +23,48 @@ impl<T: Float> Gradients<T> {
     /// let x = tape.var(2.0);
     /// let h = (x * x).named("h");
     /// let grads = (h * 3.0).backward();
-    /// assert_eq!(grads.named(&tape, "h").unwrap().unwrap().item(), 3.0);
+    /// assert_eq!(grads.named(&tape, "h").item(), 3.0);
     /// ```
-    pub fn named(&self, tape: &Tape<T>, name: &str) -> Result<Option<View<'_, T>>, Error> {
+    pub fn named(&self, tape: &Tape<T>, name: &str) -> View<'_, T> {
+        match self.try_named(tape, name) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The fallible form of [`Gradients::named`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownName`] if no node has that name; [`Error::Argument`] if these
+    /// gradients were not computed on `tape` in its current generation;
+    /// [`Error::RecordedAfter`] if the named node was recorded after they were.
+    ///
+    /// ```
+    /// use descent_backprop::{Backward, Error};
+    /// use descent_tape::Tape;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(2.0).named("x");
+    /// let grads = (x * 3.0).backward();
+    /// assert_eq!(grads.try_named(&tape, "x").unwrap().item(), 3.0);
+    /// assert!(matches!(grads.try_named(&tape, "y"), Err(Error::UnknownName { .. })));
+    /// ```
+    pub fn try_named(&self, tape: &Tape<T>, name: &str) -> Result<View<'_, T>, Error> {
         self.check_tape(tape)?;
         let read = tape.read();
-        let id = read.names().find(|(_, n)| *n == name).map(|(id, _)| id);
-        Ok(id.and_then(|id| self.by_id(id)))
+        let id = read
+            .names()
+            .find(|(_, n)| *n == name)
+            .map(|(id, _)| id)
+            .ok_or_else(|| Error::UnknownName {
+                name: name.to_owned(),
+            })?;
+        if id.index() >= self.known {
+            return Err(Error::RecordedAfter {
+                id,
+                known: self.known,
+            });
+        }
+        Ok(self.by_id(id).unwrap_or_else(|| self.zeros_like(id)))
     }
 
     /// The δ of every scope: for each scope path, the gradient of its output (the last
@@ -125,12 +163,7 @@ pub fn to_dot<T: Float>(tape: &Tape<T>, grads: Option<&Gradients<T>>) -> String 
         if v.len() == 1 {
             format_number(v.data()[0].as_f64(), 4, Some(1e-12))
         } else {
-            let norm = v
-                .data()
-                .iter()
-                .map(|x| x.as_f64() * x.as_f64())
-                .sum::<f64>()
-                .sqrt();
+            let norm = descent_tape::norm::l2_norm(v.data());
             format!("‖·‖ {}", format_number(norm, 4, Some(1e-12)))
         }
     };

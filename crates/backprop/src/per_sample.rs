@@ -3,7 +3,8 @@
 //! number of threads; optional per-sample clipping and Gaussian noise (one DP-SGD step).
 
 use crate::{Error, Gradients, ParamGrads, backward_into};
-use descent_tape::{Checkpoint, ParamId, ParamStore, Tape, Var};
+use descent_tape::norm::global_norm;
+use descent_tape::{Checkpoint, ParamGradients, ParamId, ParamStore, Tape, Var};
 use descent_tensor::{Float, Tensor, vectorized};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -302,20 +303,15 @@ where
                 }
                 let value = l.item().as_f64();
                 backward_into(l, grads)?;
-                // The sample's gradient by parameter (zeros for those it did not bind).
-                let mut lanes = [0.0f64; 8];
-                for &id in &ids {
-                    if let Some(g) = grads.param(id) {
-                        add_squares(g.data(), &mut lanes);
-                    }
-                }
-                let sq = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
-                    + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-                let each = || ids.iter().filter_map(|&id| grads.param(id));
-                // A non-finite element makes the sum non-finite; only then (or on an
-                // overflow of finite squares) is every element looked at.
+                // The sample's gradient by parameter, in binding order (every parameter
+                // is bound above, in the store's order); one norm routine for the
+                // project (`descent_tape::norm`), whose result is NaN or infinite
+                // exactly when an element is (or the norm itself passes f64's range).
+                let reached = || (0..grads.count()).filter_map(|i| grads.bound(i));
+                let norm = global_norm(reached().map(|(_, g)| g.data()));
                 let finite = value.is_finite()
-                    && (sq.is_finite() || each().all(|g| g.data().iter().all(|x| x.is_finite())));
+                    && (norm.is_finite()
+                        || reached().all(|(_, g)| g.data().iter().all(|x| x.is_finite())));
                 if !finite {
                     return match options.on_non_finite {
                         NonFinitePolicy::Stop => Err(Error::NonFiniteSample {
@@ -325,20 +321,12 @@ where
                         NonFinitePolicy::Skip => Ok(None),
                     };
                 }
-                // Squares that overflowed, or a sum so small that squares may have
-                // fallen below the smallest normal number: the norm again, scaled.
-                let norm = if sq.is_finite() && sq >= SMALLEST_FAST_SQUARE_SUM {
-                    sq.sqrt()
-                } else {
-                    scaled_norm(each().map(|g| g.data()))
-                };
                 let factor = match options.clip_norm {
                     Some(c) if norm > c => T::from_f64(c / norm),
                     _ => T::one(),
                 };
                 let mut kept = options.keep_per_sample.then(zero);
-                for &id in &ids {
-                    let Some(g) = grads.param(id) else { continue };
+                for (id, g) in reached() {
                     let dst = acc.get_mut(id).expect("accumulator has every parameter");
                     vectorized(
                         #[inline(always)]
@@ -592,61 +580,3 @@ impl<'a, T: Float> Stream<'a, T> {
     }
 }
 
-/// Below this sum of squares a gradient's norm is computed again by [`scaled_norm`]:
-/// the squares summed by [`add_squares`] in `f32` lose at most 2^-149 each to
-/// underflow, under 10^-36 for a billion elements, far below this sum's rounding.
-const SMALLEST_FAST_SQUARE_SUM: f64 = 1e-20;
-
-/// Adds the squares of `g` into eight `f64` lanes. Runs of eight squares per lane are
-/// summed in `T` first, in 32 lanes (four vectors of eight `f32`, so four independent
-/// chains of additions rather than one), then added in `f64`: converting every
-/// element to `f64` cost more than the rest of the norm. For `f32` the result's
-/// relative error stays below 10^-6 while the sum is finite and at least
-/// [`SMALLEST_FAST_SQUARE_SUM`]; outside that, the caller computes the norm with
-/// [`scaled_norm`].
-fn add_squares<T: Float>(g: &[T], lanes: &mut [f64; 8]) {
-    vectorized(
-        #[inline(always)]
-        || {
-            let mut runs = g.chunks_exact(8 * SQUARE_LANES);
-            for run in &mut runs {
-                let mut part = [T::zero(); SQUARE_LANES];
-                for c in run.chunks_exact(SQUARE_LANES) {
-                    for k in 0..SQUARE_LANES {
-                        part[k] += c[k] * c[k];
-                    }
-                }
-                for k in 0..SQUARE_LANES {
-                    lanes[k % 8] += part[k].as_f64();
-                }
-            }
-            for (k, &x) in runs.remainder().iter().enumerate() {
-                let x = x.as_f64();
-                lanes[k % 8] += x * x;
-            }
-        },
-    )
-}
-
-/// Lanes of `T` in which [`add_squares`] sums its runs.
-const SQUARE_LANES: usize = 32;
-
-/// The L2 norm of every element of `grads`, divided by the largest magnitude before
-/// squaring, so that no square overflows or underflows (for finite elements).
-fn scaled_norm<'g, T: Float>(grads: impl Iterator<Item = &'g [T]> + Clone) -> f64 {
-    let largest = grads
-        .clone()
-        .flat_map(|g| g.iter())
-        .fold(0.0f64, |m, x| m.max(x.as_f64().abs()));
-    if largest == 0.0 {
-        return 0.0;
-    }
-    let sum: f64 = grads
-        .flat_map(|g| g.iter())
-        .map(|x| {
-            let r = x.as_f64() / largest;
-            r * r
-        })
-        .sum();
-    largest * sum.sqrt()
-}

@@ -947,7 +947,7 @@ fn w3_rep(
         if k == w3::WARMUP {
             t0 = Instant::now();
         }
-        loss = w3::step(tape, &mut model, data, k, grads, w3::Update::Reused);
+        loss = w3::step(tape, &mut model, data, k, grads, w3::Update::Plain);
     }
     (secs(t0) / w3::STEPS as f64 * 1e3, loss)
 }
@@ -997,9 +997,9 @@ fn w3_bench(args: &Args) -> bool {
         let c = alloc_count::counts() - c0;
         (c.calls() as f64 / 10.0, c.bytes as f64 / 10.0)
     };
-    let (a_reused, b_reused) = allocs(w3::Update::Reused);
     let (a_plain, b_plain) = allocs(w3::Update::Plain);
-    // The reused form by phase: record, backward, update.
+    let (a_copied, b_copied) = allocs(w3::Update::Copied);
+    // The step by phase: record, backward, update (the checked step, in place).
     let phases = {
         let mut model = w3::Model::new(&data, w3::Layout::OutIn);
         let mut g = Gradients::empty();
@@ -1012,11 +1012,10 @@ fn w3_bench(args: &Args) -> bool {
             let c1 = alloc_count::counts();
             descent::backprop::backward_into(loss, &mut g).expect("a scalar loss");
             let c2 = alloc_count::counts();
-            model.sgd.begin_step();
-            for (id, gv) in g.params() {
-                let p = model.store.get_mut(id).expect("a parameter");
-                model.sgd.update(id, p.data_mut(), gv.data());
-            }
+            model
+                .sgd
+                .step(&mut model.store, &g)
+                .expect("finite gradients");
             let c3 = alloc_count::counts();
             if k >= 3 {
                 c = [add(c[0], c1 - c0), add(c[1], c2 - c1), add(c[2], c3 - c2)];
@@ -1061,15 +1060,15 @@ fn w3_bench(args: &Args) -> bool {
         .bool("correct", ok)
         .str(
             "update",
-            "backward_into a reused Gradients; Sgd::update from the gradient views",
+            "backward_into a reused Gradients; sgd.step(&mut store, &grads): checked, in place",
         )
-        .num("allocs_per_step", a_reused)
-        .num("alloc_bytes_per_step", b_reused)
+        .num("allocs_per_step", a_plain)
+        .num("alloc_bytes_per_step", b_plain)
         .obj("allocs_per_step_by_phase", &phases)
-        .num("allocs_per_step_plain", a_plain)
-        .num("alloc_bytes_per_step_plain", b_plain)
+        .num("allocs_per_step_copied", a_copied)
+        .num("alloc_bytes_per_step_copied", b_copied)
         .str(
-            "plain",
+            "copied",
             "ParamGrads::from(&loss.backward()) then sgd.step (allocation figures only)",
         )
         .num("gflop_per_step", gflop)
@@ -1167,13 +1166,12 @@ fn w5_bench(args: &Args) -> bool {
         let c1 = alloc_count::counts();
         descent::backprop::backward_into(loss, &mut grads).expect("a scalar loss");
         let c2 = alloc_count::counts();
-        let mut pg = ParamGrads::from(&grads);
-        let _ = descent::optim::clip_grad_norm(&mut pg, w5::CLIP);
+        let _ = descent::optim::clip_grad_norm(&model.store, &mut grads, w5::CLIP);
         let c3 = alloc_count::counts();
         let mut j = Json::new();
         j.int("record", (c1 - c0).calls() as i64)
             .int("backward", (c2 - c1).calls() as i64)
-            .int("param_grads_and_clip", (c3 - c2).calls() as i64);
+            .int("clip", (c3 - c2).calls() as i64);
         (total, j)
     };
 

@@ -193,12 +193,18 @@ pub fn loss<'t>(tape: &'t Tape<f32>, model: &Model, x: &[f32], labels: &[usize])
 /// How a step hands the gradients to the optimiser.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Update {
-    /// `backward_into` a reused `Gradients`, then `Optimizer::update` on each
-    /// parameter straight from the gradient views: no copy of the gradients.
-    Reused,
-    /// The plain form: `ParamGrads::from(&loss.backward())`, then `sgd.step` (which
-    /// checks every gradient first).
+    /// The one form the guide shows: `backward_into` a reused `Gradients`, then
+    /// `sgd.step(&mut store, &grads)`, which checks every gradient (known parameter,
+    /// shape, finite) and then reads it in place: no copy.
     Plain,
+    /// For comparison only: `Optimizer::update` on each parameter straight from the
+    /// gradient views, with none of the step's checks (the bench's form before the
+    /// checked step read gradients in place).
+    Unchecked,
+    /// For comparison only: the guide's form before the checked step read gradients in
+    /// place: `ParamGrads::from(&loss.backward())` (a copy of every gradient), then
+    /// `sgd.step`.
+    Copied,
 }
 
 /// One training step on batch `k`: reset, record, backward, SGD. Returns the loss.
@@ -214,7 +220,14 @@ pub fn step(
     let (x, labels) = data.batch(k);
     let loss = loss(tape, model, x, labels);
     match update {
-        Update::Reused => {
+        Update::Plain => {
+            backward_into(loss, grads).expect("a scalar loss");
+            model
+                .sgd
+                .step(&mut model.store, &*grads)
+                .expect("finite gradients of the store's parameters");
+        }
+        Update::Unchecked => {
             backward_into(loss, grads).expect("a scalar loss");
             model.sgd.begin_step();
             for (id, g) in grads.params() {
@@ -222,7 +235,7 @@ pub fn step(
                 model.sgd.update(id, p.data_mut(), g.data());
             }
         }
-        Update::Plain => {
+        Update::Copied => {
             let g = descent::backprop::ParamGrads::from(&loss.backward());
             model
                 .sgd

@@ -14,7 +14,7 @@
 //! (adding it would add exact zeros).
 
 use crate::w4::normal;
-use descent::backprop::{ParamGrads, backward_into};
+use descent::backprop::backward_into;
 use descent::optim::{Optimizer, Sgd, clip_grad_norm};
 use descent::prelude::*;
 use descent::tape::{ParamId, ParamStore};
@@ -151,11 +151,10 @@ pub fn step(
     tape.reset();
     let loss = loss(tape, &model.store, model.ids, data);
     backward_into(loss, grads).expect("a scalar loss");
-    let mut pg = ParamGrads::from(&*grads);
-    let norm = clip_grad_norm(&mut pg, CLIP).expect("finite gradients");
+    let norm = clip_grad_norm(&model.store, grads, CLIP).expect("finite gradients");
     model
         .sgd
-        .step(&mut model.store, &pg)
+        .step(&mut model.store, &*grads)
         .expect("finite gradients of the store's parameters");
     StepOut {
         loss: f64::from(loss.item()),

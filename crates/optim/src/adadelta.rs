@@ -22,7 +22,7 @@ use slotmap::SecondaryMap;
 /// Defaults (PyTorch's, and [`Adadelta::default`]): η = 1.0, ρ = 0.9, ε = 1e-6, λ = 0.
 ///
 /// ```
-/// use descent_backprop::ParamGrads;
+/// use descent_tape::ParamGrads;
 /// use descent_optim::{Adadelta, Optimizer};
 /// use descent_tape::ParamStore;
 /// use descent_tensor::Tensor;

@@ -23,7 +23,7 @@ use slotmap::SecondaryMap;
 /// initial accumulator 0, ε = 1e-10.
 ///
 /// ```
-/// use descent_backprop::ParamGrads;
+/// use descent_tape::ParamGrads;
 /// use descent_optim::{Adagrad, Optimizer};
 /// use descent_tape::ParamStore;
 /// use descent_tensor::Tensor;

@@ -26,7 +26,7 @@ use slotmap::SecondaryMap;
 /// with decoupled weight decay λ = 1e-2.
 ///
 /// ```
-/// use descent_backprop::ParamGrads;
+/// use descent_tape::ParamGrads;
 /// use descent_optim::{Adam, Optimizer};
 /// use descent_tape::ParamStore;
 /// use descent_tensor::Tensor;
@@ -249,7 +249,7 @@ impl<T: Float> Optimizer<T> for Adam<T> {
 /// ε = 1e-8, λ = 1e-2, no AMSGrad.
 ///
 /// ```
-/// use descent_backprop::ParamGrads;
+/// use descent_tape::ParamGrads;
 /// use descent_optim::{AdamW, Optimizer};
 /// use descent_tape::ParamStore;
 /// use descent_tensor::Tensor;

@@ -22,7 +22,7 @@ use slotmap::SecondaryMap;
 /// ε = 1e-8, λ = 0.
 ///
 /// ```
-/// use descent_backprop::ParamGrads;
+/// use descent_tape::ParamGrads;
 /// use descent_optim::{Adamax, Optimizer};
 /// use descent_tape::ParamStore;
 /// use descent_tensor::Tensor;

@@ -9,12 +9,13 @@ use descent_tensor::{Shape, ShapeDisplay};
 pub enum Error {
     /// A gradient names a parameter the store does not hold (removed, or of another
     /// store).
-    #[error("{op}: the gradients name a parameter this store does not hold ({reason})")]
+    #[error("{op}: the gradients name a parameter this store does not hold: {source}")]
     UnknownParam {
         /// The operation.
         op: &'static str,
-        /// Removed, or of another store.
-        reason: String,
+        /// Why the store does not hold it: removed, or of another store.
+        #[source]
+        source: descent_tape::Error,
     },
     /// A gradient's shape differs from its parameter's.
     #[error("{op}: the gradient of '{name}' has shape {}, the parameter {}", ShapeDisplay(.found), ShapeDisplay(.expected))]
@@ -28,10 +29,10 @@ pub enum Error {
         /// The gradient's shape.
         found: Shape,
     },
-    /// A gradient holds NaN or an infinity: the step was skipped and the parameters
-    /// are as they were.
+    /// A gradient holds NaN or an infinity: nothing was changed (a step was skipped,
+    /// with the parameters as they were; a clipping left every gradient as it was).
     #[error(
-        "{op}: the gradient of '{name}' is not finite (element {index} is {value}); the step was skipped and no parameter changed"
+        "{op}: the gradient of '{name}' is not finite (element {index} is {value}); {}", nothing_changed(.op)
     )]
     NonFinite {
         /// The operation.
@@ -84,4 +85,13 @@ pub enum Error {
         /// The number of labels.
         labels: usize,
     },
+}
+
+/// What a refused call left as it was: a clipping changes gradients, a step parameters.
+fn nothing_changed(op: &str) -> &'static str {
+    if op.starts_with("clip") {
+        "nothing was clipped and no gradient changed"
+    } else {
+        "the step was skipped and no parameter changed"
+    }
 }

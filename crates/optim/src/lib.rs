@@ -1,8 +1,9 @@
 //! # descent-optim
 //!
 //! Optimisers and gradient clipping for the descent engine. This crate sees
-//! parameters ([`descent_tape::ParamStore`]) and their gradients
-//! ([`descent_backprop::ParamGrads`]), never a tape.
+//! parameters ([`descent_tape::ParamStore`]) and their gradients (any
+//! [`descent_tape::ParamGradients`]: the store a backward walk filled, read in place,
+//! or owned [`descent_tape::ParamGrads`]), never a tape, and depends on no walk.
 //!
 //! - [`Optimizer`]: one trait; state in `slotmap::SecondaryMap`s keyed by parameter.
 //!   Every step checks all gradients first, so a step with a NaN gradient is skipped
@@ -13,8 +14,10 @@
 //!   (`tests/torch_reference.rs`).
 //! - Learning-rate schedules: [`Schedule`] ([`Constant`], [`StepLr`], [`Exponential`],
 //!   [`Cosine`], [`LinearWarmup`]), run with any optimiser by [`Scheduled`].
-//! - Clipping: [`clip_grad_norm`] (global L2 norm, returning the norm before
-//!   clipping), [`clip_grad_value`], [`clip_grad_norm_per_param`].
+//! - Clipping, in place: [`clip_grad_norm`] (global L2 norm by PyTorch's
+//!   `clip_grad_norm_` formula, returning the norm before clipping),
+//!   [`clip_grad_norm_exact`] (an exact rescale, only above the limit),
+//!   [`clip_grad_value`], [`clip_grad_norm_per_param`].
 //! - Checkpoints: [`Optimizer::state`] exports an optimiser's state by parameter
 //!   ([`OptimizerState`], slots named as in PyTorch's `state_dict()`), and
 //!   [`Optimizer::load_state`] imports it, so training resumes bit for bit.
@@ -22,7 +25,7 @@
 //!   (full batch, stochastic, mini-batch; seeded reshuffling; last batch kept or dropped).
 //!
 //! ```
-//! use descent_backprop::{Backward, ParamGrads};
+//! use descent_backprop::Backward;
 //! use descent_optim::{clip_grad_norm, Optimizer, Sgd};
 //! use descent_tape::{ParamStore, Tape};
 //! use descent_tensor::Tensor;
@@ -37,8 +40,8 @@
 //!     let x = tape.constant(Tensor::from([1.0, 2.0]));
 //!     let err = (tape.param(&store, w) * x).sum() - 3.0;
 //!     let loss = err * err;
-//!     let mut grads = ParamGrads::from(&loss.backward());
-//!     clip_grad_norm(&mut grads, 5.0).unwrap();
+//!     let mut grads = loss.backward();
+//!     clip_grad_norm(&store, &mut grads, 5.0).unwrap();
 //!     opt.step(&mut store, &grads).unwrap();
 //! }
 //! let w = store.get(w).unwrap();
@@ -65,7 +68,7 @@ pub use adadelta::Adadelta;
 pub use adagrad::Adagrad;
 pub use adam::{Adam, AdamW};
 pub use adamax::Adamax;
-pub use clip::{clip_grad_norm, clip_grad_norm_per_param, clip_grad_value};
+pub use clip::{clip_grad_norm, clip_grad_norm_exact, clip_grad_norm_per_param, clip_grad_value};
 pub use error::Error;
 pub use nadam::NAdam;
 pub use optimizer::{Optimizer, check_grads};

@@ -30,7 +30,7 @@ use slotmap::SecondaryMap;
 /// over 20 steps) even on `float64` parameters.
 ///
 /// ```
-/// use descent_backprop::ParamGrads;
+/// use descent_tape::ParamGrads;
 /// use descent_optim::{NAdam, Optimizer};
 /// use descent_tape::ParamStore;
 /// use descent_tensor::Tensor;

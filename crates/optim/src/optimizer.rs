@@ -1,8 +1,7 @@
 //! The `Optimizer` trait and the checks every step makes first.
 
 use crate::{Error, OptimizerState};
-use descent_backprop::ParamGrads;
-use descent_tape::{ParamId, ParamStore};
+use descent_tape::{ParamGradients, ParamId, ParamStore};
 use descent_tensor::Float;
 
 /// A gradient-descent method: it turns gradients into parameter updates, keeping any
@@ -12,6 +11,27 @@ use descent_tensor::Float;
 /// Implementors write [`Optimizer::update`] for one parameter; [`Optimizer::step`]
 /// checks all gradients first (each names a parameter of the store, has its shape, and
 /// is finite) and only then updates, so a failed step changes nothing.
+///
+/// A step reads the gradients where they are: the store a backward walk filled
+/// (`descent_backprop::Gradients`) or owned [`descent_tape::ParamGrads`], anything that
+/// is a [`ParamGradients`]. It copies nothing and, once the optimiser's state exists
+/// (after the first step), allocates nothing.
+///
+/// ```
+/// use descent_backprop::Backward;
+/// use descent_optim::{Optimizer, Sgd, clip_grad_norm};
+/// use descent_tape::{ParamStore, Tape};
+/// use descent_tensor::Tensor;
+/// let mut store = ParamStore::<f64>::new();
+/// let w = store.insert("w", Tensor::from([1.0, -2.0]));
+/// let mut sgd = Sgd::new(0.1);
+/// let tape = Tape::new();
+/// let loss = (tape.param(&store, w) * 3.0).sum();
+/// let mut grads = loss.backward();                  // the walk's store
+/// clip_grad_norm(&store, &mut grads, 10.0).unwrap(); // rescaled in place, if need be
+/// sgd.step(&mut store, &grads).unwrap();            // read in place
+/// assert_eq!(store.get(w).unwrap().data(), &[0.7, -2.3]);
+/// ```
 pub trait Optimizer<T: Float> {
     /// A short name (`"sgd"`, `"adam"`) for reports.
     fn name(&self) -> &'static str;
@@ -28,9 +48,12 @@ pub trait Optimizer<T: Float> {
     }
 
     /// Called once per step, before the updates (for step counts and bias correction).
+    /// [`Optimizer::step`] calls it; call `step`, which checks the gradients first.
     fn begin_step(&mut self) {}
 
-    /// Updates one parameter in place from its gradient.
+    /// Updates one parameter in place from its gradient: the rule an implementor
+    /// writes. [`Optimizer::step`] calls it for each parameter once every gradient has
+    /// been checked; call `step`.
     fn update(&mut self, id: ParamId, value: &mut [T], grad: &[T]);
 
     /// The optimiser's state (momentum buffers, moment estimates, step counts) by
@@ -38,7 +61,7 @@ pub trait Optimizer<T: Float> {
     /// keeps no state, is empty.
     ///
     /// ```
-    /// use descent_backprop::ParamGrads;
+    /// use descent_tape::ParamGrads;
     /// use descent_optim::{Adam, Optimizer};
     /// use descent_tape::ParamStore;
     /// use descent_tensor::Tensor;
@@ -89,16 +112,21 @@ pub trait Optimizer<T: Float> {
         }
     }
 
-    /// One step over every parameter that has a gradient in `grads`.
+    /// One step over every parameter that has a gradient in `grads`, read in place.
     ///
     /// # Errors
     /// [`Error::Config`], [`Error::UnknownParam`], [`Error::Shape`] or
     /// [`Error::NonFinite`], found before any parameter is touched.
-    fn step(&mut self, params: &mut ParamStore<T>, grads: &ParamGrads<T>) -> Result<(), Error> {
+    fn step(
+        &mut self,
+        params: &mut ParamStore<T>,
+        grads: &dyn ParamGradients<T>,
+    ) -> Result<(), Error> {
         self.validate()?;
         check_grads(self.name(), params, grads)?;
         self.begin_step();
-        for (id, g) in grads.iter() {
+        for i in 0..grads.count() {
+            let (id, g) = grads.entry(i);
             let value = params.get_mut(id).expect("checked above");
             self.update(id, value.data_mut(), g.data());
         }
@@ -106,40 +134,72 @@ pub trait Optimizer<T: Float> {
     }
 }
 
-/// The checks a step makes before touching anything: every gradient names a parameter
-/// of `params`, has its shape, and holds only finite numbers.
+/// The checks a step (or a clipping) makes before touching anything: every gradient
+/// names a parameter of `params`, has its shape, and holds only finite numbers. Each
+/// lookup is O(1); the finite check is one pass over the gradients at the speed of
+/// memory.
+///
+/// # Errors
+/// [`Error::UnknownParam`], [`Error::Shape`] or [`Error::NonFinite`], naming `op` and
+/// the parameter.
+///
+/// ```
+/// use descent_optim::{Error, check_grads};
+/// use descent_tape::{ParamGrads, ParamStore};
+/// use descent_tensor::Tensor;
+/// let mut store = ParamStore::<f64>::new();
+/// let w = store.insert("w", Tensor::from([1.0, 2.0]));
+/// let bad: ParamGrads<f64> = [(w, Tensor::from([0.5, f64::NAN]))].into_iter().collect();
+/// let err = check_grads("sgd", &store, &bad).unwrap_err();
+/// assert!(matches!(err, Error::NonFinite { index: 1, .. }));
+/// assert!(err.to_string().contains("'w'"));
+/// ```
 pub fn check_grads<T: Float>(
     op: &'static str,
     params: &ParamStore<T>,
-    grads: &ParamGrads<T>,
+    grads: &dyn ParamGradients<T>,
 ) -> Result<(), Error> {
-    for (id, g) in grads.iter() {
-        if let Err(e) = params.check(op, id) {
-            return Err(Error::UnknownParam {
-                op,
-                reason: e.to_string(),
-            });
-        }
-        let value = params.get(id).expect("checked above");
-        let name = params.name(id).unwrap_or_default().to_owned();
-        if value.shape() != g.shape() {
-            return Err(Error::Shape {
-                op,
-                name,
-                expected: value.shape().into(),
-                found: g.shape().into(),
-            });
-        }
-        if let Some((index, v)) = g.data().iter().enumerate().find(|(_, v)| !v.is_finite()) {
+    for i in 0..grads.count() {
+        let (id, g) = grads.entry(i);
+        check_entry(op, params, id, g.shape())?;
+        if let Some((index, value)) = descent_tape::non_finite_at(g.data()) {
             return Err(Error::NonFinite {
                 op,
-                name,
+                name: param_name(params, id),
                 index,
-                value: v.as_f64(),
+                value,
             });
         }
     }
     Ok(())
+}
+
+/// The checks of [`check_grads`] but the finite one: the parameter is known and the
+/// gradient has its shape.
+pub(crate) fn check_entry<T: Float>(
+    op: &'static str,
+    params: &ParamStore<T>,
+    id: ParamId,
+    shape: &[usize],
+) -> Result<(), Error> {
+    params
+        .check(op, id)
+        .map_err(|source| Error::UnknownParam { op, source })?;
+    let value = params.get(id).expect("checked above");
+    if value.shape() != shape {
+        return Err(Error::Shape {
+            op,
+            name: param_name(params, id),
+            expected: value.shape().into(),
+            found: shape.into(),
+        });
+    }
+    Ok(())
+}
+
+/// The parameter's name, for an error.
+pub(crate) fn param_name<T: Float>(params: &ParamStore<T>, id: ParamId) -> String {
+    params.name(id).unwrap_or("(unknown)").to_owned()
 }
 
 /// An error unless `value` is a number `>= 0` (NaN is refused).
@@ -194,19 +254,23 @@ pub(crate) fn for_chunks<T: Float>(
     state: &mut [T],
     f: impl Fn(&mut [T], &[T], &mut [T]) + Sync,
 ) {
+    use descent_tensor::vectorized;
     use rayon::prelude::*;
+    // `vectorized`: the rules are fused multiply-adds (PyTorch's roundings), which
+    // need the processor's FMA instructions to run at vector speed rather than as a
+    // call to `fma` per element; the rules are `#[inline(always)]` for that.
     if value.len() < PARALLEL_UPDATE_LEN || rayon::current_num_threads() == 1 {
-        f(value, grad, state);
+        vectorized(|| f(value, grad, state));
     } else if state.is_empty() {
         value
             .par_chunks_mut(UPDATE_CHUNK)
             .zip(grad.par_chunks(UPDATE_CHUNK))
-            .for_each(|(p, g)| f(p, g, &mut []));
+            .for_each(|(p, g)| vectorized(|| f(p, g, &mut [])));
     } else {
         value
             .par_chunks_mut(UPDATE_CHUNK)
             .zip(grad.par_chunks(UPDATE_CHUNK))
             .zip(state.par_chunks_mut(UPDATE_CHUNK))
-            .for_each(|((p, g), b)| f(p, g, b));
+            .for_each(|((p, g), b)| vectorized(|| f(p, g, b)));
     }
 }

@@ -25,7 +25,7 @@ use slotmap::SecondaryMap;
 /// can turn negative.
 ///
 /// ```
-/// use descent_backprop::ParamGrads;
+/// use descent_tape::ParamGrads;
 /// use descent_optim::{Optimizer, RmsProp};
 /// use descent_tape::ParamStore;
 /// use descent_tensor::Tensor;

@@ -10,7 +10,7 @@
 //! rates differ from the closed forms by rounding, about 1e-16 relative.
 //!
 //! ```
-//! use descent_backprop::ParamGrads;
+//! use descent_tape::ParamGrads;
 //! use descent_optim::{Adam, Cosine, LinearWarmup, Optimizer, Scheduled};
 //! use descent_tape::ParamStore;
 //! use descent_tensor::Tensor;
@@ -29,8 +29,7 @@
 //! ```
 
 use crate::{Error, Optimizer, OptimizerState};
-use descent_backprop::ParamGrads;
-use descent_tape::{ParamId, ParamStore};
+use descent_tape::{ParamGradients, ParamId, ParamStore};
 use descent_tensor::Float;
 use std::borrow::Cow;
 
@@ -397,7 +396,11 @@ impl<T: Float, O: Optimizer<T>, S: Schedule> Optimizer<T> for Scheduled<O, S> {
         self.inner.update(id, value, grad);
     }
 
-    fn step(&mut self, params: &mut ParamStore<T>, grads: &ParamGrads<T>) -> Result<(), Error> {
+    fn step(
+        &mut self,
+        params: &mut ParamStore<T>,
+        grads: &dyn ParamGradients<T>,
+    ) -> Result<(), Error> {
         self.schedule.validate()?;
         let before = self.inner.learning_rate();
         self.inner

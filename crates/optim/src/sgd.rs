@@ -1,6 +1,7 @@
 //! Stochastic gradient descent, with momentum, Nesterov momentum and weight decay.
 
 use crate::optimizer::{for_chunks, non_negative};
+use crate::pointwise::add_scaled;
 use crate::state::{export, group};
 use crate::{Error, Optimizer, OptimizerState};
 use descent_tape::{ParamId, ParamKey, ParamStore};
@@ -17,7 +18,7 @@ use slotmap::SecondaryMap;
 /// ```
 ///
 /// ```
-/// use descent_backprop::ParamGrads;
+/// use descent_tape::ParamGrads;
 /// use descent_optim::{Optimizer, Sgd};
 /// use descent_tape::ParamStore;
 /// use descent_tensor::Tensor;
@@ -171,27 +172,54 @@ struct SgdConsts<T> {
     keep: T,
 }
 
-/// `p -= lr · (g + wd·p)`. The flags are type parameters so that each combination is
-/// its own branch-free loop, which the compiler vectorises.
+/// `p ← p - lr · (g + wd·p)`, each step one fused multiply-add as PyTorch's
+/// `add(alpha=)` computes it: `g + wd·p` and `p + (-lr)·g` are each rounded once. The
+/// flags are type parameters so that each combination is its own branch-free loop,
+/// which the compiler vectorises.
+#[inline(always)]
 fn plain<T: Float, const WD: bool>(value: &mut [T], grad: &[T], k: &SgdConsts<T>) {
+    let neg_lr = -k.lr;
     for (p, &g) in value.iter_mut().zip(grad) {
-        let g = if WD { g + k.wd * *p } else { g };
-        *p -= k.lr * g;
+        let g = if WD { add_scaled(g, k.wd, *p) } else { g };
+        *p = add_scaled(*p, neg_lr, g);
     }
 }
 
 /// `torch.optim.SGD`'s momentum step: `b = g` on the first step, else
-/// `b = mu·b + (1 - dampening)·g`; then `p -= lr · b` (or `lr · (g + mu·b)`, Nesterov).
+/// `b = mu·b + (1 - dampening)·g` (`b.mul_(mu).add_(g, alpha=1 - dampening)`: the
+/// product rounded, then one fused multiply-add); then `p -= lr · b`, or
+/// `lr · (g + mu·b)` with Nesterov, each a fused multiply-add.
+#[inline(always)]
 fn momentum<T: Float, const WD: bool, const FIRST: bool, const NESTEROV: bool>(
     value: &mut [T],
     grad: &[T],
     buf: &mut [T],
     k: &SgdConsts<T>,
 ) {
+    let neg_lr = -k.lr;
     for ((p, &g), b) in value.iter_mut().zip(grad).zip(buf.iter_mut()) {
-        let g = if WD { g + k.wd * *p } else { g };
-        *b = if FIRST { g } else { k.mu * *b + k.keep * g };
-        let step = if NESTEROV { g + k.mu * *b } else { *b };
-        *p -= k.lr * step;
+        let g = if WD { add_scaled(g, k.wd, *p) } else { g };
+        *b = if FIRST { g } else { add_scaled(k.mu * *b, k.keep, g) };
+        let step = if NESTEROV { add_scaled(g, k.mu, *b) } else { *b };
+        *p = add_scaled(*p, neg_lr, step);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use descent_tape::{ParamGrads, ParamStore};
+    use descent_tensor::Tensor;
+
+    /// `torch.optim.SGD(lr=0.1)` on p = 0.1, g = 0.1 gives 0.09000000000000001: the
+    /// update is one fused multiply-add, not a product rounded and then a difference
+    /// (which gives 0.09).
+    #[test]
+    fn rounds_once_as_torch_does() {
+        let mut store = ParamStore::<f64>::new();
+        let w = store.insert("w", Tensor::from([0.1]));
+        let grads: ParamGrads<f64> = [(w, Tensor::from([0.1]))].into_iter().collect();
+        Sgd::new(0.1).step(&mut store, &grads).unwrap();
+        assert_eq!(store.get(w).unwrap().item(), 0.09000000000000001);
     }
 }

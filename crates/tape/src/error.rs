@@ -177,6 +177,15 @@ pub enum Error {
         /// The op.
         op: &'static str,
     },
+    /// A parameter was inserted under a name the store already holds: names are how
+    /// checkpoints, reports and `state_dict`s tell parameters apart.
+    #[error("{op}: the store already holds a parameter named '{name}'; parameter names must be unique")]
+    DuplicateParam {
+        /// The op.
+        op: &'static str,
+        /// The name given twice.
+        name: String,
+    },
     /// Anomaly detection found a NaN or infinity in an op's result; the op was not
     /// recorded.
     #[error("{op}: produced {value} at node {} ({}shape {}); operands: {}", .node.index(), if .scope.is_empty() { String::new() } else { format!("in {}, ", .scope) }, ShapeDisplay(.shape), .operands.iter().map(|o| o.to_string()).collect::<Vec<_>>().join("; "))]

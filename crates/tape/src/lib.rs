@@ -30,6 +30,8 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod norm;
+mod param_grads;
 pub mod ops;
 mod params;
 mod tape;
@@ -37,6 +39,7 @@ mod var;
 
 pub use error::{Error, NodeRef, Operand, Result, summarize};
 pub use ops::{BinaryOp, Op, UnaryOp};
+pub use param_grads::{ParamGradients, ParamGrads, ParamIndex, non_finite_at};
 pub use params::{ParamId, ParamKey, ParamStore};
 pub use tape::{
     Checkpoint, GradHook, HookGrad, IntoLeaf, LeafValue, Meta, Node, NodeId, ScopeGuard, Tape,

@@ -32,6 +32,10 @@ struct Param<T> {
     value: Tensor<T>,
 }
 
+/// The next store's identity. It only tells stores apart (an id of one store used
+/// with another is reported, not misread), never orders or changes a value, so
+/// `Relaxed` is enough: each `fetch_add` is unique whatever the ordering. 2³² stores
+/// in one process would wrap it.
 static NEXT_STORE_UID: AtomicU32 = AtomicU32::new(1);
 
 /// Named parameters that live across training steps, in insertion order.
@@ -56,6 +60,9 @@ static NEXT_STORE_UID: AtomicU32 = AtomicU32::new(1);
 pub struct ParamStore<T: Float = f32> {
     params: SlotMap<ParamKey, Param<T>>,
     order: Vec<ParamKey>,
+    /// Each name's parameter: names are unique (checkpoints and `state_dict`s key by
+    /// them), and [`ParamStore::find`] is a lookup, not a scan.
+    names: std::collections::HashMap<std::sync::Arc<str>, ParamKey>,
     uid: u32,
 }
 
@@ -107,31 +114,79 @@ impl<T: Float> ParamStore<T> {
         Self {
             params: SlotMap::with_key(),
             order: Vec::new(),
+            names: std::collections::HashMap::new(),
             // Identity only: tells stores apart; never affects a value or an order.
             uid: NEXT_STORE_UID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
     /// Adds a parameter and returns its id.
+    ///
+    /// # Panics
+    /// If the store already holds a parameter of that name (see
+    /// [`ParamStore::try_insert`]).
+    ///
+    /// ```should_panic
+    /// use descent_tape::ParamStore;
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// store.insert("w", Tensor::from([1.0]));
+    /// store.insert("w", Tensor::from([2.0]));   // panics: the name is taken
+    /// ```
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<Tensor<T>>) -> ParamId {
-        let key = self.params.insert(Param {
-            name: std::sync::Arc::from(name.into()),
-            value: value.into(),
-        });
-        self.order.push(key);
-        ParamId {
-            key,
-            store: self.uid,
+        match self.try_insert(name, value) {
+            Ok(id) => id,
+            Err(e) => panic!("{e}"),
         }
     }
 
-    /// Removes a parameter, returning its value. Its id never names another parameter.
+    /// Adds a parameter and returns its id, or an error naming the name if the store
+    /// already holds a parameter of that name: names are how checkpoints, reports and
+    /// PyTorch's `state_dict` tell parameters apart, so two of one name are refused
+    /// here rather than when a save fails.
+    ///
+    /// ```
+    /// use descent_tape::ParamStore;
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// store.try_insert("w", Tensor::from([1.0])).unwrap();
+    /// let err = store.try_insert("w", Tensor::from([2.0])).unwrap_err();
+    /// assert!(err.to_string().contains("already holds a parameter named 'w'"));
+    /// assert_eq!(store.len(), 1);
+    /// ```
+    pub fn try_insert(
+        &mut self,
+        name: impl Into<String>,
+        value: impl Into<Tensor<T>>,
+    ) -> Result<ParamId> {
+        let name: std::sync::Arc<str> = std::sync::Arc::from(name.into());
+        if self.names.contains_key(&name) {
+            return Err(Error::DuplicateParam {
+                op: "insert",
+                name: name.to_string(),
+            });
+        }
+        let key = self.params.insert(Param {
+            name: std::sync::Arc::clone(&name),
+            value: value.into(),
+        });
+        self.names.insert(name, key);
+        self.order.push(key);
+        Ok(ParamId {
+            key,
+            store: self.uid,
+        })
+    }
+
+    /// Removes a parameter, returning its value. Its id never names another parameter;
+    /// its name is free again.
     pub fn remove(&mut self, id: ParamId) -> Option<Tensor<T>> {
         if id.store != self.uid {
             return None;
         }
         let p = self.params.remove(id.key)?;
         self.order.retain(|&k| k != id.key);
+        self.names.remove(&p.name);
         Some(p.value)
     }
 
@@ -174,9 +229,12 @@ impl<T: Float> ParamStore<T> {
         self.contains(id).then(|| &*self.params[id.key].name)
     }
 
-    /// The id of the first parameter with this name.
+    /// The id of the parameter with this name.
     pub fn find(&self, name: &str) -> Option<ParamId> {
-        self.ids().find(|&id| &*self.params[id.key].name == name)
+        self.names.get(name).map(|&key| ParamId {
+            key,
+            store: self.uid,
+        })
     }
 
     /// Ids in insertion order.

@@ -1,0 +1,383 @@
+//! Gradients by parameter: the view a training step reads ([`ParamGradients`]), and
+//! owned gradients for accumulating or building by hand ([`ParamGrads`]).
+
+use crate::ParamId;
+use crate::params::ParamKey;
+use descent_tensor::{Float, Tensor, View};
+use slotmap::SecondaryMap;
+
+/// Gradients of parameters in a fixed order: what optimisers and clipping read (and
+/// clipping rescales in place). A training step borrows whatever holds the gradients
+/// and copies nothing:
+///
+/// - `descent_backprop::Gradients`, the store a backward walk fills: its entries are
+///   the parameters bound on the tape, in binding order (zeros for a bound parameter no
+///   gradient reached);
+/// - [`ParamGrads`]: owned gradients, summed over micro-batches or built by hand.
+///
+/// Entries are read by position, so a step over `n` parameters does `n` O(1) reads.
+///
+/// ```
+/// use descent_tape::{ParamGradients, ParamGrads, ParamStore};
+/// use descent_tensor::Tensor;
+/// let mut store = ParamStore::<f64>::new();
+/// let w = store.insert("w", Tensor::from([3.0, 4.0]));
+/// let grads: ParamGrads<f64> = [(w, Tensor::from([0.5, 0.5]))].into_iter().collect();
+/// let view: &dyn ParamGradients<f64> = &grads;
+/// assert_eq!(view.count(), 1);
+/// assert_eq!(view.entry(0).0, w);
+/// assert_eq!(view.entry(0).1.data(), &[0.5, 0.5]);
+/// ```
+pub trait ParamGradients<T: Float> {
+    /// How many parameters have an entry.
+    fn count(&self) -> usize;
+
+    /// The `i`th parameter and its gradient, `i < count()`.
+    fn entry(&self, i: usize) -> (ParamId, View<'_, T>);
+
+    /// The `i`th gradient's elements, mutably, for clipping in place. `None` when the
+    /// entry has no buffer of its own and reads as zeros (a bound parameter no
+    /// gradient reached): every clipping leaves zeros as they are.
+    fn entry_mut(&mut self, i: usize) -> Option<&mut [T]>;
+
+    /// The L2 norm of all the gradients together, as the norm of the per-parameter
+    /// norms in entry order ([`crate::norm::global_norm`]).
+    fn global_norm(&self) -> f64 {
+        crate::norm::norm_of_norms((0..self.count()).map(|i| crate::norm::l2_norm(self.entry(i).1.data())))
+    }
+
+    /// The position of the first entry holding a NaN or infinite element, and that
+    /// element's flat index and value.
+    fn first_non_finite(&self) -> Option<(usize, usize, f64)> {
+        (0..self.count()).find_map(|i| {
+            let (_, g) = self.entry(i);
+            non_finite_at(g.data()).map(|(k, v)| (i, k, v))
+        })
+    }
+}
+
+/// The first element of `x` that is NaN or infinite, with its index and value. A pass at the
+/// speed of memory: lanes of `x - x` (zero for a finite element, NaN otherwise) are
+/// summed in blocks, and only a block whose sum is not zero is searched.
+///
+/// ```
+/// let x = [1.0f32, 2.0, f32::NAN, f32::INFINITY];
+/// assert_eq!(descent_tape::non_finite_at(&x).map(|(i, _)| i), Some(2));
+/// assert_eq!(descent_tape::non_finite_at(&[1.0f64, 2.0]), None);
+/// ```
+pub fn non_finite_at<T: Float>(x: &[T]) -> Option<(usize, f64)> {
+    const BLOCK: usize = 256;
+    for (b, block) in x.chunks(BLOCK).enumerate() {
+        let mut acc = [T::zero(); 16];
+        descent_tensor::vectorized(
+            #[inline(always)]
+            || {
+                let mut lanes = block.chunks_exact(16);
+                for c in &mut lanes {
+                    for k in 0..16 {
+                        acc[k] += c[k] - c[k];
+                    }
+                }
+                for (k, &v) in lanes.remainder().iter().enumerate() {
+                    acc[k] += v - v;
+                }
+            },
+        );
+        if acc.iter().any(|a| *a != T::zero()) {
+            let (k, v) = block.iter().enumerate().find(|(_, v)| !v.is_finite())?;
+            return Some((b * BLOCK + k, v.as_f64()));
+        }
+    }
+    None
+}
+
+/// A position by [`ParamId`], O(1): a slotmap secondary map from the id's key to a
+/// position in a list of ids, checked against the list so that an id of another store
+/// whose key collides is told apart (then found by a scan, the rare case).
+///
+/// Shared by the gradient stores of this crate and of `descent-backprop`; not an API
+/// a user needs.
+#[doc(hidden)]
+#[derive(Clone, Debug, Default)]
+pub struct ParamIndex {
+    by_key: SecondaryMap<ParamKey, u32>,
+}
+
+impl ParamIndex {
+    /// Records that `id` sits at `pos`, unless another id with the same key does.
+    pub fn insert(&mut self, id: ParamId, pos: usize) {
+        if !self.by_key.contains_key(id.key()) {
+            self.by_key.insert(id.key(), pos as u32);
+        }
+    }
+
+    /// The position of `id` in `ids`, in O(1) unless two stores' keys collide.
+    pub fn find(&self, id: ParamId, ids: impl Fn(usize) -> ParamId, len: usize) -> Option<usize> {
+        match self.by_key.get(id.key()) {
+            Some(&p) if ids(p as usize) == id => Some(p as usize),
+            Some(_) => (0..len).find(|&i| ids(i) == id),
+            None => None,
+        }
+    }
+}
+
+/// Owned gradients of parameters, keyed by [`ParamId`], in a fixed order (the order
+/// they were inserted). Flat and ordered, never hashed, so norms and sums over them are
+/// deterministic bit for bit; lookups by id are O(1).
+///
+/// Most steps need no copy: an optimiser steps straight from the store a backward walk
+/// filled (see [`ParamGradients`]). `ParamGrads` is for gradients a caller combines:
+/// accumulated over micro-batches, averaged over samples, built by hand.
+///
+/// ```
+/// use descent_tape::{ParamGrads, ParamStore};
+/// use descent_tensor::Tensor;
+/// let mut store = ParamStore::<f64>::new();
+/// let w = store.insert("w", Tensor::from([3.0, 4.0]));
+/// let mut total = ParamGrads::zeros_like(&store);
+/// for g in [[1.0, 0.0], [0.5, 2.0]] {
+///     let micro: ParamGrads<f64> = [(w, Tensor::from(g))].into_iter().collect();
+///     total.add_assign(&micro);
+/// }
+/// assert_eq!(total.get(w).unwrap().data(), &[1.5, 2.0]);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ParamGrads<T: Float> {
+    entries: Vec<(ParamId, Tensor<T>)>,
+    index: ParamIndex,
+}
+
+impl<T: Float> PartialEq for ParamGrads<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl<T: Float> ParamGrads<T> {
+    /// No gradients.
+    pub fn new() -> Self {
+        Self {
+            entries: Vec::new(),
+            index: ParamIndex::default(),
+        }
+    }
+
+    /// Zero gradients for every parameter of `store`, in its order: a starting point
+    /// for accumulating.
+    pub fn zeros_like(store: &crate::ParamStore<T>) -> Self {
+        store
+            .iter()
+            .map(|(id, _, v)| (id, Tensor::zeros(v.shape())))
+            .collect()
+    }
+
+    /// A copy of every entry of `grads`, in its order.
+    ///
+    /// ```
+    /// use descent_tape::{ParamGrads, ParamStore};
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let w = store.insert("w", Tensor::from([1.0]));
+    /// let a: ParamGrads<f64> = [(w, Tensor::from([2.0]))].into_iter().collect();
+    /// assert_eq!(ParamGrads::copy_of(&a), a);
+    /// ```
+    pub fn copy_of(grads: &dyn ParamGradients<T>) -> Self {
+        (0..grads.count())
+            .map(|i| {
+                let (id, g) = grads.entry(i);
+                (id, g.to_tensor())
+            })
+            .collect()
+    }
+
+    fn position(&self, id: ParamId) -> Option<usize> {
+        self.index
+            .find(id, |i| self.entries[i].0, self.entries.len())
+    }
+
+    /// Sets the gradient of `id` (replacing any it had, keeping its position).
+    pub fn insert(&mut self, id: ParamId, grad: Tensor<T>) {
+        match self.position(id) {
+            Some(i) => self.entries[i].1 = grad,
+            None => {
+                self.index.insert(id, self.entries.len());
+                self.entries.push((id, grad));
+            }
+        }
+    }
+
+    /// The gradient of `id`.
+    pub fn get(&self, id: ParamId) -> Option<&Tensor<T>> {
+        self.position(id).map(|i| &self.entries[i].1)
+    }
+
+    /// The gradient of `id`, mutably.
+    pub fn get_mut(&mut self, id: ParamId) -> Option<&mut Tensor<T>> {
+        self.position(id).map(|i| &mut self.entries[i].1)
+    }
+
+    /// `(id, gradient)` in order.
+    pub fn iter(&self) -> impl Iterator<Item = (ParamId, &Tensor<T>)> + '_ {
+        self.entries.iter().map(|(p, g)| (*p, g))
+    }
+
+    /// `(id, gradient)` in order, mutably.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (ParamId, &mut Tensor<T>)> + '_ {
+        self.entries.iter_mut().map(|(p, g)| (*p, g))
+    }
+
+    /// Number of parameters with a gradient.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no parameter has a gradient.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The L2 norm over all gradients together ([`ParamGradients::global_norm`]).
+    /// NaN if any element is NaN, infinite if any is infinite.
+    pub fn global_norm(&self) -> f64 {
+        ParamGradients::global_norm(self)
+    }
+
+    /// The first parameter holding a NaN or infinite gradient element, if any.
+    pub fn first_non_finite(&self) -> Option<ParamId> {
+        ParamGradients::first_non_finite(self).map(|(i, _, _)| self.entries[i].0)
+    }
+
+    /// Adds `other`'s gradients into these, element by element (parameters missing
+    /// here are appended, in `other`'s order).
+    ///
+    /// # Panics
+    /// If a gradient of `other` has another shape than this one's for the same
+    /// parameter.
+    pub fn add_assign(&mut self, other: &dyn ParamGradients<T>) {
+        for k in 0..other.count() {
+            let (id, g) = other.entry(k);
+            match self.position(id) {
+                Some(i) => {
+                    let mine = &mut self.entries[i].1;
+                    assert_eq!(
+                        mine.shape(),
+                        g.shape(),
+                        "add_assign: the gradients of one parameter have shapes {} and {}",
+                        descent_tensor::ShapeDisplay(mine.shape()),
+                        descent_tensor::ShapeDisplay(g.shape())
+                    );
+                    for (a, &b) in mine.data_mut().iter_mut().zip(g.data()) {
+                        *a += b;
+                    }
+                }
+                None => self.insert(id, g.to_tensor()),
+            }
+        }
+    }
+
+    /// Multiplies every gradient element by `factor`.
+    pub fn scale(&mut self, factor: T) {
+        for (_, g) in self.entries.iter_mut() {
+            g.data_mut().iter_mut().for_each(|x| *x *= factor);
+        }
+    }
+}
+
+impl<T: Float> ParamGradients<T> for ParamGrads<T> {
+    fn count(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn entry(&self, i: usize) -> (ParamId, View<'_, T>) {
+        let (id, g) = &self.entries[i];
+        (*id, g.view())
+    }
+
+    fn entry_mut(&mut self, i: usize) -> Option<&mut [T]> {
+        Some(self.entries[i].1.data_mut())
+    }
+}
+
+/// A summary: the number of parameters and the global L2 norm.
+impl<T: Float> std::fmt::Display for ParamGrads<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let elements: usize = self.entries.iter().map(|(_, g)| g.len()).sum();
+        write!(
+            f,
+            "gradients of {} parameters ({elements} elements), global L2 norm {}",
+            self.entries.len(),
+            self.global_norm()
+        )
+    }
+}
+
+impl<T: Float> FromIterator<(ParamId, Tensor<T>)> for ParamGrads<T> {
+    fn from_iter<I: IntoIterator<Item = (ParamId, Tensor<T>)>>(iter: I) -> Self {
+        let mut out = Self::new();
+        for (id, g) in iter {
+            out.insert(id, g);
+        }
+        out
+    }
+}
+
+/// `for (id, grad) in &grads`: the same order as [`ParamGrads::iter`].
+///
+/// ```
+/// use descent_tape::{ParamGrads, ParamStore};
+/// use descent_tensor::Tensor;
+/// let mut store = ParamStore::<f64>::new();
+/// let w = store.insert("w", Tensor::from([1.0]));
+/// let grads: ParamGrads<f64> = [(w, Tensor::from([0.5]))].into_iter().collect();
+/// for (id, g) in &grads {
+///     assert_eq!((id, g.item()), (w, 0.5));
+/// }
+/// ```
+impl<'a, T: Float> IntoIterator for &'a ParamGrads<T> {
+    type Item = (ParamId, &'a Tensor<T>);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (ParamId, Tensor<T>)>,
+        fn(&'a (ParamId, Tensor<T>)) -> (ParamId, &'a Tensor<T>),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter().map(|(p, g)| (*p, g))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ParamStore;
+
+    #[test]
+    fn non_finite_is_found_in_any_block_and_lane() {
+        for len in [1usize, 15, 16, 17, 255, 256, 257, 1000] {
+            for at in [0, len / 2, len - 1] {
+                let mut x = vec![0.5f32; len];
+                assert_eq!(non_finite_at(&x), None);
+                x[at] = f32::INFINITY;
+                assert_eq!(non_finite_at(&x), Some((at, f64::INFINITY)), "len {len}");
+                x[at] = f32::NAN;
+                assert_eq!(non_finite_at(&x).map(|(k, _)| k), Some(at));
+            }
+        }
+    }
+
+    #[test]
+    fn lookups_by_id_tell_stores_apart() {
+        let mut a = ParamStore::<f64>::new();
+        let mut b = ParamStore::<f64>::new();
+        let pa = a.insert("w", Tensor::from([1.0]));
+        let pb = b.insert("w", Tensor::from([1.0]));
+        assert_eq!(pa.key(), pb.key(), "the first keys of two stores collide");
+        let grads: ParamGrads<f64> = [(pa, Tensor::from([1.0])), (pb, Tensor::from([2.0]))]
+            .into_iter()
+            .collect();
+        assert_eq!(grads.len(), 2);
+        assert_eq!(grads.get(pa).unwrap().item(), 1.0);
+        assert_eq!(grads.get(pb).unwrap().item(), 2.0);
+        let removed = a.insert("v", Tensor::from([0.0]));
+        assert!(grads.get(removed).is_none());
+    }
+}
