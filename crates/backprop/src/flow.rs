@@ -9,8 +9,8 @@
 //! insertion order (a layer where its first parameter is), so the report reads input
 //! to output for a model built input first.
 
-use descent_tape::norm::{l2_norm, norm_of_norms};
 use crate::{Gradients, ParamGrads, format_number};
+use descent_tape::norm::{l2_norm, norm_of_norms};
 use descent_tape::{ParamId, ParamStore};
 use descent_tensor::{Float, ShapeDisplay};
 use std::fmt::{self, Write};

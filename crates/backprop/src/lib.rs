@@ -40,12 +40,12 @@ pub mod plot;
 mod render;
 mod walk;
 
+pub use descent_tape::{ParamGradients, ParamGrads};
 pub use error::Error;
 pub use flow::{Flag, FlowOptions, FlowReport, FlowStats, LayerFlow, ParamFlow, layer_of};
 pub use gradcheck::{GradCheckOptions, GradCheckReport, Mismatch, gradcheck};
 pub use gradients::Gradients;
 pub use inspect::{ScopeDelta, to_dot};
-pub use descent_tape::{ParamGradients, ParamGrads};
 pub use per_sample::{NonFinitePolicy, PerSample, PerSampleOptions, per_sample_grads};
 pub use render::{RenderOptions, format_number, render};
 pub use walk::{Backward, backward, backward_into, backward_with};

@@ -579,4 +579,3 @@ impl<'a, T: Float> Stream<'a, T> {
         lock(self.spare_sums).push(chunk.sum);
     }
 }
-

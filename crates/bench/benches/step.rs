@@ -67,8 +67,16 @@ struct Setup {
 
 fn setup() -> Setup {
     let mut store = ParamStore::<f32>::new();
-    let mlp = Mlp::new(&mut store, "mlp", &SIZES, Activation::Relu, &mut init::rng(7));
-    let x = Tensor::from_fn(&[BATCH, SIZES[0]], |i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5);
+    let mlp = Mlp::new(
+        &mut store,
+        "mlp",
+        &SIZES,
+        Activation::Relu,
+        &mut init::rng(7),
+    );
+    let x = Tensor::from_fn(&[BATCH, SIZES[0]], |i| {
+        ((i * 7919) % 1000) as f32 / 1000.0 - 0.5
+    });
     let labels = (0..BATCH).map(|i| (i * 7) % SIZES[3]).collect();
     Setup {
         store,

@@ -15,7 +15,7 @@ pub enum Error {
         op: &'static str,
         /// Why the store does not hold it: removed, or of another store.
         #[source]
-        source: descent_tape::Error,
+        source: Box<descent_tape::Error>,
     },
     /// A gradient's shape differs from its parameter's.
     #[error("{op}: the gradient of '{name}' has shape {}, the parameter {}", ShapeDisplay(.found), ShapeDisplay(.expected))]

@@ -182,9 +182,10 @@ pub(crate) fn check_entry<T: Float>(
     id: ParamId,
     shape: &[usize],
 ) -> Result<(), Error> {
-    params
-        .check(op, id)
-        .map_err(|source| Error::UnknownParam { op, source })?;
+    params.check(op, id).map_err(|source| Error::UnknownParam {
+        op,
+        source: Box::new(source),
+    })?;
     let value = params.get(id).expect("checked above");
     if value.shape() != shape {
         return Err(Error::Shape {

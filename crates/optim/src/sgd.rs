@@ -199,8 +199,16 @@ fn momentum<T: Float, const WD: bool, const FIRST: bool, const NESTEROV: bool>(
     let neg_lr = -k.lr;
     for ((p, &g), b) in value.iter_mut().zip(grad).zip(buf.iter_mut()) {
         let g = if WD { add_scaled(g, k.wd, *p) } else { g };
-        *b = if FIRST { g } else { add_scaled(k.mu * *b, k.keep, g) };
-        let step = if NESTEROV { add_scaled(g, k.mu, *b) } else { *b };
+        *b = if FIRST {
+            g
+        } else {
+            add_scaled(k.mu * *b, k.keep, g)
+        };
+        let step = if NESTEROV {
+            add_scaled(g, k.mu, *b)
+        } else {
+            *b
+        };
         *p = add_scaled(*p, neg_lr, step);
     }
 }

@@ -36,7 +36,10 @@ fn global_norm_clipping_follows_torch_formula() {
     at_limit.scale(0.1);
     clip_grad_norm(&store, &mut at_limit, 5.0).unwrap();
     let got: Vec<f64> = at_limit.iter().map(|(_, g)| g.item()).collect();
-    assert_eq!(got, [3.0 * (5.0 / (5.0 + 1e-6)), 4.0 * (5.0 / (5.0 + 1e-6))]);
+    assert_eq!(
+        got,
+        [3.0 * (5.0 / (5.0 + 1e-6)), 4.0 * (5.0 / (5.0 + 1e-6))]
+    );
     // Well under the limit, nothing moves.
     let (store, mut small) = two();
     small.scale(0.01);
@@ -66,7 +69,9 @@ fn a_non_finite_gradient_is_refused_by_name_and_nothing_is_clipped() {
         type Clip = fn(&ParamStore<f64>, &mut ParamGrads<f64>) -> Result<(), Error>;
         let clips: [(&str, Clip); 4] = [
             ("clip_grad_norm", |s, g| clip_grad_norm(s, g, 1.0).map(drop)),
-            ("clip_grad_norm_exact", |s, g| clip_grad_norm_exact(s, g, 1.0).map(drop)),
+            ("clip_grad_norm_exact", |s, g| {
+                clip_grad_norm_exact(s, g, 1.0).map(drop)
+            }),
             ("clip_grad_value", |s, g| clip_grad_value(s, g, 1.0)),
             ("clip_grad_norm_per_param", |s, g| {
                 clip_grad_norm_per_param(s, g, 1.0).map(drop)
@@ -79,7 +84,10 @@ fn a_non_finite_gradient_is_refused_by_name_and_nothing_is_clipped() {
                 matches!(&err, Error::NonFinite { op: o, name, index: 0, .. } if *o == op && name == "b"),
                 "{message}"
             );
-            assert!(message.starts_with(&format!("{op}: the gradient of 'b'")), "{message}");
+            assert!(
+                message.starts_with(&format!("{op}: the gradient of 'b'")),
+                "{message}"
+            );
             assert!(message.contains("nothing was clipped"), "{message}");
             assert!(!message.contains("step"), "{message}");
             // Bitwise: NaN != NaN, so compare bits.
@@ -99,7 +107,10 @@ fn gradients_of_another_store_or_shape_are_refused_before_any_change() {
     let a = store.find("a").unwrap();
     grads.insert(a, Tensor::from([1.0, 2.0]));
     let err = clip_grad_norm(&store, &mut grads, 1.0).unwrap_err();
-    assert!(matches!(err, Error::Shape { ref name, .. } if name == "a"), "{err}");
+    assert!(
+        matches!(err, Error::Shape { ref name, .. } if name == "a"),
+        "{err}"
+    );
     let mut g: ParamGrads<f64> = [(foreign, Tensor::from([1.0]))].into_iter().collect();
     let err = clip_grad_norm(&store, &mut g, 1.0).unwrap_err();
     assert!(matches!(err, Error::UnknownParam { .. }), "{err}");
@@ -143,7 +154,9 @@ fn clipping_and_stepping_in_place_equals_doing_it_on_a_copy() {
         sgd.step(&mut store, &grads).unwrap();
         twin.step(&mut copy_store, &copied).unwrap();
         let bits = |s: &ParamStore<f32>| -> Vec<u32> {
-            s.iter().flat_map(|(_, _, v)| v.data().iter().map(|x| x.to_bits()).collect::<Vec<_>>()).collect()
+            s.iter()
+                .flat_map(|(_, _, v)| v.data().iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+                .collect()
         };
         assert_eq!(bits(&store), bits(&copy_store), "step {step}");
     }

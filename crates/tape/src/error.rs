@@ -179,7 +179,9 @@ pub enum Error {
     },
     /// A parameter was inserted under a name the store already holds: names are how
     /// checkpoints, reports and `state_dict`s tell parameters apart.
-    #[error("{op}: the store already holds a parameter named '{name}'; parameter names must be unique")]
+    #[error(
+        "{op}: the store already holds a parameter named '{name}'; parameter names must be unique"
+    )]
     DuplicateParam {
         /// The op.
         op: &'static str,

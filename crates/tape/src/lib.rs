@@ -31,8 +31,8 @@
 
 mod error;
 pub mod norm;
-mod param_grads;
 pub mod ops;
+mod param_grads;
 mod params;
 mod tape;
 mod var;

@@ -43,7 +43,9 @@ pub trait ParamGradients<T: Float> {
     /// The L2 norm of all the gradients together, as the norm of the per-parameter
     /// norms in entry order ([`crate::norm::global_norm`]).
     fn global_norm(&self) -> f64 {
-        crate::norm::norm_of_norms((0..self.count()).map(|i| crate::norm::l2_norm(self.entry(i).1.data())))
+        crate::norm::norm_of_norms(
+            (0..self.count()).map(|i| crate::norm::l2_norm(self.entry(i).1.data())),
+        )
     }
 
     /// The position of the first entry holding a NaN or infinite element, and that
@@ -57,7 +59,7 @@ pub trait ParamGradients<T: Float> {
 }
 
 /// The first element of `x` that is NaN or infinite, with its index and value. A pass at the
-/// speed of memory: lanes of `x - x` (zero for a finite element, NaN otherwise) are
+/// speed of memory: lanes of `x · 0` (zero for a finite element, NaN otherwise) are
 /// summed in blocks, and only a block whose sum is not zero is searched.
 ///
 /// ```
@@ -75,11 +77,11 @@ pub fn non_finite_at<T: Float>(x: &[T]) -> Option<(usize, f64)> {
                 let mut lanes = block.chunks_exact(16);
                 for c in &mut lanes {
                     for k in 0..16 {
-                        acc[k] += c[k] - c[k];
+                        acc[k] += c[k] * T::zero();
                     }
                 }
                 for (k, &v) in lanes.remainder().iter().enumerate() {
-                    acc[k] += v - v;
+                    acc[k] += v * T::zero();
                 }
             },
         );
