@@ -26,6 +26,7 @@
 #[cfg(feature = "ndarray")]
 pub use ndarray;
 
+pub mod bins;
 mod element;
 mod exp;
 pub mod kernels;
