@@ -50,7 +50,7 @@ pub use simd::{PARALLEL_MIN, for_each_block, for_each_weighted_block, vectorized
 pub use smallvec::smallvec;
 pub use tensor::{Tensor, View};
 
-/// Errors from building tensors out of user data.
+/// Errors from building tensors out of user data and from reading them.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TensorError {
@@ -67,6 +67,14 @@ pub enum TensorError {
     TooLarge {
         /// The requested shape.
         shape: Shape,
+    },
+    /// `item()` of a tensor that does not hold exactly one element.
+    #[error("item: a tensor of shape {} holds {len} elements, not 1", ShapeDisplay(.shape))]
+    NotOneElement {
+        /// The tensor's shape.
+        shape: Shape,
+        /// How many elements it holds.
+        len: usize,
     },
     /// Nested rows of different lengths (`Tensor::try_from(Vec<Vec<T>>)`).
     #[error("row {row} has {len} elements, but row 0 has {expected}: rows must be equally long")]

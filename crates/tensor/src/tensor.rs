@@ -123,12 +123,31 @@ impl<T: Float> Tensor<T> {
         self.data
     }
 
-    /// The single element of a one-element tensor.
+    /// The single element of a one-element tensor (of any shape: `[]`, `[1]`,
+    /// `[1, 1]`, ...).
     ///
     /// # Panics
-    /// If the tensor does not hold exactly one element.
+    /// If the tensor does not hold exactly one element, with
+    /// [`TensorError::NotOneElement`]'s message; [`Tensor::try_item`] returns it.
+    #[track_caller]
     pub fn item(&self) -> T {
         self.view().item()
+    }
+
+    /// The single element of a one-element tensor, or
+    /// [`TensorError::NotOneElement`].
+    ///
+    /// ```
+    /// use descent_tensor::Tensor;
+    /// assert_eq!(Tensor::from([[2.5]]).try_item(), Ok(2.5));
+    /// let err = Tensor::<f64>::zeros(&[2, 3]).try_item().unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "item: a tensor of shape [2, 3] holds 6 elements, not 1"
+    /// );
+    /// ```
+    pub fn try_item(&self) -> Result<T, TensorError> {
+        self.view().try_item()
     }
 
     /// The element at a multi-index.
@@ -318,11 +337,11 @@ impl<'a, T: Float> View<'a, T> {
     /// # Panics
     /// If the shape does not hold `data.len()` elements.
     pub fn new(shape: &'a [usize], data: &'a [T]) -> Self {
-        assert_eq!(
-            numel(shape),
-            data.len(),
-            "view of shape {} over {} elements",
+        assert!(
+            numel(shape) == data.len(),
+            "View::new: a view of shape {} needs {} elements, but {} were given",
             ShapeDisplay(shape),
+            numel(shape),
             data.len()
         );
         Self { shape, data }
@@ -364,16 +383,28 @@ impl<'a, T: Float> View<'a, T> {
     /// The single element of a one-element view.
     ///
     /// # Panics
-    /// If the view does not hold exactly one element.
+    /// If the view does not hold exactly one element, with
+    /// [`TensorError::NotOneElement`]'s message; [`View::try_item`] returns it.
+    #[inline]
+    #[track_caller]
     pub fn item(&self) -> T {
-        assert_eq!(
-            self.data.len(),
-            1,
-            "item() of a tensor of shape {}: it holds {} elements, not 1",
-            ShapeDisplay(self.shape),
-            self.data.len()
-        );
-        self.data[0]
+        match self.try_item() {
+            Ok(x) => x,
+            Err(e) => fail(e),
+        }
+    }
+
+    /// The single element of a one-element view, or [`TensorError::NotOneElement`]
+    /// (see [`Tensor::try_item`] for an example).
+    #[inline]
+    pub fn try_item(&self) -> Result<T, TensorError> {
+        match self.data {
+            [x] => Ok(*x),
+            _ => Err(TensorError::NotOneElement {
+                shape: self.shape.into(),
+                len: self.data.len(),
+            }),
+        }
     }
 
     /// The element at a multi-index.
@@ -381,18 +412,19 @@ impl<'a, T: Float> View<'a, T> {
     /// # Panics
     /// If the index has the wrong length or is out of bounds.
     pub fn get(&self, index: &[usize]) -> T {
-        assert_eq!(
-            index.len(),
-            self.shape.len(),
-            "index {:?} into a tensor of shape {}",
+        assert!(
+            index.len() == self.shape.len(),
+            "get: index {:?} has {} axes, but the tensor of shape {} has {}",
             index,
-            ShapeDisplay(self.shape)
+            index.len(),
+            ShapeDisplay(self.shape),
+            self.shape.len()
         );
         let mut flat = 0;
         for (&i, &d) in index.iter().zip(self.shape) {
             assert!(
                 i < d,
-                "index {:?} out of bounds for shape {}",
+                "get: index {:?} out of bounds for shape {}",
                 index,
                 ShapeDisplay(self.shape)
             );
@@ -405,6 +437,15 @@ impl<'a, T: Float> View<'a, T> {
     pub fn to_tensor(&self) -> Tensor<T> {
         Tensor::from_parts(self.shape.into(), self.data.to_vec())
     }
+}
+
+/// Panics with an error's message: out of line, so that the panicking forms stay
+/// small enough to inline.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn fail(e: TensorError) -> ! {
+    panic!("{e}")
 }
 
 impl<T: Float> fmt::Debug for View<'_, T> {
@@ -672,6 +713,34 @@ mod tests {
             text.matches("...").count(),
             1 + 6 * (1 + 6 * (1 + 6)),
             "{text}"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "item: a tensor of shape [2, 3] holds 6 elements, not 1")]
+    fn item_of_many_elements_names_the_op_shape_and_count() {
+        Tensor::<f32>::zeros(&[2, 3]).item();
+    }
+
+    #[test]
+    fn try_item_reads_any_one_element_shape_and_refuses_others() {
+        for shape in [&[][..], &[1], &[1, 1, 1]] {
+            assert_eq!(Tensor::full(shape, 4.0f64).try_item(), Ok(4.0));
+        }
+        let err = Tensor::<f64>::zeros(&[0]).view().try_item().unwrap_err();
+        assert_eq!(
+            err,
+            TensorError::NotOneElement {
+                shape: smallvec::smallvec![0],
+                len: 0
+            }
+        );
+        // The panic carries the error's message alone, no `left == right`.
+        let panic = std::panic::catch_unwind(|| Tensor::<f64>::zeros(&[2, 3]).view().item());
+        let message = panic.unwrap_err().downcast::<String>().unwrap();
+        assert_eq!(
+            *message,
+            "item: a tensor of shape [2, 3] holds 6 elements, not 1"
         );
     }
 }
