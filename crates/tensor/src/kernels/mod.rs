@@ -26,17 +26,27 @@ mod sum;
 #[cfg(test)]
 mod testing;
 
-pub use self::gemm::{Product, gemm, gemm_pair};
-pub use broadcast::{for_each_broadcast, sum_to_shape_acc, sum_to_shape_scaled_acc, zip_broadcast};
+pub use self::gemm::gemm;
+pub use broadcast::sum_to_shape_acc;
 pub use layout::{
-    axis_lanes, axis_lanes2_acc, concat, gather, gather_backward_acc, slice_axis,
-    slice_axis_backward_acc, swap_axes,
+    concat, gather, gather_backward_acc, slice_axis, slice_axis_backward_acc, swap_axes,
 };
 pub use matmul::{matmul, matmul_backward_lhs_acc, matmul_backward_rhs_acc, matmul_shape};
 pub use reduce::{expand_axis_acc, max_axis, max_axis_backward_acc, sum_axis};
-pub use softmax::{
-    lane_max, log_softmax_axis, log_softmax_lane, log_sum_exp, log_sum_exp_parts, softmax_axis,
-    softmax_lane,
-};
-pub use sum::{dot_lanes, sum_all, sum_lanes};
+pub use softmax::{log_softmax_axis, softmax_axis};
+pub use sum::sum_all;
+
+// Hidden from the docs: the pieces the tape's ops build their kernels from (lanes,
+// broadcast loops, paired products); public only because `descent-tape` calls them.
+#[doc(hidden)]
+pub use self::gemm::{Product, gemm_pair};
+#[doc(hidden)]
+pub use broadcast::{for_each_broadcast, sum_to_shape_scaled_acc, zip_broadcast};
+#[doc(hidden)]
+pub use layout::{axis_lanes, axis_lanes2_acc};
+#[doc(hidden)]
+pub use softmax::{lane_max, log_softmax_lane, log_sum_exp, log_sum_exp_parts, softmax_lane};
+#[doc(hidden)]
+pub use sum::{dot_lanes, sum_lanes};
+
 pub(crate) use sum::{dot4, dot4_f32, dot4_f64, sum4_f32, sum4_f64, sum4_lanes};
