@@ -31,6 +31,7 @@
 pub use ndarray;
 
 pub mod bins;
+mod display;
 mod element;
 mod exp;
 pub mod kernels;
