@@ -2,9 +2,8 @@
 
 use crate::Error;
 use descent_tape::{Meta, NodeId, ParamGradients, ParamId, ParamIndex, TapeRead, Var};
+use descent_tensor::bins::{self, Parkable};
 use descent_tensor::{BufferPool, Float, Shape, View};
-use std::any::Any;
-use std::cell::RefCell;
 use std::sync::OnceLock;
 
 /// The gradient of one output with respect to every node on a path to it (each
@@ -118,50 +117,27 @@ struct Parked<T> {
     bindings: Vec<(ParamId, NodeId)>,
 }
 
-thread_local! {
-    /// One `Option<Parked<T>>` per element type, boxed once per thread: parking and
-    /// taking swap its contents in place, without allocating.
-    static PARKED: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+/// One store's vectors a thread: a second dropped while they are kept is freed.
+impl<T: Float> Parkable for Parked<T> {
+    const PER_THREAD: usize = 1;
 }
 
 impl<T: Float> Parked<T> {
-    /// Keeps `self` for the next store, unless another dropped store's vectors are
-    /// kept already, their gradients take more than [`descent_tensor::RECYCLE_BYTES`]
-    /// (the bound on the tensor buffers a thread keeps), or the thread is ending:
-    /// they are freed then.
+    /// Keeps `self` for the next store (one of the thread's [`bins`]), unless another
+    /// dropped store's vectors are kept already, their gradients take more than
+    /// [`descent_tensor::RECYCLE_BYTES`] (the bound on the tensor buffers a thread
+    /// keeps), or the thread is ending: they are freed then.
     fn park(self) {
         let bytes = self.scalar.capacity() * size_of::<T>() + self.reached.capacity() * 8;
         if bytes > descent_tensor::RECYCLE_BYTES {
             return;
         }
-        let _ = PARKED.try_with(|bins| {
-            let mut bins = bins.borrow_mut();
-            match bins
-                .iter_mut()
-                .find_map(|b| b.downcast_mut::<Option<Self>>())
-            {
-                Some(slot) => {
-                    if slot.is_none() {
-                        *slot = Some(self);
-                    }
-                }
-                None => bins.push(Box::new(Some(self))),
-            }
-        });
+        bins::park(self);
     }
 
     /// The vectors parked by a dropped store, emptied (their memory kept), or new ones.
     fn take() -> Self {
-        let mut parked: Self = PARKED
-            .try_with(|bins| {
-                let mut bins = bins.borrow_mut();
-                bins.iter_mut()
-                    .find_map(|b| b.downcast_mut::<Option<Self>>())
-                    .and_then(Option::take)
-            })
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let mut parked: Self = bins::take().unwrap_or_default();
         parked.scalar.clear();
         parked.reached.clear();
         parked.tensor.clear();

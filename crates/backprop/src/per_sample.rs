@@ -5,12 +5,11 @@
 use crate::{Error, Gradients, ParamGrads, backward_into};
 use descent_tape::norm::global_norm;
 use descent_tape::{Checkpoint, ParamGradients, ParamId, ParamStore, Tape, Var};
+use descent_tensor::bins::{self, Parkable};
 use descent_tensor::{Float, Tensor, vectorized};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use smallvec::SmallVec;
-use std::any::Any;
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -156,9 +155,11 @@ struct Workspace<T: Float> {
     prefix: Option<(u64, Checkpoint)>,
 }
 
-thread_local! {
-    /// One workspace per worker thread and element type.
-    static WORKSPACES: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+/// Kept in the thread's [`bins`] between calls. A worker can hold more than one at a
+/// time: waiting inside a sample (a large product split on rayon's pool), it may
+/// steal another chunk of the same call, which takes a workspace of its own.
+impl<T: Float> Parkable for Workspace<T> {
+    const PER_THREAD: usize = 4;
 }
 
 /// Numbers the calls of [`per_sample_grads`], so that a workspace knows whether the
@@ -166,22 +167,13 @@ thread_local! {
 static CALLS: AtomicU64 = AtomicU64::new(0);
 
 fn with_workspace<T: Float, R>(f: impl FnOnce(&mut Workspace<T>) -> R) -> R {
-    let mut taken: Option<Box<Workspace<T>>> = WORKSPACES.with(|w| {
-        let mut w = w.borrow_mut();
-        let i = w.iter().position(|b| b.is::<Workspace<T>>())?;
-        w.swap_remove(i).downcast().ok()
+    let mut ws = bins::take().unwrap_or_else(|| Workspace {
+        tape: Tape::new(),
+        grads: Gradients::empty(),
+        prefix: None,
     });
-    let ws = taken.get_or_insert_with(|| {
-        Box::new(Workspace {
-            tape: Tape::new(),
-            grads: Gradients::empty(),
-            prefix: None,
-        })
-    });
-    let out = f(ws);
-    if let Some(ws) = taken {
-        WORKSPACES.with(|w| w.borrow_mut().push(ws));
-    }
+    let out = f(&mut ws);
+    bins::park(ws);
     out
 }
 

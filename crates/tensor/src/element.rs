@@ -95,6 +95,8 @@ pub trait Float:
         self.tanh()
     }
 
+    // `dot4` and `sum4` are hidden from the docs: the inner loops of the kernels,
+    // on the trait only so that `f32` and `f64` can bring explicit vectors.
     /// The dot products of four rows with one vector (the kernel of a matrix-vector
     /// product). Each row is summed in eight lanes, lane `k` taking elements `k`,
     /// `k + 8`, …; the lanes are added pairwise, then the elements past the last full
@@ -111,6 +113,7 @@ pub trait Float:
     ///
     /// # Panics
     /// If a row is shorter than `v`.
+    #[doc(hidden)]
     #[inline(always)]
     fn dot4(rows: [&[Self]; 4], v: &[Self]) -> [Self; 4] {
         crate::kernels::dot4(rows, v)
@@ -128,6 +131,7 @@ pub trait Float:
     ///
     /// # Panics
     /// If a row is shorter than the first.
+    #[doc(hidden)]
     #[inline(always)]
     fn sum4(rows: [&[Self]; 4]) -> [Self; 4] {
         crate::kernels::sum4_lanes(rows)

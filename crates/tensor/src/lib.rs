@@ -12,6 +12,10 @@
 //!   gradient back over stretched axes, is [`kernels::sum_to_shape_acc`].
 //! - Matrix multiply goes through the `gemm` crate, chosen by measurement (see
 //!   `docs/GEMM.md`).
+//! - [`bins`] keeps values a thread parks for its own later use (recycled buffers,
+//!   a dropped gradient store's vectors), so a warm training loop allocates nothing.
+//! - A tensor prints as NumPy's do, honouring a precision (`{:.3}`) and showing only
+//!   the corners of one over 1,000 elements.
 //!
 //! ```
 //! use descent_tensor::{kernels, Tensor};
@@ -26,6 +30,8 @@
 #[cfg(feature = "ndarray")]
 pub use ndarray;
 
+pub mod bins;
+mod display;
 mod element;
 mod exp;
 pub mod kernels;
@@ -40,16 +46,22 @@ mod tensor;
 mod ulp;
 
 pub use element::Float;
-pub use pool::{BufferPool, RECYCLE_BYTES};
+// Hidden from the docs: the buffer reuse of the tape and the gradient store.
+#[doc(hidden)]
+pub use pool::BufferPool;
+pub use pool::RECYCLE_BYTES;
 pub use shape::{
     Shape, ShapeDisplay, broadcast_shapes, broadcast_strides, contiguous_strides, numel,
     shape_fits, split_at_axis,
 };
+// Hidden from the docs: how kernels split work over rayon and compile for the
+// processor's vectors, shared with `descent-tape`'s ops; no user calls them.
+#[doc(hidden)]
 pub use simd::{PARALLEL_MIN, for_each_block, for_each_weighted_block, vectorized};
 pub use smallvec::smallvec;
 pub use tensor::{Tensor, View};
 
-/// Errors from building tensors out of user data.
+/// Errors from building tensors out of user data and from reading them.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TensorError {
@@ -66,6 +78,14 @@ pub enum TensorError {
     TooLarge {
         /// The requested shape.
         shape: Shape,
+    },
+    /// `item()` of a tensor that does not hold exactly one element.
+    #[error("item: a tensor of shape {} holds {len} elements, not 1", ShapeDisplay(.shape))]
+    NotOneElement {
+        /// The tensor's shape.
+        shape: Shape,
+        /// How many elements it holds.
+        len: usize,
     },
     /// Nested rows of different lengths (`Tensor::try_from(Vec<Vec<T>>)`).
     #[error("row {row} has {len} elements, but row 0 has {expected}: rows must be equally long")]

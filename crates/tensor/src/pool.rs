@@ -1,7 +1,6 @@
 //! Free buffers kept for reuse, found by size.
 
-use std::any::Any;
-use std::cell::RefCell;
+use crate::bins::{self, Parkable};
 use std::collections::BTreeMap;
 
 /// Buffers given back for reuse, by capacity: the tape's value buffers and the
@@ -79,9 +78,15 @@ impl<T> BufferPool<T> {
 /// dropped pool holds beyond it is freed.
 pub const RECYCLE_BYTES: usize = 256 << 20;
 
-thread_local! {
-    /// Each thread's recycling bin: one `(BufferPool<T>, bytes)` per element type.
-    static BINS: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+/// A thread's recycling bin for one element type: the buffers and their bytes.
+struct Recycled<T> {
+    pool: BufferPool<T>,
+    bytes: usize,
+}
+
+/// One bin per element type; [`RECYCLE_BYTES`] bounds what it holds.
+impl<T: 'static> Parkable for Recycled<T> {
+    const PER_THREAD: usize = 1;
 }
 
 impl<T: 'static> BufferPool<T> {
@@ -92,7 +97,7 @@ impl<T: 'static> BufferPool<T> {
     /// allocator hands the memory back to the system, and every page faults in anew
     /// (a `backward` of 1024 × 1024 tensors spent half its time there). A
     /// gradient store puts its buffers here when dropped, so the next one on the
-    /// thread starts with them.
+    /// thread starts with them. The bin is one of the thread's [`bins`](crate::bins).
     ///
     /// ```
     /// use descent_tensor::BufferPool;
@@ -109,42 +114,25 @@ impl<T: 'static> BufferPool<T> {
         }
         let free = std::mem::take(&mut self.free);
         // During thread exit the bin may be gone already; the buffers are then freed.
-        let _ = BINS.try_with(|bins| {
-            let mut bins = bins.borrow_mut();
-            let bin = match bins.iter().position(|b| b.is::<(BufferPool<T>, usize)>()) {
-                Some(i) => &mut bins[i],
-                None => {
-                    bins.push(Box::new((BufferPool::<T>::default(), 0usize)));
-                    bins.last_mut().expect("just pushed")
-                }
-            };
-            let (pool, bytes) = bin
-                .downcast_mut::<(BufferPool<T>, usize)>()
-                .expect("checked type");
-            // The largest first: they are what costs most to fault in again.
-            for buf in free.into_values().rev().flatten() {
-                let size = buf.capacity() * size_of::<T>();
-                if *bytes + size <= RECYCLE_BYTES {
-                    *bytes += size;
-                    pool.give(buf);
-                }
-            }
+        let mut bin = bins::take::<Recycled<T>>().unwrap_or(Recycled {
+            pool: BufferPool::default(),
+            bytes: 0,
         });
+        // The largest first: they are what costs most to fault in again.
+        for buf in free.into_values().rev().flatten() {
+            let size = buf.capacity() * size_of::<T>();
+            if bin.bytes + size <= RECYCLE_BYTES {
+                bin.bytes += size;
+                bin.pool.give(buf);
+            }
+        }
+        bins::park(bin);
     }
 
     /// Takes everything in the calling thread's recycling bin for `T` (see
     /// [`BufferPool::recycle`]); an empty pool when there is nothing.
     pub fn take_recycled() -> Self {
-        BINS.try_with(|bins| {
-            let mut bins = bins.borrow_mut();
-            let i = bins.iter().position(|b| b.is::<(BufferPool<T>, usize)>())?;
-            let bin = bins.swap_remove(i);
-            let (pool, _) = *bin.downcast::<(BufferPool<T>, usize)>().ok()?;
-            Some(pool)
-        })
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+        bins::take::<Recycled<T>>().map_or_else(Self::default, |bin| bin.pool)
     }
 }
 

@@ -2,7 +2,6 @@
 
 use crate::shape::{Shape, ShapeDisplay, numel};
 use crate::{Float, TensorError};
-use std::fmt;
 
 /// An owned, contiguous, row-major n-dimensional array.
 ///
@@ -123,12 +122,31 @@ impl<T: Float> Tensor<T> {
         self.data
     }
 
-    /// The single element of a one-element tensor.
+    /// The single element of a one-element tensor (of any shape: `[]`, `[1]`,
+    /// `[1, 1]`, ...).
     ///
     /// # Panics
-    /// If the tensor does not hold exactly one element.
+    /// If the tensor does not hold exactly one element, with
+    /// [`TensorError::NotOneElement`]'s message; [`Tensor::try_item`] returns it.
+    #[track_caller]
     pub fn item(&self) -> T {
         self.view().item()
+    }
+
+    /// The single element of a one-element tensor, or
+    /// [`TensorError::NotOneElement`].
+    ///
+    /// ```
+    /// use descent_tensor::Tensor;
+    /// assert_eq!(Tensor::from([[2.5]]).try_item(), Ok(2.5));
+    /// let err = Tensor::<f64>::zeros(&[2, 3]).try_item().unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "item: a tensor of shape [2, 3] holds 6 elements, not 1"
+    /// );
+    /// ```
+    pub fn try_item(&self) -> Result<T, TensorError> {
+        self.view().try_item()
     }
 
     /// The element at a multi-index.
@@ -280,21 +298,6 @@ impl<T: Float> From<Tensor<T>> for Vec<T> {
     }
 }
 
-/// The shape and element type, then the elements: `Tensor<f64>[2, 2] [[1, 2], [3, 4]]`,
-/// so that shapes `[0, 3]` and `[0]` (both with no elements) are told apart.
-impl<T: Float> fmt::Debug for Tensor<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Tensor<{}>{} ", T::NAME, ShapeDisplay(&self.shape))?;
-        fmt::Display::fmt(&self.view(), f)
-    }
-}
-
-impl<T: Float> fmt::Display for Tensor<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.view(), f)
-    }
-}
-
 /// A borrowed, contiguous, row-major view: a shape and the elements behind it.
 ///
 /// Kernels read views, so a scalar stored inline (shape `[]`, one element) and a tensor
@@ -317,11 +320,11 @@ impl<'a, T: Float> View<'a, T> {
     /// # Panics
     /// If the shape does not hold `data.len()` elements.
     pub fn new(shape: &'a [usize], data: &'a [T]) -> Self {
-        assert_eq!(
-            numel(shape),
-            data.len(),
-            "view of shape {} over {} elements",
+        assert!(
+            numel(shape) == data.len(),
+            "View::new: a view of shape {} needs {} elements, but {} were given",
             ShapeDisplay(shape),
+            numel(shape),
             data.len()
         );
         Self { shape, data }
@@ -363,16 +366,28 @@ impl<'a, T: Float> View<'a, T> {
     /// The single element of a one-element view.
     ///
     /// # Panics
-    /// If the view does not hold exactly one element.
+    /// If the view does not hold exactly one element, with
+    /// [`TensorError::NotOneElement`]'s message; [`View::try_item`] returns it.
+    #[inline]
+    #[track_caller]
     pub fn item(&self) -> T {
-        assert_eq!(
-            self.data.len(),
-            1,
-            "item() of a tensor of shape {}: it holds {} elements, not 1",
-            ShapeDisplay(self.shape),
-            self.data.len()
-        );
-        self.data[0]
+        match self.try_item() {
+            Ok(x) => x,
+            Err(e) => fail(e),
+        }
+    }
+
+    /// The single element of a one-element view, or [`TensorError::NotOneElement`]
+    /// (see [`Tensor::try_item`] for an example).
+    #[inline]
+    pub fn try_item(&self) -> Result<T, TensorError> {
+        match self.data {
+            [x] => Ok(*x),
+            _ => Err(TensorError::NotOneElement {
+                shape: self.shape.into(),
+                len: self.data.len(),
+            }),
+        }
     }
 
     /// The element at a multi-index.
@@ -380,18 +395,19 @@ impl<'a, T: Float> View<'a, T> {
     /// # Panics
     /// If the index has the wrong length or is out of bounds.
     pub fn get(&self, index: &[usize]) -> T {
-        assert_eq!(
-            index.len(),
-            self.shape.len(),
-            "index {:?} into a tensor of shape {}",
+        assert!(
+            index.len() == self.shape.len(),
+            "get: index {:?} has {} axes, but the tensor of shape {} has {}",
             index,
-            ShapeDisplay(self.shape)
+            index.len(),
+            ShapeDisplay(self.shape),
+            self.shape.len()
         );
         let mut flat = 0;
         for (&i, &d) in index.iter().zip(self.shape) {
             assert!(
                 i < d,
-                "index {:?} out of bounds for shape {}",
+                "get: index {:?} out of bounds for shape {}",
                 index,
                 ShapeDisplay(self.shape)
             );
@@ -406,33 +422,13 @@ impl<'a, T: Float> View<'a, T> {
     }
 }
 
-impl<T: Float> fmt::Debug for View<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// Nested brackets, like NumPy: `[[1, 2], [3, 4]]`; a 0-d view prints its number.
-impl<T: Float> fmt::Display for View<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn rec<T: Float>(f: &mut fmt::Formatter<'_>, shape: &[usize], data: &[T]) -> fmt::Result {
-            match shape.split_first() {
-                None => write!(f, "{}", data[0]),
-                Some((&n, rest)) => {
-                    let step = numel(rest);
-                    write!(f, "[")?;
-                    for i in 0..n {
-                        if i > 0 {
-                            write!(f, ", ")?;
-                        }
-                        rec(f, rest, &data[i * step..(i + 1) * step])?;
-                    }
-                    write!(f, "]")
-                }
-            }
-        }
-        rec(f, self.shape, self.data)
-    }
+/// Panics with an error's message: out of line, so that the panicking forms stay
+/// small enough to inline.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn fail(e: TensorError) -> ! {
+    panic!("{e}")
 }
 
 #[cfg(test)]
@@ -440,12 +436,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn debug_shows_type_and_shape_so_empty_tensors_differ() {
-        let t = Tensor::from([[1.0f64, 2.0], [3.0, 4.0]]);
-        assert_eq!(format!("{t:?}"), "Tensor<f64>[2, 2] [[1, 2], [3, 4]]");
-        let a = Tensor::<f32>::zeros(&[0, 3]);
-        let b = Tensor::<f32>::zeros(&[0]);
-        assert_ne!(format!("{a:?}"), format!("{b:?}"));
-        assert_eq!(format!("{t}"), "[[1, 2], [3, 4]]");
+    #[should_panic(expected = "item: a tensor of shape [2, 3] holds 6 elements, not 1")]
+    fn item_of_many_elements_names_the_op_shape_and_count() {
+        Tensor::<f32>::zeros(&[2, 3]).item();
+    }
+
+    #[test]
+    fn try_item_reads_any_one_element_shape_and_refuses_others() {
+        for shape in [&[][..], &[1], &[1, 1, 1]] {
+            assert_eq!(Tensor::full(shape, 4.0f64).try_item(), Ok(4.0));
+        }
+        let err = Tensor::<f64>::zeros(&[0]).view().try_item().unwrap_err();
+        assert_eq!(
+            err,
+            TensorError::NotOneElement {
+                shape: smallvec::smallvec![0],
+                len: 0
+            }
+        );
+        // The panic carries the error's message alone, no `left == right`.
+        let panic = std::panic::catch_unwind(|| Tensor::<f64>::zeros(&[2, 3]).view().item());
+        let message = panic.unwrap_err().downcast::<String>().unwrap();
+        assert_eq!(
+            *message,
+            "item: a tensor of shape [2, 3] holds 6 elements, not 1"
+        );
     }
 }

@@ -1,0 +1,52 @@
+//! Kernels over views: element-wise with broadcasting, reductions, axis operations,
+//! layout changes and matrix multiply.
+//!
+//! Every kernel writes into a caller-provided output slice of the right length, so the
+//! caller decides where buffers come from (the tape recycles them between steps).
+//! Kernels named `*_acc` add into their output instead of overwriting it: backward
+//! rules accumulate into gradient buffers, which is how fan-out is summed.
+//!
+//! One file per idea, every kernel re-exported here (`kernels::gemm`, not
+//! `kernels::gemm::gemm`):
+//! - `broadcast`: element-wise over broadcast operands, and summing back over them;
+//! - `reduce`: sum and max along an axis, and their reverse rules;
+//! - `softmax`: softmax, log-softmax and log-sum-exp;
+//! - `layout`: transposes, slices, concatenation, gather, and lanes along an axis;
+//! - `gemm`: the one call into the `gemm` crate (the crate's only `unsafe`);
+//! - `matmul`: 2-d and batched matrix products and their gradients;
+//! - `sum`: sums and dot products in eight lanes, the order every kernel shares.
+
+mod broadcast;
+mod gemm;
+mod layout;
+mod matmul;
+mod reduce;
+mod softmax;
+mod sum;
+#[cfg(test)]
+mod testing;
+
+pub use self::gemm::gemm;
+pub use broadcast::sum_to_shape_acc;
+pub use layout::{
+    concat, gather, gather_backward_acc, slice_axis, slice_axis_backward_acc, swap_axes,
+};
+pub use matmul::{matmul, matmul_backward_lhs_acc, matmul_backward_rhs_acc, matmul_shape};
+pub use reduce::{expand_axis_acc, max_axis, max_axis_backward_acc, sum_axis};
+pub use softmax::{log_softmax_axis, softmax_axis};
+pub use sum::sum_all;
+
+// Hidden from the docs: the pieces the tape's ops build their kernels from (lanes,
+// broadcast loops, paired products); public only because `descent-tape` calls them.
+#[doc(hidden)]
+pub use self::gemm::{Product, gemm_pair};
+#[doc(hidden)]
+pub use broadcast::{for_each_broadcast, sum_to_shape_scaled_acc, zip_broadcast};
+#[doc(hidden)]
+pub use layout::{axis_lanes, axis_lanes2_acc};
+#[doc(hidden)]
+pub use softmax::{lane_max, log_softmax_lane, log_sum_exp, log_sum_exp_parts, softmax_lane};
+#[doc(hidden)]
+pub use sum::{dot_lanes, sum_lanes};
+
+pub(crate) use sum::{dot4, dot4_f32, dot4_f64, sum4_f32, sum4_f64, sum4_lanes};
