@@ -14,7 +14,8 @@
 //!   a panicking form and a fallible `try_` form with the same message.
 //! - [`Op`] is a plain enum: the tape is data you can print and snapshot.
 //! - The reverse walk itself lives in `descent-backprop`; this crate provides the rule
-//!   of each node ([`ops::backward_node`]) and nothing of the walk.
+//!   of each node (`ops::backward_node`) and nothing of the walk. The items only the
+//!   walk needs are public (it is another crate) but hidden from these docs.
 //!
 //! ```
 //! use descent_tape::Tape;
@@ -28,15 +29,17 @@
 //! assert!((y.item() - 0.1f64.tanh()).abs() < 1e-15);
 //! ```
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod error;
+mod op;
 pub mod ops;
 mod params;
 mod tape;
 mod var;
 
 pub use error::{Error, NodeRef, Operand, Result, summarize};
-pub use ops::{BinaryOp, Op, UnaryOp};
+pub use op::{BinaryOp, Op, UnaryOp};
 pub use params::{ParamId, ParamKey, ParamStore};
 pub use tape::{
     Checkpoint, GradHook, HookGrad, IntoLeaf, LeafValue, Meta, Node, NodeId, ScopeGuard, Tape,
