@@ -805,11 +805,111 @@ fn a_result_too_large_for_memory_is_an_error() {
     let tape = Tape::<f64>::new();
     let x = tape.var(Tensor::<f64>::zeros(&[0]));
     let wide = x.try_broadcast_to(&[1 << 40, 0]).unwrap();
-    let err = wide.try_mean_axis(1, false).unwrap_err().to_string();
+    // (A sum: the mean over an axis of extent 0 is refused before anything is sized.)
+    let err = wide.try_sum_axis(1, false).unwrap_err().to_string();
     assert_eq!(
         err,
-        "mean_axis: its result of 1099511627776 elements does not fit in memory"
+        "sum_axis: its result of 1099511627776 elements does not fit in memory"
     );
+}
+
+// ---------------------------------------------------------------------------------
+// Sharp edges a new user meets: `item` of a tensor, means of nothing.
+
+#[test]
+fn item_of_a_tensor_with_more_than_one_element_names_op_shape_and_node() {
+    let tape = Tape::<f64>::new();
+    let m = tape.var(zeros(&[2, 3])).named("m");
+    let msg = same_error(m.try_item(), || m.item(), &[]);
+    assert_eq!(
+        msg,
+        "item: the value has 6 elements, not one (operand: node 0 'm' (var, shape [2, 3]))"
+    );
+    let empty = tape.var(zeros(&[0]));
+    same_error(
+        empty.try_item(),
+        || empty.item(),
+        &["item: the value has 0 elements", "node 1", "shape [0]"],
+    );
+    // One element in any shape is fine, and a scalar node is.
+    assert_eq!(tape.var(Tensor::from([[4.0]])).try_item(), Ok(4.0));
+    assert_eq!(m.sum().try_item(), Ok(0.0));
+}
+
+#[test]
+fn item_of_a_stale_handle_is_the_stale_handle_error() {
+    let tape = Tape::<f64>::new();
+    let x = tape.var(1.0);
+    tape.reset();
+    same_error(
+        x.try_item(),
+        || x.item(),
+        &["item: node 0 was recorded before the tape was reset"],
+    );
+}
+
+#[test]
+fn mean_of_an_empty_tensor_is_an_error_not_nan() {
+    let tape = Tape::<f64>::new();
+    let x = tape.var(zeros(&[3, 0])).named("x");
+    let msg = same_error(x.try_mean(), || x.mean(), &[]);
+    assert_eq!(
+        msg,
+        "mean: the operand has no elements, so its mean is undefined \
+         (operand: node 0 'x' (var, shape [3, 0]))"
+    );
+    // Nothing was recorded.
+    assert_eq!(tape.len(), 1);
+}
+
+#[test]
+fn mean_axis_over_an_axis_of_extent_0_is_an_error() {
+    let tape = Tape::<f64>::new();
+    let x = tape.var(zeros(&[3, 0])).named("x");
+    let msg = same_error(x.try_mean_axis(1, false), || x.mean_axis(1, false), &[]);
+    assert_eq!(
+        msg,
+        "mean_axis: axis 1 has extent 0, so it has no mean \
+         (operand: node 0 'x' (var, shape [3, 0]))"
+    );
+    same_error(
+        x.try_mean_axis(-1, true),
+        || x.mean_axis(-1, true),
+        &["mean_axis: axis 1 has extent 0"],
+    );
+    // Over axis 0 (extent 3) each mean would be of 3 elements, and there are none of
+    // them: an empty result, well defined.
+    assert_eq!(x.mean_axis(0, false).shape().as_slice(), &[0]);
+    // The max over it was already refused; the sum is 0, as in PyTorch.
+    same_error(
+        x.try_max_axis(1, false),
+        || x.max_axis(1, false),
+        &["max_axis: axis 1 has extent 0, so it has no maximum"],
+    );
+    assert_eq!(x.sum_axis(1, false).value().data(), &[0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn mse_and_bce_of_empty_tensors_are_errors_not_nan() {
+    let tape = Tape::<f64>::new();
+    let x = tape.var(zeros(&[0, 4])).named("pred");
+    let t = tape.constant(zeros(&[0, 4])).named("target");
+    let msg = same_error(x.try_mse(t), || x.mse(t), &[]);
+    assert_eq!(
+        msg,
+        "mse: input and target of shape [0, 4] have no elements, so the mean is undefined \
+         (operands: node 0 'pred' (var, shape [0, 4]); node 1 'target' (constant, shape [0, 4]))"
+    );
+    same_error(
+        x.try_bce_with_logits(t),
+        || x.bce_with_logits(t),
+        &[
+            "bce_with_logits: input and target of shape [0, 4] have no elements",
+            "'pred'",
+            "'target'",
+        ],
+    );
+    assert_eq!(tape.len(), 2);
 }
 
 /// Found by fuzzing: `matmul_t` computed its result's size as rows × out without an

@@ -1,6 +1,7 @@
 //! The reverse walk: from the output back to the leaves, one rule per node.
 
 use crate::{Error, Gradients};
+use descent_tape::ops::elementwise::scalar_backward;
 use descent_tape::ops::{GradSink, backward_node};
 use descent_tape::{Node, NodeId, Op, Tape, TapeRead, Var, summarize};
 use descent_tensor::{Float, Tensor, View};
@@ -164,32 +165,12 @@ fn scalar_run<T: Float>(nodes: &[Node<T>], scalar: &mut [T], reached: &mut [u64]
             continue;
         }
         let g = scalar[i];
-        // Operands of element-wise scalar nodes are scalar nodes recorded before them.
-        match *node.op() {
-            Op::Unary(u) => {
-                let p = node.args()[0].index();
-                let parent = &nodes[p];
-                if parent.meta().requires_grad() {
-                    scalar[p] += g * u.derivative(parent.scalar(), node.scalar());
-                    reached[p / 64] |= 1 << (p % 64);
-                }
-            }
-            Op::Binary(b) => {
-                let [pa, pb] = node.args();
-                let (pa, pb) = (pa.index(), pb.index());
-                let (na, nb) = (&nodes[pa], &nodes[pb]);
-                let (da, db) = b.partials(na.scalar(), nb.scalar(), node.scalar());
-                if na.meta().requires_grad() {
-                    scalar[pa] += g * da;
-                    reached[pa / 64] |= 1 << (pa % 64);
-                }
-                if nb.meta().requires_grad() {
-                    scalar[pb] += g * db;
-                    reached[pb / 64] |= 1 << (pb % 64);
-                }
-            }
-            Op::Var | Op::Constant => {}
-            _ => return Some(i),
+        let elementwise = scalar_backward(nodes, node, g, |p, d| {
+            scalar[p] += d;
+            reached[p / 64] |= 1 << (p % 64);
+        });
+        if !elementwise {
+            return Some(i);
         }
     }
     None
@@ -224,36 +205,13 @@ fn walk_node<T: Float, const ANOMALY: bool>(
             if ANOMALY && !g.is_finite() {
                 return Err(anomaly_at(read, grads, id, None));
             }
-            // Scalar element-wise nodes are handled here without building views.
-            // Their operands are scalar nodes.
-            match *node.op() {
-                Op::Unary(u) => {
-                    let p = node.args()[0].index();
-                    if nodes[p].meta().requires_grad() {
-                        let x = nodes[p].scalar();
-                        grads.add_scalar(p, g * u.derivative(x, node.scalar()));
-                    }
-                }
-                Op::Binary(b) => {
-                    let [pa, pb] = node.args();
-                    let (pa, pb) = (pa.index(), pb.index());
-                    let (da, db) =
-                        b.partials(nodes[pa].scalar(), nodes[pb].scalar(), node.scalar());
-                    if nodes[pa].meta().requires_grad() {
-                        grads.add_scalar(pa, g * da);
-                    }
-                    if nodes[pb].meta().requires_grad() {
-                        grads.add_scalar(pb, g * db);
-                    }
-                }
-                Op::Var | Op::Constant => {}
-                _ => {
-                    let mut sink = Sink {
-                        grads: &mut *grads,
-                        nodes,
-                    };
-                    backward_node(read, id, View::scalar(&g), &mut sink);
-                }
+            // Scalar element-wise nodes are handled on numbers, without building views.
+            if !scalar_backward(nodes, node, g, |p, d| grads.add_scalar(p, d)) {
+                let mut sink = Sink {
+                    grads: &mut *grads,
+                    nodes,
+                };
+                backward_node(read, id, View::scalar(&g), &mut sink);
             }
             if ANOMALY {
                 // Element-wise operands are scalars, checked cheaply; other rules

@@ -4,9 +4,25 @@ use crate::NodeId;
 use descent_tensor::{Shape, ShapeDisplay};
 use std::fmt;
 
-/// A node as errors name it: its id, its op, and its name and scope when it has them.
+/// A node as errors name it: its id, its op, its name and scope when it has them, and
+/// its shape.
 ///
-/// Displays as `node 4 (tanh in layer1/act)` or `node 0 'x' (leaf)`.
+/// Displays as `node 2 (tanh in layer1/act, shape [2, 3])` or `node 0 'x' (var, shape [])`:
+///
+/// ```
+/// use descent_tape::Tape;
+/// use descent_tensor::Tensor;
+/// let tape = Tape::<f64>::new();
+/// let x = tape.var(0.5).named("x");
+/// let h = {
+///     let _layer = tape.scope("layer1");
+///     let _act = tape.scope("act");
+///     tape.constant(Tensor::<f64>::zeros(&[2, 3])).tanh()
+/// };
+/// let read = tape.read();
+/// assert_eq!(read.node_ref(h.id()).to_string(), "node 2 (tanh in layer1/act, shape [2, 3])");
+/// assert_eq!(read.node_ref(x.id()).to_string(), "node 0 'x' (var, shape [])");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRef {
     /// The node's id on its tape.

@@ -14,7 +14,8 @@
 //!   a panicking form and a fallible `try_` form with the same message.
 //! - [`Op`] is a plain enum: the tape is data you can print and snapshot.
 //! - The reverse walk itself lives in `descent-backprop`; this crate provides the rule
-//!   of each node ([`ops::backward_node`]) and nothing of the walk.
+//!   of each node (`ops::backward_node`) and nothing of the walk. The items only the
+//!   walk needs are public (it is another crate) but hidden from these docs.
 //!
 //! ```
 //! use descent_tape::Tape;
@@ -28,9 +29,11 @@
 //! assert!((y.item() - 0.1f64.tanh()).abs() < 1e-15);
 //! ```
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod error;
 pub mod norm;
+mod op;
 pub mod ops;
 mod param_grads;
 mod params;
@@ -38,7 +41,7 @@ mod tape;
 mod var;
 
 pub use error::{Error, NodeRef, Operand, Result, summarize};
-pub use ops::{BinaryOp, Op, UnaryOp};
+pub use op::{BinaryOp, Op, UnaryOp};
 pub use param_grads::{ParamGradients, ParamGrads, ParamIndex, non_finite_at};
 pub use params::{ParamId, ParamKey, ParamStore};
 pub use tape::{

@@ -287,13 +287,16 @@ impl<T: Float> Tape<T> {
     /// The fallible form of [`Tape::param`].
     pub fn try_param<'t>(&'t self, store: &ParamStore<T>, id: ParamId) -> Result<Var<'t, T>> {
         store.check("param", id)?;
-        if let Some(&(_, node)) = self.inner.borrow().bindings.iter().find(|(p, _)| *p == id) {
+        // Already bound this generation: the same node (an O(1) lookup, so binding n
+        // parameters a step costs O(n)).
+        let bound = self.inner.borrow().binding(id);
+        if let Some(node) = bound {
             return Ok(self.handle(node));
         }
         let param = &store.params[id.key];
         let v = self.var(&param.value);
         let mut inner = self.inner.borrow_mut();
-        inner.bindings.push((id, v.id()));
+        inner.bind(id, v.id());
         // The node is known by the parameter's name (a shared string: no allocation).
         inner
             .param_names

@@ -1,7 +1,7 @@
 //! `Var`: the handle a program holds to a node on a tape.
 
 use crate::error::Result;
-use crate::ops::{BinaryOp, UnaryOp};
+use crate::op::{BinaryOp, UnaryOp};
 use crate::tape::Value;
 use crate::{NodeId, Tape};
 use descent_tensor::{Float, Shape, Tensor};
@@ -67,16 +67,50 @@ impl<'t, T: Float> Var<'t, T> {
         self.tape.inner.borrow().view(self.id).to_tensor()
     }
 
-    /// The value of a one-element node.
+    /// The value of a one-element node (a scalar, or a tensor such as `[1, 1]`).
     ///
     /// # Panics
-    /// If the node holds more than one element, or the handle is stale.
+    /// If the node does not hold exactly one element, or the handle is stale, with the
+    /// message [`Var::try_item`] returns as an error.
+    ///
+    /// ```
+    /// let tape = descent_tape::Tape::<f64>::new();
+    /// assert_eq!(tape.var([[2.5]]).item(), 2.5);
+    /// ```
+    #[inline]
     pub fn item(&self) -> T {
-        self.checked("item");
+        match self.try_item() {
+            Ok(v) => v,
+            Err(e) => fail(e),
+        }
+    }
+
+    /// The fallible form of [`Var::item`]: an error naming the op (`item`), the node and
+    /// its shape when the node does not hold exactly one element, or for a stale handle.
+    ///
+    /// ```
+    /// use descent_tensor::Tensor;
+    /// let tape = descent_tape::Tape::<f64>::new();
+    /// let m = tape.var(Tensor::<f64>::zeros(&[2, 3]));
+    /// assert_eq!(
+    ///     m.try_item().unwrap_err().to_string(),
+    ///     "item: the value has 6 elements, not one (operand: node 0 (var, shape [2, 3]))"
+    /// );
+    /// assert_eq!(m.sum().try_item(), Ok(0.0));
+    /// ```
+    pub fn try_item(&self) -> Result<T> {
+        self.validate("item")?;
         let inner = self.tape.inner.borrow();
         match inner.value(self.id) {
-            Value::Scalar(v) => v,
-            Value::Tensor(_) => inner.view(self.id).item(),
+            Value::Scalar(v) => Ok(v),
+            Value::Tensor(_) => match inner.view(self.id).data() {
+                &[v] => Ok(v),
+                data => Err(crate::Error::Shape {
+                    op: "item",
+                    reason: format!("the value has {} elements, not one", data.len()),
+                    node: inner.node_ref(self.id),
+                }),
+            },
         }
     }
 

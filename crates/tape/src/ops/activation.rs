@@ -210,59 +210,73 @@ impl<'t, T: Float> Var<'t, T> {
     }
 }
 
-/// Backward of softmax and log-softmax, lane by lane along the axis.
-pub(crate) fn backward<T: Float, S: GradSink<T>>(op: Op, cx: &BackwardCtx<'_, T>, sink: &mut S) {
+/// Backward of `softmax`, lane by lane along `axis`: `gx += y ⊙ (g − Σ y·g)`.
+pub(crate) fn softmax_backward<T: Float, S: GradSink<T>>(
+    axis: u32,
+    cx: &BackwardCtx<'_, T>,
+    sink: &mut S,
+) {
     if !cx.needs(0) {
         return;
     }
     let shape = cx.out.shape();
     let gx = sink.grad_mut(cx.parent(0));
     let (y, g) = (cx.out.data(), cx.g.data());
-    match op {
-        // gx += y ⊙ (g − Σ y·g), lane by lane.
-        Op::Softmax { axis } => vectorized(
-            #[inline(always)]
-            || {
-                kernels::axis_lanes2_acc(
-                    shape,
-                    y,
-                    g,
-                    axis as usize,
-                    gx,
-                    #[inline(always)]
-                    |y, g, out| {
-                        let dot = kernels::dot_lanes(y, g);
-                        for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
-                            *o += y * (g - dot);
-                        }
-                    },
-                )
-            },
-        ),
-        // gx += g − e^y · Σ g (y is the log-softmax), lane by lane.
-        Op::LogSoftmax { axis } => vectorized(
-            #[inline(always)]
-            || {
-                kernels::axis_lanes2_acc(
-                    shape,
-                    y,
-                    g,
-                    axis as usize,
-                    gx,
-                    #[inline(always)]
-                    |y, g, out| {
-                        let total = kernels::sum_lanes(
-                            g,
-                            #[inline(always)]
-                            |g| g,
-                        );
-                        for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
-                            *o += g - y.kernel_exp() * total;
-                        }
-                    },
-                )
-            },
-        ),
-        _ => unreachable!("activation::backward called for {op:?}"),
+    vectorized(
+        #[inline(always)]
+        || {
+            kernels::axis_lanes2_acc(
+                shape,
+                y,
+                g,
+                axis as usize,
+                gx,
+                #[inline(always)]
+                |y, g, out| {
+                    let dot = kernels::dot_lanes(y, g);
+                    for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
+                        *o += y * (g - dot);
+                    }
+                },
+            )
+        },
+    )
+}
+
+/// Backward of `log_softmax`, lane by lane along `axis`: `gx += g − e^y · Σ g` (`y`
+/// is the log-softmax).
+pub(crate) fn log_softmax_backward<T: Float, S: GradSink<T>>(
+    axis: u32,
+    cx: &BackwardCtx<'_, T>,
+    sink: &mut S,
+) {
+    if !cx.needs(0) {
+        return;
     }
+    let shape = cx.out.shape();
+    let gx = sink.grad_mut(cx.parent(0));
+    let (y, g) = (cx.out.data(), cx.g.data());
+    vectorized(
+        #[inline(always)]
+        || {
+            kernels::axis_lanes2_acc(
+                shape,
+                y,
+                g,
+                axis as usize,
+                gx,
+                #[inline(always)]
+                |y, g, out| {
+                    let total = kernels::sum_lanes(
+                        g,
+                        #[inline(always)]
+                        |g| g,
+                    );
+                    for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
+                        *o += g - y.kernel_exp() * total;
+                    }
+                },
+            )
+        },
+    )
 }

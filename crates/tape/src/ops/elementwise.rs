@@ -8,177 +8,18 @@
 use super::{BackwardCtx, GradSink, Op, activation};
 use crate::Var;
 use crate::error::{Error, Result};
-use crate::tape::{Meta, Output};
+use crate::tape::{Meta, Node, Output};
+
+// The enums are data, defined with `Op` in `src/op.rs`; their numbers (`apply`,
+// `derivative`, `partials`) are here, beside the rules that use them. Re-exported so
+// that `descent_tape::ops::elementwise::UnaryOp` keeps working.
+pub use crate::op::{BinaryOp, UnaryOp};
 use descent_tensor::{Float, Tensor, broadcast_shapes, for_each_block, kernels, numel};
+use fixed::{with_fixed_binary, with_fixed_unary};
 
-/// Runs `$body` with `$o` naming `$op` as a constant (a `const` item in each arm, for
-/// the ops without a parameter): every loop in `$body` is then compiled once per op,
-/// with `apply` and `derivative` reduced to that op's arithmetic, instead of matching
-/// on the op per element (which kept the loops scalar). A `const`, not a `let`: a
-/// closure passed to a kernel that is not inlined would capture a `let` by reference
-/// and match on it at run time after all.
-macro_rules! with_fixed_unary {
-    ($op:expr, |$o:ident| $body:expr) => {
-        match $op {
-            UnaryOp::Neg => {
-                const $o: UnaryOp = UnaryOp::Neg;
-                $body
-            }
-            UnaryOp::Exp => {
-                const $o: UnaryOp = UnaryOp::Exp;
-                $body
-            }
-            UnaryOp::Ln => {
-                const $o: UnaryOp = UnaryOp::Ln;
-                $body
-            }
-            UnaryOp::Sqrt => {
-                const $o: UnaryOp = UnaryOp::Sqrt;
-                $body
-            }
-            UnaryOp::Abs => {
-                const $o: UnaryOp = UnaryOp::Abs;
-                $body
-            }
-            UnaryOp::Sin => {
-                const $o: UnaryOp = UnaryOp::Sin;
-                $body
-            }
-            UnaryOp::Cos => {
-                const $o: UnaryOp = UnaryOp::Cos;
-                $body
-            }
-            UnaryOp::Tanh => {
-                const $o: UnaryOp = UnaryOp::Tanh;
-                $body
-            }
-            UnaryOp::Sinh => {
-                const $o: UnaryOp = UnaryOp::Sinh;
-                $body
-            }
-            UnaryOp::Cosh => {
-                const $o: UnaryOp = UnaryOp::Cosh;
-                $body
-            }
-            UnaryOp::Sigmoid => {
-                const $o: UnaryOp = UnaryOp::Sigmoid;
-                $body
-            }
-            UnaryOp::Relu => {
-                const $o: UnaryOp = UnaryOp::Relu;
-                $body
-            }
-            UnaryOp::Gelu => {
-                const $o: UnaryOp = UnaryOp::Gelu;
-                $body
-            }
-            UnaryOp::Softplus => {
-                const $o: UnaryOp = UnaryOp::Softplus;
-                $body
-            }
-            #[allow(non_snake_case)]
-            $o @ (UnaryOp::PowF(_) | UnaryOp::PowI(_) | UnaryOp::LeakyRelu(_)) => $body,
-        }
-    };
-}
-
-/// [`with_fixed_unary`] for binary ops.
-macro_rules! with_fixed_binary {
-    ($op:expr, |$o:ident| $body:expr) => {
-        match $op {
-            BinaryOp::Add => {
-                const $o: BinaryOp = BinaryOp::Add;
-                $body
-            }
-            BinaryOp::Sub => {
-                const $o: BinaryOp = BinaryOp::Sub;
-                $body
-            }
-            BinaryOp::Mul => {
-                const $o: BinaryOp = BinaryOp::Mul;
-                $body
-            }
-            BinaryOp::Div => {
-                const $o: BinaryOp = BinaryOp::Div;
-                $body
-            }
-            BinaryOp::Maximum => {
-                const $o: BinaryOp = BinaryOp::Maximum;
-                $body
-            }
-            BinaryOp::Minimum => {
-                const $o: BinaryOp = BinaryOp::Minimum;
-                $body
-            }
-        }
-    };
-}
-
-/// Element-wise functions of one operand. `derivative(x, y)` is `dy/dx` at input `x`
-/// with output `y`; each rule reads whichever of the two is cheaper.
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum UnaryOp {
-    /// `-x`
-    Neg,
-    /// `x^p` for a constant real `p`.
-    PowF(f64),
-    /// `x^n` for a constant integer `n`.
-    PowI(i32),
-    /// `e^x`
-    Exp,
-    /// `ln x`
-    Ln,
-    /// `√x`
-    Sqrt,
-    /// `|x|`
-    Abs,
-    /// `sin x`
-    Sin,
-    /// `cos x`
-    Cos,
-    /// `tanh x`
-    Tanh,
-    /// `sinh x`
-    Sinh,
-    /// `cosh x`
-    Cosh,
-    /// `1 / (1 + e^-x)`
-    Sigmoid,
-    /// `max(x, 0)`
-    Relu,
-    /// `x` for `x > 0`, else `αx`.
-    LeakyRelu(f64),
-    /// GELU, tanh approximation.
-    Gelu,
-    /// `ln(1 + e^x)`
-    Softplus,
-}
+mod fixed;
 
 impl UnaryOp {
-    /// The op's name as the API spells it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            UnaryOp::Neg => "neg",
-            UnaryOp::PowF(_) => "powf",
-            UnaryOp::PowI(_) => "powi",
-            UnaryOp::Exp => "exp",
-            UnaryOp::Ln => "ln",
-            UnaryOp::Sqrt => "sqrt",
-            UnaryOp::Abs => "abs",
-            UnaryOp::Sin => "sin",
-            UnaryOp::Cos => "cos",
-            UnaryOp::Tanh => "tanh",
-            UnaryOp::Sinh => "sinh",
-            UnaryOp::Cosh => "cosh",
-            UnaryOp::Sigmoid => "sigmoid",
-            UnaryOp::Relu => "relu",
-            UnaryOp::LeakyRelu(_) => "leaky_relu",
-            UnaryOp::Gelu => "gelu",
-            UnaryOp::Softplus => "softplus",
-        }
-    }
-
     /// The function itself.
     // Always inlined: `with_fixed_unary!` and `with_fixed_binary!` rely on the match
     // folding away.
@@ -252,37 +93,7 @@ impl UnaryOp {
     }
 }
 
-/// Element-wise functions of two operands, broadcast NumPy-style.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BinaryOp {
-    /// `a + b`
-    Add,
-    /// `a - b`
-    Sub,
-    /// `a * b`
-    Mul,
-    /// `a / b`
-    Div,
-    /// `max(a, b)`
-    Maximum,
-    /// `min(a, b)`
-    Minimum,
-}
-
 impl BinaryOp {
-    /// The op's name as the API spells it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            BinaryOp::Add => "add",
-            BinaryOp::Sub => "sub",
-            BinaryOp::Mul => "mul",
-            BinaryOp::Div => "div",
-            BinaryOp::Maximum => "maximum",
-            BinaryOp::Minimum => "minimum",
-        }
-    }
-
     /// The function itself. `maximum` and `minimum` propagate NaN.
     // Always inlined: `with_fixed_unary!` and `with_fixed_binary!` rely on the match
     // folding away.
@@ -478,6 +289,72 @@ impl<'t, T: Float> Var<'t, T> {
             });
             Ok(Output::Tensor(Tensor::new(&shape, buf)?))
         })
+    }
+}
+
+/// The backward rule of scalar node `node` (an entry of `nodes`) with gradient `g`,
+/// on numbers: for each operand that requires a gradient, `add(operand index,
+/// contribution)`. Returns `false`, having done nothing, when the node's rule is not
+/// element-wise (a reduction, a loss, ...): the caller then runs the general rule,
+/// [`backward_node`](super::backward_node). A leaf has no rule and returns `true`.
+///
+/// The one place the scalar dispatch (`Op::Unary` to [`UnaryOp::derivative`],
+/// `Op::Binary` to [`BinaryOp::partials`]) is written: both loops of the reverse walk
+/// call it. Always inlined, so that each loop keeps its own way of adding (a bare
+/// slice in the walk's tight loop) and pays no call.
+// Hidden from the docs: only the reverse walk (another crate) calls it.
+#[doc(hidden)]
+#[inline(always)]
+pub fn scalar_backward<T: Float>(
+    nodes: &[Node<T>],
+    node: &Node<T>,
+    g: T,
+    mut add: impl FnMut(usize, T),
+) -> bool {
+    // Operands of element-wise scalar nodes are scalar nodes recorded before them.
+    match node.op {
+        Op::Unary(u) => {
+            let p = node.args[0].index();
+            let parent = &nodes[p];
+            if parent.meta.requires_grad() {
+                add(p, g * u.derivative(parent.scalar, node.scalar));
+            }
+            true
+        }
+        Op::Binary(b) => {
+            let [pa, pb] = node.args;
+            let (pa, pb) = (pa.index(), pb.index());
+            let (na, nb) = (&nodes[pa], &nodes[pb]);
+            let (da, db) = b.partials(na.scalar, nb.scalar, node.scalar);
+            if na.meta.requires_grad() {
+                add(pa, g * da);
+            }
+            if nb.meta.requires_grad() {
+                add(pb, g * db);
+            }
+            true
+        }
+        Op::Var | Op::Constant => true,
+        // Every other op listed, so that a new one is a decision here, not a default.
+        Op::Sum
+        | Op::Mean
+        | Op::SumAxis { .. }
+        | Op::MeanAxis { .. }
+        | Op::MaxAxis { .. }
+        | Op::MatMul
+        | Op::MatMulT
+        | Op::Transpose { .. }
+        | Op::Reshape
+        | Op::BroadcastTo
+        | Op::Slice { .. }
+        | Op::Concat { .. }
+        | Op::Stack { .. }
+        | Op::Gather { .. }
+        | Op::Softmax { .. }
+        | Op::LogSoftmax { .. }
+        | Op::CrossEntropy { .. }
+        | Op::Mse
+        | Op::BceWithLogits => false,
     }
 }
 

@@ -132,7 +132,16 @@ impl<'t, T: Float> Var<'t, T> {
         Var::unwrap_or_panic(self.try_mse(target))
     }
 
-    /// The fallible form of [`Var::mse`]: an error naming both shapes when they differ.
+    /// The fallible form of [`Var::mse`]: an error naming both shapes when they differ,
+    /// and for operands with no elements, whose mean is undefined (PyTorch gives NaN).
+    ///
+    /// ```
+    /// use descent_tensor::Tensor;
+    /// let tape = descent_tape::Tape::<f64>::new();
+    /// let x = tape.var(Tensor::<f64>::zeros(&[0]));
+    /// let err = x.try_mse(x).unwrap_err().to_string();
+    /// assert!(err.starts_with("mse: input and target of shape [0] have no elements"), "{err}");
+    /// ```
     pub fn try_mse(self, target: Var<'t, T>) -> Result<Var<'t, T>> {
         self.same_shape_loss(Op::Mse, target, |x, t| (x - t) * (x - t))
     }
@@ -153,7 +162,8 @@ impl<'t, T: Float> Var<'t, T> {
         Var::unwrap_or_panic(self.try_bce_with_logits(target))
     }
 
-    /// The fallible form of [`Var::bce_with_logits`].
+    /// The fallible form of [`Var::bce_with_logits`]: an error naming both shapes when
+    /// they differ, and for operands with no elements, as [`Var::try_mse`].
     pub fn try_bce_with_logits(self, target: Var<'t, T>) -> Result<Var<'t, T>> {
         self.same_shape_loss(Op::BceWithLogits, target, |x, t| {
             x.max(T::zero()) - x * t + (-x.abs()).kernel_exp().ln_1p()
@@ -179,6 +189,16 @@ impl<'t, T: Float> Var<'t, T> {
                     nodes: vec![inner.node_ref(self.id), inner.node_ref(target.id)],
                 });
             }
+            if x.is_empty() {
+                return Err(Error::Shapes {
+                    op: op.name(),
+                    reason: format!(
+                        "input and target of shape {} have no elements, so the mean is undefined",
+                        ShapeDisplay(x.shape())
+                    ),
+                    nodes: vec![inner.node_ref(self.id), inner.node_ref(target.id)],
+                });
+            }
             let total: T = x
                 .data()
                 .iter()
@@ -190,68 +210,77 @@ impl<'t, T: Float> Var<'t, T> {
     }
 }
 
-/// Backward of the losses.
-pub(crate) fn backward<T: Float, S: GradSink<T>>(op: Op, cx: &BackwardCtx<'_, T>, sink: &mut S) {
+/// Backward of `cross_entropy`: `gx += g · (softmax(x) − onehot(label)) / N`.
+pub(crate) fn cross_entropy_backward<T: Float, S: GradSink<T>>(
+    labels: u32,
+    cx: &BackwardCtx<'_, T>,
+    sink: &mut S,
+) {
+    if !cx.needs(0) {
+        return;
+    }
     let g = cx.g.data()[0];
     let x = cx.input(0);
+    let (_, labels) = cx.indices(labels);
+    let c = x.shape()[1];
+    let scale = g / T::from_f64(labels.len() as f64);
+    let gx = sink.grad_mut(cx.parent(0));
+    let xd = x.data();
+    for_each_block(
+        gx,
+        c,
+        #[inline(always)]
+        |at, block| {
+            // On the stack for up to 16 classes (W3's and W4's 10): no allocation a
+            // step.
+            let mut probs: smallvec::SmallVec<[T; 16]> = smallvec::smallvec![T::zero(); c];
+            let rows = block.chunks_exact_mut(c).zip(xd[at..].chunks_exact(c));
+            for ((grow, row), &l) in rows.zip(&labels[at / c..]) {
+                kernels::softmax_lane(row, &mut probs);
+                for (j, (gv, &p)) in grow.iter_mut().zip(&probs).enumerate() {
+                    let onehot = if j == l { T::one() } else { T::zero() };
+                    *gv += scale * (p - onehot);
+                }
+            }
+        },
+    );
+}
+
+/// Backward of `mse`: `gx += 2g(x − t)/n`, `gt += −2g(x − t)/n`.
+pub(crate) fn mse_backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, T>, sink: &mut S) {
+    let g = cx.g.data()[0];
+    let (x, t) = (cx.input(0), cx.input(1));
     let n = T::from_f64(x.len() as f64);
-    match op {
-        Op::CrossEntropy { labels } => {
-            if !cx.needs(0) {
-                return;
-            }
-            let (_, labels) = cx.indices(labels);
-            let c = x.shape()[1];
-            let scale = g / T::from_f64(labels.len() as f64);
-            let gx = sink.grad_mut(cx.parent(0));
-            let xd = x.data();
-            for_each_block(
-                gx,
-                c,
-                #[inline(always)]
-                |at, block| {
-                    // On the stack for up to 16 classes (W3's and W4's 10): no
-                    // allocation a step.
-                    let mut probs: smallvec::SmallVec<[T; 16]> = smallvec::smallvec![T::zero(); c];
-                    let rows = block.chunks_exact_mut(c).zip(xd[at..].chunks_exact(c));
-                    for ((grow, row), &l) in rows.zip(&labels[at / c..]) {
-                        kernels::softmax_lane(row, &mut probs);
-                        for (j, (gv, &p)) in grow.iter_mut().zip(&probs).enumerate() {
-                            let onehot = if j == l { T::one() } else { T::zero() };
-                            *gv += scale * (p - onehot);
-                        }
-                    }
-                },
-            );
-        }
-        Op::Mse => {
-            let t = cx.input(1);
-            let two = T::from_f64(2.0);
-            for side in 0..2 {
-                if cx.needs(side) {
-                    let sign = if side == 0 { T::one() } else { -T::one() };
-                    let gp = sink.grad_mut(cx.parent(side));
-                    for ((gv, &xv), &tv) in gp.iter_mut().zip(x.data()).zip(t.data()) {
-                        *gv += sign * two * g * (xv - tv) / n;
-                    }
-                }
+    let two = T::from_f64(2.0);
+    for side in 0..2 {
+        if cx.needs(side) {
+            let sign = if side == 0 { T::one() } else { -T::one() };
+            let gp = sink.grad_mut(cx.parent(side));
+            for ((gv, &xv), &tv) in gp.iter_mut().zip(x.data()).zip(t.data()) {
+                *gv += sign * two * g * (xv - tv) / n;
             }
         }
-        Op::BceWithLogits => {
-            let t = cx.input(1);
-            if cx.needs(0) {
-                let gp = sink.grad_mut(cx.parent(0));
-                for ((gv, &xv), &tv) in gp.iter_mut().zip(x.data()).zip(t.data()) {
-                    *gv += g * (super::activation::sigmoid(xv) - tv) / n;
-                }
-            }
-            if cx.needs(1) {
-                let gp = sink.grad_mut(cx.parent(1));
-                for (gv, &xv) in gp.iter_mut().zip(x.data()) {
-                    *gv -= g * xv / n;
-                }
-            }
+    }
+}
+
+/// Backward of `bce_with_logits`: `gx += g(σ(x) − t)/n`, `gt += −g·x/n`.
+pub(crate) fn bce_with_logits_backward<T: Float, S: GradSink<T>>(
+    cx: &BackwardCtx<'_, T>,
+    sink: &mut S,
+) {
+    let g = cx.g.data()[0];
+    let (x, t) = (cx.input(0), cx.input(1));
+    let n = T::from_f64(x.len() as f64);
+    if cx.needs(0) {
+        let gp = sink.grad_mut(cx.parent(0));
+        for ((gv, &xv), &tv) in gp.iter_mut().zip(x.data()).zip(t.data()) {
+            *gv += g * (super::activation::sigmoid(xv) - tv) / n;
         }
-        _ => unreachable!("loss::backward called for {op:?}"),
+    }
+    if cx.needs(1) {
+        let gp = sink.grad_mut(cx.parent(1));
+        for (gv, &xv) in gp.iter_mut().zip(x.data()) {
+            *gv -= g * xv / n;
+        }
     }
 }

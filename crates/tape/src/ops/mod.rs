@@ -1,7 +1,9 @@
 //! The op set. Each family's file holds, for each op, its user-facing methods on
 //! [`Var`](crate::Var), its forward computation and its backward rule, side by side.
-//! This module holds the [`Op`] enum the tape records and the dispatch from a node
-//! to its family's backward rule. See `README.md` in this folder for how to add an op.
+//! This module holds what a backward rule sees ([`BackwardCtx`], [`GradSink`]) and the
+//! dispatch from a node to its rule; the [`Op`] enum itself is plain data in
+//! `src/op.rs`, which the arena imports without importing the ops. See `README.md` in
+//! this folder for how to add an op.
 
 pub mod activation;
 pub mod elementwise;
@@ -14,208 +16,16 @@ use crate::NodeId;
 use crate::error::{Error, Result};
 use crate::tape::Inner;
 use descent_tensor::{Float, View};
-use std::fmt;
 
-pub use elementwise::{BinaryOp, UnaryOp};
-
-/// A recorded operation: plain data, so a tape can be printed, compared and checked.
-/// Operands are the node's parents; small attributes live in the variant. Integer data
-/// (gather indices, labels) lives on the tape, named by a slot.
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum Op {
-    /// A leaf that gradients flow to.
-    Var,
-    /// A leaf no gradient flows to.
-    Constant,
-    /// An element-wise function of one operand.
-    Unary(UnaryOp),
-    /// An element-wise function of two broadcast operands.
-    Binary(BinaryOp),
-    /// Sum of all elements (a scalar).
-    Sum,
-    /// Mean of all elements (a scalar).
-    Mean,
-    /// Sum over one axis.
-    SumAxis {
-        /// The axis reduced.
-        axis: u32,
-        /// Whether the reduced axis stays as extent 1.
-        keepdim: bool,
-    },
-    /// Mean over one axis.
-    MeanAxis {
-        /// The axis reduced.
-        axis: u32,
-        /// Whether the reduced axis stays as extent 1.
-        keepdim: bool,
-    },
-    /// Maximum over one axis.
-    MaxAxis {
-        /// The axis reduced.
-        axis: u32,
-        /// Whether the reduced axis stays as extent 1.
-        keepdim: bool,
-    },
-    /// Matrix product, 2-d or batched.
-    MatMul,
-    /// Matrix product with the transpose of a 2-d right operand, `a @ bᵀ`.
-    MatMulT,
-    /// Two axes exchanged.
-    Transpose {
-        /// One axis.
-        a: u32,
-        /// The other axis.
-        b: u32,
-    },
-    /// The same elements under another shape.
-    Reshape,
-    /// Stretched to a larger shape by broadcasting.
-    BroadcastTo,
-    /// A range along one axis.
-    Slice {
-        /// The axis sliced.
-        axis: u32,
-        /// First index kept.
-        start: u32,
-        /// One past the last index kept.
-        end: u32,
-    },
-    /// Operands joined along an existing axis.
-    Concat {
-        /// The axis joined along.
-        axis: u32,
-        /// Where the operand list starts in the tape's operand lists.
-        first: u32,
-        /// How many operands.
-        count: u32,
-    },
-    /// Operands joined along a new axis.
-    Stack {
-        /// Where the new axis goes.
-        axis: u32,
-        /// Where the operand list starts in the tape's operand lists.
-        first: u32,
-        /// How many operands.
-        count: u32,
-    },
-    /// Elements picked by index along an axis (PyTorch's `gather`).
-    Gather {
-        /// The axis indexed.
-        axis: u32,
-        /// The tape slot holding the indices.
-        indices: u32,
-    },
-    /// Softmax along an axis.
-    Softmax {
-        /// The axis normalised.
-        axis: u32,
-    },
-    /// Log-softmax along an axis.
-    LogSoftmax {
-        /// The axis normalised.
-        axis: u32,
-    },
-    /// Mean cross-entropy of logits `[N, C]` against integer labels.
-    CrossEntropy {
-        /// The tape slot holding the labels.
-        labels: u32,
-    },
-    /// Mean squared error of two same-shape operands.
-    Mse,
-    /// Mean binary cross-entropy of logits against targets in `[0, 1]`.
-    BceWithLogits,
-}
-
-impl Op {
-    /// The op's name as the API spells it (`"tanh"`, `"matmul"`).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::Var => "var",
-            Op::Constant => "constant",
-            Op::Unary(u) => u.name(),
-            Op::Binary(b) => b.name(),
-            Op::Sum => "sum",
-            Op::Mean => "mean",
-            Op::SumAxis { .. } => "sum_axis",
-            Op::MeanAxis { .. } => "mean_axis",
-            Op::MaxAxis { .. } => "max_axis",
-            Op::MatMul => "matmul",
-            Op::MatMulT => "matmul_t",
-            Op::Transpose { .. } => "transpose",
-            Op::Reshape => "reshape",
-            Op::BroadcastTo => "broadcast_to",
-            Op::Slice { .. } => "slice",
-            Op::Concat { .. } => "concat",
-            Op::Stack { .. } => "stack",
-            Op::Gather { .. } => "gather",
-            Op::Softmax { .. } => "softmax",
-            Op::LogSoftmax { .. } => "log_softmax",
-            Op::CrossEntropy { .. } => "cross_entropy",
-            Op::Mse => "mse",
-            Op::BceWithLogits => "bce_with_logits",
-        }
-    }
-
-    /// Where the node's operands are: inline in the node (this many), or in a list on
-    /// the tape.
-    #[inline]
-    pub(crate) fn operands(&self) -> Operands {
-        match *self {
-            Op::Var | Op::Constant => Operands::Inline(0),
-            Op::Binary(_) | Op::MatMul | Op::MatMulT | Op::Mse | Op::BceWithLogits => {
-                Operands::Inline(2)
-            }
-            Op::Concat { first, count, .. } | Op::Stack { first, count, .. } => Operands::List {
-                first: first as usize,
-                count: count as usize,
-            },
-            _ => Operands::Inline(1),
-        }
-    }
-
-    /// True for leaves (variables and constants).
-    pub fn is_leaf(&self) -> bool {
-        matches!(self, Op::Var | Op::Constant)
-    }
-}
-
-/// The op with its attributes: `powf(2.5)`, `sum_axis(1, keepdim)`, `slice(0, 2..5)`.
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keep = |k: bool| if k { ", keepdim" } else { "" };
-        match *self {
-            Op::Unary(UnaryOp::PowF(p)) => write!(f, "powf({p})"),
-            Op::Unary(UnaryOp::PowI(n)) => write!(f, "powi({n})"),
-            Op::Unary(UnaryOp::LeakyRelu(a)) => write!(f, "leaky_relu({a})"),
-            Op::SumAxis { axis, keepdim }
-            | Op::MeanAxis { axis, keepdim }
-            | Op::MaxAxis { axis, keepdim } => {
-                write!(f, "{}({axis}{})", self.name(), keep(keepdim))
-            }
-            Op::Transpose { a, b } => write!(f, "transpose({a}, {b})"),
-            Op::Slice { axis, start, end } => write!(f, "slice({axis}, {start}..{end})"),
-            Op::Concat { axis, .. }
-            | Op::Stack { axis, .. }
-            | Op::Softmax { axis }
-            | Op::LogSoftmax { axis }
-            | Op::Gather { axis, .. } => write!(f, "{}({axis})", self.name()),
-            _ => f.write_str(self.name()),
-        }
-    }
-}
-
-/// Where a node's operands are kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Operands {
-    /// In the node, this many (0, 1 or 2).
-    Inline(usize),
-    /// In the tape's operand lists.
-    List { first: usize, count: usize },
-}
+// Re-exported where they were defined before `src/op.rs` took them, so that
+// `descent_tape::ops::Op` and friends keep working.
+pub use crate::op::{BinaryOp, Op, UnaryOp};
 
 /// Where backward rules add their contributions: the gradient buffer of a node,
 /// zeroed the first time it is asked for. Implemented by the reverse walk.
+// Hidden from the docs: public only because the reverse walk, in descent-backprop,
+// implements or calls it; a user never needs it.
+#[doc(hidden)]
 pub trait GradSink<T: Float> {
     /// The gradient buffer of `node` (one element for a scalar node), for adding into.
     fn grad_mut(&mut self, node: NodeId) -> &mut [T];
@@ -241,6 +51,8 @@ pub trait GradSink<T: Float> {
 
 /// What a backward rule sees of one node: its operands' values, its own value, and the
 /// gradient of the output with respect to it.
+// Hidden from the docs, as `GradSink`: only backward rules and the walk see it.
+#[doc(hidden)]
 pub struct BackwardCtx<'a, T: Float> {
     pub(crate) inner: &'a Inner<T>,
     pub(crate) parents: &'a [NodeId],
@@ -276,6 +88,8 @@ impl<'a, T: Float> BackwardCtx<'a, T> {
 
 /// Runs the backward rule of node `id`: adds its contribution to every operand that
 /// needs a gradient. `g` is the node's gradient.
+// Hidden from the docs, as `GradSink`: only the reverse walk calls it.
+#[doc(hidden)]
 pub fn backward_node<T: Float, S: GradSink<T>>(
     tape: &crate::TapeRead<'_, T>,
     id: NodeId,
@@ -290,24 +104,30 @@ pub fn backward_node<T: Float, S: GradSink<T>>(
         out: inner.view(id),
         g,
     };
+    // One arm per op, no fallback: a new op does not compile until it names its rule.
     match node.op {
         Op::Var | Op::Constant => {}
         Op::Unary(u) => elementwise::unary_backward(u, &cx, sink),
         Op::Binary(b) => elementwise::binary_backward(b, &cx, sink),
-        Op::Sum | Op::Mean | Op::SumAxis { .. } | Op::MeanAxis { .. } | Op::MaxAxis { .. } => {
-            reduce::backward(node.op, &cx, sink)
-        }
+        Op::Sum => reduce::sum_backward(&cx, sink),
+        Op::Mean => reduce::mean_backward(&cx, sink),
+        Op::SumAxis { axis, .. } => reduce::sum_axis_backward(axis, &cx, sink),
+        Op::MeanAxis { axis, .. } => reduce::mean_axis_backward(axis, &cx, sink),
+        Op::MaxAxis { axis, .. } => reduce::max_axis_backward(axis, &cx, sink),
         Op::MatMul => matmul::backward(&cx, sink),
         Op::MatMulT => matmul::backward_t(&cx, sink),
-        Op::Transpose { .. }
-        | Op::Reshape
-        | Op::BroadcastTo
-        | Op::Slice { .. }
-        | Op::Concat { .. }
-        | Op::Stack { .. }
-        | Op::Gather { .. } => shape::backward(node.op, &cx, sink),
-        Op::Softmax { .. } | Op::LogSoftmax { .. } => activation::backward(node.op, &cx, sink),
-        Op::CrossEntropy { .. } | Op::Mse | Op::BceWithLogits => loss::backward(node.op, &cx, sink),
+        Op::Transpose { a, b } => shape::transpose_backward(a, b, &cx, sink),
+        Op::Reshape => shape::reshape_backward(&cx, sink),
+        Op::BroadcastTo => shape::broadcast_to_backward(&cx, sink),
+        Op::Slice { axis, start, end } => shape::slice_backward(axis, start, end, &cx, sink),
+        Op::Concat { axis, .. } => shape::join_backward(axis, false, &cx, sink),
+        Op::Stack { axis, .. } => shape::join_backward(axis, true, &cx, sink),
+        Op::Gather { axis, indices } => shape::gather_backward(axis, indices, &cx, sink),
+        Op::Softmax { axis } => activation::softmax_backward(axis, &cx, sink),
+        Op::LogSoftmax { axis } => activation::log_softmax_backward(axis, &cx, sink),
+        Op::CrossEntropy { labels } => loss::cross_entropy_backward(labels, &cx, sink),
+        Op::Mse => loss::mse_backward(&cx, sink),
+        Op::BceWithLogits => loss::bce_with_logits_backward(&cx, sink),
     }
 }
 

@@ -28,7 +28,11 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// Mean of all elements, a scalar node. Backward: every element gets `g / n`.
-    /// The mean of an empty tensor is NaN, as in PyTorch. PyTorch: `x.mean()`.
+    /// PyTorch: `x.mean()`.
+    ///
+    /// # Panics
+    /// If the tensor has no elements: its mean is undefined (PyTorch gives NaN
+    /// silently; here it is the error of [`Var::try_mean`]).
     ///
     /// ```
     /// use descent_tensor::Tensor;
@@ -38,10 +42,29 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn mean(self) -> Var<'t, T> {
         Var::unwrap_or_panic(self.try_mean())
     }
-    /// The fallible form of [`Var::mean`].
+    /// The fallible form of [`Var::mean`]: an error, naming the operand and its shape,
+    /// for a tensor with no elements.
+    ///
+    /// ```
+    /// use descent_tensor::Tensor;
+    /// let tape = descent_tape::Tape::<f64>::new();
+    /// let err = tape.var(Tensor::<f64>::zeros(&[2, 0])).try_mean().unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "mean: the operand has no elements, so its mean is undefined \
+    ///      (operand: node 0 (var, shape [2, 0]))"
+    /// );
+    /// ```
     pub fn try_mean(self) -> Result<Var<'t, T>> {
         self.tape.record(Op::Mean, &[self], |inner, _| {
             let x = inner.view(self.id).data();
+            if x.is_empty() {
+                return Err(Error::Shape {
+                    op: "mean",
+                    reason: "the operand has no elements, so its mean is undefined".into(),
+                    node: inner.node_ref(self.id),
+                });
+            }
             Ok(Output::Scalar(
                 kernels::sum_all(x) / T::from_f64(x.len() as f64),
             ))
@@ -63,7 +86,7 @@ impl<'t, T: Float> Var<'t, T> {
     }
     /// The fallible form of [`Var::sum_axis`]: an error for an axis out of range.
     pub fn try_sum_axis(self, axis: isize, keepdim: bool) -> Result<Var<'t, T>> {
-        self.reduce_axis("sum_axis", axis, keepdim)
+        self.reduce_axis(AxisReduction::Sum, axis, keepdim)
     }
 
     /// Mean over `axis`; `keepdim` keeps it as extent 1. Backward: `g / n` copied along
@@ -78,9 +101,10 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn mean_axis(self, axis: isize, keepdim: bool) -> Var<'t, T> {
         Var::unwrap_or_panic(self.try_mean_axis(axis, keepdim))
     }
-    /// The fallible form of [`Var::mean_axis`].
+    /// The fallible form of [`Var::mean_axis`]: also an error for an axis of extent 0,
+    /// which has no mean (PyTorch gives NaN).
     pub fn try_mean_axis(self, axis: isize, keepdim: bool) -> Result<Var<'t, T>> {
-        self.reduce_axis("mean_axis", axis, keepdim)
+        self.reduce_axis(AxisReduction::Mean, axis, keepdim)
     }
 
     /// Maximum over `axis`; `keepdim` keeps it as extent 1. Backward: `g` goes to the
@@ -98,19 +122,27 @@ impl<'t, T: Float> Var<'t, T> {
     /// The fallible form of [`Var::max_axis`]: also an error for an axis of extent 0,
     /// which has no maximum.
     pub fn try_max_axis(self, axis: isize, keepdim: bool) -> Result<Var<'t, T>> {
-        self.reduce_axis("max_axis", axis, keepdim)
+        self.reduce_axis(AxisReduction::Max, axis, keepdim)
     }
 
-    fn reduce_axis(self, name: &'static str, axis: isize, keepdim: bool) -> Result<Var<'t, T>> {
+    fn reduce_axis(self, kind: AxisReduction, axis: isize, keepdim: bool) -> Result<Var<'t, T>> {
+        let name = kind.name();
         self.tape.check(name, &self)?;
         let (ax, out_shape) = {
             let inner = self.tape.inner.borrow();
             let shape = inner.shape(self.id);
             let ax = resolve_axis(&inner, name, axis, shape.len(), self.id)?;
-            if name == "max_axis" && shape[ax] == 0 {
+            let undefined = match kind {
+                AxisReduction::Sum => None,
+                AxisReduction::Mean => Some("mean"),
+                AxisReduction::Max => Some("maximum"),
+            };
+            if let Some(what) = undefined
+                && shape[ax] == 0
+            {
                 return Err(Error::Shape {
                     op: name,
-                    reason: format!("axis {ax} has extent 0, so it has no maximum"),
+                    reason: format!("axis {ax} has extent 0, so it has no {what}"),
                     node: inner.node_ref(self.id),
                 });
             }
@@ -122,23 +154,17 @@ impl<'t, T: Float> Var<'t, T> {
             }
             (ax, out)
         };
-        let axis = ax as u32;
-        let op = match name {
-            "sum_axis" => Op::SumAxis { axis, keepdim },
-            "mean_axis" => Op::MeanAxis { axis, keepdim },
-            _ => Op::MaxAxis { axis, keepdim },
-        };
+        let op = kind.op(ax as u32, keepdim);
         self.tape.record(op, &[self], |inner, pool| {
             let x = inner.view(self.id);
             let mut buf = pool.take(numel(&out_shape))?;
-            match op {
-                Op::MaxAxis { .. } => kernels::max_axis(x, ax, &mut buf),
-                _ => {
+            match kind {
+                AxisReduction::Max => kernels::max_axis(x, ax, &mut buf),
+                AxisReduction::Sum => kernels::sum_axis(x, ax, &mut buf),
+                AxisReduction::Mean => {
                     kernels::sum_axis(x, ax, &mut buf);
-                    if let Op::MeanAxis { .. } = op {
-                        let n = T::from_f64(x.shape()[ax] as f64);
-                        buf.iter_mut().for_each(|v| *v /= n);
-                    }
+                    let n = T::from_f64(x.shape()[ax] as f64);
+                    buf.iter_mut().for_each(|v| *v /= n);
                 }
             }
             Ok(Output::Tensor(Tensor::new(&out_shape, buf)?))
@@ -146,40 +172,92 @@ impl<'t, T: Float> Var<'t, T> {
     }
 }
 
-/// Backward of the reductions.
-pub(crate) fn backward<T: Float, S: GradSink<T>>(op: Op, cx: &BackwardCtx<'_, T>, sink: &mut S) {
+/// The reductions over one axis: which op [`Var::reduce_axis`] records and computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AxisReduction {
+    Sum,
+    Mean,
+    Max,
+}
+
+impl AxisReduction {
+    /// The op recorded for a reduction over `axis`.
+    fn op(self, axis: u32, keepdim: bool) -> Op {
+        match self {
+            AxisReduction::Sum => Op::SumAxis { axis, keepdim },
+            AxisReduction::Mean => Op::MeanAxis { axis, keepdim },
+            AxisReduction::Max => Op::MaxAxis { axis, keepdim },
+        }
+    }
+
+    /// The op's name, as [`Op::name`] spells it (one spelling for errors and renders).
+    fn name(self) -> &'static str {
+        self.op(0, false).name()
+    }
+}
+
+/// Backward of `sum`: every element gets `g`.
+pub(crate) fn sum_backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, T>, sink: &mut S) {
+    spread(cx.g.data()[0], cx, sink);
+}
+
+/// Backward of `mean`: every element gets `g / n`.
+pub(crate) fn mean_backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, T>, sink: &mut S) {
+    let n = T::from_f64(cx.input(0).len() as f64);
+    spread(cx.g.data()[0] / n, cx, sink);
+}
+
+/// Gives every element of the operand the same `share` of the gradient.
+fn spread<T: Float, S: GradSink<T>>(share: T, cx: &BackwardCtx<'_, T>, sink: &mut S) {
     if !cx.needs(0) {
         return;
     }
-    let x = cx.input(0);
-    let g = cx.g.data();
-    if let Op::Sum | Op::Mean = op {
-        let share = match op {
-            Op::Sum => g[0],
-            _ => g[0] / T::from_f64(x.len() as f64),
-        };
-        let (gx, fresh) = sink.grad_for_write(cx.parent(0));
-        write_or_add(
-            gx,
-            fresh,
-            [],
-            #[inline(always)]
-            |[]| share,
-        );
-        return;
+    let (gx, fresh) = sink.grad_for_write(cx.parent(0));
+    write_or_add(
+        gx,
+        fresh,
+        [],
+        #[inline(always)]
+        |[]| share,
+    );
+}
+
+/// Backward of `sum_axis`: `g` copied along the axis.
+pub(crate) fn sum_axis_backward<T: Float, S: GradSink<T>>(
+    axis: u32,
+    cx: &BackwardCtx<'_, T>,
+    sink: &mut S,
+) {
+    if cx.needs(0) {
+        let x = cx.input(0);
+        let gx = sink.grad_mut(cx.parent(0));
+        kernels::expand_axis_acc(cx.g.data(), x.shape(), axis as usize, T::one(), gx);
     }
-    let gx = sink.grad_mut(cx.parent(0));
-    match op {
-        Op::SumAxis { axis, .. } => {
-            kernels::expand_axis_acc(g, x.shape(), axis as usize, T::one(), gx)
-        }
-        Op::MeanAxis { axis, .. } => {
-            let scale = T::from_f64(x.shape()[axis as usize] as f64).recip();
-            kernels::expand_axis_acc(g, x.shape(), axis as usize, scale, gx)
-        }
-        Op::MaxAxis { axis, .. } => {
-            kernels::max_axis_backward_acc(x, axis as usize, cx.out.data(), g, gx)
-        }
-        _ => unreachable!("reduce::backward called for {op:?}"),
+}
+
+/// Backward of `mean_axis`: `g / n` copied along the axis.
+pub(crate) fn mean_axis_backward<T: Float, S: GradSink<T>>(
+    axis: u32,
+    cx: &BackwardCtx<'_, T>,
+    sink: &mut S,
+) {
+    if cx.needs(0) {
+        let x = cx.input(0);
+        let scale = T::from_f64(x.shape()[axis as usize] as f64).recip();
+        let gx = sink.grad_mut(cx.parent(0));
+        kernels::expand_axis_acc(cx.g.data(), x.shape(), axis as usize, scale, gx);
+    }
+}
+
+/// Backward of `max_axis`: `g` to the first position holding each slice's maximum.
+pub(crate) fn max_axis_backward<T: Float, S: GradSink<T>>(
+    axis: u32,
+    cx: &BackwardCtx<'_, T>,
+    sink: &mut S,
+) {
+    if cx.needs(0) {
+        let x = cx.input(0);
+        let gx = sink.grad_mut(cx.parent(0));
+        kernels::max_axis_backward_acc(x, axis as usize, cx.out.data(), cx.g.data(), gx);
     }
 }

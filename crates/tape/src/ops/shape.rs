@@ -439,88 +439,110 @@ fn join<'t, T: Float>(parts: &[Var<'t, T>], axis: isize, new_axis: bool) -> Resu
     })
 }
 
-/// Backward of the shape ops.
-pub(crate) fn backward<T: Float, S: GradSink<T>>(op: Op, cx: &BackwardCtx<'_, T>, sink: &mut S) {
-    let g = cx.g;
-    match op {
-        Op::Transpose { a, b } => {
-            if cx.needs(0) {
-                kernels::swap_axes::<T, true>(
-                    g,
-                    a as usize,
-                    b as usize,
-                    sink.grad_mut(cx.parent(0)),
-                );
-            }
+/// Backward of `transpose`: the same exchange of axes.
+pub(crate) fn transpose_backward<T: Float, S: GradSink<T>>(
+    a: u32,
+    b: u32,
+    cx: &BackwardCtx<'_, T>,
+    sink: &mut S,
+) {
+    if cx.needs(0) {
+        let gx = sink.grad_mut(cx.parent(0));
+        kernels::swap_axes::<T, true>(cx.g, a as usize, b as usize, gx);
+    }
+}
+
+/// Backward of `reshape`: the gradient, element for element.
+pub(crate) fn reshape_backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, T>, sink: &mut S) {
+    if cx.needs(0) {
+        for (d, &s) in sink.grad_mut(cx.parent(0)).iter_mut().zip(cx.g.data()) {
+            *d += s;
         }
-        Op::Reshape => {
-            if cx.needs(0) {
-                for (d, &s) in sink.grad_mut(cx.parent(0)).iter_mut().zip(g.data()) {
+    }
+}
+
+/// Backward of `broadcast_to`: the gradient summed over the stretched axes.
+pub(crate) fn broadcast_to_backward<T: Float, S: GradSink<T>>(
+    cx: &BackwardCtx<'_, T>,
+    sink: &mut S,
+) {
+    if cx.needs(0) {
+        let x = cx.input(0);
+        kernels::sum_to_shape_acc(cx.g, x.shape(), sink.grad_mut(cx.parent(0)));
+    }
+}
+
+/// Backward of `slice`: the gradient placed back at `start..end` along `axis`.
+pub(crate) fn slice_backward<T: Float, S: GradSink<T>>(
+    axis: u32,
+    start: u32,
+    end: u32,
+    cx: &BackwardCtx<'_, T>,
+    sink: &mut S,
+) {
+    if cx.needs(0) {
+        let x = cx.input(0);
+        kernels::slice_axis_backward_acc(
+            cx.g.data(),
+            x.shape(),
+            axis as usize,
+            start as usize,
+            end as usize,
+            sink.grad_mut(cx.parent(0)),
+        );
+    }
+}
+
+/// Backward of `gather`: the gradient scatter-added to the picked positions.
+pub(crate) fn gather_backward<T: Float, S: GradSink<T>>(
+    axis: u32,
+    indices: u32,
+    cx: &BackwardCtx<'_, T>,
+    sink: &mut S,
+) {
+    if cx.needs(0) {
+        let x = cx.input(0);
+        let (ishape, index) = cx.indices(indices);
+        kernels::gather_backward_acc(
+            cx.g.data(),
+            x.shape(),
+            axis as usize,
+            index,
+            ishape,
+            sink.grad_mut(cx.parent(0)),
+        );
+    }
+}
+
+/// Backward of `concat` (`new_axis` false) and `stack` (true): each operand gets its
+/// slice of the gradient along `axis`.
+pub(crate) fn join_backward<T: Float, S: GradSink<T>>(
+    axis: u32,
+    new_axis: bool,
+    cx: &BackwardCtx<'_, T>,
+    sink: &mut S,
+) {
+    let g = cx.g;
+    let ax = axis as usize;
+    let (outer, total, inner) = split_at_axis(g.shape(), ax);
+    if outer == 0 || inner == 0 {
+        // An empty gradient: nothing to hand back (and no loop over a huge outer
+        // extent of empty blocks).
+        return;
+    }
+    let mut offset = 0;
+    for i in 0..cx.arity() {
+        let extent = if new_axis { 1 } else { cx.input(i).shape()[ax] };
+        if cx.needs(i) && extent > 0 {
+            let gp = sink.grad_mut(cx.parent(i));
+            let len = extent * inner;
+            for o in 0..outer {
+                let src = &g.data()[(o * total + offset) * inner..][..len];
+                for (d, &s) in gp[o * len..(o + 1) * len].iter_mut().zip(src) {
                     *d += s;
                 }
             }
         }
-        Op::BroadcastTo => {
-            if cx.needs(0) {
-                let x = cx.input(0);
-                kernels::sum_to_shape_acc(g, x.shape(), sink.grad_mut(cx.parent(0)));
-            }
-        }
-        Op::Slice { axis, start, end } => {
-            if cx.needs(0) {
-                let x = cx.input(0);
-                kernels::slice_axis_backward_acc(
-                    g.data(),
-                    x.shape(),
-                    axis as usize,
-                    start as usize,
-                    end as usize,
-                    sink.grad_mut(cx.parent(0)),
-                );
-            }
-        }
-        Op::Gather { axis, indices } => {
-            if cx.needs(0) {
-                let x = cx.input(0);
-                let (ishape, index) = cx.indices(indices);
-                kernels::gather_backward_acc(
-                    g.data(),
-                    x.shape(),
-                    axis as usize,
-                    index,
-                    ishape,
-                    sink.grad_mut(cx.parent(0)),
-                );
-            }
-        }
-        Op::Concat { axis, .. } | Op::Stack { axis, .. } => {
-            let ax = axis as usize;
-            let (outer, total, inner) = split_at_axis(g.shape(), ax);
-            if outer == 0 || inner == 0 {
-                // An empty gradient: nothing to hand back (and no loop over a huge
-                // outer extent of empty blocks).
-                return;
-            }
-            let mut offset = 0;
-            for i in 0..cx.arity() {
-                let extent = if matches!(op, Op::Stack { .. }) {
-                    1
-                } else {
-                    cx.input(i).shape()[ax]
-                };
-                if cx.needs(i) && extent > 0 {
-                    let gp = sink.grad_mut(cx.parent(i));
-                    let len = extent * inner;
-                    for o in 0..outer {
-                        let src = &g.data()[(o * total + offset) * inner..][..len];
-                        for (d, &s) in gp[o * len..(o + 1) * len].iter_mut().zip(src) {
-                            *d += s;
-                        }
-                    }
-                }
-                offset += extent;
-            }
-        }
-        _ => unreachable!("shape::backward called for {op:?}"),
+        offset += extent;
     }
 }

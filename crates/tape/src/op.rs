@@ -1,0 +1,329 @@
+//! The op set as data: [`Op`], the node kinds the tape records, with the element-wise
+//! functions [`UnaryOp`] and [`BinaryOp`] it names. The arena (`tape/`) stores these and
+//! nothing else of the ops; what each op computes forward and backward lives in `ops/`,
+//! one file per family. This module imports neither, so the two never import each other.
+
+use std::fmt;
+
+/// Element-wise functions of one operand. `derivative(x, y)` is `dy/dx` at input `x`
+/// with output `y`; each rule reads whichever of the two is cheaper.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum UnaryOp {
+    /// `-x`
+    Neg,
+    /// `x^p` for a constant real `p`.
+    PowF(f64),
+    /// `x^n` for a constant integer `n`.
+    PowI(i32),
+    /// `e^x`
+    Exp,
+    /// `ln x`
+    Ln,
+    /// `√x`
+    Sqrt,
+    /// `|x|`
+    Abs,
+    /// `sin x`
+    Sin,
+    /// `cos x`
+    Cos,
+    /// `tanh x`
+    Tanh,
+    /// `sinh x`
+    Sinh,
+    /// `cosh x`
+    Cosh,
+    /// `1 / (1 + e^-x)`
+    Sigmoid,
+    /// `max(x, 0)`
+    Relu,
+    /// `x` for `x > 0`, else `αx`.
+    LeakyRelu(f64),
+    /// GELU, tanh approximation.
+    Gelu,
+    /// `ln(1 + e^x)`
+    Softplus,
+}
+
+impl UnaryOp {
+    /// The op's name as the API spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "neg",
+            UnaryOp::PowF(_) => "powf",
+            UnaryOp::PowI(_) => "powi",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Ln => "ln",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Abs => "abs",
+            UnaryOp::Sin => "sin",
+            UnaryOp::Cos => "cos",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Sinh => "sinh",
+            UnaryOp::Cosh => "cosh",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Relu => "relu",
+            UnaryOp::LeakyRelu(_) => "leaky_relu",
+            UnaryOp::Gelu => "gelu",
+            UnaryOp::Softplus => "softplus",
+        }
+    }
+}
+
+/// Element-wise functions of two operands, broadcast NumPy-style.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BinaryOp {
+    /// `a + b`
+    Add,
+    /// `a - b`
+    Sub,
+    /// `a * b`
+    Mul,
+    /// `a / b`
+    Div,
+    /// `max(a, b)`
+    Maximum,
+    /// `min(a, b)`
+    Minimum,
+}
+
+impl BinaryOp {
+    /// The op's name as the API spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Maximum => "maximum",
+            BinaryOp::Minimum => "minimum",
+        }
+    }
+}
+
+/// A recorded operation: plain data, so a tape can be printed, compared and checked.
+/// Operands are the node's parents; small attributes live in the variant. Integer data
+/// (gather indices, labels) lives on the tape, named by a slot.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Op {
+    /// A leaf that gradients flow to.
+    Var,
+    /// A leaf no gradient flows to.
+    Constant,
+    /// An element-wise function of one operand.
+    Unary(UnaryOp),
+    /// An element-wise function of two broadcast operands.
+    Binary(BinaryOp),
+    /// Sum of all elements (a scalar).
+    Sum,
+    /// Mean of all elements (a scalar).
+    Mean,
+    /// Sum over one axis.
+    SumAxis {
+        /// The axis reduced.
+        axis: u32,
+        /// Whether the reduced axis stays as extent 1.
+        keepdim: bool,
+    },
+    /// Mean over one axis.
+    MeanAxis {
+        /// The axis reduced.
+        axis: u32,
+        /// Whether the reduced axis stays as extent 1.
+        keepdim: bool,
+    },
+    /// Maximum over one axis.
+    MaxAxis {
+        /// The axis reduced.
+        axis: u32,
+        /// Whether the reduced axis stays as extent 1.
+        keepdim: bool,
+    },
+    /// Matrix product, 2-d or batched.
+    MatMul,
+    /// Matrix product with the transpose of a 2-d right operand, `a @ bᵀ`.
+    MatMulT,
+    /// Two axes exchanged.
+    Transpose {
+        /// One axis.
+        a: u32,
+        /// The other axis.
+        b: u32,
+    },
+    /// The same elements under another shape.
+    Reshape,
+    /// Stretched to a larger shape by broadcasting.
+    BroadcastTo,
+    /// A range along one axis.
+    Slice {
+        /// The axis sliced.
+        axis: u32,
+        /// First index kept.
+        start: u32,
+        /// One past the last index kept.
+        end: u32,
+    },
+    /// Operands joined along an existing axis.
+    Concat {
+        /// The axis joined along.
+        axis: u32,
+        /// Where the operand list starts in the tape's operand lists.
+        first: u32,
+        /// How many operands.
+        count: u32,
+    },
+    /// Operands joined along a new axis.
+    Stack {
+        /// Where the new axis goes.
+        axis: u32,
+        /// Where the operand list starts in the tape's operand lists.
+        first: u32,
+        /// How many operands.
+        count: u32,
+    },
+    /// Elements picked by index along an axis (PyTorch's `gather`).
+    Gather {
+        /// The axis indexed.
+        axis: u32,
+        /// The tape slot holding the indices.
+        indices: u32,
+    },
+    /// Softmax along an axis.
+    Softmax {
+        /// The axis normalised.
+        axis: u32,
+    },
+    /// Log-softmax along an axis.
+    LogSoftmax {
+        /// The axis normalised.
+        axis: u32,
+    },
+    /// Mean cross-entropy of logits `[N, C]` against integer labels.
+    CrossEntropy {
+        /// The tape slot holding the labels.
+        labels: u32,
+    },
+    /// Mean squared error of two same-shape operands.
+    Mse,
+    /// Mean binary cross-entropy of logits against targets in `[0, 1]`.
+    BceWithLogits,
+}
+
+impl Op {
+    /// The op's name as the API spells it (`"tanh"`, `"matmul"`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Var => "var",
+            Op::Constant => "constant",
+            Op::Unary(u) => u.name(),
+            Op::Binary(b) => b.name(),
+            Op::Sum => "sum",
+            Op::Mean => "mean",
+            Op::SumAxis { .. } => "sum_axis",
+            Op::MeanAxis { .. } => "mean_axis",
+            Op::MaxAxis { .. } => "max_axis",
+            Op::MatMul => "matmul",
+            Op::MatMulT => "matmul_t",
+            Op::Transpose { .. } => "transpose",
+            Op::Reshape => "reshape",
+            Op::BroadcastTo => "broadcast_to",
+            Op::Slice { .. } => "slice",
+            Op::Concat { .. } => "concat",
+            Op::Stack { .. } => "stack",
+            Op::Gather { .. } => "gather",
+            Op::Softmax { .. } => "softmax",
+            Op::LogSoftmax { .. } => "log_softmax",
+            Op::CrossEntropy { .. } => "cross_entropy",
+            Op::Mse => "mse",
+            Op::BceWithLogits => "bce_with_logits",
+        }
+    }
+
+    /// Where the node's operands are: inline in the node (this many), or in a list on
+    /// the tape. Every variant is listed, with no fallback arm: a new op does not
+    /// compile until it says how many parents it has.
+    #[inline]
+    pub(crate) fn operands(&self) -> Operands {
+        match *self {
+            Op::Var | Op::Constant => Operands::Inline(0),
+            Op::Unary(_)
+            | Op::Sum
+            | Op::Mean
+            | Op::SumAxis { .. }
+            | Op::MeanAxis { .. }
+            | Op::MaxAxis { .. }
+            | Op::Transpose { .. }
+            | Op::Reshape
+            | Op::BroadcastTo
+            | Op::Slice { .. }
+            | Op::Gather { .. }
+            | Op::Softmax { .. }
+            | Op::LogSoftmax { .. }
+            | Op::CrossEntropy { .. } => Operands::Inline(1),
+            Op::Binary(_) | Op::MatMul | Op::MatMulT | Op::Mse | Op::BceWithLogits => {
+                Operands::Inline(2)
+            }
+            Op::Concat { first, count, .. } | Op::Stack { first, count, .. } => Operands::List {
+                first: first as usize,
+                count: count as usize,
+            },
+        }
+    }
+
+    /// True for leaves (variables and constants).
+    pub fn is_leaf(&self) -> bool {
+        matches!(self, Op::Var | Op::Constant)
+    }
+}
+
+/// The op with its attributes: `powf(2.5)`, `sum_axis(1, keepdim)`, `slice(0, 2..5)`.
+/// Every variant is listed, so a new op's attributes cannot be left out by accident.
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keep = |k: bool| if k { ", keepdim" } else { "" };
+        match *self {
+            Op::Unary(UnaryOp::PowF(p)) => write!(f, "powf({p})"),
+            Op::Unary(UnaryOp::PowI(n)) => write!(f, "powi({n})"),
+            Op::Unary(UnaryOp::LeakyRelu(a)) => write!(f, "leaky_relu({a})"),
+            Op::SumAxis { axis, keepdim }
+            | Op::MeanAxis { axis, keepdim }
+            | Op::MaxAxis { axis, keepdim } => {
+                write!(f, "{}({axis}{})", self.name(), keep(keepdim))
+            }
+            Op::Transpose { a, b } => write!(f, "transpose({a}, {b})"),
+            Op::Slice { axis, start, end } => write!(f, "slice({axis}, {start}..{end})"),
+            Op::Concat { axis, .. }
+            | Op::Stack { axis, .. }
+            | Op::Softmax { axis }
+            | Op::LogSoftmax { axis }
+            | Op::Gather { axis, .. } => write!(f, "{}({axis})", self.name()),
+            // Ops without attributes (or, for cross_entropy, with only a slot number
+            // that says nothing to a reader) print their name.
+            Op::Var
+            | Op::Constant
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Sum
+            | Op::Mean
+            | Op::MatMul
+            | Op::MatMulT
+            | Op::Reshape
+            | Op::BroadcastTo
+            | Op::CrossEntropy { .. }
+            | Op::Mse
+            | Op::BceWithLogits => f.write_str(self.name()),
+        }
+    }
+}
+
+/// Where a node's operands are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Operands {
+    /// In the node, this many (0, 1 or 2).
+    Inline(usize),
+    /// In the tape's operand lists.
+    List { first: usize, count: usize },
+}
