@@ -1,5 +1,6 @@
 //! Exploding gradients in a vanilla RNN, and how global-norm clipping tames them
-//! (workload W5, `deep-rnn`, in `shared/docs/WORKLOADS.md`).
+//! (workload W5, `deep-rnn`, of the six reference workloads W1..W6 that descent is
+//! measured on: `docs/WORKLOADS.md`).
 //!
 //! - model: `h_t = tanh(x_t Wxᵀ + b + h_{t-1} Whᵀ)`, `h_0 = 0`, input 8, hidden 64, a
 //!   linear read-out `y = h_T Woᵀ + bo` of the last state; f32; loss: mean squared

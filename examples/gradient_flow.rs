@@ -18,10 +18,10 @@
 //!
 //! Run it with `cargo run --release --example gradient_flow [OUT_DIR]`.
 
-use descent::backprop::plot::{PlotOptions, save_png, save_svg};
 use descent::backprop::{FlowOptions, FlowReport};
 use descent::nn::init::{self, Init, Nonlinearity};
 use descent::nn::{Activation, Mlp};
+use descent::plot::{PlotOptions, save_png, save_svg};
 use descent::prelude::*;
 use descent::tape::ParamStore;
 use std::error::Error;

@@ -1,5 +1,6 @@
 //! micrograd's demo on scalar nodes: a 2-16-16-1 MLP learns the two-moons problem
-//! (workload W2, `micrograd-moons`, in `shared/docs/WORKLOADS.md`).
+//! (workload W2, `micrograd-moons`, of the six reference workloads W1..W6 that descent
+//! is measured on: `docs/WORKLOADS.md`).
 //!
 //! Every number of the model is its own node: each step resets one reused tape, binds
 //! the 337 parameters as scalar variables (`tape.var(p)`), builds the loss for all 100
@@ -21,7 +22,7 @@
 //! the loss at step 0 is micrograd's to the bit. Gradients of nodes used more than once
 //! are summed in a different order (the tape: reverse creation order; micrograd: the
 //! reverse of its set-based depth-first order), so after 100 steps the final loss
-//! differs from micrograd's by a few ulps. The reference value in `WORKLOADS.md` comes
+//! differs from micrograd's by a few ulps. The reference value in `docs/WORKLOADS.md` comes
 //! from the batched peers (matrix products, `mean` as a sum divided by 100, the penalty
 //! summed tensor by tensor), whose order no scalar graph reproduces: expect ~1e-15.
 //!
@@ -37,7 +38,7 @@ const SEEDS: [u64; 3] = [201, 202, 203];
 const STEPS: usize = 100;
 const L2: f64 = 1e-4;
 /// Loss at the last step (k = 99) printed by the reference implementations
-/// (`shared/docs/WORKLOADS.md`, W2).
+/// (`docs/WORKLOADS.md`, W2).
 const PEER_FINAL_LOSS: f64 = 0.027_707_824_041_473_6;
 /// Loss at the last step from micrograd 0.1.0 itself (`shared/peers/micrograd_workloads.py
 /// --workload W2`), whose forward arithmetic this example follows.

@@ -1,5 +1,6 @@
-//! Gradient descent on one scalar, with a fresh graph every step (workload W1,
-//! `seed-descent`, in `shared/docs/WORKLOADS.md`).
+//! Gradient descent on one scalar, with a fresh graph every step: workload W1,
+//! `seed-descent`, the first of the six reference workloads W1..W6 that descent is
+//! measured on (`docs/WORKLOADS.md`).
 //!
 //! The loss is `L(x) = ln(cosh(x))`, whose gradient is `tanh(x)`. Starting from
 //! `x = 10`, plain gradient descent (learning rate 0.01, 10,000 steps) drives `x` to 0:

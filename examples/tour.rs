@@ -26,10 +26,10 @@
 //!
 //! Run it with `cargo run --release --example tour`.
 
-use descent::backprop::plot::{self, Curve, CurveOptions, CurveStyle, PlotOptions};
 use descent::backprop::{FlowOptions, FlowReport};
 use descent::nn::{Activation, Mlp, checkpoint, init};
 use descent::optim::{Adam, DataLoader, Optimizer, Scheduled, StepLr, clip_grad_norm};
+use descent::plot::{self, Curve, CurveOptions, CurveStyle, PlotOptions};
 use descent::prelude::*;
 use descent::tape::ParamStore;
 use indicatif::{ProgressBar, ProgressStyle};

@@ -9,11 +9,21 @@
 //!
 //! | module | crate | what |
 //! |---|---|---|
-//! | [`tensor`] | `descent-tensor` | n-d arrays and kernels |
-//! | [`tape`] | `descent-tape` | the tape, `Var` handles, the op set |
-//! | [`backprop`] | `descent-backprop` | the reverse walk, gradient checks, renders |
-//! | [`optim`] | `descent-optim` | optimisers and clipping |
-//! | [`nn`] | `descent-nn` | layers, initialisers, losses |
+//! | [`tensor`] | `descent-tensor` | n-d arrays ([`Tensor`]) and their kernels |
+//! | [`tape`] | `descent-tape` | the [`Tape`], [`Var`] handles, the op set, parameters |
+//! | [`backprop`] | `descent-backprop` | the reverse walk ([`backward`]), [`Gradients`], [`gradcheck`], renders, per-sample gradients |
+//! | [`optim`] | `descent-optim` | optimisers, schedules, clipping, data loading |
+//! | [`nn`] | `descent-nn` | layers, initialisers, checkpoints |
+#![cfg_attr(
+    feature = "plot",
+    doc = "| [`plot`] | `descent-plot` | pictures of gradient flow and training curves, SVG and PNG (feature `plot`) |"
+)]
+#![cfg_attr(
+    not(feature = "plot"),
+    doc = "| `plot` | `descent-plot` | pictures of gradient flow and training curves, SVG and PNG (feature `plot`, off in this build of the docs) |"
+)]
+//!
+//! The names most programs use are in [`prelude`].
 //!
 //! ```
 //! use descent::prelude::*;
@@ -30,12 +40,23 @@
 //! }
 //! assert!(x.abs() < 1e-3);
 //! ```
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+// Inlined, so that the modules are documented here: `cargo doc --no-deps` builds no
+// page for the crates behind them, and a plain re-export would link to those pages.
+#[doc(inline)]
 pub use descent_backprop as backprop;
+#[doc(inline)]
 pub use descent_nn as nn;
+#[doc(inline)]
 pub use descent_optim as optim;
+#[cfg(feature = "plot")]
+#[doc(inline)]
+pub use descent_plot as plot;
+#[doc(inline)]
 pub use descent_tape as tape;
+#[doc(inline)]
 pub use descent_tensor as tensor;
 
 pub use descent_backprop::{Backward, Gradients, backward, backward_with, gradcheck};

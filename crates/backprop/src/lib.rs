@@ -35,8 +35,6 @@ mod gradients;
 mod inspect;
 mod param_grads;
 mod per_sample;
-#[cfg(feature = "plot")]
-pub mod plot;
 mod render;
 mod walk;
 

@@ -1,3 +1,5 @@
+//! # descent-plot
+//!
 //! Pictures of a [`FlowReport`]: a bar chart of every parameter's gradient norm,
 //! grouped by layer, on a log scale, with flagged layers shaded and labelled. Saved as
 //! SVG ([`save_svg`]) or PNG ([`save_png`]), or drawn on any plotters backend
@@ -6,9 +8,12 @@
 //! Also training curves ([`Curve`]: a loss or an accuracy against the step or the
 //! epoch), several to a chart, saved by [`save_curves_svg`] and [`save_curves_png`].
 //!
-//! Needs the crate feature `plot`. Nothing outside Rust is needed: the text is drawn
-//! with the DejaVu Sans font that the `dejavu` crate embeds, registered with plotters
-//! as its `sans-serif` family (see [`register_fonts`]).
+//! Through the facade this crate is `descent::plot`, behind the `descent` crate's
+//! feature `plot`. It is a crate of its own so that the engine's crates never build
+//! plotters and its font and image code. PNG files need this crate's feature `png`
+//! (on by default); without it, pictures are SVG only. Nothing outside Rust is
+//! needed: the text is drawn with the DejaVu Sans font that the `dejavu` crate embeds,
+//! registered with plotters as its `sans-serif` family (see [`register_fonts`]).
 //!
 //! Files are written safely: the picture goes to a temporary file in the target's
 //! directory, which is then renamed over the target, so a reader never sees half a
@@ -17,15 +22,18 @@
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let report: descent_backprop::FlowReport = todo!();
-//! use descent_backprop::plot::{PlotOptions, save_png, save_svg};
+//! use descent_plot::{PlotOptions, save_svg};
 //! let options = PlotOptions { title: "sigmoid MLP".into(), ..PlotOptions::default() };
 //! save_svg(&report, "out/flow.svg", &options)?;
-//! save_png(&report, "out/flow.png", &options)?;
+//! #[cfg(feature = "png")] // on by default
+//! descent_plot::save_png(&report, "out/flow.png", &options)?;
 //! # Ok(())
 //! # }
 //! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
-use crate::{Flag, FlowReport, format_number};
+use descent_backprop::{Flag, FlowReport, format_number};
 use plotters::coord::Shift;
 
 use plotters::prelude::*;
@@ -403,7 +411,7 @@ pub fn to_svg(report: &FlowReport, options: &PlotOptions) -> Result<String, Plot
 }
 
 /// Draws a `size` picture with `paint` and returns it as an SVG document: the
-/// in-memory counterpart of [`write_png`].
+/// in-memory counterpart of `write_png`.
 fn render_svg(
     size: (u32, u32),
     paint: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), PlotError>,
@@ -449,11 +457,12 @@ fn write_svg(path: &Path, svg: &str) -> Result<(), PlotError> {
 }
 
 /// Saves the chart of `report` as a PNG file at `path` (through a temporary file in
-/// the same directory, renamed over `path`).
+/// the same directory, renamed over `path`). Needs the feature `png`.
 ///
 /// # Errors
-/// [`PlotError::Io`] when the file cannot be renamed into place, [`PlotError::Draw`]
-/// when plotters fails to draw or to encode and write the image.
+/// [`PlotError::Io`] when the file cannot be written, [`PlotError::Draw`] when
+/// plotters fails to draw or the image cannot be encoded.
+#[cfg(feature = "png")]
 pub fn save_png(
     report: &FlowReport,
     path: impl AsRef<Path>,
@@ -466,29 +475,43 @@ pub fn save_png(
 
 /// Draws a `size` picture with `paint` and writes it to `path` as a PNG, through a
 /// temporary file in the same directory.
+#[cfg(feature = "png")]
 fn write_png(
     path: &Path,
     size: (u32, u32),
     paint: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), PlotError>,
 ) -> Result<(), PlotError> {
-    // The encoder picks the format from the extension, so the temporary name ends in
-    // `.png` too.
-    let tmp = temp_path(path, "png");
-    let drawn = (|| {
-        let area = BitMapBackend::new(&tmp, size).into_drawing_area();
+    // plotters draws into memory (8-bit RGB); `png` encodes it. plotters' own file
+    // output would build the `image` crate for this one format.
+    let (width, height) = size;
+    let mut rgb = vec![0u8; width as usize * height as usize * 3];
+    {
+        let area = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
         paint(&area)?;
-        area.present().map_err(|e| PlotError::Draw(e.to_string()))
+        area.present().map_err(|e| PlotError::Draw(e.to_string()))?;
+    }
+    let tmp = temp_path(path, "png");
+    let io = |source| PlotError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let written = (|| {
+        let file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+        let mut encoder = png::Encoder::new(file, width, height);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let encode = |e: png::EncodingError| PlotError::Draw(format!("encoding a PNG: {e}"));
+        let mut writer = encoder.write_header().map_err(encode)?;
+        writer.write_image_data(&rgb).map_err(encode)?;
+        writer.finish().map_err(encode)
     })();
-    if let Err(e) = drawn {
+    if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    std::fs::rename(&tmp, path).map_err(|source| {
+    std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        PlotError::Io {
-            path: path.to_owned(),
-            source,
-        }
+        io(e)
     })
 }
 
@@ -726,10 +749,10 @@ pub fn save_curves_svg(
 }
 
 /// Saves the chart of `curves` as a PNG file at `path` (through a temporary file in
-/// the same directory, renamed over `path`).
+/// the same directory, renamed over `path`). Needs the feature `png`.
 ///
 /// ```
-/// use descent_backprop::plot::{Curve, CurveOptions, CurveStyle, save_curves_png};
+/// use descent_plot::{Curve, CurveOptions, CurveStyle, save_curves_png};
 /// let dir = std::env::temp_dir().join(format!("descent-curve-doc-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir).unwrap();
 /// let losses = [2.3, 1.1, 0.6, 0.35, 0.2, 0.15];
@@ -744,8 +767,9 @@ pub fn save_curves_svg(
 /// ```
 ///
 /// # Errors
-/// [`PlotError::Io`] when the file cannot be renamed into place, [`PlotError::Draw`]
-/// when plotters fails to draw or to encode and write the image.
+/// [`PlotError::Io`] when the file cannot be written, [`PlotError::Draw`] when
+/// plotters fails to draw or the image cannot be encoded.
+#[cfg(feature = "png")]
 pub fn save_curves_png(
     curves: &[Curve],
     path: impl AsRef<Path>,
@@ -770,7 +794,7 @@ fn temp_path(path: &Path, ext: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{FlowOptions, ParamGrads};
+    use descent_backprop::{FlowOptions, ParamGrads};
     use descent_tape::ParamStore;
     use descent_tensor::Tensor;
 
@@ -813,6 +837,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "png")]
     fn saving_replaces_the_target_and_leaves_no_temporary_file() {
         let dir = std::env::temp_dir().join(format!("descent-plot-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -839,6 +864,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "png")]
     fn curves_are_drawn_with_their_names_and_skip_points_they_cannot_show() {
         let curves = [
             Curve::from_values("batch loss", &[2.3, 1.0, f64::NAN, 0.5, 0.0, 0.2])
