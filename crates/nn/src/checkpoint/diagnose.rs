@@ -1,5 +1,6 @@
 //! Saying what is wrong with a file the safetensors parser refused.
 
+use descent_tensor::ShapeDisplay;
 use safetensors::SafeTensorError;
 
 /// Says what is wrong with a file the safetensors parser refused, naming the tensor
@@ -51,10 +52,12 @@ pub(super) fn diagnose(bytes: &[u8], err: &SafeTensorError) -> String {
             .get("data_offsets")
             .and_then(|o| o.as_array())
             .and_then(|o| Some((o.first()?.as_u64()?, o.get(1)?.as_u64()?)));
-        let shape: Option<Vec<u64>> = info
-            .get("shape")
-            .and_then(|s| s.as_array())
-            .and_then(|s| s.iter().map(|d| d.as_u64()).collect());
+        let shape: Option<Vec<usize>> =
+            info.get("shape").and_then(|s| s.as_array()).and_then(|s| {
+                s.iter()
+                    .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+                    .collect()
+            });
         let dtype = info.get("dtype").and_then(|d| d.as_str());
         let (Some((start, end)), Some(shape), Some(dtype)) = (offsets, shape, dtype) else {
             return format!(
@@ -66,14 +69,7 @@ pub(super) fn diagnose(bytes: &[u8], err: &SafeTensorError) -> String {
     tensors.sort();
     let mut at = 0u64;
     for (start, end, name, shape, dtype) in &tensors {
-        let shape_text = format!(
-            "[{}]",
-            shape
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let shape_text = ShapeDisplay(shape);
         let width = match *dtype {
             "F64" | "I64" | "U64" | "C64" => Some(8),
             "F32" | "I32" | "U32" => Some(4),
@@ -87,7 +83,7 @@ pub(super) fn diagnose(bytes: &[u8], err: &SafeTensorError) -> String {
                 );
             }
         };
-        let numel = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+        let numel = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
         if let (Some(w), Some(numel)) = (width, numel)
             && numel.checked_mul(w) != end.checked_sub(*start)
         {
