@@ -37,7 +37,6 @@
 //! The timing run also reports memory from its first (warm-up) W6 run, as the peers
 //! do; that figure is clean only when W6 is the process's first workload.
 
-
 mod harness;
 
 use descent_bench::alloc_count::CountingAlloc;
