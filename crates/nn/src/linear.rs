@@ -789,7 +789,7 @@ mod tests {
         );
         drop(read);
         tape.reset();
-        lin.forward(&tape, &store, tape.constant(Tensor::<f64>::ones(&[4, 2])));
+        let _ = lin.forward(&tape, &store, tape.constant(Tensor::<f64>::ones(&[4, 2])));
         let read = tape.read();
         let names: Vec<&str> = read
             .names()
