@@ -1,5 +1,5 @@
 //! Checkpoints in the [safetensors](https://github.com/huggingface/safetensors) format:
-//! a [`ParamStore`]'s parameters, and an optimiser's state, saved so that training
+//! a [`ParamStore`](descent_tape::ParamStore)'s parameters, and an optimiser's state, saved so that training
 //! resumes bit for bit and so that PyTorch opens them.
 //!
 //! # Parameters
@@ -28,11 +28,11 @@
 //! tensor for a `ParamStore<f32>`, a `BF16` one for either) is a
 //! [`CheckpointError::Dtype`] error: a checkpoint never loses precision, nor changes
 //! type, silently. To convert, load it into a store of the file's type and
-//! [`Tensor::cast`] each parameter.
+//! [`Tensor::cast`](descent_tensor::Tensor::cast) each parameter.
 //!
 //! # Optimiser state
 //!
-//! [`save_optimizer`] writes an optimiser's state ([`Optimizer::state`]) to a second
+//! [`save_optimizer`] writes an optimiser's state ([`Optimizer::state`](descent_optim::Optimizer::state)) to a second
 //! file: its buffers as `"<parameter name>.<slot>"` tensors in the store's dtype
 //! (`"fc1.weight.exp_avg"`, slots named as in PyTorch's `state_dict()`), its
 //! per-parameter numbers (`"step"`, NAdam's `"mu_product"`) as 0-d `F64` tensors of

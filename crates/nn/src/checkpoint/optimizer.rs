@@ -90,7 +90,7 @@ fn encode_optimizer<T: Float, O: Optimizer<T> + ?Sized>(
 }
 
 /// Saves `optimizer`'s state for the parameters of `store` to `path`, atomically
-/// (see the [module docs](self) for the layout). Save the parameters with [`save`]
+/// (see the [module docs](crate::checkpoint) for the layout). Save the parameters with [`save`](super::save)
 /// beside it.
 ///
 /// # Errors
@@ -113,7 +113,7 @@ pub fn save_optimizer<T: Float, O: Optimizer<T> + ?Sized>(
 /// that it has the slots it needs. A failed load leaves the optimiser unchanged.
 ///
 /// # Errors
-/// As [`load`], and [`CheckpointError::Content`] for another optimiser's state or a
+/// As [`load`](super::load), and [`CheckpointError::Content`] for another optimiser's state or a
 /// file of parameters, [`CheckpointError::Names`] for a tensor of no parameter of the
 /// store, [`CheckpointError::Shape`] or [`CheckpointError::Dtype`] naming a tensor,
 /// [`CheckpointError::Optimizer`] when the optimiser refuses the state (a slot missing

@@ -36,7 +36,7 @@ fn encode_params<T: Float>(store: &ParamStore<T>, path: &Path) -> Result<Vec<u8>
     serialize(path, &tensors, metadata)
 }
 
-/// Saves the store's parameters to `path` (see the [module docs](self)), atomically:
+/// Saves the store's parameters to `path` (see the [module docs](crate::checkpoint)), atomically:
 /// a failed save leaves the previous file as it was.
 ///
 /// # Errors
