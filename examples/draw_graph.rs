@@ -28,6 +28,10 @@ fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let out: PathBuf = match std::env::args_os().nth(1) {
+        Some(flag) if flag == "--help" || flag == "-h" => {
+            println!("usage: draw_graph [OUT_DIR]  (default: out/mlp.dot in the workspace)");
+            return Ok(());
+        }
         Some(dir) => dir.into(),
         None => [env!("CARGO_MANIFEST_DIR"), "out"].iter().collect(),
     };

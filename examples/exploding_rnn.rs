@@ -244,20 +244,25 @@ pub fn train(cfg: &Config) -> RunLog {
 
 fn parse_args() -> Result<Config, String> {
     let mut cfg = Config::example();
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
-        match flag.as_str() {
-            "--wh-scale" => cfg.wh_scale = value.parse().map_err(|e| bad(&e))?,
-            "--lr" => cfg.lr = value.parse().map_err(|e| bad(&e))?,
-            "--steps" => cfg.steps = value.parse().map_err(|e| bad(&e))?,
-            "--seq-len" => cfg.seq_len = value.parse().map_err(|e| bad(&e))?,
-            _ => {
-                return Err(format!(
-                    "unknown flag {flag} (flags: --wh-scale, --lr, --steps, --seq-len)"
-                ));
+    use lexopt::Arg::{Long, Short};
+    use lexopt::ValueExt;
+    const FLAGS: &str =
+        "flags: --wh-scale S (1.8), --lr η (0.2), --steps N (100), --seq-len T (200)";
+    let mut args = lexopt::Parser::from_env();
+    let text = |e: lexopt::Error| e.to_string();
+    while let Some(arg) = args.next().map_err(text)? {
+        match arg {
+            Long("wh-scale") => cfg.wh_scale = args.value().map_err(text)?.parse().map_err(text)?,
+            Long("lr") => cfg.lr = args.value().map_err(text)?.parse().map_err(text)?,
+            Long("steps") => cfg.steps = args.value().map_err(text)?.parse().map_err(text)?,
+            Long("seq-len") => cfg.seq_len = args.value().map_err(text)?.parse().map_err(text)?,
+            Short('h') | Long("help") => {
+                println!(
+                    "exploding gradients in a vanilla RNN, with and without clipping\n\n{FLAGS}"
+                );
+                std::process::exit(0);
             }
+            _ => return Err(format!("{} ({FLAGS})", text(arg.unexpected()))),
         }
     }
     if cfg.seq_len == 0 {

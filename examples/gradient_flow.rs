@@ -75,6 +75,12 @@ fn flow(activation: Activation, weight: Init) -> Result<FlowReport, Box<dyn Erro
 
 fn main() -> Result<(), Box<dyn Error>> {
     let out: PathBuf = match std::env::args_os().nth(1) {
+        Some(flag) if flag == "--help" || flag == "-h" => {
+            println!(
+                "usage: gradient_flow [OUT_DIR]  (default: out/gradient_flow/ in the workspace)"
+            );
+            return Ok(());
+        }
         Some(dir) => dir.into(),
         None => [env!("CARGO_MANIFEST_DIR"), "out", "gradient_flow"]
             .iter()

@@ -64,17 +64,26 @@ fn settings() -> Result<Settings, Box<dyn Error>> {
         noise: 1.0,
         seed: 7,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--epochs" => s.epochs = value.parse()?,
-            "--batch" => s.batch = value.parse()?,
-            "--lr" => s.lr = value.parse()?,
-            "--clip" => s.clip = value.parse()?,
-            "--noise" => s.noise = value.parse()?,
-            "--seed" => s.seed = value.parse()?,
-            _ => return Err(format!("unknown option {flag}").into()),
+    use lexopt::Arg::{Long, Short};
+    use lexopt::ValueExt;
+    let mut args = lexopt::Parser::from_env();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("epochs") => s.epochs = args.value()?.parse()?,
+            Long("batch") => s.batch = args.value()?.parse()?,
+            Long("lr") => s.lr = args.value()?.parse()?,
+            Long("clip") => s.clip = args.value()?.parse()?,
+            Long("noise") => s.noise = args.value()?.parse()?,
+            Long("seed") => s.seed = args.value()?.parse()?,
+            Short('h') | Long("help") => {
+                println!(
+                    "DP-SGD on the 8x8 digits with per-sample gradients.\n\n\
+                     usage: per_sample [--epochs E (20)] [--batch B (64)] [--lr η (0.5)] \
+                     [--clip C (1.0)] [--noise σ (1.0; 0: no noise)] [--seed S (7)]"
+                );
+                std::process::exit(0);
+            }
+            _ => return Err(arg.unexpected().into()),
         }
     }
     if s.batch == 0 || s.epochs == 0 {

@@ -13,8 +13,9 @@
 # pool: W4's per-sample passes and large matrix products (split by output blocks) use it.
 #
 # Interpreters (override with the environment):
-#   TORCH_PY      default /work/venv-torch/bin/python   (torch)
-#   JAX_PY        default /work/venv-jax/bin/python     (jax)
+#   TORCH_PY      default target/peers/venv-torch/bin/python   (torch)
+#   JAX_PY        default target/peers/venv-jax/bin/python     (jax)
+# crates/bench/setup_peers.sh creates both (see its --help; --dry-run shows the commands).
 #   MICROGRAD_PY  default: the first of JAX_PY, TORCH_PY that can `import micrograd`.
 #                 micrograd's W2 takes ~3.5 minutes a run: it runs once, in round 1 only,
 #                 and only with MICROGRAD=1; otherwise the speed issue's figure
@@ -38,14 +39,14 @@ while [ $# -gt 0 ]; do
     --workloads) workloads="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --table-only) table_only="$2"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 
-TORCH_PY="${TORCH_PY:-/work/venv-torch/bin/python}"
+TORCH_PY="${TORCH_PY:-$root/target/peers/venv-torch/bin/python}"
 export TORCH_PY
-JAX_PY="${JAX_PY:-/work/venv-jax/bin/python}"
+JAX_PY="${JAX_PY:-$root/target/peers/venv-jax/bin/python}"
 export JAX_PY
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 raw="$root/target/peers-run/$stamp"
@@ -275,9 +276,9 @@ flags = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.starts
 simd = " ".join(f for f in flags.split() if f.startswith(("avx", "fma", "sse4")))
 notes = open(os.path.join(raw, "notes.txt")).read().strip()
 cmds = open(os.path.join(raw, "commands.txt")).read().strip()
-tv = sh(os.environ.get("TORCH_PY", "/work/venv-torch/bin/python")
+tv = sh(os.environ["TORCH_PY"]
         + " -c 'import torch; print(torch.__version__)' 2>/dev/null")
-jv = sh(os.environ.get("JAX_PY", "/work/venv-jax/bin/python")
+jv = sh(os.environ["JAX_PY"]
         + " -c 'import jax; print(jax.__version__)' 2>/dev/null")
 versions = f"torch {tv or 'not installed'}, jax {jv or 'not installed'}"
 head = "| workload | threads | implementation | variant | metric | " + " | ".join(

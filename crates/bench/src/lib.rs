@@ -6,13 +6,14 @@
 //! averaged clipped gradient can be dumped for the peers' `compare_w4.py`; and W5 (a
 //! 200-step RNN with global-norm clipping).
 //!
-//! The binary (`src/main.rs`) prints one JSON line per workload with the keys the
+//! The binary (`src/main.rs`, which parses its flags and dispatches to one harness per
+//! workload in `src/harness/`) prints one JSON line per workload with the keys the
 //! peer scripts (`shared/peers/torch_workloads.py`) print, plus descent's own; the
-//! criterion bench (`benches/tape.rs`) times a 10,000-op chain and its limit.
+//! criterion bench (`benches/tape.rs`) times a 10,000-op chain and its limit. This
+//! library holds the models, data and limits the harnesses time.
 
 pub mod alloc_count;
 pub mod ceiling;
-pub mod json;
 pub mod npz;
 pub mod rss;
 pub mod stats;

@@ -1,9 +1,10 @@
 //! Medians and spreads, in the peers' `{"median", "min", "max", "n"}` form.
 
-use crate::json::Json;
+use serde::Serialize;
 
-/// Median, minimum and maximum of a set of measurements.
-#[derive(Clone, Copy, Debug)]
+/// Median, minimum and maximum of a set of measurements; serialised as the peers'
+/// `{"median", "min", "max", "n"}` object (NaN as `null`).
+#[derive(Clone, Copy, Debug, Serialize)]
 pub struct Summary {
     /// The median (the mean of the two middle values for an even count).
     pub median: f64,
@@ -25,16 +26,6 @@ impl Summary {
             max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
             n: values.len(),
         }
-    }
-
-    /// The summary as a JSON object, as `common.summarize` prints it.
-    pub fn to_json(&self) -> Json {
-        let mut j = Json::new();
-        j.num("median", self.median)
-            .num("min", self.min)
-            .num("max", self.max)
-            .int("n", self.n as i64);
-        j
     }
 }
 

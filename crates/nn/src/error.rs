@@ -1,6 +1,7 @@
 //! The layers' error type.
 
 use crate::init::InitError;
+use descent_tensor::ShapeDisplay;
 
 /// What can stop building or applying a layer.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -14,7 +15,8 @@ pub enum Error {
     Tape(#[from] descent_tape::Error),
     /// The input's last axis is not the layer's number of input features.
     #[error(
-        "{layer}: the input has shape {shape:?}, whose last axis should be the layer's {expected} input features"
+        "{layer}: the input has shape {}, whose last axis should be the layer's {expected} input features",
+        ShapeDisplay(.shape)
     )]
     Features {
         /// The layer's name.
@@ -25,7 +27,11 @@ pub enum Error {
         shape: Vec<usize>,
     },
     /// A tensor given for a parameter has the wrong shape.
-    #[error("{layer}: {what} should have shape {expected:?}, got {found:?}")]
+    #[error(
+        "{layer}: {what} should have shape {}, got {}",
+        ShapeDisplay(.expected),
+        ShapeDisplay(.found)
+    )]
     ParamShape {
         /// The layer's name.
         layer: String,

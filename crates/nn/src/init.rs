@@ -31,7 +31,7 @@
 //! assert_eq!(he.std(&[64, 32]).unwrap(), (2.0f64 / 32.0).sqrt());
 //! ```
 
-use descent_tensor::{Float, Tensor};
+use descent_tensor::{Float, ShapeDisplay, Tensor};
 use rand::{Rng, SeedableRng};
 pub use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
@@ -56,7 +56,7 @@ pub fn rng(seed: u64) -> ChaCha8Rng {
 pub enum InitError {
     /// A fan-based initialiser got a shape with fewer than 2 axes.
     #[error(
-        "{init}: needs a weight of at least 2 axes ([out, in]) to compute fan_in and fan_out, got shape {shape:?}"
+        "{init}: needs a weight of at least 2 axes ([out, in]) to compute fan_in and fan_out, got shape {}", ShapeDisplay(.shape)
     )]
     NoFan {
         /// The initialiser.
@@ -65,7 +65,7 @@ pub enum InitError {
         shape: Vec<usize>,
     },
     /// A fan is zero (a shape with a zero extent), so the scale would divide by zero.
-    #[error("{init}: {fan} is 0 for shape {shape:?}")]
+    #[error("{init}: {fan} is 0 for shape {}", ShapeDisplay(.shape))]
     ZeroFan {
         /// The initialiser.
         init: &'static str,

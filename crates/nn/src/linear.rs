@@ -4,7 +4,7 @@
 use crate::Error;
 use crate::init::Init;
 use descent_tape::{ParamId, ParamStore, Tape, Var};
-use descent_tensor::{Float, Tensor};
+use descent_tensor::{Float, ShapeDisplay, Tensor};
 use rand::Rng;
 
 /// A fully connected layer, `y = x @ Wᵀ + b`, as PyTorch's `nn.Linear`.
@@ -14,6 +14,12 @@ use rand::Rng;
 /// itself only holds their ids, so it is `Clone`, cheap, and independent of the
 /// element type. [`Linear::forward`] binds them on a tape and records the product
 /// inside `tape.scope(name)`.
+///
+/// The layer's output, the pre-activation `z = x @ Wᵀ + b`, is the node named
+/// `"<name>.z"`, so `grads.named(&tape, "fc.z")` is `∂L/∂z`: the error vector δ of
+/// the layer as the backpropagation literature defines it (before the activation; see
+/// `docs/GLOSSARY.md`). An activation applied after the layer is not part of it;
+/// [`Mlp`] names that output `"<name>.a"`.
 ///
 /// ```
 /// use descent_backprop::Backward;
@@ -31,6 +37,7 @@ use rand::Rng;
 /// let y = fc.forward(&tape, &store, x);
 /// assert_eq!(y.shape().as_slice(), &[2, 2]);
 /// assert_eq!(tape.read().scope_of(y.id()), "fc");
+/// assert_eq!(tape.read().name(y.id()), Some("fc.z"));
 ///
 /// // y[0, 0] = x[0] · W[0] + b[0]
 /// let (w, b) = (store.get(fc.weight()).unwrap(), store.get(fc.bias().unwrap()).unwrap());
@@ -44,6 +51,8 @@ use rand::Rng;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Linear {
     name: String,
+    /// `"<name>.z"`, the name of the output node, made once rather than every forward.
+    z_name: String,
     in_features: usize,
     out_features: usize,
     weight: ParamId,
@@ -146,8 +155,8 @@ impl Linear {
             return Err(Error::Config {
                 layer: name,
                 reason: format!(
-                    "the weight should be 2-d [out, in], got shape {:?}",
-                    weight.shape()
+                    "the weight should be 2-d [out, in], got shape {}",
+                    ShapeDisplay(weight.shape())
                 ),
             });
         }
@@ -167,6 +176,7 @@ impl Linear {
         let weight = store.insert(format!("{name}.weight"), weight);
         let bias = bias.map(|b| store.insert(format!("{name}.bias"), b));
         Ok(Self {
+            z_name: format!("{name}.z"),
             name,
             in_features,
             out_features,
@@ -201,7 +211,8 @@ impl Linear {
     }
 
     /// `x @ Wᵀ + b` for `x` of shape `[..., in]` (at least 2 axes: a single sample is
-    /// `[1, in]`), giving `[..., out]`; recorded inside `tape.scope(name)`.
+    /// `[1, in]`), giving `[..., out]`; recorded inside `tape.scope(name)`, the output
+    /// named `"<name>.z"`.
     ///
     /// To apply the layer many times on one tape (at every step of a recurrence),
     /// [`Linear::bind`] it once: that records the transpose of the weight once.
@@ -300,8 +311,8 @@ impl Linear {
             return Err(Error::Config {
                 layer: self.name.clone(),
                 reason: format!(
-                    "the input has shape {:?}; it needs at least 2 axes, [batch, in] (a single sample is [1, in])",
-                    shape.as_slice()
+                    "the input has shape {}; it needs at least 2 axes, [batch, in] (a single sample is [1, in])",
+                    ShapeDisplay(&shape)
                 ),
             });
         }
@@ -344,7 +355,8 @@ impl<'t, T: Float> BoundLinear<'_, 't, T> {
         self.bias
     }
 
-    /// `x @ Wᵀ + b`, as [`Linear::forward`].
+    /// `x @ Wᵀ + b`, as [`Linear::forward`], the output named `"<name>.z"` (every
+    /// application: a lookup by name finds the first).
     ///
     /// # Panics
     /// With the message of [`BoundLinear::try_forward`]'s error.
@@ -360,10 +372,11 @@ impl<'t, T: Float> BoundLinear<'_, 't, T> {
         self.layer.check_input(x)?;
         let _scope = self.tape.scope(&self.layer.name);
         let y = x.try_matmul_t(self.weight)?;
-        Ok(match self.bias {
+        let z = match self.bias {
             Some(b) => y.try_add(b)?,
             None => y,
-        })
+        };
+        Ok(z.named(&self.layer.z_name))
     }
 }
 
@@ -429,6 +442,18 @@ impl Activation {
 /// `"<name>.<i>.bias"` (as `nn.Sequential` names them in PyTorch), and each layer's
 /// ops, its activation included, are recorded in the scope `"<name>.<i>"`.
 ///
+/// Each layer names both its outputs, so either error vector is a lookup by name:
+///
+/// | node | value | `grads.named(&tape, ..)` gives |
+/// |---|---|---|
+/// | `"<name>.<i>.z"` | `z = h @ Wᵀ + b`, before the activation | `∂L/∂z`, the δ of the backpropagation literature |
+/// | `"<name>.<i>.a"` | `a = activation(z)`, the layer's output | `∂L/∂a` |
+///
+/// The last layer has no activation: its output is its `z`. With
+/// [`Activation::Identity`] `a` is `z`, one node, named `z`. By scope,
+/// `grads.scope_deltas(&tape)` gives each scope's last node, so `∂L/∂a` for the
+/// hidden layers and `∂L/∂z` for the last.
+///
 /// ```
 /// use descent_backprop::{Backward, ParamGrads};
 /// use descent_nn::{Activation, Mlp, init};
@@ -455,11 +480,25 @@ impl Activation {
 ///     }
 /// }
 /// assert!(losses[299] < 0.05 * losses[0], "{} -> {}", losses[0], losses[299]);
+///
+/// // δ before and after the hidden layer's tanh: ∂L/∂z = ∂L/∂a · (1 - a²).
+/// tape.reset();
+/// let pred = mlp.forward(&tape, &store, tape.constant(xs.clone()));
+/// let grads = pred.mse(tape.constant(ys.clone())).backward();
+/// let dz = grads.named(&tape, "mlp.0.z").unwrap().unwrap().to_tensor();
+/// let da = grads.named(&tape, "mlp.0.a").unwrap().unwrap().to_tensor();
+/// let read = tape.read();
+/// let a = read.names().find(|(_, n)| *n == "mlp.0.a").map(|(id, _)| read.value(id)).unwrap();
+/// for ((dz, da), a) in dz.data().iter().zip(da.data()).zip(a.to_tensor().data()) {
+///     assert!((dz - da * (1.0 - a * a)).abs() < 1e-12);
+/// }
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mlp {
     name: String,
     layers: Vec<Linear>,
+    /// `"<layer>.a"` for each layer but the last, made once rather than every forward.
+    a_names: Vec<String>,
     activation: Activation,
 }
 
@@ -485,11 +524,7 @@ impl Mlp {
             .enumerate()
             .map(|(i, w)| Linear::new(store, format!("{name}.{i}"), w[0], w[1], rng))
             .collect();
-        Self {
-            name,
-            layers,
-            activation,
-        }
+        Self::from_layers(name, layers, activation)
     }
 
     /// An MLP whose weights are drawn from `weight` and biases from `bias` (`None`: no
@@ -537,11 +572,21 @@ impl Mlp {
                 Linear::from_tensors(store, format!("{name}.{i}"), w, b).expect("shapes made here")
             })
             .collect();
-        Ok(Self {
+        Ok(Self::from_layers(name, layers, activation))
+    }
+
+    fn from_layers(name: String, layers: Vec<Linear>, activation: Activation) -> Self {
+        let hidden = layers.len() - 1;
+        let a_names = layers[..hidden]
+            .iter()
+            .map(|l| format!("{}.a", l.name()))
+            .collect();
+        Self {
             name,
             layers,
+            a_names,
             activation,
-        })
+        }
     }
 
     fn too_few(name: &str, sizes: &[usize]) -> Error {
@@ -566,7 +611,8 @@ impl Mlp {
         self.activation
     }
 
-    /// The output for `x` of shape `[..., in]`: `[..., out]`.
+    /// The output for `x` of shape `[..., in]`: `[..., out]`. Each layer's `z` and `a`
+    /// are named as the [type's docs](Mlp) say.
     ///
     /// # Panics
     /// With the message of [`Mlp::try_forward`]'s error.
@@ -596,6 +642,10 @@ impl Mlp {
             if i < last {
                 let _scope = tape.scope(layer.name());
                 h = self.activation.try_apply(h)?;
+                // Identity gives `z` back; naming it `a` would lose the name `z`.
+                if !matches!(self.activation, Activation::Identity) {
+                    h = h.named(&self.a_names[i]);
+                }
             }
         }
         Ok(h)
@@ -695,6 +745,58 @@ mod tests {
             scopes.contains("net.0") && scopes.contains("net.1"),
             "{scopes:?}"
         );
+    }
+
+    /// Every layer's `z` and every hidden layer's `a` are named, in the layer's scope;
+    /// `a` is the node after the activation, `z` the one before.
+    #[test]
+    fn z_and_a_are_named_in_their_layer() {
+        let mut store = ParamStore::<f64>::new();
+        let mlp = Mlp::new(
+            &mut store,
+            "net",
+            &[2, 3, 3, 1],
+            Activation::Tanh,
+            &mut init::rng(0),
+        );
+        let tape = Tape::new();
+        let y = mlp.forward(&tape, &store, tape.constant(Tensor::<f64>::ones(&[4, 2])));
+        let read = tape.read();
+        let named: Vec<(&str, &str, &str)> = read
+            .names()
+            .filter(|(_, n)| n.ends_with(".z") || n.ends_with(".a"))
+            .map(|(id, n)| (n, read.scope_of(id), read.nodes()[id.index()].op().name()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("net.0.z", "net.0", "add"),
+                ("net.0.a", "net.0", "tanh"),
+                ("net.1.z", "net.1", "add"),
+                ("net.1.a", "net.1", "tanh"),
+                ("net.2.z", "net.2", "add"),
+            ]
+        );
+        assert_eq!(read.name(y.id()), Some("net.2.z"));
+
+        // With no activation, `a` is `z`: one node, which keeps the name `z`.
+        let lin = Mlp::new(
+            &mut store,
+            "lin",
+            &[2, 3, 1],
+            Activation::Identity,
+            &mut init::rng(0),
+        );
+        drop(read);
+        tape.reset();
+        let _ = lin.forward(&tape, &store, tape.constant(Tensor::<f64>::ones(&[4, 2])));
+        let read = tape.read();
+        let names: Vec<&str> = read
+            .names()
+            .map(|(_, n)| n)
+            .filter(|n| !n.ends_with("weight") && !n.ends_with("bias"))
+            .collect();
+        assert_eq!(names, ["lin.0.z", "lin.1.z"]);
     }
 
     #[test]

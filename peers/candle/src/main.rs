@@ -13,7 +13,7 @@
 //! to the bit (`w3::tests::inputs_are_the_peers_to_the_bit`).
 
 use candle_core::{DType, Device, Tensor, Var};
-use descent_bench::json::{Json, int_list};
+use serde_json::{Value, json};
 use descent_bench::stats::{Summary, rel_err};
 use descent_bench::{rss, w1, w3};
 use std::time::Instant;
@@ -24,7 +24,7 @@ type Result<T> = candle_core::Result<T>;
 /// it is `(eˣ + e⁻ˣ) / 2`, whose gradient `(eˣ − e⁻ˣ) / (eˣ + e⁻ˣ)` cancels to 0 once
 /// `eˣ` and `e⁻ˣ` round to neighbours of 1, so `x` stops near 1e-16 instead of the
 /// peers' 2.6e-40 (`final_x`).
-fn w1(steps: usize, reps: usize) -> Result<Json> {
+fn w1(steps: usize, reps: usize) -> Result<Value> {
     let dev = Device::Cpu;
     let (mut times, mut xs) = (Vec::new(), Vec::new());
     for _ in 0..reps {
@@ -41,18 +41,21 @@ fn w1(steps: usize, reps: usize) -> Result<Json> {
         times.push(t.elapsed().as_secs_f64() / steps as f64 * 1e6);
         xs.push(x.to_scalar::<f64>()?);
     }
-    let mut j = base("W1");
-    j.int("steps", steps as i64)
-        .obj("us_per_step", &Summary::of(&times).to_json())
-        .num("final_x", xs[0])
-        .bool("final_x_all_equal", xs.iter().all(|&x| x == xs[0]))
-        .str("mode", "cosh composed from exp (candle has none)");
-    Ok(j)
+    Ok(with_base(
+        "W1",
+        json!({
+            "steps": steps,
+            "us_per_step": Summary::of(&times),
+            "final_x": xs[0],
+            "final_x_all_equal": xs.iter().all(|&x| x == xs[0]),
+            "mode": "cosh composed from exp (candle has none)",
+        }),
+    ))
 }
 
 /// W3: the 784-512-256-10 ReLU MLP, softmax cross-entropy, SGD with momentum as
 /// `torch.optim.SGD` computes it (the first step's buffer is the gradient).
-fn w3(reps: usize) -> Result<Json> {
+fn w3(reps: usize) -> Result<Value> {
     let dev = Device::Cpu;
     let data = w3::Data::new();
     let batches: Vec<(Tensor, Tensor)> = (0..w3::NBATCH)
@@ -101,30 +104,32 @@ fn w3(reps: usize) -> Result<Json> {
         losses.push(loss_value);
     }
     let median = Summary::of(&times).median;
-    let mut j = base("W3");
-    j.int("steps", w3::STEPS as i64)
-        .int("warmup", w3::WARMUP as i64)
-        .obj("ms_per_step", &Summary::of(&times).to_json())
-        .num("samples_per_s", w3::BATCH as f64 / (median / 1e3))
-        .num(
-            "achieved_gflops",
-            w3::flops_per_step() / 1e9 / (median / 1e3),
-        )
-        .num("final_loss", losses[0])
-        .num(
-            "final_loss_rel_err",
-            rel_err(losses[0], w3::PEER_FINAL_LOSS),
-        );
-    Ok(j)
+    Ok(with_base(
+        "W3",
+        json!({
+            "steps": w3::STEPS,
+            "warmup": w3::WARMUP,
+            "ms_per_step": Summary::of(&times),
+            "samples_per_s": w3::BATCH as f64 / (median / 1e3),
+            "achieved_gflops": w3::flops_per_step() / 1e9 / (median / 1e3),
+            "final_loss": losses[0],
+            "final_loss_rel_err": rel_err(losses[0], w3::PEER_FINAL_LOSS),
+        }),
+    ))
 }
 
-fn base(workload: &str) -> Json {
-    let mut j = Json::new();
-    j.str("peer", "candle")
-        .str("workload", workload)
-        .int("threads", candle_core::utils::get_num_threads() as i64)
-        .str("candle", "0.11")
-        .raw("affinity", &int_list(&rss::affinity()));
+/// The fields every line has, then `fields` (a JSON object).
+fn with_base(workload: &str, fields: Value) -> Value {
+    let mut j = json!({
+        "peer": "candle",
+        "workload": workload,
+        "threads": candle_core::utils::get_num_threads(),
+        "candle": "0.11",
+        "affinity": rss::affinity(),
+    });
+    if let (Some(j), Value::Object(f)) = (j.as_object_mut(), fields) {
+        j.extend(f);
+    }
     j
 }
 
