@@ -482,7 +482,7 @@ impl<T: Float> Gradients<T> {
             }
             index
         });
-        let pos = index.find(id, |i| self.bindings[i].0, self.bindings.len())?;
+        let pos = index.find(id)?;
         Some(self.bindings[pos].1)
     }
 

@@ -485,8 +485,8 @@ impl Activation {
 /// tape.reset();
 /// let pred = mlp.forward(&tape, &store, tape.constant(xs.clone()));
 /// let grads = pred.mse(tape.constant(ys.clone())).backward();
-/// let dz = grads.named(&tape, "mlp.0.z").unwrap().unwrap().to_tensor();
-/// let da = grads.named(&tape, "mlp.0.a").unwrap().unwrap().to_tensor();
+/// let dz = grads.named(&tape, "mlp.0.z").to_tensor();
+/// let da = grads.named(&tape, "mlp.0.a").to_tensor();
 /// let read = tape.read();
 /// let a = read.names().find(|(_, n)| *n == "mlp.0.a").map(|(id, _)| read.value(id)).unwrap();
 /// for ((dz, da), a) in dz.data().iter().zip(da.data()).zip(a.to_tensor().data()) {

@@ -61,12 +61,15 @@ fn refuse_non_finite<T: Float>(
     }
 }
 
-/// The global L2 norm of `grads`, checked: every parameter's norm finite.
+/// The checks of [`check`], then the global L2 norm of `grads` (the norm of the
+/// per-parameter norms), refusing a non-finite gradient.
 fn checked_global_norm<T: Float>(
     op: &'static str,
     params: &ParamStore<T>,
     grads: &dyn ParamGradients<T>,
+    limit: f64,
 ) -> Result<f64, Error> {
+    check(op, params, grads, limit)?;
     let mut bad = None;
     let norm = descent_tape::norm::norm_of_norms((0..grads.count()).map(|i| {
         let n = descent_tape::norm::l2_norm(grads.entry(i).1.data());
@@ -124,9 +127,7 @@ pub fn clip_grad_norm<T: Float>(
     grads: &mut dyn ParamGradients<T>,
     max_norm: f64,
 ) -> Result<f64, Error> {
-    let op = "clip_grad_norm";
-    check(op, params, grads, max_norm)?;
-    let norm = checked_global_norm(op, params, grads)?;
+    let norm = checked_global_norm("clip_grad_norm", params, grads, max_norm)?;
     let coef = T::from_f64(max_norm) / (T::from_f64(norm) + T::from_f64(1e-6));
     // PyTorch multiplies by the clamped coefficient always; by 1 changes no bit.
     if coef < T::one() {
@@ -163,9 +164,7 @@ pub fn clip_grad_norm_exact<T: Float>(
     grads: &mut dyn ParamGradients<T>,
     max_norm: f64,
 ) -> Result<f64, Error> {
-    let op = "clip_grad_norm_exact";
-    check(op, params, grads, max_norm)?;
-    let norm = checked_global_norm(op, params, grads)?;
+    let norm = checked_global_norm("clip_grad_norm_exact", params, grads, max_norm)?;
     if norm > max_norm {
         scale_all(grads, T::from_f64(max_norm / norm));
     }

@@ -2,9 +2,8 @@
 //! owned gradients for accumulating or building by hand ([`ParamGrads`]).
 
 use crate::ParamId;
-use crate::params::ParamKey;
 use descent_tensor::{Float, Tensor, View};
-use slotmap::SecondaryMap;
+use std::collections::HashMap;
 
 /// Gradients of parameters in a fixed order: what optimisers and clipping read (and
 /// clipping rescales in place). A training step borrows whatever holds the gradients
@@ -93,33 +92,27 @@ pub fn non_finite_at<T: Float>(x: &[T]) -> Option<(usize, f64)> {
     None
 }
 
-/// A position by [`ParamId`], O(1): a slotmap secondary map from the id's key to a
-/// position in a list of ids, checked against the list so that an id of another store
-/// whose key collides is told apart (then found by a scan, the rare case).
+/// A position by [`ParamId`], O(1): a hash map from the whole id (key, version and
+/// store), so ids of two stores whose slotmap keys share a slot stay apart (a
+/// `SecondaryMap` keyed by the key alone would keep only the newer version).
 ///
 /// Shared by the gradient stores of this crate and of `descent-backprop`; not an API
 /// a user needs.
 #[doc(hidden)]
 #[derive(Clone, Debug, Default)]
 pub struct ParamIndex {
-    by_key: SecondaryMap<ParamKey, u32>,
+    by_id: HashMap<ParamId, u32>,
 }
 
 impl ParamIndex {
-    /// Records that `id` sits at `pos`, unless another id with the same key does.
+    /// Records that `id` sits at `pos`, unless it was recorded already.
     pub fn insert(&mut self, id: ParamId, pos: usize) {
-        if !self.by_key.contains_key(id.key()) {
-            self.by_key.insert(id.key(), pos as u32);
-        }
+        self.by_id.entry(id).or_insert(pos as u32);
     }
 
-    /// The position of `id` in `ids`, in O(1) unless two stores' keys collide.
-    pub fn find(&self, id: ParamId, ids: impl Fn(usize) -> ParamId, len: usize) -> Option<usize> {
-        match self.by_key.get(id.key()) {
-            Some(&p) if ids(p as usize) == id => Some(p as usize),
-            Some(_) => (0..len).find(|&i| ids(i) == id),
-            None => None,
-        }
+    /// The position of `id`.
+    pub fn find(&self, id: ParamId) -> Option<usize> {
+        self.by_id.get(&id).map(|&p| p as usize)
     }
 }
 
@@ -193,8 +186,7 @@ impl<T: Float> ParamGrads<T> {
     }
 
     fn position(&self, id: ParamId) -> Option<usize> {
-        self.index
-            .find(id, |i| self.entries[i].0, self.entries.len())
+        self.index.find(id)
     }
 
     /// Sets the gradient of `id` (replacing any it had, keeping its position).
@@ -381,5 +373,18 @@ mod tests {
         assert_eq!(grads.get(pb).unwrap().item(), 2.0);
         let removed = a.insert("v", Tensor::from([0.0]));
         assert!(grads.get(removed).is_none());
+
+        // The same slot at another version, in another store: both stay found.
+        let mut c = ParamStore::<f64>::new();
+        let old = c.insert("old", Tensor::from([0.0]));
+        c.remove(old);
+        let newer = c.insert("new", Tensor::from([0.0]));
+        let mut d = ParamStore::<f64>::new();
+        let first = d.insert("first", Tensor::from([0.0]));
+        let both: ParamGrads<f64> = [(newer, Tensor::from([3.0])), (first, Tensor::from([4.0]))]
+            .into_iter()
+            .collect();
+        assert_eq!(both.get(newer).unwrap().item(), 3.0);
+        assert_eq!(both.get(first).unwrap().item(), 4.0);
     }
 }

@@ -5,7 +5,7 @@ use super::error::{CheckpointError, memory};
 use super::format::{
     COUNTER_PREFIX, KIND_KEY, OPTIMIZER_KEY, SCALARS_KEY, raw, raw_f64, serialize,
 };
-use super::params::{duplicate_name, write_file};
+use super::params::write_file;
 use super::read::{parse, read_file};
 use descent_optim::{Optimizer, OptimizerState};
 use descent_tape::ParamStore;
@@ -34,11 +34,6 @@ fn encode_optimizer<T: Float, O: Optimizer<T> + ?Sized>(
         path: path.to_owned(),
         reason,
     };
-    if let Some(name) = duplicate_name(store) {
-        return Err(content(format!(
-            "the store has two parameters named '{name}', so its state cannot be saved by name"
-        )));
-    }
     let state = optimizer.state(store);
     let name_of = |id| {
         store
@@ -149,11 +144,6 @@ fn decode_optimizer<T: Float, O: Optimizer<T> + ?Sized>(
         path: path.to_owned(),
         reason,
     };
-    if let Some(name) = duplicate_name(store) {
-        return Err(content(format!(
-            "the store has two parameters named '{name}', so state cannot be loaded by name"
-        )));
-    }
     let parsed = parse(path, bytes)?;
     if parsed.kind() != Some("optimizer") {
         return Err(content(

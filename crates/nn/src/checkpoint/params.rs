@@ -116,24 +116,13 @@ pub fn load_into_from_bytes<T: Float>(
     decode_into(store, &memory(), bytes)
 }
 
-pub(super) fn duplicate_name<T: Float>(store: &ParamStore<T>) -> Option<&str> {
-    let mut seen = std::collections::HashSet::new();
-    store.iter().map(|(_, n, _)| n).find(|n| !seen.insert(*n))
-}
-
 fn decode_into<T: Float>(
     store: &mut ParamStore<T>,
     path: &Path,
     bytes: &[u8],
 ) -> Result<(), CheckpointError> {
-    if let Some(name) = duplicate_name(store) {
-        return Err(CheckpointError::Content {
-            path: path.to_owned(),
-            reason: format!(
-                "the store has two parameters named '{name}', so loading by name is ambiguous"
-            ),
-        });
-    }
+    // Names in a store are unique (refused at insert), so loading by name is never
+    // ambiguous.
     let parsed = parse(path, bytes)?;
     parsed.expect_kind("params")?;
     let file_names = parsed.names();
