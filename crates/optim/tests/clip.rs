@@ -25,21 +25,28 @@ fn global_norm_clipping_follows_torch_formula() {
     let before = clip_grad_norm(&store, &mut grads, 5.0).unwrap();
     assert_eq!(before, 50.0);
     let got: Vec<f64> = grads.iter().map(|(_, g)| g.item()).collect();
-    // torch.nn.utils.clip_grad_norm_ on float64 [30.], [40.] with max_norm 5:
-    // coefficient 5 / (50 + 1e-6), multiplied in.
-    let coef = 5.0 / (50.0 + 1e-6);
-    assert_eq!(got, [30.0 * coef, 40.0 * coef]);
-    assert!((got[0] - 2.99999994).abs() < 1e-8 && got[0] < 3.0);
-    assert!((got[1] - 3.99999992).abs() < 1e-8 && got[1] < 4.0);
-    // At exactly the limit PyTorch still scales, by 5 / (5 + 1e-6).
+    // torch.nn.utils.clip_grad_norm_ (torch 2.15, foreach=False) on float64 [30.],
+    // [40.] with max_norm 5.
+    assert_eq!(got, [2.9999999400000013, 3.999999920000002]);
+    // At exactly the limit PyTorch still scales (gradients [3.], [4.]).
     let (store, mut at_limit) = two();
-    at_limit.scale(0.1);
+    for (k, (_, g)) in at_limit.iter_mut().enumerate() {
+        g.data_mut()[0] = [3.0, 4.0][k];
+    }
     clip_grad_norm(&store, &mut at_limit, 5.0).unwrap();
     let got: Vec<f64> = at_limit.iter().map(|(_, g)| g.item()).collect();
-    assert_eq!(
-        got,
-        [3.0 * (5.0 / (5.0 + 1e-6)), 4.0 * (5.0 / (5.0 + 1e-6))]
-    );
+    assert_eq!(got, [2.99999940000012, 3.99999920000016]);
+    // In float32 the coefficient is rounded at each step as torch's
+    // `t.reciprocal() * max_norm` rounds it: torch gives 2.9999998, 3.9999998.
+    let mut store = ParamStore::<f32>::new();
+    let a = store.insert("a", Tensor::from([0.0f32]));
+    let b = store.insert("b", Tensor::from([0.0f32]));
+    let mut g32: ParamGrads<f32> = [(a, Tensor::from([30.0f32])), (b, Tensor::from([40.0f32]))]
+        .into_iter()
+        .collect();
+    clip_grad_norm(&store, &mut g32, 5.0).unwrap();
+    assert_eq!(g32.get(a).unwrap().item(), 2.999_999_8_f32);
+    assert_eq!(g32.get(b).unwrap().item(), 3.999_999_8_f32);
     // Well under the limit, nothing moves.
     let (store, mut small) = two();
     small.scale(0.01);

@@ -7,7 +7,11 @@
 //! third step, so the two parameters' step counts differ. The learning rates of the
 //! schedules are torch's over 30 steps.
 //!
-//! Each value must agree to 1e-6 relative; the largest difference per case is printed
+//! Each value must agree to 1e-12 relative. Against fixtures made on the machine the
+//! header names, every optimiser but AdamW agrees to the bit, AdamW to 5e-15, and the
+//! schedules to 5e-16; PyTorch's own last bits depend on its build and processor (the
+//! fixtures made earlier on another machine had AdamW's bits exactly), so the test
+//! holds a tolerance, not bits. The largest difference per case is printed
 //! (`cargo test -p descent-optim --test torch_reference -- --nocapture`).
 
 #[path = "oracle/torch_optim_values.rs"]
@@ -22,7 +26,7 @@ use descent_tape::ParamStore;
 use descent_tensor::Tensor;
 
 /// Relative tolerance against torch.
-const TOLERANCE: f64 = 1e-6;
+const TOLERANCE: f64 = 1e-12;
 
 /// `|a - b| / |b|` (or `|a - b|` where `b` is 0).
 fn relative(a: f64, b: f64) -> f64 {
