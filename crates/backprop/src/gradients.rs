@@ -46,7 +46,7 @@ pub struct Gradients<T: Float> {
     /// Parameters bound on the tape, with their nodes, in binding order.
     pub(crate) bindings: Vec<(ParamId, NodeId)>,
     /// Positions in `bindings` by parameter, made on the first lookup by id (a step
-    /// reads the bindings in order and never needs it).
+    /// reads the bindings in order and never needs it) and kept up to date from then.
     pub(crate) binding_index: OnceLock<ParamIndex>,
     /// Nodes on the tape when the walk ran: a later node's shape is unknown here.
     pub(crate) known: usize,
@@ -226,7 +226,12 @@ impl<T: Float> Gradients<T> {
         self.tensor.resize(self.shapes.len(), None);
         self.bindings.clear();
         self.bindings.extend_from_slice(read.bindings());
-        self.binding_index.take();
+        // An index a lookup made on the last walk is rebuilt in its own memory, so a
+        // loop that looks parameters up by id every step does not allocate for it.
+        if let Some(index) = self.binding_index.get_mut() {
+            index.clear();
+            index_bindings(index, &self.bindings);
+        }
     }
 
     #[inline]
@@ -477,9 +482,7 @@ impl<T: Float> Gradients<T> {
     fn bound_node(&self, id: ParamId) -> Option<NodeId> {
         let index = self.binding_index.get_or_init(|| {
             let mut index = ParamIndex::default();
-            for (pos, &(p, _)) in self.bindings.iter().enumerate() {
-                index.insert(p, pos);
-            }
+            index_bindings(&mut index, &self.bindings);
             index
         });
         let pos = index.find(id)?;
@@ -555,6 +558,13 @@ impl<T: Float> ParamGradients<T> for Gradients<T> {
                     .then(|| std::slice::from_mut(&mut self.scalar[k]))
             }
         }
+    }
+}
+
+/// Records each binding's position in `index`.
+fn index_bindings(index: &mut ParamIndex, bindings: &[(ParamId, NodeId)]) {
+    for (pos, &(p, _)) in bindings.iter().enumerate() {
+        index.insert(p, pos);
     }
 }
 

@@ -244,3 +244,23 @@ fn a_store_made_after_a_drop_starts_empty() {
     assert!(grads.param(w).is_none());
     assert_eq!(grads.params().count(), 0);
 }
+
+/// A reused store's lookup of parameters by id follows each walk's bindings.
+#[test]
+fn parameter_lookups_follow_the_bindings_of_each_walk() {
+    use descent_tape::ParamStore;
+    let mut store = ParamStore::<f64>::new();
+    let a = store.insert("a", Tensor::from([2.0]));
+    let b = store.insert("b", Tensor::from([3.0]));
+    let tape = Tape::<f64>::new();
+    let mut grads = Gradients::empty();
+    let (ta, tb) = (tape.param(&store, a), tape.param(&store, b));
+    backward_into((ta * tb).sum(), &mut grads).unwrap();
+    assert_eq!(grads.param(a).unwrap().data(), &[3.0]);
+    assert_eq!(grads.param(b).unwrap().data(), &[2.0]);
+    tape.reset();
+    let tb = tape.param(&store, b);
+    backward_into((tb * 5.0).sum(), &mut grads).unwrap();
+    assert!(grads.param(a).is_none(), "a is not bound this step");
+    assert_eq!(grads.param(b).unwrap().data(), &[5.0]);
+}

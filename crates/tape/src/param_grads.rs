@@ -110,6 +110,11 @@ impl ParamIndex {
         self.by_id.entry(id).or_insert(pos as u32);
     }
 
+    /// Forgets every position, keeping the memory.
+    pub fn clear(&mut self) {
+        self.by_id.clear();
+    }
+
     /// The position of `id`.
     pub fn find(&self, id: ParamId) -> Option<usize> {
         self.by_id.get(&id).map(|&p| p as usize)
