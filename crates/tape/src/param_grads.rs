@@ -67,6 +67,23 @@ pub trait ParamGradients<T: Float> {
 /// assert_eq!(descent_tape::non_finite_at(&[1.0f64, 2.0]), None);
 /// ```
 pub fn non_finite_at<T: Float>(x: &[T]) -> Option<(usize, f64)> {
+    use rayon::prelude::*;
+    // A large gradient is read on every thread of the pool: one thread alone does not
+    // reach the memory's bandwidth here (measured in `benches/step.rs`). The first
+    // non-finite element is found whichever thread reads it.
+    const PARALLEL_LEN: usize = 1 << 17;
+    const PIECE: usize = 1 << 15;
+    if x.len() >= PARALLEL_LEN && rayon::current_num_threads() > 1 {
+        return x
+            .par_chunks(PIECE)
+            .enumerate()
+            .find_map_first(|(i, piece)| non_finite_in(piece).map(|(k, v)| (i * PIECE + k, v)));
+    }
+    non_finite_in(x)
+}
+
+/// [`non_finite_at`] on the calling thread.
+fn non_finite_in<T: Float>(x: &[T]) -> Option<(usize, f64)> {
     const BLOCK: usize = 256;
     for (b, block) in x.chunks(BLOCK).enumerate() {
         let mut acc = [T::zero(); 16];
@@ -360,6 +377,26 @@ mod tests {
                 x[at] = f32::NAN;
                 assert_eq!(non_finite_at(&x).map(|(k, _)| k), Some(at));
             }
+        }
+    }
+
+    #[test]
+    fn non_finite_in_a_large_gradient_is_the_first_on_any_thread_count() {
+        let n = (1 << 17) + 1000;
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for at in [0, 40_000, (1 << 15) - 1, 1 << 15, n - 1] {
+                let mut x = vec![0.25f32; n];
+                x[at] = f32::NAN;
+                x[n - 1 - (n - 1 - at) / 2] = f32::INFINITY; // a later one, not reported
+                let got = pool.install(|| non_finite_at(&x));
+                assert_eq!(got.map(|(k, _)| k), Some(at), "{threads} threads");
+            }
+            let clean = vec![1.0f64; n];
+            assert_eq!(pool.install(|| non_finite_at(&clean)), None);
         }
     }
 
