@@ -47,7 +47,7 @@ pub struct Gradients<T: Float> {
     pub(crate) bindings: Vec<(ParamId, NodeId)>,
     /// Positions in `bindings` by parameter, made on the first lookup by id (a step
     /// reads the bindings in order and never needs it) and kept up to date from then.
-    pub(crate) binding_index: OnceLock<ParamIndex>,
+    pub(crate) binding_index: OnceLock<Box<ParamIndex>>,
     /// Nodes on the tape when the walk ran: a later node's shape is unknown here.
     pub(crate) known: usize,
     /// Tensor gradient buffers of an earlier walk, reused by the next.
@@ -480,8 +480,10 @@ impl<T: Float> Gradients<T> {
 
     /// The node `id` was bound to, in O(1).
     fn bound_node(&self, id: ParamId) -> Option<NodeId> {
+        // Boxed: a map inline made the store too large to move without `memcpy`,
+        // which W1's `loss.backward()` a step paid three times over (callgrind).
         let index = self.binding_index.get_or_init(|| {
-            let mut index = ParamIndex::default();
+            let mut index = Box::<ParamIndex>::default();
             index_bindings(&mut index, &self.bindings);
             index
         });

@@ -135,13 +135,19 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         };
         let wd = self.weight_decay != 0.0;
         if self.momentum == 0.0 {
-            for_chunks(value, grad, &mut [], |p, g, _| {
-                if wd {
-                    plain::<T, true>(p, g, &k)
-                } else {
-                    plain::<T, false>(p, g, &k)
-                }
-            });
+            for_chunks(
+                value,
+                grad,
+                &mut [],
+                #[inline(always)]
+                |p, g, _| {
+                    if wd {
+                        plain::<T, true>(p, g, &k)
+                    } else {
+                        plain::<T, false>(p, g, &k)
+                    }
+                },
+            );
             return;
         }
         let first = !self.buffers.contains_key(id.key());
@@ -151,16 +157,22 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
             .expect("a live key")
             .or_insert_with(|| vec![T::zero(); grad.len()]);
         let nesterov = self.nesterov;
-        for_chunks(value, grad, buf, |p, g, b| match (wd, first, nesterov) {
-            (false, false, false) => momentum::<T, false, false, false>(p, g, b, &k),
-            (false, false, true) => momentum::<T, false, false, true>(p, g, b, &k),
-            (false, true, false) => momentum::<T, false, true, false>(p, g, b, &k),
-            (false, true, true) => momentum::<T, false, true, true>(p, g, b, &k),
-            (true, false, false) => momentum::<T, true, false, false>(p, g, b, &k),
-            (true, false, true) => momentum::<T, true, false, true>(p, g, b, &k),
-            (true, true, false) => momentum::<T, true, true, false>(p, g, b, &k),
-            (true, true, true) => momentum::<T, true, true, true>(p, g, b, &k),
-        });
+        for_chunks(
+            value,
+            grad,
+            buf,
+            #[inline(always)]
+            |p, g, b| match (wd, first, nesterov) {
+                (false, false, false) => momentum::<T, false, false, false>(p, g, b, &k),
+                (false, false, true) => momentum::<T, false, false, true>(p, g, b, &k),
+                (false, true, false) => momentum::<T, false, true, false>(p, g, b, &k),
+                (false, true, true) => momentum::<T, false, true, true>(p, g, b, &k),
+                (true, false, false) => momentum::<T, true, false, false>(p, g, b, &k),
+                (true, false, true) => momentum::<T, true, false, true>(p, g, b, &k),
+                (true, true, false) => momentum::<T, true, true, false>(p, g, b, &k),
+                (true, true, true) => momentum::<T, true, true, true>(p, g, b, &k),
+            },
+        );
     }
 }
 

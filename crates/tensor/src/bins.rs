@@ -73,35 +73,36 @@ thread_local! {
 /// Keeps `value` for a later [`take`] on this thread, unless [`Parkable::PER_THREAD`]
 /// values of its type are kept already or the thread is ending: it is dropped then.
 /// Returns whether it was kept.
+#[inline]
 pub fn park<V: Parkable>(value: V) -> bool {
-    let mut value = Some(value);
-    let kept = BINS
-        .try_with(|bins| {
-            let mut bins = bins.borrow_mut();
-            let bin = match bins.iter_mut().position(|b| b.is::<Vec<V>>()) {
-                Some(i) => &mut bins[i],
-                None => {
-                    bins.push(Box::new(Vec::<V>::with_capacity(V::PER_THREAD)));
-                    bins.last_mut().expect("just pushed")
-                }
-            };
-            let bin = bin.downcast_mut::<Vec<V>>().expect("checked type");
-            if bin.len() < V::PER_THREAD {
-                bin.extend(value.take());
-                true
-            } else {
-                false
+    // The value moves into the bin once: wrapping it in an `Option` to take it back
+    // out cost W1's `loss.backward()` two `memcpy`s of a gradient store's vectors a
+    // step (callgrind).
+    let rejected = BINS.try_with(move |bins| {
+        let mut bins = bins.borrow_mut();
+        let bin = match bins.iter_mut().position(|b| b.is::<Vec<V>>()) {
+            Some(i) => &mut bins[i],
+            None => {
+                bins.push(Box::new(Vec::<V>::with_capacity(V::PER_THREAD)));
+                bins.last_mut().expect("just pushed")
             }
-        })
-        .unwrap_or(false);
+        };
+        let bin = bin.downcast_mut::<Vec<V>>().expect("checked type");
+        if bin.len() < V::PER_THREAD {
+            bin.push(value);
+            None
+        } else {
+            Some(value)
+        }
+    });
     // A value not kept is dropped here, after the bins are released: its `Drop` may
-    // park something else.
-    drop(value);
-    kept
+    // park something else. While the thread is ending, `try_with` drops it unborrowed.
+    matches!(rejected, Ok(None))
 }
 
 /// The value of type `V` parked last on this thread, if any (none while the thread
 /// is ending).
+#[inline]
 pub fn take<V: Parkable>() -> Option<V> {
     BINS.try_with(|bins| {
         let mut bins = bins.borrow_mut();
