@@ -158,7 +158,9 @@ struct Workspace<T: Float> {
 /// Kept in the thread's [`bins`] between calls. A worker can hold more than one at a
 /// time: waiting inside a sample (a large product split on rayon's pool), it may
 /// steal another chunk of the same call, which takes a workspace of its own.
-impl<T: Float> Parkable for Workspace<T> {
+/// Parked boxed: a workspace (a tape and a gradient store) is large, and moving it in
+/// and out of the bin for every sample cost W4 two `memcpy`s of it a sample.
+impl<T: Float> Parkable for Box<Workspace<T>> {
     const PER_THREAD: usize = 4;
 }
 
@@ -167,10 +169,12 @@ impl<T: Float> Parkable for Workspace<T> {
 static CALLS: AtomicU64 = AtomicU64::new(0);
 
 fn with_workspace<T: Float, R>(f: impl FnOnce(&mut Workspace<T>) -> R) -> R {
-    let mut ws = bins::take().unwrap_or_else(|| Workspace {
-        tape: Tape::new(),
-        grads: Gradients::empty(),
-        prefix: None,
+    let mut ws: Box<Workspace<T>> = bins::take().unwrap_or_else(|| {
+        Box::new(Workspace {
+            tape: Tape::new(),
+            grads: Gradients::empty(),
+            prefix: None,
+        })
     });
     let out = f(&mut ws);
     bins::park(ws);
