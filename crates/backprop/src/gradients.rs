@@ -2,7 +2,7 @@
 
 use crate::Error;
 use descent_tape::{Meta, NodeId, ParamGradients, ParamId, ParamIndex, TapeRead, Var};
-use descent_tensor::bins::{self, Parkable};
+use descent_tensor::bins;
 use descent_tensor::{BufferPool, Float, Shape, View};
 use std::sync::OnceLock;
 
@@ -77,9 +77,8 @@ impl<T: Float> Clone for Gradients<T> {
     }
 }
 
-/// A dropped store's tensor buffers go to the thread's recycling bin, for the next
-/// store (up to [`descent_tensor::RECYCLE_BYTES`]); its other vectors are kept for
-/// the next store on the thread too, emptied when it takes them.
+/// A dropped store leaves its vectors and tensor buffers on its thread, for the next
+/// store there (see [`Kept`]).
 impl<T: Float> Drop for Gradients<T> {
     fn drop(&mut self) {
         if !self.tensor.is_empty() {
@@ -90,25 +89,28 @@ impl<T: Float> Drop for Gradients<T> {
         if let Some(zeros) = self.zeros.take() {
             self.spare.give(zeros);
         }
-        self.spare.recycle();
-        Parked::park(Parked {
-            scalar: std::mem::take(&mut self.scalar),
-            reached: std::mem::take(&mut self.reached),
-            tensor: std::mem::take(&mut self.tensor),
-            shapes: std::mem::take(&mut self.shapes),
-            slot_nodes: std::mem::take(&mut self.slot_nodes),
-            bindings: std::mem::take(&mut self.bindings),
-        });
+        // Nothing is kept while the thread ends: the fields are freed as usual.
+        let _ = bins::with_slot(|kept: &mut Kept<T>| kept.keep(self));
     }
 }
 
-/// The vectors of a dropped store, for the next [`Gradients::empty`] on the thread:
-/// a loop that calls `backward()` every step then allocates nothing once warm, as
-/// one that keeps a store for `backward_into` does. Allocating and freeing them cost
-/// W1's `loss.backward()` about 230 of its 1,790 instructions a step (callgrind).
-/// [`Parked::take`] empties them; a walk fills them as it does a reused store's.
+/// What dropped stores leave on a thread for the next [`Gradients::empty`] there, in
+/// one of the thread's [`bins`] slots: a loop that calls `backward()` every step then
+/// allocates nothing once warm, as one that keeps a store for `backward_into` does.
+/// Allocating and freeing a store's vectors cost W1's `loss.backward()` about 230 of
+/// its 1,790 instructions a step (callgrind).
 #[derive(Default)]
-struct Parked<T> {
+struct Kept<T> {
+    /// The vectors of one dropped store (another dropped meanwhile frees its own).
+    vectors: Option<Vectors<T>>,
+    /// Tensor buffers of every store dropped since the last was made, up to
+    /// [`descent_tensor::RECYCLE_BYTES`] in all.
+    spare: BufferPool<T>,
+    spare_bytes: usize,
+}
+
+/// A store's vectors, kept with their memory.
+struct Vectors<T> {
     scalar: Vec<T>,
     reached: Vec<u64>,
     tensor: Vec<Option<Vec<T>>>,
@@ -117,60 +119,85 @@ struct Parked<T> {
     bindings: Vec<(ParamId, NodeId)>,
 }
 
-/// One store's vectors a thread: a second dropped while they are kept is freed.
-impl<T: Float> Parkable for Parked<T> {
-    const PER_THREAD: usize = 1;
-}
-
-impl<T: Float> Parked<T> {
-    /// Keeps `self` for the next store (one of the thread's [`bins`]), unless another
-    /// dropped store's vectors are kept already, their gradients take more than
-    /// [`descent_tensor::RECYCLE_BYTES`] (the bound on the tensor buffers a thread
-    /// keeps), or the thread is ending: they are freed then.
-    fn park(self) {
-        let bytes = self.scalar.capacity() * size_of::<T>() + self.reached.capacity() * 8;
-        if bytes > descent_tensor::RECYCLE_BYTES {
-            return;
+impl<T: Float> Kept<T> {
+    /// Keeps a dropped store's vectors, unless another's are kept already or its
+    /// scalar gradients alone take more than [`descent_tensor::RECYCLE_BYTES`], and
+    /// its buffers, up to that bound in all.
+    fn keep(&mut self, dropped: &mut Gradients<T>) {
+        let bytes = dropped.scalar.capacity() * size_of::<T>() + dropped.reached.capacity() * 8;
+        if self.vectors.is_none() && bytes <= descent_tensor::RECYCLE_BYTES {
+            self.vectors.get_or_insert_with(|| Vectors {
+                scalar: std::mem::take(&mut dropped.scalar),
+                reached: std::mem::take(&mut dropped.reached),
+                tensor: std::mem::take(&mut dropped.tensor),
+                shapes: std::mem::take(&mut dropped.shapes),
+                slot_nodes: std::mem::take(&mut dropped.slot_nodes),
+                bindings: std::mem::take(&mut dropped.bindings),
+            }); // (`= Some(..)` would call a drop of the `None`, out of line)
         }
-        bins::park(self);
+        let room = descent_tensor::RECYCLE_BYTES - self.spare_bytes;
+        self.spare_bytes += self.spare.absorb(&mut dropped.spare, room);
     }
 
-    /// The vectors parked by a dropped store, emptied (their memory kept), or new ones.
-    fn take() -> Self {
-        let mut parked: Self = bins::take().unwrap_or_default();
-        parked.scalar.clear();
-        parked.reached.clear();
-        parked.tensor.clear();
-        parked.shapes.clear();
-        parked.slot_nodes.clear();
-        parked.bindings.clear();
-        parked
+    /// A new store with everything kept: the vectors emptied (their memory kept)
+    /// and every buffer.
+    #[inline]
+    fn give(&mut self) -> Gradients<T> {
+        self.spare_bytes = 0;
+        let mut v = self.vectors.take().unwrap_or_else(Vectors::new);
+        v.scalar.clear();
+        v.reached.clear();
+        v.tensor.clear();
+        v.shapes.clear();
+        v.slot_nodes.clear();
+        v.bindings.clear();
+        Gradients::with(v, std::mem::take(&mut self.spare))
+    }
+}
+
+impl<T> Vectors<T> {
+    fn new() -> Self {
+        Self {
+            scalar: Vec::new(),
+            reached: Vec::new(),
+            tensor: Vec::new(),
+            shapes: Vec::new(),
+            slot_nodes: Vec::new(),
+            bindings: Vec::new(),
+        }
     }
 }
 
 impl<T: Float> Gradients<T> {
     /// An empty store, to be filled by [`crate::backward_into`]: a loop that keeps
     /// one and refills it every step allocates nothing once warm. It starts with the
-    /// memory of stores dropped earlier on this thread (their gradient buffers, see
-    /// [`BufferPool::recycle`], and the vectors of the last one dropped), so a loop
-    /// that calls [`crate::backward`] every step allocates nothing once warm either.
+    /// memory of stores dropped earlier on this thread (the tensor buffers of all of
+    /// them, up to [`descent_tensor::RECYCLE_BYTES`], and the vectors of one), so a
+    /// loop that calls [`crate::backward`] every step allocates nothing once warm
+    /// either.
     pub fn empty() -> Self {
-        let parked = Parked::take();
+        bins::with_slot(Kept::give)
+            .unwrap_or_else(|| Self::with(Vectors::new(), BufferPool::default()))
+    }
+
+    /// An empty store on the memory of `v` and `spare`.
+    #[inline]
+    fn with(v: Vectors<T>, spare: BufferPool<T>) -> Self {
         Self {
             tape_uid: 0,
             generation: 0,
-            scalar: parked.scalar,
-            reached: parked.reached,
-            tensor: parked.tensor,
-            shapes: parked.shapes,
-            slot_nodes: parked.slot_nodes,
+            scalar: v.scalar,
+            reached: v.reached,
+            tensor: v.tensor,
+            shapes: v.shapes,
+            slot_nodes: v.slot_nodes,
             zeros: OnceLock::new(),
             zeros_len: 0,
             zero: T::zero(),
-            bindings: parked.bindings,
+            bindings: v.bindings,
             binding_index: OnceLock::new(),
             known: 0,
-            spare: BufferPool::take_recycled(),
+            spare,
         }
     }
 

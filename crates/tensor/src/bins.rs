@@ -6,10 +6,10 @@
 //! hands large blocks back to the system, and every page faults in anew), and a loop
 //! that calls `backward()` every step would never stop allocating. So the one who
 //! drops such a value [`park`]s it, and the next one to need it on the same thread
-//! [`take`]s it back. Three places do this (the tensor buffers of
-//! [`BufferPool::recycle`](crate::BufferPool::recycle), the vectors of a dropped
-//! `Gradients`, and `per_sample_grads`' worker workspaces); the pattern is written
-//! here once.
+//! [`take`]s it back (`per_sample_grads`' worker workspaces do this), or keeps it in
+//! a slot of the thread updated in place with [`with_slot`] (a dropped `Gradients`
+//! leaves its vectors and tensor buffers there for the next store); the pattern is
+//! written here once.
 //!
 //! - **Per thread**: a value parked on one thread is never seen by another, so no
 //!   lock is taken and a value need not be `Send`.
@@ -114,6 +114,55 @@ pub fn take<V: Parkable>() -> Option<V> {
     .flatten()
 }
 
+/// Runs `f` on the calling thread's slot of type `S`, made with `S::default()` on first
+/// use, and returns its result; `None` (without running `f`) while the thread is
+/// ending or while the bins are in use further up the stack.
+///
+/// For a value updated in place rather than moved in and out: a dropped gradient store
+/// swaps its vectors into the slot and merges its buffers with those kept there, and
+/// the next store swaps them back, so no value larger than a pointer is moved (moving
+/// them through [`park`] and [`take`] cost W1's `loss.backward()` two `memcpy`s and
+/// two bin lookups a step, callgrind). `f` must not reach the bins itself: such a
+/// call gets `None`. What a slot holds is bounded by its user, and kept until the
+/// thread ends.
+///
+/// ```
+/// use descent_tensor::bins;
+///
+/// /// How many times this thread has called `count_calls`.
+/// #[derive(Default)]
+/// struct Calls(u32);
+///
+/// fn count_calls() -> u32 {
+///     bins::with_slot(|c: &mut Calls| {
+///         c.0 += 1;
+///         c.0
+///     })
+///     .unwrap_or(0)
+/// }
+///
+/// assert_eq!(count_calls(), 1);
+/// assert_eq!(count_calls(), 2);
+/// assert_eq!(std::thread::spawn(count_calls).join().unwrap(), 1);
+/// ```
+#[inline]
+pub fn with_slot<S: Default + 'static, R>(f: impl FnOnce(&mut S) -> R) -> Option<R> {
+    BINS.try_with(|bins| {
+        let mut bins = bins.try_borrow_mut().ok()?;
+        let i = match bins.iter().position(|b| b.is::<S>()) {
+            Some(i) => i,
+            None => {
+                bins.push(Box::new(S::default()));
+                bins.len() - 1
+            }
+        };
+        let slot = bins[i].downcast_mut::<S>()?;
+        Some(f(slot))
+    })
+    .ok()
+    .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +213,30 @@ mod tests {
     }
 
     /// Parks from a thread-local's destructor, after the bins may be gone: no panic.
+    #[test]
+    fn a_slot_is_per_thread_and_per_type_and_refuses_a_nested_call() {
+        #[derive(Default)]
+        struct Hits(u32);
+        #[derive(Default)]
+        struct Misses(u32);
+        assert_eq!(
+            with_slot(|h: &mut Hits| {
+                h.0 += 2;
+                h.0
+            }),
+            Some(2)
+        );
+        assert_eq!(with_slot(|m: &mut Misses| m.0), Some(0));
+        assert_eq!(
+            with_slot(|_: &mut Hits| with_slot(|m: &mut Misses| m.0)),
+            Some(None),
+            "the bins are borrowed by the outer call"
+        );
+        assert_eq!(with_slot(|h: &mut Hits| h.0), Some(2));
+        let other = std::thread::spawn(|| with_slot(|h: &mut Hits| h.0));
+        assert_eq!(other.join().unwrap(), Some(0));
+    }
+
     #[test]
     fn parking_while_the_thread_ends_drops_the_value() {
         struct Late;

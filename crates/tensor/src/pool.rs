@@ -1,6 +1,5 @@
 //! Free buffers kept for reuse, found by size.
 
-use crate::bins::{self, Parkable};
 use std::collections::BTreeMap;
 
 /// Buffers given back for reuse, by capacity: the tape's value buffers and the
@@ -74,65 +73,65 @@ impl<T> BufferPool<T> {
     }
 }
 
-/// The most a thread's recycling bin keeps, in bytes, per element type: what a
-/// dropped pool holds beyond it is freed.
+/// The most a thread keeps of dropped gradient stores' tensor buffers, in bytes, per
+/// element type (see [`BufferPool::absorb`]): what they hold beyond it is freed.
 pub const RECYCLE_BYTES: usize = 256 << 20;
 
-/// A thread's recycling bin for one element type: the buffers and their bytes.
-struct Recycled<T> {
-    pool: BufferPool<T>,
-    bytes: usize,
-}
-
-/// One bin per element type; [`RECYCLE_BYTES`] bounds what it holds.
-impl<T: 'static> Parkable for Recycled<T> {
-    const PER_THREAD: usize = 1;
-}
-
-impl<T: 'static> BufferPool<T> {
-    /// Moves every buffer of this pool into the calling thread's recycling bin, up to
-    /// [`RECYCLE_BYTES`] in all (the rest is freed), for [`BufferPool::take_recycled`].
+impl<T> BufferPool<T> {
+    /// Moves `other`'s buffers into this pool, the largest first, while the bytes
+    /// moved stay within `budget` (the rest are freed), and returns the bytes moved.
+    /// `other` is left empty.
     ///
     /// Freed and allocated again, large buffers cost more than their use: the
     /// allocator hands the memory back to the system, and every page faults in anew
-    /// (a `backward` of 1024 × 1024 tensors spent half its time there). A
-    /// gradient store puts its buffers here when dropped, so the next one on the
-    /// thread starts with them. The bin is one of the thread's [`bins`](crate::bins).
+    /// (a `backward` of 1024 × 1024 tensors spent half its time there). A dropped
+    /// gradient store's buffers are kept this way for the next store on its thread,
+    /// up to [`RECYCLE_BYTES`].
     ///
     /// ```
     /// use descent_tensor::BufferPool;
-    /// let mut pool = BufferPool::<f32>::default();
-    /// pool.give(Vec::with_capacity(1000));
-    /// pool.recycle();
-    /// assert!(pool.is_empty());
-    /// let mut again = BufferPool::<f32>::take_recycled();
-    /// assert!(again.take_at_least(1000).is_some());
+    /// let mut kept = BufferPool::<f32>::default();
+    /// let mut dropped = BufferPool::<f32>::default();
+    /// dropped.give(Vec::with_capacity(1000));
+    /// dropped.give(Vec::with_capacity(10));
+    /// // Room for the large one only.
+    /// assert_eq!(kept.absorb(&mut dropped, 4000), 4000);
+    /// assert!(dropped.is_empty());
+    /// assert_eq!(kept.len(), 1);
+    /// assert!(kept.take_at_least(1000).is_some());
     /// ```
-    pub fn recycle(&mut self) {
-        if self.free.is_empty() {
-            return;
+    pub fn absorb(&mut self, other: &mut BufferPool<T>, budget: usize) -> usize {
+        // A steady loop gives back what it took: when all of it fits and nothing is
+        // here, the two maps trade places, and no buffer or map node moves (W1's
+        // fresh store took and gave a map of emptied lists each step).
+        // (The pool keeps no running total: a gradient store is moved by value, and
+        // eight more bytes made W1's moves of it `memcpy` calls.)
+        let bytes = other
+            .free
+            .iter()
+            .map(|(cap, bufs)| cap * bufs.len())
+            .sum::<usize>()
+            * size_of::<T>();
+        if bytes <= budget && self.is_empty() {
+            std::mem::swap(self, other);
+            return bytes;
         }
-        let free = std::mem::take(&mut self.free);
-        // During thread exit the bin may be gone already; the buffers are then freed.
-        let mut bin = bins::take::<Recycled<T>>().unwrap_or(Recycled {
-            pool: BufferPool::default(),
-            bytes: 0,
-        });
-        // The largest first: they are what costs most to fault in again.
-        for buf in free.into_values().rev().flatten() {
+        if bytes == 0 {
+            return 0;
+        }
+        let mut moved = 0;
+        for buf in std::mem::take(&mut other.free)
+            .into_values()
+            .rev()
+            .flatten()
+        {
             let size = buf.capacity() * size_of::<T>();
-            if bin.bytes + size <= RECYCLE_BYTES {
-                bin.bytes += size;
-                bin.pool.give(buf);
+            if moved + size <= budget {
+                moved += size;
+                self.give(buf);
             }
         }
-        bins::park(bin);
-    }
-
-    /// Takes everything in the calling thread's recycling bin for `T` (see
-    /// [`BufferPool::recycle`]); an empty pool when there is nothing.
-    pub fn take_recycled() -> Self {
-        bins::take::<Recycled<T>>().map_or_else(Self::default, |bin| bin.pool)
+        moved
     }
 }
 
@@ -165,25 +164,26 @@ mod tests {
     }
 
     #[test]
-    fn the_recycling_bin_is_per_thread_and_capped() {
-        let mut pool = BufferPool::<f64>::default();
-        let big = RECYCLE_BYTES / 8 - 10;
-        pool.give(Vec::with_capacity(10));
-        pool.give(Vec::with_capacity(big));
-        pool.give(Vec::with_capacity(20));
-        pool.recycle();
-        assert!(pool.is_empty());
-        // Another thread sees none of it.
-        let other = std::thread::spawn(|| BufferPool::<f64>::take_recycled().len());
-        assert_eq!(other.join().unwrap(), 0);
-        // Nor does another element type.
-        assert!(BufferPool::<f32>::take_recycled().is_empty());
+    fn absorbing_keeps_the_largest_buffers_that_fit_the_budget() {
+        let mut kept = BufferPool::<f64>::default();
+        kept.give(Vec::with_capacity(5));
+        let mut dropped = BufferPool::<f64>::default();
+        let big = 1000;
+        dropped.give(Vec::with_capacity(10));
+        dropped.give(Vec::with_capacity(big));
+        dropped.give(Vec::with_capacity(20));
+        let budget = (big + 15) * 8;
         // The largest first, then what still fits: the 10 but not the 20.
-        let back = BufferPool::<f64>::take_recycled();
-        let caps: Vec<usize> = back.free.keys().copied().collect();
-        assert_eq!(caps.len(), 2);
-        assert!(caps[0] >= 10 && caps[0] < 20 && caps[1] >= big, "{caps:?}");
-        // Taking empties the bin.
-        assert!(BufferPool::<f64>::take_recycled().is_empty());
+        let moved = kept.absorb(&mut dropped, budget);
+        assert!(dropped.is_empty());
+        let caps: Vec<usize> = kept.free.keys().copied().collect();
+        assert_eq!(caps.len(), 3, "{caps:?}");
+        assert!(
+            caps[0] >= 5 && caps[1] >= 10 && caps[1] < 20 && caps[2] >= big,
+            "{caps:?}"
+        );
+        assert_eq!(moved, (caps[1] + caps[2]) * 8);
+        assert!(moved <= budget);
+        assert_eq!(kept.absorb(&mut dropped, budget), 0, "nothing left to move");
     }
 }
