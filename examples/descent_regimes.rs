@@ -15,6 +15,8 @@
 //!
 //! Run it with `cargo run --release --example descent_regimes`.
 
+#[path = "common/mod.rs"]
+mod common;
 use descent::nn::{Activation, Mlp, init};
 use descent::optim::{DataLoader, Optimizer, Sgd};
 use descent::prelude::*;
@@ -103,6 +105,11 @@ fn train(
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
+    common::command_line(
+        "Batch, stochastic and mini-batch gradient descent on the two-moons data, side by side.",
+        "usage: descent_regimes",
+        0,
+    );
     let (xs, ys) = read_moons()?;
     let n = xs.len();
     let runs = [

@@ -11,6 +11,8 @@
 //!
 //! Run it with `cargo run --example draw_graph [OUT_DIR]`.
 
+#[path = "common/mod.rs"]
+mod common;
 use descent::backprop::to_dot;
 use descent::nn::{Activation, Mlp, init};
 use descent::prelude::*;
@@ -27,11 +29,13 @@ fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let out: PathBuf = match std::env::args_os().nth(1) {
-        Some(flag) if flag == "--help" || flag == "-h" => {
-            println!("usage: draw_graph [OUT_DIR]  (default: out/mlp.dot in the workspace)");
-            return Ok(());
-        }
+    let out: PathBuf = match common::command_line(
+        "The tape of a small MLP (2 -> 4 -> 4 -> 1, tanh), one backward pass, as a Graphviz DOT graph.",
+        "usage: draw_graph [OUT_DIR]  (default: out/ in the workspace; writes mlp.dot)",
+        1,
+    )
+    .pop()
+    {
         Some(dir) => dir.into(),
         None => [env!("CARGO_MANIFEST_DIR"), "out"].iter().collect(),
     };

@@ -18,6 +18,8 @@
 //!
 //! Run it with `cargo run --release --example gradient_flow [OUT_DIR]`.
 
+#[path = "common/mod.rs"]
+mod common;
 use descent::backprop::{FlowOptions, FlowReport};
 use descent::nn::init::{self, Init, Nonlinearity};
 use descent::nn::{Activation, Mlp};
@@ -74,13 +76,13 @@ fn flow(activation: Activation, weight: Init) -> Result<FlowReport, Box<dyn Erro
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let out: PathBuf = match std::env::args_os().nth(1) {
-        Some(flag) if flag == "--help" || flag == "-h" => {
-            println!(
-                "usage: gradient_flow [OUT_DIR]  (default: out/gradient_flow/ in the workspace)"
-            );
-            return Ok(());
-        }
+    let out: PathBuf = match common::command_line(
+        "Vanishing gradients, seen: the same deep MLP twice, once with sigmoid activations",
+        "usage: gradient_flow [OUT_DIR]  (default: out/gradient_flow/ in the workspace)",
+        1,
+    )
+    .pop()
+    {
         Some(dir) => dir.into(),
         None => [env!("CARGO_MANIFEST_DIR"), "out", "gradient_flow"]
             .iter()

@@ -28,6 +28,8 @@
 //!
 //! Run it with `cargo run --release --example moons`.
 
+#[path = "common/mod.rs"]
+mod common;
 use descent::prelude::*;
 use std::error::Error;
 use std::time::{Duration, Instant};
@@ -168,6 +170,11 @@ fn accuracy(scores: &[Var<'_, f64>], data: &[Point]) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
+    common::command_line(
+        "micrograd's demo on scalar nodes: a 2-16-16-1 MLP learns the two-moons problem (workload W2).",
+        "usage: moons",
+        0,
+    );
     let data = load(DATA)?;
     let mut params = initial_parameters();
     println!(

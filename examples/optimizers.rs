@@ -13,6 +13,8 @@
 //!
 //! Run it with `cargo run --release --example optimizers`.
 
+#[path = "common/mod.rs"]
+mod common;
 use descent::optim::*;
 use descent::prelude::*;
 use descent::tape::{ParamId, ParamStore};
@@ -113,6 +115,11 @@ fn train(opt: &mut dyn Optimizer<f64>, x: &Tensor<f64>, y: &Tensor<f64>) -> Vec<
 }
 
 fn main() {
+    common::command_line(
+        "Every optimiser on the same small regression problem, side by side.",
+        "usage: optimizers",
+        0,
+    );
     let (x, y) = data(&mut SplitMix64(SEED));
     let initial = {
         let (store, m) = model(SEED + 1);

@@ -20,6 +20,8 @@
 //!
 //! Run it with `cargo run --release --example seed_descent`.
 
+#[path = "common/mod.rs"]
+mod common;
 use descent::prelude::*;
 use std::time::Instant;
 
@@ -50,6 +52,11 @@ fn agreement(a: f64, b: f64) -> String {
 }
 
 fn main() {
+    common::command_line(
+        "Gradient descent on one scalar with a fresh graph every step (workload W1).",
+        "usage: seed_descent",
+        0,
+    );
     // Recorded on the tape: one reset, three nodes, one backward per step.
     let tape = Tape::<f64>::new();
     let mut x = X0;

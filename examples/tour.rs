@@ -26,6 +26,8 @@
 //!
 //! Run it with `cargo run --release --example tour`.
 
+#[path = "common/mod.rs"]
+mod common;
 use descent::backprop::{FlowOptions, FlowReport};
 use descent::nn::{Activation, Mlp, checkpoint, init};
 use descent::optim::{Adam, DataLoader, Optimizer, Scheduled, StepLr, clip_grad_norm};
@@ -153,6 +155,12 @@ fn save_checkpoint(
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
+    common::command_line(
+        "The tour: a 64-128-64-10 MLP learns the 8x8 digits; every part of descent on the way.
+Writes out/tour/loss.png, out/tour/gradient_flow.png and out/tour/model.safetensors.",
+        "usage: tour",
+        0,
+    );
     let start = Instant::now();
     let (train, test) = load()?;
     let out: PathBuf = [env!("CARGO_MANIFEST_DIR"), "out", "tour"].iter().collect();
