@@ -159,11 +159,17 @@ pub fn check_grads<T: Float>(
     params: &ParamStore<T>,
     grads: &dyn ParamGradients<T>,
 ) -> Result<(), Error> {
-    for i in 0..grads.count() {
+    // Last entry first, so that the gradients read last, which a step then updates
+    // first, are still in cache when it does: a walk leaves the first layer's
+    // gradient, usually the largest, hot; the check ends there and the step starts
+    // there. The error reported is still the first entry's in order.
+    let mut first_error = None;
+    for i in (0..grads.count()).rev() {
         let (id, g) = grads.entry(i);
-        check_entry(op, params, id, g.shape())?;
-        if let Some((index, value)) = descent_tape::non_finite_at(g.data()) {
-            return Err(Error::NonFinite {
+        if let Err(e) = check_entry(op, params, id, g.shape()) {
+            first_error = Some(e);
+        } else if let Some((index, value)) = descent_tape::non_finite_at(g.data()) {
+            first_error = Some(Error::NonFinite {
                 op,
                 name: param_name(params, id),
                 index,
@@ -171,7 +177,7 @@ pub fn check_grads<T: Float>(
             });
         }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 /// The checks of [`check_grads`] but the finite one: the parameter is known and the

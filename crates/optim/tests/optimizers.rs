@@ -492,3 +492,52 @@ fn large_parameters_update_the_same_on_any_number_of_threads() {
         assert_eq!(one, small, "config {c}: pieces against small parameters");
     }
 }
+
+#[test]
+fn of_several_bad_gradients_the_first_in_order_is_reported() {
+    let (mut store, a, b) = store();
+    let mut sgd = Sgd::new(0.1);
+    // a: NaN; b: wrong shape. The check reads the last entry first, yet names `a`.
+    let g: ParamGrads<f64> = [
+        (a, Tensor::from([0.1, f64::NAN, 0.3])),
+        (b, Tensor::from([1.0, 2.0])),
+    ]
+    .into_iter()
+    .collect();
+    let err = sgd.step(&mut store, &g).unwrap_err();
+    assert!(
+        matches!(err, Error::NonFinite { ref name, index: 1, .. } if name == "a"),
+        "{err}"
+    );
+    // a: wrong shape; b: infinite: the shape error of `a`.
+    let g: ParamGrads<f64> = [
+        (a, Tensor::from([1.0])),
+        (
+            b,
+            Tensor::new(&[2, 2], vec![0.0, 0.0, f64::INFINITY, 0.0]).unwrap(),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let err = sgd.step(&mut store, &g).unwrap_err();
+    assert!(
+        matches!(err, Error::Shape { ref name, .. } if name == "a"),
+        "{err}"
+    );
+    // Only `b` bad: `b`.
+    let mut g = grads(a, b, 1.0);
+    g.insert(
+        b,
+        Tensor::new(&[2, 2], vec![0.0, f64::NAN, 0.0, 0.0]).unwrap(),
+    );
+    let err = sgd.step(&mut store, &g).unwrap_err();
+    assert!(
+        matches!(err, Error::NonFinite { ref name, index: 1, .. } if name == "b"),
+        "{err}"
+    );
+    assert_eq!(
+        values(&store),
+        values(&self::store().0),
+        "nothing was updated"
+    );
+}
