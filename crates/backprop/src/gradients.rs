@@ -78,7 +78,7 @@ impl<T: Float> Clone for Gradients<T> {
 }
 
 /// A dropped store leaves its vectors and tensor buffers on its thread, for the next
-/// store there (see [`Kept`]).
+/// store there (see `Kept`).
 impl<T: Float> Drop for Gradients<T> {
     fn drop(&mut self) {
         if !self.tensor.is_empty() {
