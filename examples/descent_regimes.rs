@@ -17,6 +17,7 @@
 
 #[path = "common/mod.rs"]
 mod common;
+use descent::data::{CsvOptions, read_csv};
 use descent::nn::{Activation, Mlp, init};
 use descent::optim::{DataLoader, Optimizer, Sgd};
 use descent::prelude::*;
@@ -31,20 +32,21 @@ type Moons = (Vec<[f64; 2]>, Vec<f64>);
 
 fn read_moons() -> Result<Moons, Box<dyn Error>> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/moons100.csv");
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let (mut xs, mut ys) = (Vec::new(), Vec::new());
-    for (n, line) in text.lines().enumerate().skip(1) {
-        let f: Vec<f64> = line
-            .split(',')
-            .map(str::parse)
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("{path}:{}: {e}", n + 1))?;
-        let [x1, x2, y] = f[..] else {
-            return Err(format!("{path}:{}: expected 3 columns", n + 1).into());
-        };
-        xs.push([x1, x2]);
-        ys.push(if y > 0.0 { 1.0 } else { 0.0 });
+    let data = read_csv::<f64>(path, &CsvOptions::values())?;
+    if data.sample_shape() != [2] {
+        return Err(format!("{path}: expected the columns x1,x2,y").into());
     }
+    let xs = data
+        .inputs()
+        .data()
+        .chunks_exact(2)
+        .map(|x| [x[0], x[1]])
+        .collect();
+    let labels = data.targets().values().expect("numeric targets").data();
+    let ys = labels
+        .iter()
+        .map(|&y| if y > 0.0 { 1.0 } else { 0.0 })
+        .collect();
     Ok((xs, ys))
 }
 

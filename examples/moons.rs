@@ -30,6 +30,7 @@
 
 #[path = "common/mod.rs"]
 mod common;
+use descent::data::{CsvOptions, read_csv};
 use descent::prelude::*;
 use std::error::Error;
 use std::time::{Duration, Instant};
@@ -93,31 +94,20 @@ struct Point {
     y: f64,
 }
 
+/// The points of `path` (columns `x1,x2,y`, `y` in {-1, 1}).
 fn load(path: &str) -> Result<Vec<Point>, Box<dyn Error>> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let mut points = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let bad = || format!("{path}:{}: expected `x1,x2,y`, found `{line}`", i + 1);
-        let fields: Vec<f64> = line
-            .split(',')
-            .map(|f| f.trim().parse::<f64>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("{}: {e}", bad()))?;
-        let &[x1, x2, y] = fields.as_slice() else {
-            return Err(bad().into());
-        };
-        if y != 1.0 && y != -1.0 {
-            return Err(format!("{path}:{}: label {y} is not -1 or 1", i + 1).into());
-        }
-        points.push(Point { x: [x1, x2], y });
+    let data = read_csv::<f64>(path, &CsvOptions::values())?;
+    if data.sample_shape() != [2] {
+        return Err(format!("{path}: expected the columns x1,x2,y").into());
     }
-    if points.is_empty() {
-        return Err(format!("{path}: no data rows").into());
-    }
-    Ok(points)
+    let labels = data.targets().values().expect("numeric targets").data();
+    let rows = data.inputs().data().chunks_exact(2).zip(labels);
+    rows.enumerate()
+        .map(|(i, (x, &y))| match y {
+            -1.0 | 1.0 => Ok(Point { x: [x[0], x[1]], y }),
+            _ => Err(format!("{path}: sample {i}: label {y} is not -1 or 1").into()),
+        })
+        .collect()
 }
 
 /// The scores of all points and the loss, recorded on `tape` from the parameter nodes

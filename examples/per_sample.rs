@@ -27,6 +27,7 @@
 //! alone). `RAYON_NUM_THREADS` sets the number of threads; the results do not change.
 
 use descent::backprop::{PerSampleOptions, per_sample_grads};
+use descent::data::{CsvOptions, read_csv};
 use descent::optim::{Optimizer, Sgd};
 use descent::prelude::*;
 use descent::tape::{ParamId, ParamStore};
@@ -92,32 +93,21 @@ fn settings() -> Result<Settings, Box<dyn Error>> {
     Ok(s)
 }
 
+/// The digits of `path` (64 pixels 0..16, scaled to [0, 1], and a label 0..9).
 fn load(path: &str) -> Result<Vec<Sample>, Box<dyn Error>> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let mut samples = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fields: Vec<f32> = line
-            .split(',')
-            .map(|f| f.trim().parse::<f32>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("{path}:{}: {e}", i + 1))?;
-        if fields.len() != IN + 1 {
-            return Err(format!("{path}:{}: expected {} columns", i + 1, IN + 1).into());
-        }
-        let mut x = [0f32; IN];
-        for (d, &p) in x.iter_mut().zip(&fields[..IN]) {
-            *d = p / 16.0;
-        }
-        let label = fields[IN] as usize;
-        if label >= OUT {
-            return Err(format!("{path}:{}: label {label} out of range", i + 1).into());
-        }
-        samples.push(Sample { x, label });
+    let data = read_csv::<f32>(path, &CsvOptions::classes(OUT).scale(1.0 / 16.0))?;
+    if data.sample_shape() != [IN] {
+        return Err(format!("{path}: expected {IN} pixels and a label a row").into());
     }
-    Ok(samples)
+    let labels = data.targets().classes().expect("class labels");
+    let pixels = data.inputs().data().chunks_exact(IN);
+    Ok(pixels
+        .zip(labels)
+        .map(|(p, &label)| Sample {
+            x: p.try_into().expect("IN pixels"),
+            label,
+        })
+        .collect())
 }
 
 struct Model {

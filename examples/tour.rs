@@ -5,7 +5,8 @@
 //! split 80/20 into training and test samples by a seeded shuffle.
 //!
 //! - every step records the forward pass on a reused tape, takes the cross-entropy of a
-//!   mini-batch of 32 (`DataLoader`, reshuffled every epoch from a seed), runs
+//!   mini-batch of 32 (`descent::data`: the CSV read by `read_csv`, batched by a
+//!   `Loader` reshuffled every epoch from a seed), runs
 //!   `backward`, clips the gradients in place to a global L2 norm of 1
 //!   (`clip_grad_norm`, PyTorch's formula) and takes an Adam step straight from the
 //!   walk's gradient store (lr 3e-3, halved
@@ -29,13 +30,13 @@
 #[path = "common/mod.rs"]
 mod common;
 use descent::backprop::{FlowOptions, FlowReport};
+use descent::data::{Batch, CsvOptions, Loader, TensorDataset, read_csv};
 use descent::nn::{Activation, Mlp, checkpoint, init};
-use descent::optim::{Adam, DataLoader, Optimizer, Scheduled, StepLr, clip_grad_norm};
+use descent::optim::{Adam, Optimizer, Scheduled, StepLr, clip_grad_norm};
 use descent::plot::{self, Curve, CurveOptions, CurveStyle, PlotOptions};
 use descent::prelude::*;
 use descent::tape::ParamStore;
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::seq::SliceRandom;
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -50,69 +51,30 @@ const LR: f64 = 3e-3;
 const CLIP: f64 = 1.0;
 const SEED: u64 = 7;
 
-/// Images (`[n, 64]`, row-major, scaled to [0, 1]) and their labels.
-struct Digits {
-    pixels: Vec<f32>,
-    labels: Vec<usize>,
-}
-
-impl Digits {
-    fn len(&self) -> usize {
-        self.labels.len()
+/// Reads `data/digits.csv` (pixels 0..16 scaled to [0, 1], the label last) and splits
+/// it 80/20 with a seeded shuffle.
+fn load() -> Result<(TensorDataset<f32>, TensorDataset<f32>), Box<dyn Error>> {
+    let digits = read_csv(DATA, &CsvOptions::classes(CLASSES).scale(1.0 / 16.0))?;
+    if digits.sample_shape() != [PIXELS] {
+        return Err(format!(
+            "{DATA}: expected {PIXELS} pixels a row, found {:?}",
+            digits.sample_shape()
+        )
+        .into());
     }
-
-    /// The samples `idx` as a `[len, 64]` batch and their labels.
-    fn batch(&self, idx: &[usize]) -> (Tensor<f32>, Vec<usize>) {
-        let x = idx
-            .iter()
-            .flat_map(|&i| &self.pixels[i * PIXELS..(i + 1) * PIXELS])
-            .copied()
-            .collect();
-        let x = Tensor::new(&[idx.len(), PIXELS], x).expect("len × 64 pixels");
-        (x, idx.iter().map(|&i| self.labels[i]).collect())
-    }
-
-    /// All samples, in order.
-    fn all(&self) -> (Tensor<f32>, Vec<usize>) {
-        self.batch(&(0..self.len()).collect::<Vec<_>>())
-    }
-}
-
-/// Reads `data/digits.csv` and splits it 80/20 with a seeded shuffle.
-fn load() -> Result<(Digits, Digits), Box<dyn Error>> {
-    let text = std::fs::read_to_string(DATA).map_err(|e| format!("cannot read {DATA}: {e}"))?;
-    let mut rows: Vec<(Vec<f32>, usize)> = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let at = |e: &dyn std::fmt::Display| format!("{DATA}:{}: {e}", i + 1);
-        let fields: Vec<f32> = line
-            .split(',')
-            .map(|f| f.trim().parse::<f32>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| at(&e))?;
-        let [pixels @ .., label] = &fields[..] else {
-            unreachable!("split yields at least one field")
-        };
-        if pixels.len() != PIXELS || !(0.0..CLASSES as f32).contains(label) {
-            return Err(at(&"expected 64 pixels and a label 0..9").into());
-        }
-        rows.push((pixels.iter().map(|p| p / 16.0).collect(), *label as usize));
-    }
-    rows.shuffle(&mut init::rng(SEED));
-    let test = rows.split_off(rows.len() * 4 / 5);
-    let gather = |rows: Vec<(Vec<f32>, usize)>| Digits {
-        pixels: rows.iter().flat_map(|(p, _)| p).copied().collect(),
-        labels: rows.iter().map(|(_, l)| *l).collect(),
-    };
-    Ok((gather(rows), gather(test)))
+    Ok(digits.split(0.8, &mut init::rng(SEED))?)
 }
 
 /// Mean cross-entropy and accuracy of `net` on `data`, in one forward pass.
-fn evaluate(net: &Mlp, store: &ParamStore<f32>, data: &Digits) -> (f64, f64) {
+fn evaluate(net: &Mlp, store: &ParamStore<f32>, data: &TensorDataset<f32>) -> (f64, f64) {
     let tape = Tape::new();
-    let (x, labels) = data.all();
-    let logits = net.forward(&tape, store, tape.constant(x));
-    let loss = logits.cross_entropy(&labels).item();
-    (f64::from(loss), accuracy(&logits.value(), &labels))
+    let Batch {
+        inputs, targets, ..
+    } = data.all();
+    let labels = targets.classes().expect("class labels");
+    let logits = net.forward(&tape, store, tape.constant(inputs));
+    let loss = logits.cross_entropy(labels).item();
+    (f64::from(loss), accuracy(&logits.value(), labels))
 }
 
 /// The fraction of rows of `logits` (`[n, 10]`) whose largest entry is the label.
@@ -134,7 +96,7 @@ fn accuracy(logits: &Tensor<f32>, labels: &[usize]) -> f64 {
 fn save_checkpoint(
     net: &Mlp,
     store: &ParamStore<f32>,
-    test: &Digits,
+    test: &TensorDataset<f32>,
     path: &Path,
 ) -> Result<(), Box<dyn Error>> {
     checkpoint::save(store, path)?;
@@ -174,7 +136,7 @@ Writes out/tour/loss.png, out/tour/gradient_flow.png and out/tour/model.safetens
         Activation::Relu,
         &mut init::rng(SEED),
     );
-    let loader = DataLoader::new(train.len(), BATCH)?.shuffle(SEED);
+    let loader = Loader::new(&train, BATCH)?.shuffle(SEED);
     let steps_per_epoch = loader.batches_per_epoch();
     let mut opt = Scheduled::new(Adam::new(LR), StepLr::new(5 * steps_per_epoch, 0.5));
     println!(
@@ -208,11 +170,11 @@ Writes out/tour/loss.png, out/tour/gradient_flow.png and out/tour/model.safetens
         bar.set_prefix((epoch + 1).to_string());
         let (mut loss_sum, mut right, mut seen) = (0.0, 0.0, 0);
         let (mut max_norm, mut clipped) = (0f64, 0);
-        for (i, idx) in loader.epoch(epoch).enumerate() {
+        for (i, batch) in loader.epoch(epoch).enumerate() {
             tape.reset();
-            let (x, labels) = train.batch(&idx);
-            let logits = net.forward(&tape, &store, tape.constant(x));
-            let loss = logits.cross_entropy(&labels);
+            let labels = batch.targets.classes().expect("class labels");
+            let logits = net.forward(&tape, &store, tape.constant(batch.inputs));
+            let loss = logits.cross_entropy(labels);
             let mut grads = loss.backward();
             if epoch + 1 == EPOCHS && i + 1 == steps_per_epoch {
                 // The last step's gradient flow, before clipping and before the update.
@@ -229,9 +191,9 @@ Writes out/tour/loss.png, out/tour/gradient_flow.png and out/tour/model.safetens
 
             let l = f64::from(loss.item());
             step_losses.push(l);
-            loss_sum += l * idx.len() as f64;
-            right += accuracy(&logits.value(), &labels) * idx.len() as f64;
-            seen += idx.len();
+            loss_sum += l * labels.len() as f64;
+            right += accuracy(&logits.value(), labels) * labels.len() as f64;
+            seen += labels.len();
             bar.set_message(format!(
                 "loss {:.4}  acc {:5.1}%",
                 loss_sum / seen as f64,

@@ -14,6 +14,7 @@
 //! | [`backprop`] | `descent-backprop` | the reverse walk ([`backward`]), [`Gradients`], [`gradcheck`], renders, per-sample gradients |
 //! | [`optim`] | `descent-optim` | optimisers, schedules, clipping, data loading |
 //! | [`nn`] | `descent-nn` | layers, initialisers, checkpoints |
+//! | [`data`] | `descent-data` | datasets (in memory, CSV, `.npy`) and batch loaders |
 #![cfg_attr(
     feature = "plot",
     doc = "| [`plot`] | `descent-plot` | pictures of gradient flow and training curves, SVG and PNG (feature `plot`) |"
@@ -48,6 +49,8 @@
 #[doc(inline)]
 pub use descent_backprop as backprop;
 #[doc(inline)]
+pub use descent_data as data;
+#[doc(inline)]
 pub use descent_nn as nn;
 #[doc(inline)]
 pub use descent_optim as optim;
@@ -69,6 +72,7 @@ pub mod prelude {
         Backward, GradCheckOptions, Gradients, ParamGrads, backward, backward_into, backward_with,
         gradcheck,
     };
+    pub use descent_data::{Dataset, Loader, Targets, TensorDataset};
     pub use descent_optim::Optimizer;
     pub use descent_tape::{NodeId, Op, ParamGradients, ParamId, ParamStore, Tape, Var};
     pub use descent_tensor::{Float, Tensor};

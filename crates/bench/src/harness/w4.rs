@@ -124,10 +124,10 @@ pub fn bench(args: &Args) -> bool {
         let mut arrays: Vec<(String, Vec<u8>)> = avg
             .iter()
             .enumerate()
-            .map(|(i, (_, g))| (format!("arr_{i}"), npz::npy(g.shape(), g.data())))
+            .map(|(i, (_, g))| (format!("arr_{i}"), descent::data::encode_npy(g)))
             .collect();
-        let norms32: Vec<f32> = norms.iter().map(|&n| n as f32).collect();
-        arrays.push(("norms".into(), npz::npy(&[norms32.len()], &norms32)));
+        let norms32 = descent::Tensor::from_fn(&[norms.len()], |i| norms[i] as f32);
+        arrays.push(("norms".into(), descent::data::encode_npy(&norms32)));
         match std::fs::create_dir_all(dir).and_then(|()| npz::write_npz(&path, arrays)) {
             Ok(()) => dumped = Some(path.display().to_string()),
             Err(e) => {
