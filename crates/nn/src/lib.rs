@@ -44,8 +44,10 @@ pub mod checkpoint;
 mod error;
 pub mod init;
 mod linear;
+pub mod recurrent;
 
 pub use checkpoint::CheckpointError;
 pub use error::Error;
 pub use init::{Init, InitError, Nonlinearity};
 pub use linear::{Activation, BoundLinear, Linear, Mlp};
+pub use recurrent::{Recurrent, RecurrentConfig, RecurrentOutput};
