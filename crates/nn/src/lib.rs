@@ -40,6 +40,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod attention;
 pub mod checkpoint;
 mod error;
 pub mod init;

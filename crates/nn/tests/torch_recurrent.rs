@@ -4,54 +4,17 @@
 //! relative. The reference values come from `tests/oracle/torch_recurrent.py`.
 
 use descent_backprop::Backward;
-use descent_nn::checkpoint;
 use descent_nn::init;
 use descent_nn::recurrent::{Cell, CellKind, Recurrent, RecurrentConfig, State};
 use descent_tape::{ParamStore, Tape, Var};
-use descent_tensor::{Tensor, View};
+use descent_tensor::Tensor;
 
-const TOL: f64 = 1e-10;
+#[path = "common/mod.rs"]
+mod common;
+use common::{assert_close, assert_param_grads, get, has, load_weights};
 
 fn fixture(case: &str) -> ParamStore<f64> {
-    let path = format!(
-        "{}/tests/fixtures/recurrent/{case}.safetensors",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    checkpoint::load::<f64>(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn get<'a>(f: &'a ParamStore<f64>, name: &str) -> &'a Tensor<f64> {
-    f.get(
-        f.find(name)
-            .unwrap_or_else(|| panic!("no {name} in the fixture")),
-    )
-    .unwrap()
-}
-
-fn has(f: &ParamStore<f64>, name: &str) -> bool {
-    f.find(name).is_some()
-}
-
-/// Largest |a - b| / max(1, |b|): relative where values are large, absolute near 0.
-fn assert_close(what: &str, ours: View<'_, f64>, torch: &Tensor<f64>) {
-    assert_eq!(ours.shape(), torch.shape(), "{what}: shapes");
-    let worst = ours
-        .data()
-        .iter()
-        .zip(torch.data())
-        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
-        .fold(0.0, f64::max);
-    assert!(worst <= TOL, "{what}: off by {worst:e} (relative)");
-}
-
-/// Copies the fixture's values into every parameter of `store`, by name ("net." + the
-/// name in the store after its first component).
-fn load_weights(store: &mut ParamStore<f64>, f: &ParamStore<f64>) {
-    let ids: Vec<_> = store.ids().collect();
-    for id in ids {
-        let name = store.name(id).unwrap().to_owned();
-        *store.get_mut(id).unwrap() = get(f, &name).clone();
-    }
+    common::fixture("recurrent", case)
 }
 
 /// `sum(v * r)` on the tape.
@@ -73,16 +36,6 @@ fn layer_case(case: &str, kind: CellKind, layers: usize, bias: bool) {
             .bias(bias),
         &mut init::rng(0),
     );
-    // Every parameter torch has, we have, under the same name, and no other.
-    let mut ours: Vec<String> = store.iter().map(|(_, n, _)| n.to_owned()).collect();
-    let mut theirs: Vec<String> = f
-        .iter()
-        .map(|(_, n, _)| n.to_owned())
-        .filter(|n| n.starts_with("net."))
-        .collect();
-    ours.sort();
-    theirs.sort();
-    assert_eq!(ours, theirs, "{case}: parameter names");
     load_weights(&mut store, &f);
 
     let tape = Tape::new();
@@ -120,16 +73,7 @@ fn layer_case(case: &str, kind: CellKind, layers: usize, bias: bool) {
             assert_close(&format!("{case}: ∂L/∂c0"), grads.wrt(c), get(&f, "grad.c0"));
         }
     }
-    for (id, name, _) in store.iter() {
-        let g = grads
-            .param(id)
-            .unwrap_or_else(|| panic!("{case}: no gradient for {name}"));
-        assert_close(
-            &format!("{case}: ∂L/∂{name}"),
-            g,
-            get(&f, &format!("grad.{name}")),
-        );
-    }
+    assert_param_grads(case, &f, &store, &grads);
 }
 
 #[test]
@@ -190,14 +134,7 @@ fn cell_case(case: &str, kind: CellKind, bias: bool) {
     if let Some(c) = state.c {
         assert_close(&format!("{case}: ∂L/∂c0"), grads.wrt(c), get(&f, "grad.c0"));
     }
-    for (id, name, _) in store.iter() {
-        let g = grads.param(id).unwrap();
-        assert_close(
-            &format!("{case}: ∂L/∂{name}"),
-            g,
-            get(&f, &format!("grad.{name}")),
-        );
-    }
+    assert_param_grads(case, &f, &store, &grads);
 }
 
 #[test]
