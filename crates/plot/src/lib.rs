@@ -106,13 +106,15 @@ pub fn register_fonts() {
 }
 
 /// Bar colours, one per parameter kind (the name after the layer: `weight`, `bias`).
-const SERIES: [RGBColor; 6] = [
+const SERIES: [RGBColor; 8] = [
     RGBColor(0x35, 0x6c, 0xb0), // blue
     RGBColor(0xe0, 0x8a, 0x2c), // orange
     RGBColor(0x3f, 0x9b, 0x5a), // green
     RGBColor(0x8a, 0x5a, 0xb5), // purple
     RGBColor(0x7f, 0x7f, 0x7f), // grey
     RGBColor(0xb5, 0x8f, 0x2e), // ochre
+    RGBColor(0xc0, 0x39, 0x2b), // red
+    RGBColor(0x1f, 0x8f, 0xa8), // teal
 ];
 
 /// The colour of each flag's shading and label.
@@ -641,7 +643,9 @@ pub fn draw_curves<DB: DrawingBackend>(
         .x_label_area_size(44)
         .y_label_area_size(72);
     let x_fmt = |x: &f64| format_number(*x, 3, Some(1e-12));
-    let y_fmt = |y: &f64| format_number(*y, 2, Some(1e-12));
+    // On a log scale every tick is positive: a tiny one is a value, not a rounded zero.
+    let zero_below = (!options.log_y).then_some(1e-12);
+    let y_fmt = |y: &f64| format_number(*y, 2, zero_below);
     if options.log_y {
         // Whole decades around the data, so the ticks land on round numbers.
         let lo = 10f64.powf(y0.log10().floor());
@@ -657,6 +661,8 @@ pub fn draw_curves<DB: DrawingBackend>(
             .y_desc(options.y_desc.as_str())
             .x_label_formatter(&x_fmt)
             .y_label_formatter(&y_fmt)
+            // Enough labels for a range of many decades.
+            .y_labels(24)
             .label_style(("sans-serif", 14))
             .axis_desc_style(("sans-serif", 15))
             .light_line_style(BLACK.mix(0.04))
