@@ -71,14 +71,15 @@ pub struct Args {
     pub anomaly: bool,
 }
 
-const USAGE: &str = "usage: descent-bench <W1|W2|W3|W4|W5|W6|all>[,...] [--reps K] [--n N] \
+const USAGE: &str = "usage: descent-bench <W1|W2|W3|W4|W5|W6|W8|all>[,...] [--reps K] [--n N] \
                      [--threads T] [--dump DIR] [--mem [--limit] [--prealloc]] \
                      [--only descent|limit] [--anomaly]";
 
 const HELP: &str = "\
 Runs the reference workloads W1..W6 and prints one JSON line each (W2: one per variant).
 
-  <W1|..|W6|all>[,...]   the workloads, in order (`all`: W1, W6, W4, W2, W3, W5)
+  <W1|..|W6|W8|all>[,...] the workloads, in order (`all`: W1, W6, W4, W2, W3, W5;
+                         W8, the LSTM, runs only when named)
   --reps K               timed repetitions after one warm-up; times are medians (default 5)
   --n N                  W1's step count (10,000) / W6's chain length (1,000,000)
   --threads T            the size of rayon's pool (default: one thread per core)
@@ -150,7 +151,9 @@ fn parse_args(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Com
                         "ALL" => a
                             .workloads
                             .extend(["W1", "W6", "W4", "W2", "W3", "W5"].map(String::from)),
-                        w @ ("W1" | "W2" | "W3" | "W4" | "W5" | "W6") => a.workloads.push(w.into()),
+                        w @ ("W1" | "W2" | "W3" | "W4" | "W5" | "W6" | "W8") => {
+                            a.workloads.push(w.into())
+                        }
                         other => return Err(format!("unknown workload {other}\n{USAGE}")),
                     }
                 }
@@ -204,6 +207,7 @@ fn main() -> ExitCode {
                 "W3" => harness::w3::bench(&args),
                 "W4" => harness::w4::bench(&args),
                 "W5" => harness::w5::bench(&args),
+                "W8" => harness::w8::bench(&args),
                 _ => harness::w6::bench(&args),
             };
         }
@@ -271,6 +275,7 @@ mod tests {
     fn mistakes_are_named() {
         assert!(err(&[]).starts_with("no workload given\nusage:"));
         assert!(err(&["W7"]).starts_with("unknown workload W7"));
+        assert_eq!(run(&["w8"]).workloads, ["W8"]);
         assert!(
             err(&["W1", "--reps"]).contains("--reps"),
             "{}",
