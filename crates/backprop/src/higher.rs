@@ -243,8 +243,10 @@ pub enum HvpMode {
 
 /// The Hessian-vector product `H v` of a scalar `output` with respect to `wrt` (the
 /// Hessian of the concatenated inputs times the concatenated `v`), one tensor per
-/// input. The nodes it records are removed again ([`Tape::rewind`]): the tape is as it
-/// was. Composed as [`HvpMode::default`] says; [`hvp_with`] chooses.
+/// input. Composed as [`HvpMode::default`] says; [`hvp_with`] chooses. The nodes it
+/// records stay on the tape (a rewind would make every handle stale): a loop of many
+/// products on one recorded loss can take a [`Tape::checkpoint`] after the loss and
+/// rewind to it, or record the loss afresh after a reset.
 ///
 /// # Errors
 /// [`Error::Argument`] when `v` does not match `wrt`; as [`grad_graph`] otherwise.
@@ -296,8 +298,7 @@ pub fn hvp_with<'t, T: Float>(
         });
     }
     let tape = output.tape();
-    let mut checkpoint = tape.checkpoint();
-    let result = (|| {
+    {
         let grads = grad(output, wrt)?;
         let vs: Vec<Var<'t, T>> = v.iter().map(|t| tape.constant(t)).collect();
         match mode {
@@ -325,7 +326,9 @@ pub fn hvp_with<'t, T: Float>(
                         None => term,
                     });
                 }
-                let Some(dot) = dot else { return Ok(Vec::new()) };
+                let Some(dot) = dot else {
+                    return Ok(Vec::new());
+                };
                 let gg = crate::backward(dot)?;
                 Ok(wrt
                     .iter()
@@ -336,9 +339,7 @@ pub fn hvp_with<'t, T: Float>(
                     .collect())
             }
         }
-    })();
-    tape.rewind(&mut checkpoint)?;
-    result
+    }
 }
 
 /// How [`jacobian`] builds the matrix.
@@ -355,7 +356,8 @@ pub enum JacobianMode {
 
 /// The Jacobian of `output` with respect to `input`, shaped `output.shape ++
 /// input.shape` (PyTorch's `torch.autograd.functional.jacobian`, JAX's `jacfwd` /
-/// `jacrev`), built as `mode` says. The nodes it records are removed again.
+/// `jacrev`), built as `mode` says. Forward mode records each column's tangents on the
+/// tape (reverse mode records nothing).
 ///
 /// # Errors
 /// As [`grad_graph`] (without the scalar requirement).
@@ -391,13 +393,9 @@ pub fn jacobian<'t, T: Float>(
     let tape = output.tape();
     if forward {
         for j in 0..n {
-            let mut checkpoint = tape.checkpoint();
-            let column = (|| {
-                let t = tape.constant(one_hot(&ishape, j));
-                Ok::<_, Error>(jvp(output, &[input], &[t])?.value())
-            })();
-            tape.rewind(&mut checkpoint)?;
-            for (k, &v) in column?.data().iter().enumerate() {
+            let t = tape.constant(one_hot(&ishape, j));
+            let column = jvp(output, &[input], &[t])?.value();
+            for (k, &v) in column.data().iter().enumerate() {
                 data[k * n + j] = v;
             }
         }
@@ -415,8 +413,8 @@ pub fn jacobian<'t, T: Float>(
 }
 
 /// The Hessian of a scalar `output` with respect to `input`, shaped `input.shape ++
-/// input.shape`: the reverse-mode Jacobian of the recorded gradient. The nodes it
-/// records are removed again. PyTorch: `torch.autograd.functional.hessian`; JAX:
+/// input.shape`: the reverse-mode Jacobian of the recorded gradient (which stays on the
+/// tape). PyTorch: `torch.autograd.functional.hessian`; JAX:
 /// `jax.hessian`.
 ///
 /// # Errors
@@ -433,14 +431,8 @@ pub fn jacobian<'t, T: Float>(
 /// ```
 pub fn hessian<'t, T: Float>(output: Var<'t, T>, input: Var<'t, T>) -> Result<Tensor<T>, Error> {
     scalar_output(output, "hessian")?;
-    let tape = output.tape();
-    let mut checkpoint = tape.checkpoint();
-    let result = (|| {
-        let g = grad(output, &[input])?[0];
-        jacobian(g, input, JacobianMode::Reverse)
-    })();
-    tape.rewind(&mut checkpoint)?;
-    result
+    let g = grad(output, &[input])?[0];
+    jacobian(g, input, JacobianMode::Reverse)
 }
 
 /// A tensor of `shape` with a 1 at flat position `at`.

@@ -36,9 +36,9 @@ struct Case {
 }
 
 fn rng(name: &str) -> ChaCha8Rng {
-    let salt = name
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let salt = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
     ChaCha8Rng::seed_from_u64(salt)
 }
 
@@ -48,10 +48,12 @@ fn uniform(r: &mut ChaCha8Rng, shape: &[usize], lo: f64, hi: f64) -> Tensor<f64>
 
 /// Values in `[lo, hi)` at least 0.1 from 0 (a kink or pole).
 fn off_zero(r: &mut ChaCha8Rng, shape: &[usize], lo: f64, hi: f64) -> Tensor<f64> {
-    Tensor::from_fn(shape, |_| loop {
-        let v = r.random_range(lo..hi);
-        if v.abs() >= 0.1 {
-            break v;
+    Tensor::from_fn(shape, |_| {
+        loop {
+            let v = r.random_range(lo..hi);
+            if v.abs() >= 0.1 {
+                break v;
+            }
         }
     })
 }
@@ -63,11 +65,17 @@ fn distinct(r: &mut ChaCha8Rng, shape: &[usize], offset: f64) -> Tensor<f64> {
     for i in (1..n).rev() {
         k.swap(i, r.random_range(0..=i));
     }
-    Tensor::from_fn(shape, |i| 0.3 * k[i] as f64 - 1.0 + offset + r.random_range(0.0..0.01))
+    Tensor::from_fn(shape, |i| {
+        0.3 * k[i] as f64 - 1.0 + offset + r.random_range(0.0..0.01)
+    })
 }
 
 /// `f = Σ w ⊙ y ⊙ y` on a fresh tape with `inputs` as variables.
-fn scalar_of<'t>(tape: &'t Tape<f64>, case: &Case, inputs: &[Tensor<f64>]) -> (Vec<Var<'t, f64>>, Var<'t, f64>, Var<'t, f64>) {
+fn scalar_of<'t>(
+    tape: &'t Tape<f64>,
+    case: &Case,
+    inputs: &[Tensor<f64>],
+) -> (Vec<Var<'t, f64>>, Var<'t, f64>, Var<'t, f64>) {
     let vars: Vec<Var<'t, f64>> = inputs.iter().map(|t| tape.var(t)).collect();
     let y = (case.build)(&vars);
     let w = tape.constant(uniform(&mut rng(case.name), &y.shape(), 0.5, 1.5));
@@ -80,7 +88,11 @@ fn fast_grad(case: &Case, inputs: &[Tensor<f64>]) -> Vec<Tensor<f64>> {
     let (vars, _, f) = scalar_of(&tape, case, inputs);
     let g = backward(f).unwrap();
     vars.iter()
-        .map(|v| g.get(*v).map(|x| x.to_tensor()).unwrap_or_else(|| Tensor::zeros(&v.shape())))
+        .map(|v| {
+            g.get(*v)
+                .map(|x| x.to_tensor())
+                .unwrap_or_else(|| Tensor::zeros(&v.shape()))
+        })
         .collect()
 }
 
@@ -94,7 +106,10 @@ fn shifted(inputs: &[Tensor<f64>], v: &[Tensor<f64>], h: f64) -> Vec<Tensor<f64>
 
 fn directions(case: &Case, salt: &str) -> Vec<Tensor<f64>> {
     let mut r = rng(&format!("{}{salt}", case.name));
-    case.inputs.iter().map(|x| uniform(&mut r, x.shape(), -1.0, 1.0)).collect()
+    case.inputs
+        .iter()
+        .map(|x| uniform(&mut r, x.shape(), -1.0, 1.0))
+        .collect()
 }
 
 fn close(what: &str, case: &Case, got: &[f64], want: &[f64], tol: f64) {
@@ -114,12 +129,20 @@ fn check_first_order(case: &Case) {
     let fast = backward(f).unwrap();
     let recorded = grad(f, &vars).unwrap();
     for (v, r) in vars.iter().zip(&recorded) {
-        let want = fast.get(*v).map(|x| x.to_tensor()).unwrap_or_else(|| Tensor::zeros(&v.shape()));
+        let want = fast
+            .get(*v)
+            .map(|x| x.to_tensor())
+            .unwrap_or_else(|| Tensor::zeros(&v.shape()));
         let got = r.value();
         if case.bound == 0.0 {
             // Equal values; a zero's sign may differ (`0 + -0` in the fast walk's
             // zeroed buffers is `+0`, where the recorded `g · 0` keeps `-0`).
-            assert_eq!(got.data(), want.data(), "{}: first order not bit for bit", case.name);
+            assert_eq!(
+                got.data(),
+                want.data(),
+                "{}: first order not bit for bit",
+                case.name
+            );
         } else {
             close("first order", case, got.data(), want.data(), case.bound);
         }
@@ -134,11 +157,21 @@ fn check_second_order(case: &Case) {
     for mode in [HvpMode::ForwardOverReverse, HvpMode::ReverseOverReverse] {
         let tape = Tape::new();
         let (vars, _, f) = scalar_of(&tape, case, &case.inputs);
-        let before = tape.len();
         let hv = hvp_with(f, &vars, &v, mode).unwrap();
-        assert_eq!(tape.len(), before, "{}: hvp leaves the tape as it was", case.name);
+        // Twice on the same recording: the first product's nodes change nothing.
+        let again = hvp_with(f, &vars, &v, mode).unwrap();
+        assert_eq!(
+            hv, again,
+            "{}: a second product on the same tape",
+            case.name
+        );
         for ((got, p), m) in hv.iter().zip(&plus).zip(&minus) {
-            let fd: Vec<f64> = p.data().iter().zip(m.data()).map(|(a, b)| (a - b) / (2.0 * h)).collect();
+            let fd: Vec<f64> = p
+                .data()
+                .iter()
+                .zip(m.data())
+                .map(|(a, b)| (a - b) / (2.0 * h))
+                .collect();
             close(&format!("H v ({mode:?})"), case, got.data(), &fd, 1e-6);
         }
     }
@@ -156,7 +189,14 @@ fn check_tangents(case: &Case) {
     let rhs: f64 = jtu
         .iter()
         .zip(&v)
-        .map(|(g, d)| g.value().data().iter().zip(d.data()).map(|(a, b)| a * b).sum::<f64>())
+        .map(|(g, d)| {
+            g.value()
+                .data()
+                .iter()
+                .zip(d.data())
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
+        })
         .sum();
     assert!(
         (lhs - rhs).abs() <= 1e-12 * lhs.abs().max(1.0),
@@ -180,7 +220,11 @@ fn third(case: &Case, inputs: &[Tensor<f64>], v: &[Tensor<f64>]) -> Vec<Tensor<f
     let g2 = grad(dot(&tape, &g1, v), &vars).unwrap();
     let g3 = backward(dot(&tape, &g2, v)).unwrap();
     vars.iter()
-        .map(|x| g3.get(*x).map(|t| t.to_tensor()).unwrap_or_else(|| Tensor::zeros(&x.shape())))
+        .map(|x| {
+            g3.get(*x)
+                .map(|t| t.to_tensor())
+                .unwrap_or_else(|| Tensor::zeros(&x.shape()))
+        })
         .collect()
 }
 
@@ -198,7 +242,12 @@ fn check_third_order(case: &Case) {
     let plus = hv_recorded(case, &shifted(&case.inputs, &v, h), &v);
     let minus = hv_recorded(case, &shifted(&case.inputs, &v, -h), &v);
     for ((g, p), m) in got.iter().zip(&plus).zip(&minus) {
-        let fd: Vec<f64> = p.data().iter().zip(m.data()).map(|(a, b)| (a - b) / (2.0 * h)).collect();
+        let fd: Vec<f64> = p
+            .data()
+            .iter()
+            .zip(m.data())
+            .map(|(a, b)| (a - b) / (2.0 * h))
+            .collect();
         close("third order", case, g.data(), &fd, 1e-5);
     }
 }
@@ -241,7 +290,9 @@ fn unary_ops_to_third_order() {
         unary("cosh", uniform(r, &s, -2.0, 2.0), |x| x.cosh()),
         unary("sigmoid", uniform(r, &s, -3.0, 3.0), |x| x.sigmoid()),
         unary("relu", off_zero(r, &s, -2.0, 2.0), |x| x.relu()),
-        unary("leaky_relu", off_zero(r, &s, -2.0, 2.0), |x| x.leaky_relu(0.1)),
+        unary("leaky_relu", off_zero(r, &s, -2.0, 2.0), |x| {
+            x.leaky_relu(0.1)
+        }),
         unary("gelu", uniform(r, &s, -3.0, 3.0), |x| x.gelu()),
         unary("softplus", uniform(r, &s, -3.0, 3.0), |x| x.softplus()),
         unary("scalar_tanh", uniform(r, &[], -2.0, 2.0), |x| x.tanh()),
@@ -268,18 +319,52 @@ fn binary(
 #[test]
 fn binary_ops_to_third_order_with_broadcasting() {
     let r = &mut rng("binary");
-    for (sa, sb) in [(vec![3, 4], vec![3, 4]), (vec![3, 1], vec![4]), (vec![], vec![2, 3])] {
+    for (sa, sb) in [
+        (vec![3, 4], vec![3, 4]),
+        (vec![3, 1], vec![4]),
+        (vec![], vec![2, 3]),
+    ] {
         // Same shapes: bit for bit. Broadcast: the fast rule adds each element's term
         // into the operand's gradient in output order, the differentiable rule sums
         // with `sum_axis`: the same terms grouped differently (a few ulps).
         let bound = if sa == sb { 0.0 } else { 1e-14 };
         let cases = [
-            binary("add", uniform(r, &sa, -2.0, 2.0), uniform(r, &sb, -2.0, 2.0), |a, b| a + b),
-            binary("sub", uniform(r, &sa, -2.0, 2.0), uniform(r, &sb, -2.0, 2.0), |a, b| a - b),
-            binary("mul", uniform(r, &sa, -2.0, 2.0), uniform(r, &sb, -2.0, 2.0), |a, b| a * b),
-            binary("div", uniform(r, &sa, -2.0, 2.0), off_zero(r, &sb, 0.3, 2.0), |a, b| a / b),
-            binary("maximum", distinct(r, &sa, 0.0), distinct(r, &sb, 0.15), |a, b| a.maximum(b)),
-            binary("minimum", distinct(r, &sa, 0.0), distinct(r, &sb, 0.15), |a, b| a.minimum(b)),
+            binary(
+                "add",
+                uniform(r, &sa, -2.0, 2.0),
+                uniform(r, &sb, -2.0, 2.0),
+                |a, b| a + b,
+            ),
+            binary(
+                "sub",
+                uniform(r, &sa, -2.0, 2.0),
+                uniform(r, &sb, -2.0, 2.0),
+                |a, b| a - b,
+            ),
+            binary(
+                "mul",
+                uniform(r, &sa, -2.0, 2.0),
+                uniform(r, &sb, -2.0, 2.0),
+                |a, b| a * b,
+            ),
+            binary(
+                "div",
+                uniform(r, &sa, -2.0, 2.0),
+                off_zero(r, &sb, 0.3, 2.0),
+                |a, b| a / b,
+            ),
+            binary(
+                "maximum",
+                distinct(r, &sa, 0.0),
+                distinct(r, &sb, 0.15),
+                |a, b| a.maximum(b),
+            ),
+            binary(
+                "minimum",
+                distinct(r, &sa, 0.0),
+                distinct(r, &sb, 0.15),
+                |a, b| a.minimum(b),
+            ),
         ];
         for mut case in cases {
             case.bound = bound;
@@ -288,7 +373,12 @@ fn binary_ops_to_third_order_with_broadcasting() {
     }
 }
 
-fn one(name: &'static str, x: Tensor<f64>, bound: f64, f: impl for<'t> Fn(Var<'t, f64>) -> Var<'t, f64> + 'static) -> Case {
+fn one(
+    name: &'static str,
+    x: Tensor<f64>,
+    bound: f64,
+    f: impl for<'t> Fn(Var<'t, f64>) -> Var<'t, f64> + 'static,
+) -> Case {
     Case {
         name,
         inputs: vec![x],
@@ -304,11 +394,21 @@ fn reductions() {
     let cases = [
         one("sum", uniform(r, &s, -2.0, 2.0), 0.0, |x| x.sum()),
         one("mean", uniform(r, &s, -2.0, 2.0), 0.0, |x| x.mean()),
-        one("sum_axis", uniform(r, &s, -2.0, 2.0), 0.0, |x| x.sum_axis(1, false)),
-        one("sum_axis_keepdim", uniform(r, &s, -2.0, 2.0), 0.0, |x| x.sum_axis(0, true)),
-        one("mean_axis", uniform(r, &s, -2.0, 2.0), 0.0, |x| x.mean_axis(0, false)),
-        one("max_axis", distinct(r, &s, 0.0), 0.0, |x| x.max_axis(1, false)),
-        one("max_axis_keepdim", distinct(r, &[2, 3, 2], 0.0), 0.0, |x| x.max_axis(1, true)),
+        one("sum_axis", uniform(r, &s, -2.0, 2.0), 0.0, |x| {
+            x.sum_axis(1, false)
+        }),
+        one("sum_axis_keepdim", uniform(r, &s, -2.0, 2.0), 0.0, |x| {
+            x.sum_axis(0, true)
+        }),
+        one("mean_axis", uniform(r, &s, -2.0, 2.0), 0.0, |x| {
+            x.mean_axis(0, false)
+        }),
+        one("max_axis", distinct(r, &s, 0.0), 0.0, |x| {
+            x.max_axis(1, false)
+        }),
+        one("max_axis_keepdim", distinct(r, &[2, 3, 2], 0.0), 0.0, |x| {
+            x.max_axis(1, true)
+        }),
     ];
     for case in cases {
         check(case, false);
@@ -322,11 +422,36 @@ fn matrix_products() {
     // reads the GEMM with strides: the same products, summed in blocks that may differ,
     // so the two agree to rounding (k ≤ 4 terms: well within 1e-14).
     let cases = [
-        binary("matmul", uniform(r, &[3, 4], -1.0, 1.0), uniform(r, &[4, 2], -1.0, 1.0), |a, b| a.matmul(b)),
-        binary("matmul_batched", uniform(r, &[2, 3, 4], -1.0, 1.0), uniform(r, &[4, 2], -1.0, 1.0), |a, b| a.matmul(b)),
-        binary("matmul_batched_both", uniform(r, &[2, 3, 4], -1.0, 1.0), uniform(r, &[1, 4, 2], -1.0, 1.0), |a, b| a.matmul(b)),
-        binary("matmul_t", uniform(r, &[3, 4], -1.0, 1.0), uniform(r, &[2, 4], -1.0, 1.0), |a, b| a.matmul_t(b)),
-        binary("matmul_t_batched", uniform(r, &[2, 3, 4], -1.0, 1.0), uniform(r, &[2, 4], -1.0, 1.0), |a, b| a.matmul_t(b)),
+        binary(
+            "matmul",
+            uniform(r, &[3, 4], -1.0, 1.0),
+            uniform(r, &[4, 2], -1.0, 1.0),
+            |a, b| a.matmul(b),
+        ),
+        binary(
+            "matmul_batched",
+            uniform(r, &[2, 3, 4], -1.0, 1.0),
+            uniform(r, &[4, 2], -1.0, 1.0),
+            |a, b| a.matmul(b),
+        ),
+        binary(
+            "matmul_batched_both",
+            uniform(r, &[2, 3, 4], -1.0, 1.0),
+            uniform(r, &[1, 4, 2], -1.0, 1.0),
+            |a, b| a.matmul(b),
+        ),
+        binary(
+            "matmul_t",
+            uniform(r, &[3, 4], -1.0, 1.0),
+            uniform(r, &[2, 4], -1.0, 1.0),
+            |a, b| a.matmul_t(b),
+        ),
+        binary(
+            "matmul_t_batched",
+            uniform(r, &[2, 3, 4], -1.0, 1.0),
+            uniform(r, &[2, 4], -1.0, 1.0),
+            |a, b| a.matmul_t(b),
+        ),
     ];
     for mut case in cases {
         case.bound = 1e-14;
@@ -338,13 +463,23 @@ fn matrix_products() {
 fn shape_ops() {
     let r = &mut rng("shape");
     let cases = [
-        one("transpose", uniform(r, &[2, 3, 4], -2.0, 2.0), 0.0, |x| x.transpose(0, 2)),
-        one("reshape", uniform(r, &[3, 4], -2.0, 2.0), 0.0, |x| x.reshape(&[2, 6])),
+        one("transpose", uniform(r, &[2, 3, 4], -2.0, 2.0), 0.0, |x| {
+            x.transpose(0, 2)
+        }),
+        one("reshape", uniform(r, &[3, 4], -2.0, 2.0), 0.0, |x| {
+            x.reshape(&[2, 6])
+        }),
         // The fast rule sums the stretched axes in one pass, the differentiable rule one
         // `sum_axis` per axis: the same terms, grouped differently (a few ulps).
-        one("broadcast_to", uniform(r, &[3, 1], -2.0, 2.0), 1e-15, |x| x.broadcast_to(&[2, 3, 4])),
-        one("slice", uniform(r, &[3, 5], -2.0, 2.0), 0.0, |x| x.slice(1, 1, 4)),
-        one("slice_start", uniform(r, &[4, 2], -2.0, 2.0), 0.0, |x| x.slice(0, 0, 2)),
+        one("broadcast_to", uniform(r, &[3, 1], -2.0, 2.0), 1e-15, |x| {
+            x.broadcast_to(&[2, 3, 4])
+        }),
+        one("slice", uniform(r, &[3, 5], -2.0, 2.0), 0.0, |x| {
+            x.slice(1, 1, 4)
+        }),
+        one("slice_start", uniform(r, &[4, 2], -2.0, 2.0), 0.0, |x| {
+            x.slice(0, 0, 2)
+        }),
         one("gather", uniform(r, &[3, 4], -2.0, 2.0), 0.0, |x| {
             x.gather(1, &[3, 3], &[0, 3, 3, 1, 1, 2, 2, 0, 0])
         }),
@@ -353,11 +488,24 @@ fn shape_ops() {
         check(case, false);
     }
     let joins = [
-        binary("concat", uniform(r, &[2, 3], -2.0, 2.0), uniform(r, &[2, 1], -2.0, 2.0), |a, b| Var::concat(&[a, b, a], 1)),
-        binary("stack", uniform(r, &[2, 3], -2.0, 2.0), uniform(r, &[2, 3], -2.0, 2.0), |a, b| Var::stack(&[a, b], 1)),
-        binary("scatter_add", uniform(r, &[3, 4], -2.0, 2.0), uniform(r, &[2, 4], -2.0, 2.0), |a, b| {
-            a.scatter_add(0, &[2, 4], &[0, 2, 2, 1, 0, 0, 1, 2], b)
-        }),
+        binary(
+            "concat",
+            uniform(r, &[2, 3], -2.0, 2.0),
+            uniform(r, &[2, 1], -2.0, 2.0),
+            |a, b| Var::concat(&[a, b, a], 1),
+        ),
+        binary(
+            "stack",
+            uniform(r, &[2, 3], -2.0, 2.0),
+            uniform(r, &[2, 3], -2.0, 2.0),
+            |a, b| Var::stack(&[a, b], 1),
+        ),
+        binary(
+            "scatter_add",
+            uniform(r, &[3, 4], -2.0, 2.0),
+            uniform(r, &[2, 4], -2.0, 2.0),
+            |a, b| a.scatter_add(0, &[2, 4], &[0, 2, 2, 1, 0, 0, 1, 2], b),
+        ),
     ];
     for case in joins {
         check(case, false);
@@ -371,21 +519,43 @@ fn softmax_and_losses() {
     // rule records `sum_axis`, which adds in order: the same terms in another order
     // (4 terms here: a few ulps).
     let cases = [
-        one("softmax", uniform(r, &[3, 4], -2.0, 2.0), 1e-14, |x| x.softmax(1)),
-        one("softmax_axis0", uniform(r, &[3, 4], -2.0, 2.0), 1e-14, |x| x.softmax(0)),
-        one("log_softmax", uniform(r, &[3, 4], -2.0, 2.0), 1e-14, |x| x.log_softmax(-1)),
+        one("softmax", uniform(r, &[3, 4], -2.0, 2.0), 1e-14, |x| {
+            x.softmax(1)
+        }),
+        one(
+            "softmax_axis0",
+            uniform(r, &[3, 4], -2.0, 2.0),
+            1e-14,
+            |x| x.softmax(0),
+        ),
+        one("log_softmax", uniform(r, &[3, 4], -2.0, 2.0), 1e-14, |x| {
+            x.log_softmax(-1)
+        }),
         // The fast rule computes the softmax per row with `softmax_lane`; the
         // differentiable one records the `softmax` op: equal to rounding.
-        one("cross_entropy", uniform(r, &[4, 3], -2.0, 2.0), 1e-14, |x| x.cross_entropy(&[0, 2, 1, 2])),
+        one(
+            "cross_entropy",
+            uniform(r, &[4, 3], -2.0, 2.0),
+            1e-14,
+            |x| x.cross_entropy(&[0, 2, 1, 2]),
+        ),
     ];
     for case in cases {
         check(case, false);
     }
     let pairs = [
-        binary("mse", uniform(r, &[3, 4], -2.0, 2.0), uniform(r, &[3, 4], -2.0, 2.0), |a, b| a.mse(b)),
-        binary("bce_with_logits", uniform(r, &[3, 4], -2.0, 2.0), uniform(r, &[3, 4], 0.0, 1.0), |a, b| {
-            a.bce_with_logits(b)
-        }),
+        binary(
+            "mse",
+            uniform(r, &[3, 4], -2.0, 2.0),
+            uniform(r, &[3, 4], -2.0, 2.0),
+            |a, b| a.mse(b),
+        ),
+        binary(
+            "bce_with_logits",
+            uniform(r, &[3, 4], -2.0, 2.0),
+            uniform(r, &[3, 4], 0.0, 1.0),
+            |a, b| a.bce_with_logits(b),
+        ),
     ];
     for mut case in pairs {
         // mse: the same operations in the same order, bit for bit. bce: the fast rule
@@ -423,7 +593,10 @@ fn not_differentiable(result: Result<Vec<Var<'_, f64>>, descent_backprop::Error>
         _ => "",
     };
     assert_eq!(named, op, "{err:?}");
-    assert!(msg.contains(op) && msg.contains("not differentiable"), "{msg}");
+    assert!(
+        msg.contains(op) && msg.contains("not differentiable"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -71,12 +71,13 @@ pub struct Args {
     pub anomaly: bool,
 }
 
-const USAGE: &str = "usage: descent-bench <W1|W2|W3|W4|W5|W6|all>[,...] [--reps K] [--n N] \
+const USAGE: &str = "usage: descent-bench <W1|W2|W3|W4|W5|W6|W9|all>[,...] [--reps K] [--n N] \
                      [--threads T] [--dump DIR] [--mem [--limit] [--prealloc]] \
                      [--only descent|limit] [--anomaly]";
 
 const HELP: &str = "\
 Runs the reference workloads W1..W6 and prints one JSON line each (W2: one per variant).
+W9 (a Hessian-vector product of W3's loss, beside one gradient) runs only when named.
 
   <W1|..|W6|all>[,...]   the workloads, in order (`all`: W1, W6, W4, W2, W3, W5)
   --reps K               timed repetitions after one warm-up; times are medians (default 5)
@@ -150,7 +151,9 @@ fn parse_args(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Com
                         "ALL" => a
                             .workloads
                             .extend(["W1", "W6", "W4", "W2", "W3", "W5"].map(String::from)),
-                        w @ ("W1" | "W2" | "W3" | "W4" | "W5" | "W6") => a.workloads.push(w.into()),
+                        w @ ("W1" | "W2" | "W3" | "W4" | "W5" | "W6" | "W9") => {
+                            a.workloads.push(w.into())
+                        }
                         other => return Err(format!("unknown workload {other}\n{USAGE}")),
                     }
                 }
@@ -204,6 +207,7 @@ fn main() -> ExitCode {
                 "W3" => harness::w3::bench(&args),
                 "W4" => harness::w4::bench(&args),
                 "W5" => harness::w5::bench(&args),
+                "W9" => harness::w9::bench(&args),
                 _ => harness::w6::bench(&args),
             };
         }

@@ -2,14 +2,12 @@
 //! numbers here and their recording in [`elementwise`](super::elementwise)), and
 //! softmax / log_softmax along an axis.
 
-use super::{
-    BackwardCtx, Contributions, DiffCtx, GradSink, Number, Op, UnaryOp, resolve_axis,
-};
-use smallvec::smallvec;
+use super::{BackwardCtx, Contributions, DiffCtx, GradSink, Number, Op, UnaryOp, resolve_axis};
 use crate::Var;
 use crate::error::Result;
 use crate::tape::Output;
 use descent_tensor::{Float, Tensor, kernels, vectorized};
+use smallvec::smallvec;
 
 /// `1 / (1 + e^-x)`, computed without overflow for large `|x|`: with `e = e^-|x|`,
 /// `1/(1 + e)` for `x ≥ 0` and `e/(1 + e)` below. Both sides share `e` and are
@@ -328,7 +326,9 @@ pub(crate) fn log_softmax_vjp<'t, T: Float>(
         return Ok(smallvec![None]);
     }
     let total = g.try_sum_axis(axis as isize, true)?;
-    Ok(smallvec![Some(g.try_sub(cx.out().try_exp()?.try_mul(total)?)?)])
+    Ok(smallvec![Some(
+        g.try_sub(cx.out().try_exp()?.try_mul(total)?)?
+    )])
 }
 
 /// Tangent of `log_softmax`: `ẋ − Σ_axis e^y ⊙ ẋ`.

@@ -4,7 +4,6 @@
 //! its backward, `(softmax - onehot) / N`, needs one pass and no intermediate nodes.
 
 use super::{BackwardCtx, Contributions, DiffCtx, GradSink, Number, Op};
-use smallvec::smallvec;
 use crate::Var;
 use crate::error::{Error, Result};
 use crate::tape::{Output, Tape};
@@ -12,6 +11,7 @@ use descent_tensor::{
     Float, PARALLEL_MIN, ShapeDisplay, for_each_block, for_each_weighted_block, kernels, numel,
     vectorized,
 };
+use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// Mean cross-entropy of logits `[N, C]` against integer class labels (`N` of them,
@@ -296,7 +296,9 @@ fn softmax_minus_onehot<'t, T: Float>(labels: u32, cx: &DiffCtx<'t, T>) -> Resul
     for (r, &l) in labels.iter().enumerate() {
         onehot[r * shape[1] + l] = T::one();
     }
-    let onehot = x.tape().constant(descent_tensor::Tensor::new(&shape, onehot)?);
+    let onehot = x
+        .tape()
+        .constant(descent_tensor::Tensor::new(&shape, onehot)?);
     x.try_softmax(1)?.try_sub(onehot)
 }
 

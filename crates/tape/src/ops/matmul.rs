@@ -1,12 +1,12 @@
 //! Matrix multiply, 2-d and batched.
 
 use super::{BackwardCtx, Contributions, DiffCtx, GradSink, Op, add_opt, reduce_to};
-use smallvec::smallvec;
 use crate::Var;
 use crate::error::{Error, Result};
 use crate::tape::Output;
 use descent_tensor::kernels::{self, Product};
 use descent_tensor::{Float, Tensor, broadcast_shapes, numel};
+use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// Matrix product `a @ b` for `a: [..., m, k]` and `b: [..., k, n]`; leading (batch)

@@ -13,9 +13,9 @@ pub mod num;
 pub mod reduce;
 pub mod shape;
 
-use crate::{NodeId, Tape, Var};
 use crate::error::{Error, Result};
 use crate::tape::Inner;
+use crate::{NodeId, Tape, Var};
 use descent_tensor::{Float, Shape, Tensor, View};
 use smallvec::SmallVec;
 

@@ -2,7 +2,6 @@
 //! Their backward rules move gradients back to where the elements came from.
 
 use super::{BackwardCtx, Contributions, DiffCtx, GradSink, Op, reduce_to, resolve_axis};
-use smallvec::smallvec;
 use crate::Var;
 use crate::error::{Error, Result};
 use crate::tape::{Output, Tape};
@@ -10,6 +9,7 @@ use descent_tensor::{
     Float, Shape, ShapeDisplay, Tensor, View, broadcast_shapes, kernels, numel, shape_fits,
     split_at_axis,
 };
+use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// Exchanges axes `a` and `b` (negative counts from the end). Backward: the same
@@ -655,7 +655,14 @@ impl<'t, T: Float> Var<'t, T> {
                 let (base, s) = (inner.view(self.id), inner.view(src.id));
                 let mut buf = pool.take(base.len())?;
                 buf.copy_from_slice(base.data());
-                kernels::gather_backward_acc(s.data(), base.shape(), ax, index, index_shape, &mut buf);
+                kernels::gather_backward_acc(
+                    s.data(),
+                    base.shape(),
+                    ax,
+                    index,
+                    index_shape,
+                    &mut buf,
+                );
                 Ok(Output::Tensor(Tensor::new(base.shape(), buf)?))
             },
         )
@@ -711,7 +718,12 @@ pub(crate) fn scatter_add_jvp<'t, T: Float>(
     match t[1] {
         Some(ts) => {
             let (ishape, index) = cx.indices(indices);
-            Ok(Some(base.try_scatter_add(axis as isize, &ishape, &index, ts)?))
+            Ok(Some(base.try_scatter_add(
+                axis as isize,
+                &ishape,
+                &index,
+                ts,
+            )?))
         }
         None => Ok(Some(base)),
     }
@@ -834,7 +846,11 @@ pub(crate) fn join_vjp<'t, T: Float>(
         let extent = if new_axis { 1 } else { shape[axis as usize] };
         out.push(if cx.needs(i) {
             let part = g.try_slice(axis as isize, offset, offset + extent)?;
-            Some(if new_axis { part.try_reshape(&shape)? } else { part })
+            Some(if new_axis {
+                part.try_reshape(&shape)?
+            } else {
+                part
+            })
         } else {
             None
         });

@@ -77,8 +77,16 @@ pub(crate) fn binary_vjp<'t, T: Float>(
             let (a, b) = (cx.input(0), cx.input(1));
             let (da, db) = op.partials_of(a, b, cx.out());
             [
-                if cx.needs(0) { Some(g.try_mul(da)?) } else { None },
-                if cx.needs(1) { Some(g.try_mul(db)?) } else { None },
+                if cx.needs(0) {
+                    Some(g.try_mul(da)?)
+                } else {
+                    None
+                },
+                if cx.needs(1) {
+                    Some(g.try_mul(db)?)
+                } else {
+                    None
+                },
             ]
         }
     };
