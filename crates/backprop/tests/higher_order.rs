@@ -586,7 +586,7 @@ fn an_mlp_loss_has_the_finite_difference_hessian() {
 }
 
 fn not_differentiable(result: Result<Vec<Var<'_, f64>>, descent_backprop::Error>, op: &str) {
-    let err = result.err().expect("a tie must be refused");
+    let err = result.expect_err("a tie must be refused");
     let msg = err.to_string();
     let named = match &err {
         descent_backprop::Error::Tape(descent_tape::Error::NotDifferentiable { op: o, .. }) => *o,

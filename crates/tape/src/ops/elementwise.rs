@@ -60,8 +60,8 @@ impl UnaryOp {
 
     /// `dy/dx` at input `x` with output `y`, written once over any [`Number`]: on plain
     /// numbers it computes the derivative (the fast rule), on [`Var`]s it records it,
-    /// so that the differentiable rule ([`unary_vjp`]) and the tangent rule
-    /// ([`unary_jvp`]) are this same formula. Kinks (`abs`, `relu`, `leaky_relu`) are
+    /// so that the differentiable rule (`unary_vjp`) and the tangent rule
+    /// (`unary_jvp`) are this same formula. Kinks (`abs`, `relu`, `leaky_relu`) are
     /// steps ([`Number::step`]): their derivative is a constant whose own derivative
     /// is 0, as in PyTorch.
     ///

@@ -1,5 +1,5 @@
 //! The op set. Each family's file holds, for each op, its user-facing methods on
-//! [`Var`](crate::Var), its forward computation and its backward rule, side by side.
+//! [`Var`], its forward computation and its backward rule, side by side.
 //! This module holds what a backward rule sees ([`BackwardCtx`], [`GradSink`]) and the
 //! dispatch from a node to its rule; the [`Op`] enum itself is plain data in
 //! `src/op.rs`, which the arena imports without importing the ops. See `README.md` in
