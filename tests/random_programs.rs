@@ -317,8 +317,10 @@ fn random_programs_match_jax() {
 /// Tolerance of the second-order and forward-mode checks, as [`TOL`]:
 /// `|descent - JAX| <= HVP_TOL · max(1, |JAX|)`. A Hessian-vector product sums more
 /// products of rounded terms than a gradient (a backward pass differentiated again),
-/// and both sides order them differently; see the test's printed largest error.
-const HVP_TOL: f64 = 1e-10;
+/// and both sides order them differently: 5.3e-15 at most on the committed programs
+/// (the test prints its largest error), so ten times `TOL` leaves room for programs
+/// drawn from other seeds.
+const HVP_TOL: f64 = 1e-11;
 
 /// Every program's Hessian-vector product along its `directions` (both compositions,
 /// `descent::backprop::hvp_with`) and the forward tangent of its output
@@ -339,27 +341,29 @@ fn random_programs_second_order_and_tangents_match_jax() {
             .zip(program.directions)
             .map(|(v, d)| Tensor::new(&v.shape(), d.to_vec()).expect("a direction per leaf"))
             .collect();
-        let mut compare = |what: &str, got: &[f64], want: &[f64]| {
+        // The first element out of tolerance, as a message; the largest error seen so far.
+        let mut compare = |what: &str, got: &[f64], want: &[f64]| -> Option<String> {
             for (e, (&g, &w)) in got.iter().zip(want).enumerate() {
                 let err = (g - w).abs() / w.abs().max(1.0);
                 if err > HVP_TOL || err.is_nan() {
-                    failures.push(format!(
+                    return Some(format!(
                         "program {index}, {what}, element {e}: descent {g:e}, JAX {w:e}, \
                          error {err:e}\n{}",
                         listing(index, program)
                     ));
-                    return;
                 }
                 if err > worst.0 {
                     worst = (err, format!("program {index}, {what}, element {e}"));
                 }
             }
+            None
         };
         for mode in [HvpMode::ForwardOverReverse, HvpMode::ReverseOverReverse] {
             match hvp_with(r.output, &vars, &dirs, mode) {
                 Ok(hv) => {
                     for (n, (h, want)) in hv.iter().zip(program.hvp).enumerate() {
-                        compare(&format!("H v ({mode:?}) of var #{n}"), h.data(), want);
+                        let what = format!("H v ({mode:?}) of var #{n}");
+                        failures.extend(compare(&what, h.data(), want));
                     }
                 }
                 Err(e) => failures.push(format!("program {index}: hvp ({mode:?}): {e}")),
@@ -367,7 +371,7 @@ fn random_programs_second_order_and_tangents_match_jax() {
         }
         let tangents: Vec<Var<'_, f64>> = dirs.iter().map(|d| tape.constant(d)).collect();
         match jvp(r.output, &vars, &tangents) {
-            Ok(t) => compare("tangent", &[t.item()], &[program.tangent]),
+            Ok(t) => failures.extend(compare("tangent", &[t.item()], &[program.tangent])),
             Err(e) => failures.push(format!("program {index}: jvp: {e}")),
         }
     }

@@ -30,7 +30,7 @@ A step that fails a check is thrown away and another drawn, so the stream of dra
 and hence the programs, depend only on SEED.
 
 Run from anywhere:  /work/venv-jax/bin/python tests/oracle/random_programs.py
-(about two minutes). `--seed N --count N --out PATH` draw other programs, to explore
+(about five minutes alone). `--seed N --count N --out PATH` draw other programs, to explore
 beyond the committed ones: point `--out` at the committed file, run the test, and
 regenerate without options before committing.
 """
