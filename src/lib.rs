@@ -76,6 +76,11 @@ pub mod prelude {
     pub use descent_optim::Optimizer;
     pub use descent_tape::{NodeId, Op, ParamGradients, ParamId, ParamStore, Tape, Var};
     pub use descent_tensor::{Float, Tensor};
+    // Higher-order and forward-mode differentiation (docs/guide/higher-order.md).
+    pub use descent_backprop::{
+        GradGraph, HvpMode, JacobianMode, grad, grad_graph, hessian, hvp, hvp_with, jacobian, jvp,
+        vjp,
+    };
 }
 
 /// The README's example, compiled and run as a doctest so it cannot go stale.

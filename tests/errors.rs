@@ -307,6 +307,37 @@ fn gather_malformed_index() {
     );
 }
 
+#[test]
+fn scatter_add_bad_index_or_source() {
+    let tape = Tape::<f64>::new();
+    let base = tape.var(zeros(&[2, 3])).named("base");
+    let src = tape.var(zeros(&[2, 2])).named("src");
+    let m = same_error(
+        base.try_scatter_add(1, &[2, 2], &[0, 1, 2, 3], src),
+        || base.scatter_add(1, &[2, 2], &[0, 1, 2, 3], src),
+        &[],
+    );
+    assert_eq!(
+        m,
+        "scatter_add: index 3 at position 3 is out of range for an axis of extent 3 \
+         (operand: node 0 'base' (var, shape [2, 3]))"
+    );
+    same_error(
+        base.try_scatter_add(1, &[2, 1], &[0, 1], src),
+        || base.scatter_add(1, &[2, 1], &[0, 1], src),
+        &[
+            "scatter_add: the source's shape [2, 2] must be the index's [2, 1]",
+            "'src'",
+        ],
+    );
+    let wide = tape.var(zeros(&[3, 2]));
+    same_error(
+        base.try_scatter_add(1, &[3, 2], &[0; 6], wide),
+        || base.scatter_add(1, &[3, 2], &[0; 6], wide),
+        &["scatter_add: index shape [3, 2] exceeds the base along axis 0"],
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // Losses.
 

@@ -812,6 +812,46 @@ fn gradcheck_gather_repeated_indices_accumulate() {
     });
 }
 
+#[test]
+fn gradcheck_scatter_add() {
+    for seed in 0..CASES {
+        let mut r = rng("scatter_add", seed);
+        let shape = random_shape(&mut r, 1, 3);
+        let ax = r.random_range(0..shape.len());
+        let index_shape: Shape = shape
+            .iter()
+            .enumerate()
+            .map(|(d, &e)| {
+                if d == ax {
+                    r.random_range(1..=5)
+                } else {
+                    r.random_range(1..=e)
+                }
+            })
+            .collect();
+        // Repeated positions must add up, forward and backward.
+        let index: Vec<usize> = (0..numel(&index_shape))
+            .map(|_| r.random_range(0..shape[ax]))
+            .collect();
+        let base = uniform(&mut r, &shape, -2.0, 2.0);
+        let src = uniform(&mut r, &index_shape, -2.0, 2.0);
+        check(
+            &format!("scatter_add({ax}, {index_shape:?}, {index:?}) into {shape:?}"),
+            &[base, src],
+            |_, v| v[0].scatter_add(ax as isize, &index_shape, &index, v[1]),
+        );
+    }
+    // The values: each source element lands on its position, repeats adding.
+    let tape = Tape::<f64>::new();
+    let base = tape.var(Tensor::from([1.0, 2.0, 3.0]));
+    let src = tape.var(Tensor::from([10.0, 20.0, 30.0, 40.0]));
+    let out = base.scatter_add(0, &[4], &[2, 0, 2, 2], src);
+    assert_eq!(out.value().data(), &[21.0, 2.0, 83.0]);
+    let grads = out.backward_with(&Tensor::from([1.0, 10.0, 100.0]));
+    assert_eq!(grads.wrt(base).data(), &[1.0, 10.0, 100.0]);
+    assert_eq!(grads.wrt(src).data(), &[100.0, 1.0, 100.0, 100.0]);
+}
+
 // ---------------------------------------------------------------------------------
 // Softmax and losses.
 

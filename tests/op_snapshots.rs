@@ -154,3 +154,17 @@ fn softmax_and_losses() {
         + z.bce_with_logits(t);
     snapshot("softmax_and_losses", &tape, total);
 }
+
+#[test]
+fn scatter_add() {
+    let tape = Tape::<f64>::new();
+    let base = tape
+        .var(Tensor::from([[0.5, -1.0, 2.0], [1.5, 0.25, -0.5]]))
+        .named("base");
+    let src = tape
+        .var(Tensor::from([[1.0, 2.0], [3.0, 4.0]]))
+        .named("src");
+    // Row 0 gets src[0][0] at column 2 and src[0][1] at column 2 again (they add).
+    let y = base.scatter_add(1, &[2, 2], &[2, 2, 0, 1], src);
+    snapshot("scatter_add", &tape, weighted_sum(&tape, y));
+}

@@ -313,3 +313,82 @@ fn random_programs_match_jax() {
         if worst.at.is_empty() { "-" } else { &worst.at },
     );
 }
+
+/// Tolerance of the second-order and forward-mode checks, as [`TOL`]:
+/// `|descent - JAX| <= HVP_TOL · max(1, |JAX|)`. A Hessian-vector product sums more
+/// products of rounded terms than a gradient (a backward pass differentiated again),
+/// and both sides order them differently: 5.3e-15 at most on the committed programs
+/// (the test prints its largest error), so ten times `TOL` leaves room for programs
+/// drawn from other seeds.
+const HVP_TOL: f64 = 1e-11;
+
+/// Every program's Hessian-vector product along its `directions` (both compositions,
+/// `descent::backprop::hvp_with`) and the forward tangent of its output
+/// (`descent::backprop::jvp`), against JAX's `jvp(grad(f))` and `jvp(f)`.
+#[test]
+fn random_programs_second_order_and_tangents_match_jax() {
+    use descent::backprop::{HvpMode, hvp_with, jvp};
+    let start = std::time::Instant::now();
+    let mut worst = (0.0f64, String::new());
+    let mut failures = Vec::new();
+    for (index, program) in PROGRAMS.iter().enumerate() {
+        let tape = Tape::<f64>::new();
+        let mut line = 0;
+        let r = replay(&tape, program, &mut line);
+        let vars: Vec<Var<'_, f64>> = r.vars.iter().map(|&(_, v)| v).collect();
+        let dirs: Vec<Tensor<f64>> = vars
+            .iter()
+            .zip(program.directions)
+            .map(|(v, d)| Tensor::new(&v.shape(), d.to_vec()).expect("a direction per leaf"))
+            .collect();
+        // The first element out of tolerance, as a message; the largest error seen so far.
+        let mut compare = |what: &str, got: &[f64], want: &[f64]| -> Option<String> {
+            for (e, (&g, &w)) in got.iter().zip(want).enumerate() {
+                let err = (g - w).abs() / w.abs().max(1.0);
+                if err > HVP_TOL || err.is_nan() {
+                    return Some(format!(
+                        "program {index}, {what}, element {e}: descent {g:e}, JAX {w:e}, \
+                         error {err:e}\n{}",
+                        listing(index, program)
+                    ));
+                }
+                if err > worst.0 {
+                    worst = (err, format!("program {index}, {what}, element {e}"));
+                }
+            }
+            None
+        };
+        for mode in [HvpMode::ForwardOverReverse, HvpMode::ReverseOverReverse] {
+            match hvp_with(r.output, &vars, &dirs, mode) {
+                Ok(hv) => {
+                    for (n, (h, want)) in hv.iter().zip(program.hvp).enumerate() {
+                        let what = format!("H v ({mode:?}) of var #{n}");
+                        failures.extend(compare(&what, h.data(), want));
+                    }
+                }
+                Err(e) => failures.push(format!("program {index}: hvp ({mode:?}): {e}")),
+            }
+        }
+        let tangents: Vec<Var<'_, f64>> = dirs.iter().map(|d| tape.constant(d)).collect();
+        match jvp(r.output, &vars, &tangents) {
+            Ok(t) => failures.extend(compare("tangent", &[t.item()], &[program.tangent])),
+            Err(e) => failures.push(format!("program {index}: jvp: {e}")),
+        }
+    }
+    if !failures.is_empty() {
+        let shown: Vec<&str> = failures.iter().take(5).map(String::as_str).collect();
+        panic!(
+            "{} disagreement(s) with JAX (the first {} below)\n\n{}",
+            failures.len(),
+            shown.len(),
+            shown.join("\n")
+        );
+    }
+    eprintln!(
+        "{} programs: H v and tangents agree with JAX in {:.2?}; largest error {:e} at {}",
+        PROGRAMS.len(),
+        start.elapsed(),
+        worst.0,
+        if worst.1.is_empty() { "-" } else { &worst.1 },
+    );
+}

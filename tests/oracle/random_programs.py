@@ -30,7 +30,7 @@ A step that fails a check is thrown away and another drawn, so the stream of dra
 and hence the programs, depend only on SEED.
 
 Run from anywhere:  /work/venv-jax/bin/python tests/oracle/random_programs.py
-(about two minutes). `--seed N --count N --out PATH` draw other programs, to explore
+(about five minutes alone). `--seed N --count N --out PATH` draw other programs, to explore
 beyond the committed ones: point `--out` at the committed file, run the test, and
 regenerate without options before committing.
 """
@@ -838,9 +838,12 @@ def generate(rng, drawn):
         return g
 
 
-def oracle(g):
+def oracle(g, directions=None):
     """JAX's output and gradient with respect to every var leaf, as a function of the
-    leaves (not the values recorded during generation)."""
+    leaves (not the values recorded during generation). With `directions` (one array
+    per var leaf), also the forward tangent of the output along them and the
+    Hessian-vector product, forward over reverse: `jvp(f, vars, v)` and
+    `jvp(grad(f), vars, v)`."""
     kinds = [k for k in g.kinds if k in ("var", "const")]
     var_pos = [n for n, k in enumerate(kinds) if k == "var"]
 
@@ -851,8 +854,25 @@ def oracle(g):
         return evaluate(g.lines, inputs)[-1]
 
     args = tuple(g.inputs[n] for n in var_pos)
-    out, grads = jax.value_and_grad(f, argnums=tuple(range(len(args))))(*args)
-    return float(out), [np.asarray(gr, dtype=np.float64) for gr in grads]
+    argnums = tuple(range(len(args)))
+    out, grads = jax.value_and_grad(f, argnums=argnums)(*args)
+    grads = [np.asarray(gr, dtype=np.float64) for gr in grads]
+    if directions is None:
+        return float(out), grads
+    v = tuple(jnp.asarray(d) for d in directions)
+    _, tangent = jax.jvp(f, args, v)
+    _, hvp = jax.jvp(lambda *a: jax.grad(f, argnums=argnums)(*a), args, v)
+    return float(out), grads, float(tangent), [np.asarray(h, dtype=np.float64) for h in hvp]
+
+
+def directions_for(seed, n, g):
+    """The direction of program `n`'s tangent and Hessian-vector product: uniform in
+    [-1, 1) per var leaf, from a stream of its own (seeded by the seed and the program's
+    number), so that adding these did not change the programs drawn."""
+    rng = np.random.default_rng([seed, n])
+    kinds = [k for k in g.kinds if k in ("var", "const")]
+    shapes = [np.shape(x) for x, k in zip(g.inputs, kinds) if k == "var"]
+    return [rng.uniform(-1.0, 1.0, size=s).astype(np.float64) for s in shapes]
 
 
 # ---------------------------------------------------------------------------------
@@ -912,10 +932,16 @@ def main():
         text = ", ".join(f'"{line}\\n"' for line in g.lines)
         inputs = ", ".join(rust_f64s(v) for v in g.inputs)
         grad_txt = ", ".join(rust_f64s(gr) for gr in grads)
+        # Second order and forward mode, after the programs are fixed (their own stream).
+        v = directions_for(seed, n, g)
+        _, _, tangent, hvp = oracle(g, v)
+        dir_txt = ", ".join(rust_f64s(d) for d in v)
+        hvp_txt = ", ".join(rust_f64s(h) for h in hvp)
         body.append(
             f"    // {n}\n"
             f"    Program {{ text: concat!({text}), inputs: &[{inputs}], "
-            f"output: {out!r}, grads: &[{grad_txt}] }},"
+            f"output: {out!r}, grads: &[{grad_txt}], directions: &[{dir_txt}], "
+            f"tangent: {tangent!r}, hvp: &[{hvp_txt}] }},"
         )
 
     jaxlib_version = getattr(jax.lib, "__version__", "?")
@@ -938,6 +964,13 @@ pub struct Program {{
     pub output: f64,
     /// The gradient of the output with respect to each `var` leaf, in order, row-major.
     pub grads: &'static [&'static [f64]],
+    /// A direction per `var` leaf (uniform in [-1, 1), its own seeded stream).
+    pub directions: &'static [&'static [f64]],
+    /// The output's forward tangent along `directions` (`jax.jvp`).
+    pub tangent: f64,
+    /// The Hessian-vector product along `directions`, per `var` leaf
+    /// (`jax.jvp(jax.grad(f), ...)`).
+    pub hvp: &'static [&'static [f64]],
 }}
 
 /// The seed the script drew the programs from.

@@ -32,6 +32,7 @@ mod error;
 mod flow;
 mod gradcheck;
 mod gradients;
+mod higher;
 mod inspect;
 mod param_grads;
 mod per_sample;
@@ -43,6 +44,9 @@ pub use error::Error;
 pub use flow::{Flag, FlowOptions, FlowReport, FlowStats, LayerFlow, ParamFlow, layer_of};
 pub use gradcheck::{GradCheckOptions, GradCheckReport, Mismatch, gradcheck};
 pub use gradients::Gradients;
+pub use higher::{
+    GradGraph, HvpMode, JacobianMode, grad, grad_graph, hessian, hvp, hvp_with, jacobian, jvp, vjp,
+};
 pub use inspect::{ScopeDelta, to_dot};
 pub use per_sample::{NonFinitePolicy, PerSample, PerSampleOptions, per_sample_grads};
 pub use render::{RenderOptions, format_number, render};

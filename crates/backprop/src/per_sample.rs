@@ -194,6 +194,20 @@ fn with_workspace<T: Float, R>(f: impl FnOnce(&mut Workspace<T>) -> R) -> R {
 /// the tape starts with them, and handles must not be kept from one sample to the
 /// next (they are stale after the rewind).
 ///
+/// Second-order quantities per sample work through the closure: it may record
+/// gradients on its tape with [`grad`](crate::grad) (or [`vjp`](crate::vjp),
+/// [`jvp`](crate::jvp)) and put them in the loss it returns, such as a per-sample
+/// gradient-norm penalty `lᵢ + λ‖∇_w lᵢ‖²` or an input-gradient penalty
+/// `lᵢ + λ‖∇_x lᵢ‖²`; the pass then gives each sample's gradient of that loss (which
+/// holds second derivatives), clipped and summed as any other. The recorded backward
+/// is rewound with the sample, like the rest of its nodes. What it does not give: a
+/// per-sample Hessian or Hessian-vector product as a result of its own (the closure
+/// returns one scalar); run [`hvp`](crate::hvp) on a sample's tape for that. A
+/// differentiable rule that refuses a point (a tie in `max_axis`, say) returns an error
+/// the closure has to handle (unwrapping it panics, naming the op).
+/// `tests/per_sample_second_order.rs` checks both penalties against their derivatives
+/// by hand.
+///
 /// The result is bit-for-bit the same for any number of threads: samples are grouped
 /// in fixed chunks ([`PerSampleOptions::chunk`]), each summed in order, and the chunk
 /// sums added in order.

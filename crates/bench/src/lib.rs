@@ -24,6 +24,7 @@ pub mod w4;
 pub mod w5;
 pub mod w6;
 pub mod w8;
+pub mod w9;
 
 /// `Σ (i + 1) · bits(a[i])`, wrapping: a checksum of an array's exact bits in which any
 /// changed bit or moved element shows. The workloads' tests compare their inputs with

@@ -229,6 +229,20 @@ pub enum Error {
         /// Elements the result needs.
         elements: usize,
     },
+    /// An op's differentiable rule (`*_vjp`) or tangent rule (`*_jvp`) was asked for
+    /// at a point where the op has no derivative (a tie in `maximum`, `minimum` or
+    /// `max_axis`), so a gradient that could be differentiated again, or a tangent,
+    /// would be silently wrong. The fast first-order walk still gives PyTorch's
+    /// subgradient there.
+    #[error("{op}: not differentiable here: {reason} (node: {node})")]
+    NotDifferentiable {
+        /// The op.
+        op: &'static str,
+        /// Why the derivative does not exist.
+        reason: String,
+        /// The node whose rule was asked for.
+        node: Box<NodeRef>,
+    },
     /// A value given to the tape does not fit its shape.
     #[error(transparent)]
     Tensor(#[from] descent_tensor::TensorError),

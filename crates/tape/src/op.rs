@@ -191,6 +191,14 @@ pub enum Op {
         /// The tape slot holding the indices.
         indices: u32,
     },
+    /// A base with elements scatter-added into it by index along an axis (PyTorch's
+    /// `scatter_add`); operands: the base and the source. The adjoint of `Gather`.
+    ScatterAdd {
+        /// The axis indexed.
+        axis: u32,
+        /// The tape slot holding the indices.
+        indices: u32,
+    },
     /// Softmax along an axis.
     Softmax {
         /// The axis normalised.
@@ -234,6 +242,7 @@ impl Op {
             Op::Concat { .. } => "concat",
             Op::Stack { .. } => "stack",
             Op::Gather { .. } => "gather",
+            Op::ScatterAdd { .. } => "scatter_add",
             Op::Softmax { .. } => "softmax",
             Op::LogSoftmax { .. } => "log_softmax",
             Op::CrossEntropy { .. } => "cross_entropy",
@@ -263,9 +272,12 @@ impl Op {
             | Op::Softmax { .. }
             | Op::LogSoftmax { .. }
             | Op::CrossEntropy { .. } => Operands::Inline(1),
-            Op::Binary(_) | Op::MatMul | Op::MatMulT | Op::Mse | Op::BceWithLogits => {
-                Operands::Inline(2)
-            }
+            Op::Binary(_)
+            | Op::MatMul
+            | Op::MatMulT
+            | Op::Mse
+            | Op::BceWithLogits
+            | Op::ScatterAdd { .. } => Operands::Inline(2),
             Op::Concat { first, count, .. } | Op::Stack { first, count, .. } => Operands::List {
                 first: first as usize,
                 count: count as usize,
@@ -299,7 +311,8 @@ impl fmt::Display for Op {
             | Op::Stack { axis, .. }
             | Op::Softmax { axis }
             | Op::LogSoftmax { axis }
-            | Op::Gather { axis, .. } => write!(f, "{}({axis})", self.name()),
+            | Op::Gather { axis, .. }
+            | Op::ScatterAdd { axis, .. } => write!(f, "{}({axis})", self.name()),
             // Ops without attributes (or, for cross_entropy, with only a slot number
             // that says nothing to a reader) print their name.
             Op::Var

@@ -10,6 +10,7 @@ pub mod w4;
 pub mod w5;
 pub mod w6;
 pub mod w8;
+pub mod w9;
 
 use crate::Args;
 use descent_bench::alloc_count::Counts;

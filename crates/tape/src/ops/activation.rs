@@ -2,11 +2,12 @@
 //! numbers here and their recording in [`elementwise`](super::elementwise)), and
 //! softmax / log_softmax along an axis.
 
-use super::{BackwardCtx, GradSink, Op, UnaryOp, resolve_axis};
+use super::{BackwardCtx, Contributions, DiffCtx, GradSink, Number, Op, UnaryOp, resolve_axis};
 use crate::Var;
 use crate::error::Result;
 use crate::tape::Output;
 use descent_tensor::{Float, Tensor, kernels, vectorized};
+use smallvec::smallvec;
 
 /// `1 / (1 + e^-x)`, computed without overflow for large `|x|`: with `e = e^-|x|`,
 /// `1/(1 + e)` for `x ≥ 0` and `e/(1 + e)` below. Both sides share `e` and are
@@ -57,15 +58,22 @@ pub fn gelu<T: Float>(x: T) -> T {
 }
 
 /// d/dx of [`gelu`]: `(1 + t)/2 + x/2 · (1 - t²) · √(2/π) (1 + 3·0.044715 x²)`, where
-/// `t` is the tanh term.
+/// `t` is the tanh term. [`gelu_derivative_of`] on numbers.
 #[inline(always)]
 pub fn gelu_derivative<T: Float>(x: T) -> T {
-    let k = T::from_f64((2.0 / std::f64::consts::PI).sqrt());
-    let c = T::from_f64(GELU_C);
-    let t = (k * (x + c * x * x * x)).kernel_tanh();
-    let half = T::from_f64(0.5);
-    half * (T::one() + t)
-        + half * x * (T::one() - t * t) * k * (T::one() + T::from_f64(3.0) * c * x * x)
+    gelu_derivative_of(x)
+}
+
+/// [`gelu_derivative`] written once over any [`Number`]: computed on numbers, recorded
+/// on `Var`s (GELU's differentiable and tangent rules).
+#[inline(always)]
+pub fn gelu_derivative_of<N: Number>(x: N) -> N {
+    let k = x.lit((2.0 / std::f64::consts::PI).sqrt());
+    let c = x.lit(GELU_C);
+    let t = (k * (x + c * x * x * x)).tanh();
+    let half = x.lit(0.5);
+    half * (x.lit(1.0) + t)
+        + half * x * (x.lit(1.0) - t * t) * k * (x.lit(1.0) + x.lit(3.0) * c * x * x)
 }
 
 /// `ln(1 + eˣ)` as `max(x, 0) + ln(1 + e^-|x|)`, which neither overflows nor loses
@@ -279,4 +287,61 @@ pub(crate) fn log_softmax_backward<T: Float, S: GradSink<T>>(
             )
         },
     )
+}
+
+/// Differentiable backward of `softmax`: `y ⊙ (g − Σ_axis y ⊙ g)`.
+pub(crate) fn softmax_vjp<'t, T: Float>(
+    axis: u32,
+    cx: &DiffCtx<'t, T>,
+    g: Var<'t, T>,
+) -> Result<Contributions<'t, T>> {
+    if !cx.needs(0) {
+        return Ok(smallvec![None]);
+    }
+    Ok(smallvec![Some(softmax_linear(axis, cx.out(), g)?)])
+}
+
+/// `y ⊙ (v − Σ_axis y ⊙ v)`: the softmax's Jacobian (symmetric) applied to `v`.
+fn softmax_linear<'t, T: Float>(axis: u32, y: Var<'t, T>, v: Var<'t, T>) -> Result<Var<'t, T>> {
+    let dot = y.try_mul(v)?.try_sum_axis(axis as isize, true)?;
+    y.try_mul(v.try_sub(dot)?)
+}
+
+/// Tangent of `softmax`: `y ⊙ (ẋ − Σ_axis y ⊙ ẋ)`.
+pub(crate) fn softmax_jvp<'t, T: Float>(
+    axis: u32,
+    cx: &DiffCtx<'t, T>,
+    t: &[Option<Var<'t, T>>],
+) -> Result<Option<Var<'t, T>>> {
+    t[0].map(|t| softmax_linear(axis, cx.out(), t)).transpose()
+}
+
+/// Differentiable backward of `log_softmax`: `g − e^y ⊙ Σ_axis g`.
+pub(crate) fn log_softmax_vjp<'t, T: Float>(
+    axis: u32,
+    cx: &DiffCtx<'t, T>,
+    g: Var<'t, T>,
+) -> Result<Contributions<'t, T>> {
+    if !cx.needs(0) {
+        return Ok(smallvec![None]);
+    }
+    let total = g.try_sum_axis(axis as isize, true)?;
+    Ok(smallvec![Some(
+        g.try_sub(cx.out().try_exp()?.try_mul(total)?)?
+    )])
+}
+
+/// Tangent of `log_softmax`: `ẋ − Σ_axis e^y ⊙ ẋ`.
+pub(crate) fn log_softmax_jvp<'t, T: Float>(
+    axis: u32,
+    cx: &DiffCtx<'t, T>,
+    t: &[Option<Var<'t, T>>],
+) -> Result<Option<Var<'t, T>>> {
+    let Some(t) = t[0] else { return Ok(None) };
+    let dot = cx
+        .out()
+        .try_exp()?
+        .try_mul(t)?
+        .try_sum_axis(axis as isize, true)?;
+    Ok(Some(t.try_sub(dot)?))
 }

@@ -5,7 +5,7 @@
 //! nodes use those directly; tensor nodes map them over elements, broadcasting binary
 //! operands NumPy-style and summing gradients back over broadcast axes.
 
-use super::{BackwardCtx, GradSink, Op, activation};
+use super::{BackwardCtx, GradSink, Number, Op, activation};
 use crate::Var;
 use crate::error::{Error, Result};
 use crate::tape::{Meta, Node, Output};
@@ -17,7 +17,10 @@ pub use crate::op::{BinaryOp, UnaryOp};
 use descent_tensor::{Float, Tensor, broadcast_shapes, for_each_block, kernels, numel};
 use fixed::{with_fixed_binary, with_fixed_unary};
 
+mod diff;
 mod fixed;
+
+pub(crate) use diff::{binary_jvp, binary_vjp, unary_jvp, unary_vjp};
 
 impl UnaryOp {
     /// The function itself.
@@ -46,21 +49,38 @@ impl UnaryOp {
         }
     }
 
-    /// `dy/dx` at input `x`, where `y = self.apply(x)`.
+    /// `dy/dx` at input `x`, where `y = self.apply(x)`: [`UnaryOp::derivative_of`] on
+    /// numbers, the fast first-order rule's factor.
     // Always inlined: `with_fixed_unary!` and `with_fixed_binary!` rely on the match
     // folding away.
     #[inline(always)]
     pub fn derivative<T: Float>(self, x: T, y: T) -> T {
+        self.derivative_of(x, y)
+    }
+
+    /// `dy/dx` at input `x` with output `y`, written once over any [`Number`]: on plain
+    /// numbers it computes the derivative (the fast rule), on [`Var`]s it records it,
+    /// so that the differentiable rule (`unary_vjp`) and the tangent rule
+    /// (`unary_jvp`) are this same formula. Kinks (`abs`, `relu`, `leaky_relu`) are
+    /// steps ([`Number::step`]): their derivative is a constant whose own derivative
+    /// is 0, as in PyTorch.
+    ///
+    /// ```
+    /// use descent_tape::ops::UnaryOp;
+    /// assert_eq!(UnaryOp::Sin.derivative_of(0.0f64, 0.0), 1.0);
+    /// ```
+    #[inline(always)]
+    pub fn derivative_of<N: Number>(self, x: N, y: N) -> N {
         match self {
-            UnaryOp::Neg => -T::one(),
+            UnaryOp::Neg => x.lit(-1.0),
             // p·x^(p-1); a zero exponent is a constant whose derivative is 0 everywhere,
             // including x = 0 where the formula would give 0·∞.
-            UnaryOp::PowF(0.0) => T::zero(),
-            UnaryOp::PowF(p) => T::from_f64(p) * x.powf(T::from_f64(p - 1.0)),
-            UnaryOp::PowI(0) => T::zero(),
+            UnaryOp::PowF(0.0) => x.lit(0.0),
+            UnaryOp::PowF(p) => x.lit(p) * x.powf(p - 1.0),
+            UnaryOp::PowI(0) => x.lit(0.0),
             // n·x^(n-1); for n = i32::MIN, n - 1 does not fit in an i32: x^n / x.
             UnaryOp::PowI(n) => {
-                T::from_f64(n as f64)
+                x.lit(n as f64)
                     * match n.checked_sub(1) {
                         Some(m) => x.powi(m),
                         None => x.powi(n) / x,
@@ -68,27 +88,30 @@ impl UnaryOp {
             }
             UnaryOp::Exp => y,
             UnaryOp::Ln => x.recip(),
-            UnaryOp::Sqrt => T::from_f64(0.5) / y,
+            UnaryOp::Sqrt => x.lit(0.5) / y,
             // PyTorch's convention: the subgradient 0 at the kink.
-            UnaryOp::Abs => {
-                if x > T::zero() {
-                    T::one()
-                } else if x < T::zero() {
-                    -T::one()
+            UnaryOp::Abs => x.step(|x| {
+                let (zero, one) = (N::Elem::from_f64(0.0), N::Elem::from_f64(1.0));
+                if x > zero {
+                    one
+                } else if x < zero {
+                    -one
                 } else {
-                    T::zero()
+                    zero
                 }
-            }
+            }),
             UnaryOp::Sin => x.cos(),
             UnaryOp::Cos => -x.sin(),
-            UnaryOp::Tanh => T::one() - y * y,
+            UnaryOp::Tanh => x.lit(1.0) - y * y,
             UnaryOp::Sinh => x.cosh(),
             UnaryOp::Cosh => x.sinh(),
-            UnaryOp::Sigmoid => y * (T::one() - y),
-            UnaryOp::Relu => activation::relu_derivative(x),
-            UnaryOp::LeakyRelu(a) => activation::leaky_relu_derivative(x, T::from_f64(a)),
-            UnaryOp::Gelu => activation::gelu_derivative(x),
-            UnaryOp::Softplus => activation::sigmoid(x),
+            UnaryOp::Sigmoid => y * (x.lit(1.0) - y),
+            UnaryOp::Relu => x.step(activation::relu_derivative),
+            UnaryOp::LeakyRelu(a) => {
+                x.step(move |x| activation::leaky_relu_derivative(x, N::Elem::from_f64(a)))
+            }
+            UnaryOp::Gelu => activation::gelu_derivative_of(x),
+            UnaryOp::Softplus => x.sigmoid(),
         }
     }
 }
@@ -121,32 +144,51 @@ impl BinaryOp {
         }
     }
 
-    /// `(∂y/∂a, ∂y/∂b)` at `(a, b)` with output `y`.
+    /// `(∂y/∂a, ∂y/∂b)` at `(a, b)` with output `y`: [`BinaryOp::partials_of`] on
+    /// numbers, the fast first-order rule's factors.
     // Always inlined: `with_fixed_unary!` and `with_fixed_binary!` rely on the match
     // folding away.
     #[inline(always)]
     pub fn partials<T: Float>(self, a: T, b: T, y: T) -> (T, T) {
-        let half = T::from_f64(0.5);
+        self.partials_of(a, b, y)
+    }
+
+    /// `(∂y/∂a, ∂y/∂b)` written once over any [`Number`], as
+    /// [`UnaryOp::derivative_of`]. `maximum`'s and `minimum`'s partials are steps
+    /// (selection masks); on a tie the first-order rule splits the gradient evenly, as
+    /// PyTorch does, but the derivative does not exist there, so the differentiable and
+    /// tangent rules refuse ties ([`Error::NotDifferentiable`]).
+    ///
+    /// ```
+    /// use descent_tape::ops::BinaryOp;
+    /// assert_eq!(BinaryOp::Div.partials_of(1.0f64, 2.0, 0.5), (0.5, -0.25));
+    /// ```
+    #[inline(always)]
+    pub fn partials_of<N: Number>(self, a: N, b: N, y: N) -> (N, N) {
         match self {
-            BinaryOp::Add => (T::one(), T::one()),
-            BinaryOp::Sub => (T::one(), -T::one()),
+            BinaryOp::Add => (a.lit(1.0), a.lit(1.0)),
+            BinaryOp::Sub => (a.lit(1.0), a.lit(-1.0)),
             BinaryOp::Mul => (b, a),
             BinaryOp::Div => (b.recip(), -y / b),
             // On a tie the gradient is split evenly, as PyTorch's maximum/minimum do.
-            BinaryOp::Maximum | BinaryOp::Minimum if a == b => (half, half),
-            BinaryOp::Maximum => {
-                if a > b {
-                    (T::one(), T::zero())
-                } else {
-                    (T::zero(), T::one())
-                }
-            }
-            BinaryOp::Minimum => {
-                if a < b {
-                    (T::one(), T::zero())
-                } else {
-                    (T::zero(), T::one())
-                }
+            BinaryOp::Maximum | BinaryOp::Minimum => {
+                let max = self == BinaryOp::Maximum;
+                let side = move |a: N::Elem, b: N::Elem, first: bool| {
+                    let (zero, one) = (N::Elem::from_f64(0.0), N::Elem::from_f64(1.0));
+                    if a == b {
+                        N::Elem::from_f64(0.5)
+                    } else if (a > b) == max && (a < b) != max {
+                        if first { one } else { zero }
+                    } else if first {
+                        zero
+                    } else {
+                        one
+                    }
+                };
+                (
+                    a.step2(b, move |a, b| side(a, b, true)),
+                    a.step2(b, move |a, b| side(a, b, false)),
+                )
             }
         }
     }
@@ -350,6 +392,7 @@ pub fn scalar_backward<T: Float>(
         | Op::Concat { .. }
         | Op::Stack { .. }
         | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
         | Op::Softmax { .. }
         | Op::LogSoftmax { .. }
         | Op::CrossEntropy { .. }

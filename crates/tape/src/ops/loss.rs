@@ -3,13 +3,15 @@
 //! `cross_entropy` is a fused primitive rather than `log_softmax` + `gather` + `mean`:
 //! its backward, `(softmax - onehot) / N`, needs one pass and no intermediate nodes.
 
-use super::{BackwardCtx, GradSink, Op};
+use super::{BackwardCtx, Contributions, DiffCtx, GradSink, Number, Op};
 use crate::Var;
 use crate::error::{Error, Result};
 use crate::tape::{Output, Tape};
 use descent_tensor::{
-    Float, PARALLEL_MIN, ShapeDisplay, for_each_block, for_each_weighted_block, kernels, vectorized,
+    Float, PARALLEL_MIN, ShapeDisplay, for_each_block, for_each_weighted_block, kernels, numel,
+    vectorized,
 };
+use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// Mean cross-entropy of logits `[N, C]` against integer class labels (`N` of them,
@@ -283,4 +285,125 @@ pub(crate) fn bce_with_logits_backward<T: Float, S: GradSink<T>>(
             *gv -= g * xv / n;
         }
     }
+}
+
+/// `softmax(x) − onehot(labels)`, recorded (the one-hot a constant).
+fn softmax_minus_onehot<'t, T: Float>(labels: u32, cx: &DiffCtx<'t, T>) -> Result<Var<'t, T>> {
+    let x = cx.input(0);
+    let shape = cx.shape(0);
+    let (_, labels) = cx.indices(labels);
+    let mut onehot = vec![T::zero(); shape[0] * shape[1]];
+    for (r, &l) in labels.iter().enumerate() {
+        onehot[r * shape[1] + l] = T::one();
+    }
+    let onehot = x
+        .tape()
+        .constant(descent_tensor::Tensor::new(&shape, onehot)?);
+    x.try_softmax(1)?.try_sub(onehot)
+}
+
+/// Differentiable backward of `cross_entropy`: `(softmax(x) − onehot) · (g / N)`, the
+/// softmax recorded so that it differentiates again.
+pub(crate) fn cross_entropy_vjp<'t, T: Float>(
+    labels: u32,
+    cx: &DiffCtx<'t, T>,
+    g: Var<'t, T>,
+) -> Result<Contributions<'t, T>> {
+    if !cx.needs(0) {
+        return Ok(smallvec![None]);
+    }
+    let n = cx.shape(0)[0] as f64;
+    let scale = g.try_div(g.lit(n))?;
+    Ok(smallvec![Some(
+        softmax_minus_onehot(labels, cx)?.try_mul(scale)?
+    )])
+}
+
+/// Tangent of `cross_entropy`: `Σ (softmax(x) − onehot) ⊙ ẋ / N`.
+pub(crate) fn cross_entropy_jvp<'t, T: Float>(
+    labels: u32,
+    cx: &DiffCtx<'t, T>,
+    t: &[Option<Var<'t, T>>],
+) -> Result<Option<Var<'t, T>>> {
+    let Some(t) = t[0] else { return Ok(None) };
+    let n = cx.shape(0)[0] as f64;
+    let s = softmax_minus_onehot(labels, cx)?.try_mul(t)?.try_sum()?;
+    Ok(Some(s.try_div(t.lit(n))?))
+}
+
+/// Differentiable backward of `mse`: `gx = (2g)(x − t)/n`, `gt = (−2g)(x − t)/n`, in
+/// the fast rule's order of operations.
+pub(crate) fn mse_vjp<'t, T: Float>(
+    cx: &DiffCtx<'t, T>,
+    g: Var<'t, T>,
+) -> Result<Contributions<'t, T>> {
+    let (x, t) = (cx.input(0), cx.input(1));
+    let n = g.lit(numel(&cx.shape(0)) as f64);
+    let d = x.try_sub(t)?;
+    let mut out = Contributions::new();
+    for (side, sign) in [(0, 2.0), (1, -2.0)] {
+        out.push(if cx.needs(side) {
+            Some(g.lit(sign).try_mul(g)?.try_mul(d)?.try_div(n)?)
+        } else {
+            None
+        });
+    }
+    Ok(out)
+}
+
+/// Tangent of `mse`: `Σ 2(x − t)(ẋ − ṫ) / n`.
+pub(crate) fn mse_jvp<'t, T: Float>(
+    cx: &DiffCtx<'t, T>,
+    t: &[Option<Var<'t, T>>],
+) -> Result<Option<Var<'t, T>>> {
+    let (x, y) = (cx.input(0), cx.input(1));
+    let dt = match (t[0], t[1]) {
+        (Some(a), Some(b)) => a.try_sub(b)?,
+        (Some(a), None) => a,
+        (None, Some(b)) => -b,
+        (None, None) => return Ok(None),
+    };
+    let n = x.lit(numel(&cx.shape(0)) as f64);
+    let s = x.lit(2.0).try_mul(x.try_sub(y)?)?.try_mul(dt)?.try_sum()?;
+    Ok(Some(s.try_div(n)?))
+}
+
+/// Differentiable backward of `bce_with_logits`: `gx = g(σ(x) − t)/n`, `gt = −gx/n`.
+pub(crate) fn bce_with_logits_vjp<'t, T: Float>(
+    cx: &DiffCtx<'t, T>,
+    g: Var<'t, T>,
+) -> Result<Contributions<'t, T>> {
+    let (x, t) = (cx.input(0), cx.input(1));
+    let n = g.lit(numel(&cx.shape(0)) as f64);
+    let gx = if cx.needs(0) {
+        Some(g.try_mul(x.try_sigmoid()?.try_sub(t)?)?.try_div(n)?)
+    } else {
+        None
+    };
+    let gt = if cx.needs(1) {
+        Some(-(g.try_mul(x)?.try_div(n)?))
+    } else {
+        None
+    };
+    Ok(smallvec![gx, gt])
+}
+
+/// Tangent of `bce_with_logits`: `Σ ((σ(x) − t) ẋ − x ṫ) / n`.
+pub(crate) fn bce_with_logits_jvp<'t, T: Float>(
+    cx: &DiffCtx<'t, T>,
+    t: &[Option<Var<'t, T>>],
+) -> Result<Option<Var<'t, T>>> {
+    let (x, y) = (cx.input(0), cx.input(1));
+    let a = t[0]
+        .map(|tx| x.try_sigmoid()?.try_sub(y)?.try_mul(tx))
+        .transpose()?;
+    let b = t[1].map(|ty| x.try_mul(ty)).transpose()?;
+    let s = match (a, b) {
+        (Some(a), Some(b)) => a.try_sub(b)?,
+        (Some(a), None) => a,
+        (None, Some(b)) => -b,
+        (None, None) => return Ok(None),
+    };
+    let n = x.lit(numel(&cx.shape(0)) as f64);
+    Ok(Some(s.try_sum()?.try_div(n)?))
 }

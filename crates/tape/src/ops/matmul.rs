@@ -1,11 +1,12 @@
 //! Matrix multiply, 2-d and batched.
 
-use super::{BackwardCtx, GradSink, Op};
+use super::{BackwardCtx, Contributions, DiffCtx, GradSink, Op, add_opt, reduce_to};
 use crate::Var;
 use crate::error::{Error, Result};
 use crate::tape::Output;
 use descent_tensor::kernels::{self, Product};
 use descent_tensor::{Float, Tensor, broadcast_shapes, numel};
+use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// Matrix product `a @ b` for `a: [..., m, k]` and `b: [..., k, n]`; leading (batch)
@@ -225,4 +226,78 @@ fn grads_by_products<'a, T: Float, S: GradSink<T>>(
         let (gb, fresh) = sink.grad_for_write(cx.parent(1));
         rhs.into_product(gb, fresh).compute();
     }
+}
+
+/// Differentiable backward of `matmul`: `ga = g @ bᵀ`, `gb = aᵀ @ g`, each summed back
+/// over batch axes broadcasting stretched. For a 2-d `b`, `ga` is one `matmul_t`.
+pub(crate) fn matmul_vjp<'t, T: Float>(
+    cx: &DiffCtx<'t, T>,
+    g: Var<'t, T>,
+) -> Result<Contributions<'t, T>> {
+    let (a, b) = (cx.input(0), cx.input(1));
+    let ga = if cx.needs(0) {
+        let prod = if cx.shape(1).len() == 2 {
+            g.try_matmul_t(b)?
+        } else {
+            g.try_matmul(b.try_transpose(-2, -1)?)?
+        };
+        Some(reduce_to(prod, &cx.shape(0))?)
+    } else {
+        None
+    };
+    let gb = if cx.needs(1) {
+        let prod = a.try_transpose(-2, -1)?.try_matmul(g)?;
+        Some(reduce_to(prod, &cx.shape(1))?)
+    } else {
+        None
+    };
+    Ok(smallvec![ga, gb])
+}
+
+/// Tangent of `matmul`: `ȧ @ b + a @ ḃ`.
+pub(crate) fn matmul_jvp<'t, T: Float>(
+    cx: &DiffCtx<'t, T>,
+    t: &[Option<Var<'t, T>>],
+) -> Result<Option<Var<'t, T>>> {
+    let (a, b) = (cx.input(0), cx.input(1));
+    let ta = t[0].map(|t| t.try_matmul(b)).transpose()?;
+    let tb = t[1].map(|t| a.try_matmul(t)).transpose()?;
+    let sum = add_opt(ta, tb)?;
+    let out = cx.out_shape();
+    match sum {
+        Some(s) if s.shape() != out => Ok(Some(s.try_broadcast_to(&out)?)),
+        s => Ok(s),
+    }
+}
+
+/// Differentiable backward of `matmul_t` (`y = a @ bᵀ`, `b` 2-d): `ga = g @ b`,
+/// `gb = gᵀ @ a` summed over `a`'s batch axes.
+pub(crate) fn matmul_t_vjp<'t, T: Float>(
+    cx: &DiffCtx<'t, T>,
+    g: Var<'t, T>,
+) -> Result<Contributions<'t, T>> {
+    let (a, b) = (cx.input(0), cx.input(1));
+    let ga = if cx.needs(0) {
+        Some(g.try_matmul(b)?)
+    } else {
+        None
+    };
+    let gb = if cx.needs(1) {
+        let prod = g.try_transpose(-2, -1)?.try_matmul(a)?;
+        Some(reduce_to(prod, &cx.shape(1))?)
+    } else {
+        None
+    };
+    Ok(smallvec![ga, gb])
+}
+
+/// Tangent of `matmul_t`: `ȧ @ bᵀ + a @ ḃᵀ`.
+pub(crate) fn matmul_t_jvp<'t, T: Float>(
+    cx: &DiffCtx<'t, T>,
+    t: &[Option<Var<'t, T>>],
+) -> Result<Option<Var<'t, T>>> {
+    let (a, b) = (cx.input(0), cx.input(1));
+    let ta = t[0].map(|t| t.try_matmul_t(b)).transpose()?;
+    let tb = t[1].map(|t| a.try_matmul_t(t)).transpose()?;
+    add_opt(ta, tb)
 }

@@ -1,5 +1,5 @@
 //! The op set. Each family's file holds, for each op, its user-facing methods on
-//! [`Var`](crate::Var), its forward computation and its backward rule, side by side.
+//! [`Var`], its forward computation and its backward rule, side by side.
 //! This module holds what a backward rule sees ([`BackwardCtx`], [`GradSink`]) and the
 //! dispatch from a node to its rule; the [`Op`] enum itself is plain data in
 //! `src/op.rs`, which the arena imports without importing the ops. See `README.md` in
@@ -9,17 +9,20 @@ pub mod activation;
 pub mod elementwise;
 pub mod loss;
 pub mod matmul;
+pub mod num;
 pub mod reduce;
 pub mod shape;
 
-use crate::NodeId;
 use crate::error::{Error, Result};
 use crate::tape::Inner;
-use descent_tensor::{Float, View};
+use crate::{NodeId, Tape, Var};
+use descent_tensor::{Float, Shape, Tensor, View};
+use smallvec::SmallVec;
 
 // Re-exported where they were defined before `src/op.rs` took them, so that
 // `descent_tape::ops::Op` and friends keep working.
 pub use crate::op::{BinaryOp, Op, UnaryOp};
+pub use num::Number;
 
 /// Where backward rules add their contributions: the gradient buffer of a node,
 /// zeroed the first time it is asked for. Implemented by the reverse walk.
@@ -128,7 +131,205 @@ pub fn backward_node<T: Float, S: GradSink<T>>(
         Op::CrossEntropy { labels } => loss::cross_entropy_backward(labels, &cx, sink),
         Op::Mse => loss::mse_backward(&cx, sink),
         Op::BceWithLogits => loss::bce_with_logits_backward(&cx, sink),
+        Op::ScatterAdd { axis, indices } => shape::scatter_add_backward(axis, indices, &cx, sink),
     }
+}
+
+/// What a differentiable rule (`*_vjp`) or a tangent rule (`*_jvp`) sees of one node:
+/// its operands and its value as [`Var`]s on the same tape, so that whatever the rule
+/// computes from them is recorded and can be differentiated again.
+pub struct DiffCtx<'t, T: Float> {
+    tape: &'t Tape<T>,
+    id: NodeId,
+    parents: SmallVec<[NodeId; 2]>,
+    needs: SmallVec<[bool; 2]>,
+}
+
+impl<'t, T: Float> DiffCtx<'t, T> {
+    fn new(tape: &'t Tape<T>, id: NodeId, needs: impl Fn(NodeId) -> bool) -> Self {
+        let parents: SmallVec<[NodeId; 2]> = tape.inner.borrow().parents(id).into();
+        let needs = parents.iter().map(|&p| needs(p)).collect();
+        DiffCtx {
+            tape,
+            id,
+            parents,
+            needs,
+        }
+    }
+    /// Operand `i` as a handle.
+    pub fn input(&self, i: usize) -> Var<'t, T> {
+        self.tape.handle(self.parents[i])
+    }
+    /// The node itself as a handle.
+    pub fn out(&self) -> Var<'t, T> {
+        self.tape.handle(self.id)
+    }
+    /// Number of operands.
+    pub fn arity(&self) -> usize {
+        self.parents.len()
+    }
+    /// Whether operand `i` wants a contribution.
+    pub fn needs(&self, i: usize) -> bool {
+        self.needs[i]
+    }
+    /// The shape of operand `i`.
+    pub fn shape(&self, i: usize) -> Shape {
+        self.tape.inner.borrow().shape(self.parents[i]).into()
+    }
+    /// The node's own shape.
+    pub fn out_shape(&self) -> Shape {
+        self.tape.inner.borrow().shape(self.id).into()
+    }
+    /// Integer data the op keeps on the tape (shape, data), copied out: a rule records
+    /// ops while it holds them.
+    pub(crate) fn indices(&self, slot: u32) -> (Vec<usize>, Vec<usize>) {
+        let inner = self.tape.inner.borrow();
+        let ix = &inner.indices[slot as usize];
+        (ix.shape.to_vec(), ix.data.clone())
+    }
+    /// The error for a point where the op has no derivative.
+    pub(crate) fn not_differentiable(&self, reason: String) -> Error {
+        let inner = self.tape.inner.borrow();
+        Error::NotDifferentiable {
+            op: inner.nodes[self.id.index()].op.name(),
+            reason,
+            node: inner.node_ref(self.id),
+        }
+    }
+    /// A constant of zeros.
+    pub(crate) fn zeros(&self, shape: &[usize]) -> Var<'t, T> {
+        self.tape.constant(Tensor::zeros(shape))
+    }
+}
+
+/// Contributions of a differentiable rule: one per operand (shaped like it), `None`
+/// where the operand wants none.
+pub type Contributions<'t, T> = SmallVec<[Option<Var<'t, T>>; 2]>;
+
+/// Runs the differentiable backward rule of node `id` with gradient `g`: returns each
+/// operand's contribution recorded as ops on the tape (so gradients are nodes that can
+/// be differentiated again), `None` for operands `needs` rejects. The values equal the
+/// fast rule's ([`backward_node`]); `tests/higher_order.rs` holds each op to that.
+///
+/// # Errors
+/// [`Error::NotDifferentiable`] where the op has no derivative (ties in `maximum`,
+/// `minimum`, `max_axis`), and the errors of the ops the rule records.
+// Hidden from the docs: the differentiable walk (descent-backprop's `higher`) calls it.
+#[doc(hidden)]
+pub fn vjp_node<'t, T: Float>(
+    tape: &'t Tape<T>,
+    id: NodeId,
+    g: Var<'t, T>,
+    needs: impl Fn(NodeId) -> bool,
+) -> Result<Contributions<'t, T>> {
+    let cx = DiffCtx::new(tape, id, needs);
+    let op = tape.inner.borrow().nodes[id.index()].op;
+    // One arm per op, no fallback: a new op does not compile until it names its rule.
+    match op {
+        Op::Var | Op::Constant => Ok(SmallVec::new()),
+        Op::Unary(u) => elementwise::unary_vjp(u, &cx, g),
+        Op::Binary(b) => elementwise::binary_vjp(b, &cx, g),
+        Op::Sum => reduce::sum_vjp(&cx, g),
+        Op::Mean => reduce::mean_vjp(&cx, g),
+        Op::SumAxis { axis, .. } => reduce::sum_axis_vjp(axis, &cx, g),
+        Op::MeanAxis { axis, .. } => reduce::mean_axis_vjp(axis, &cx, g),
+        Op::MaxAxis { axis, .. } => reduce::max_axis_vjp(axis, &cx, g),
+        Op::MatMul => matmul::matmul_vjp(&cx, g),
+        Op::MatMulT => matmul::matmul_t_vjp(&cx, g),
+        Op::Transpose { a, b } => shape::transpose_vjp(a, b, &cx, g),
+        Op::Reshape => shape::reshape_vjp(&cx, g),
+        Op::BroadcastTo => shape::broadcast_to_vjp(&cx, g),
+        Op::Slice { axis, start, end } => shape::slice_vjp(axis, start, end, &cx, g),
+        Op::Concat { axis, .. } => shape::join_vjp(axis, false, &cx, g),
+        Op::Stack { axis, .. } => shape::join_vjp(axis, true, &cx, g),
+        Op::Gather { axis, indices } => shape::gather_vjp(axis, indices, &cx, g),
+        Op::ScatterAdd { axis, indices } => shape::scatter_add_vjp(axis, indices, &cx, g),
+        Op::Softmax { axis } => activation::softmax_vjp(axis, &cx, g),
+        Op::LogSoftmax { axis } => activation::log_softmax_vjp(axis, &cx, g),
+        Op::CrossEntropy { labels } => loss::cross_entropy_vjp(labels, &cx, g),
+        Op::Mse => loss::mse_vjp(&cx, g),
+        Op::BceWithLogits => loss::bce_with_logits_vjp(&cx, g),
+    }
+}
+
+/// Runs the tangent rule (forward mode) of node `id`: from the tangents of its
+/// operands (`None` for an operand whose tangent is zero), the tangent of its value,
+/// recorded as ops on the tape; `None` when every operand's tangent is zero.
+///
+/// # Errors
+/// As [`vjp_node`].
+// Hidden from the docs: the forward-mode walk (descent-backprop's `higher`) calls it.
+#[doc(hidden)]
+pub fn jvp_node<'t, T: Float>(
+    tape: &'t Tape<T>,
+    id: NodeId,
+    tangents: &[Option<Var<'t, T>>],
+) -> Result<Option<Var<'t, T>>> {
+    let cx = DiffCtx::new(tape, id, |_| true);
+    if tangents.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let op = tape.inner.borrow().nodes[id.index()].op;
+    let t = tangents;
+    // One arm per op, no fallback, as in `vjp_node`.
+    match op {
+        Op::Var | Op::Constant => Ok(None),
+        Op::Unary(u) => elementwise::unary_jvp(u, &cx, t),
+        Op::Binary(b) => elementwise::binary_jvp(b, &cx, t),
+        Op::Sum => reduce::sum_jvp(&cx, t),
+        Op::Mean => reduce::mean_jvp(&cx, t),
+        Op::SumAxis { axis, keepdim } => reduce::sum_axis_jvp(axis, keepdim, &cx, t),
+        Op::MeanAxis { axis, keepdim } => reduce::mean_axis_jvp(axis, keepdim, &cx, t),
+        Op::MaxAxis { axis, keepdim } => reduce::max_axis_jvp(axis, keepdim, &cx, t),
+        Op::MatMul => matmul::matmul_jvp(&cx, t),
+        Op::MatMulT => matmul::matmul_t_jvp(&cx, t),
+        Op::Transpose { a, b } => shape::transpose_jvp(a, b, &cx, t),
+        Op::Reshape => shape::reshape_jvp(&cx, t),
+        Op::BroadcastTo => shape::broadcast_to_jvp(&cx, t),
+        Op::Slice { axis, start, end } => shape::slice_jvp(axis, start, end, &cx, t),
+        Op::Concat { axis, .. } => shape::join_jvp(axis, false, &cx, t),
+        Op::Stack { axis, .. } => shape::join_jvp(axis, true, &cx, t),
+        Op::Gather { axis, indices } => shape::gather_jvp(axis, indices, &cx, t),
+        Op::ScatterAdd { axis, indices } => shape::scatter_add_jvp(axis, indices, &cx, t),
+        Op::Softmax { axis } => activation::softmax_jvp(axis, &cx, t),
+        Op::LogSoftmax { axis } => activation::log_softmax_jvp(axis, &cx, t),
+        Op::CrossEntropy { labels } => loss::cross_entropy_jvp(labels, &cx, t),
+        Op::Mse => loss::mse_jvp(&cx, t),
+        Op::BceWithLogits => loss::bce_with_logits_jvp(&cx, t),
+    }
+}
+
+/// `g` summed down to `shape` over the axes broadcasting stretched (the reverse of
+/// broadcasting, recorded with `sum_axis` and so differentiable). `g` itself when the
+/// shapes already agree.
+pub(crate) fn reduce_to<'t, T: Float>(g: Var<'t, T>, shape: &[usize]) -> Result<Var<'t, T>> {
+    let gs = g.shape();
+    if gs.as_slice() == shape {
+        return Ok(g);
+    }
+    let mut g = g;
+    let lead = gs.len() - shape.len();
+    for _ in 0..lead {
+        g = g.try_sum_axis(0, false)?;
+    }
+    for (d, &n) in shape.iter().enumerate() {
+        if n == 1 && gs[lead + d] != 1 {
+            g = g.try_sum_axis(d as isize, true)?;
+        }
+    }
+    Ok(g)
+}
+
+/// `a + b` where either may be missing (a zero).
+pub(crate) fn add_opt<'t, T: Float>(
+    a: Option<Var<'t, T>>,
+    b: Option<Var<'t, T>>,
+) -> Result<Option<Var<'t, T>>> {
+    Ok(match (a, b) {
+        (Some(a), Some(b)) => Some(a.try_add(b)?),
+        (a, None) => a,
+        (None, b) => b,
+    })
 }
 
 /// Resolves a possibly negative axis against `ndim` axes.

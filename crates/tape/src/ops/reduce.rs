@@ -2,11 +2,12 @@
 //! over one axis.
 
 use super::elementwise::write_or_add;
-use super::{BackwardCtx, GradSink, Op, resolve_axis};
+use super::{BackwardCtx, Contributions, DiffCtx, GradSink, Number, Op, resolve_axis};
 use crate::Var;
 use crate::error::{Error, Result};
 use crate::tape::Output;
-use descent_tensor::{Float, Shape, Tensor, kernels, numel};
+use descent_tensor::{Float, Shape, Tensor, kernels, numel, split_at_axis};
+use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// Sum of all elements, a scalar node. Backward: every element gets `g`.
@@ -260,4 +261,165 @@ pub(crate) fn max_axis_backward<T: Float, S: GradSink<T>>(
         let gx = sink.grad_mut(cx.parent(0));
         kernels::max_axis_backward_acc(x, axis as usize, cx.out.data(), cx.g.data(), gx);
     }
+}
+
+/// Differentiable backward of `sum`: `g` broadcast to the operand's shape.
+pub(crate) fn sum_vjp<'t, T: Float>(
+    cx: &DiffCtx<'t, T>,
+    g: Var<'t, T>,
+) -> Result<Contributions<'t, T>> {
+    if !cx.needs(0) {
+        return Ok(smallvec![None]);
+    }
+    Ok(smallvec![Some(g.try_broadcast_to(&cx.shape(0))?)])
+}
+
+/// Tangent of `sum`: the sum of the tangent.
+pub(crate) fn sum_jvp<'t, T: Float>(
+    _cx: &DiffCtx<'t, T>,
+    t: &[Option<Var<'t, T>>],
+) -> Result<Option<Var<'t, T>>> {
+    t[0].map(|t| t.try_sum()).transpose()
+}
+
+/// Differentiable backward of `mean`: `g / n` broadcast to the operand's shape.
+pub(crate) fn mean_vjp<'t, T: Float>(
+    cx: &DiffCtx<'t, T>,
+    g: Var<'t, T>,
+) -> Result<Contributions<'t, T>> {
+    if !cx.needs(0) {
+        return Ok(smallvec![None]);
+    }
+    let shape = cx.shape(0);
+    let n = g.lit(numel(&shape) as f64);
+    Ok(smallvec![Some(g.try_div(n)?.try_broadcast_to(&shape)?)])
+}
+
+/// Tangent of `mean`: the mean of the tangent.
+pub(crate) fn mean_jvp<'t, T: Float>(
+    _cx: &DiffCtx<'t, T>,
+    t: &[Option<Var<'t, T>>],
+) -> Result<Option<Var<'t, T>>> {
+    t[0].map(|t| t.try_mean()).transpose()
+}
+
+/// `g` of a reduction over `axis` copied back along it, times `scale` (if any).
+fn expand<'t, T: Float>(
+    axis: u32,
+    cx: &DiffCtx<'t, T>,
+    g: Var<'t, T>,
+    scale: Option<f64>,
+) -> Result<Var<'t, T>> {
+    let shape = cx.shape(0);
+    let mut kept: Shape = shape.clone();
+    kept[axis as usize] = 1;
+    let g = match scale {
+        Some(s) => g.try_mul(g.lit(s))?,
+        None => g,
+    };
+    g.try_reshape(&kept)?.try_broadcast_to(&shape)
+}
+
+/// Differentiable backward of `sum_axis`: `g` copied along the axis.
+pub(crate) fn sum_axis_vjp<'t, T: Float>(
+    axis: u32,
+    cx: &DiffCtx<'t, T>,
+    g: Var<'t, T>,
+) -> Result<Contributions<'t, T>> {
+    if !cx.needs(0) {
+        return Ok(smallvec![None]);
+    }
+    Ok(smallvec![Some(expand(axis, cx, g, None)?)])
+}
+
+/// Tangent of `sum_axis`: the tangent summed over the axis.
+pub(crate) fn sum_axis_jvp<'t, T: Float>(
+    axis: u32,
+    keepdim: bool,
+    _cx: &DiffCtx<'t, T>,
+    t: &[Option<Var<'t, T>>],
+) -> Result<Option<Var<'t, T>>> {
+    t[0].map(|t| t.try_sum_axis(axis as isize, keepdim))
+        .transpose()
+}
+
+/// Differentiable backward of `mean_axis`: `g · (1/n)` copied along the axis (the fast
+/// rule's factor, so the values agree bit for bit).
+pub(crate) fn mean_axis_vjp<'t, T: Float>(
+    axis: u32,
+    cx: &DiffCtx<'t, T>,
+    g: Var<'t, T>,
+) -> Result<Contributions<'t, T>> {
+    if !cx.needs(0) {
+        return Ok(smallvec![None]);
+    }
+    let n = cx.shape(0)[axis as usize] as f64;
+    Ok(smallvec![Some(expand(axis, cx, g, Some(1.0 / n))?)])
+}
+
+/// Tangent of `mean_axis`: the tangent's mean over the axis.
+pub(crate) fn mean_axis_jvp<'t, T: Float>(
+    axis: u32,
+    keepdim: bool,
+    _cx: &DiffCtx<'t, T>,
+    t: &[Option<Var<'t, T>>],
+) -> Result<Option<Var<'t, T>>> {
+    t[0].map(|t| t.try_mean_axis(axis as isize, keepdim))
+        .transpose()
+}
+
+/// The mask of each slice's maximum along `axis` (a constant: the position of a
+/// maximum is locally constant), or the error when a slice holds its maximum twice:
+/// there `max_axis` has no derivative.
+fn max_mask<'t, T: Float>(axis: u32, cx: &DiffCtx<'t, T>) -> Result<Var<'t, T>> {
+    let x = cx.input(0).value();
+    let (outer, n, inner) = split_at_axis(x.shape(), axis as usize);
+    let mut mask = vec![T::zero(); x.len()];
+    let xd = x.data();
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| (o * n + k) * inner + i;
+            let mut best = 0;
+            for k in 1..n {
+                if xd[at(k)] > xd[at(best)] {
+                    best = k;
+                }
+            }
+            if let Some(k) = (0..n).find(|&k| k != best && xd[at(k)] == xd[at(best)]) {
+                return Err(cx.not_differentiable(format!(
+                    "the maximum {} is held at positions {} and {} of a slice along axis {axis}",
+                    xd[at(best)],
+                    best.min(k),
+                    best.max(k)
+                )));
+            }
+            mask[at(best)] = T::one();
+        }
+    }
+    Ok(cx.input(0).tape().constant(Tensor::new(x.shape(), mask)?))
+}
+
+/// Differentiable backward of `max_axis`: `g` to each slice's maximum.
+pub(crate) fn max_axis_vjp<'t, T: Float>(
+    axis: u32,
+    cx: &DiffCtx<'t, T>,
+    g: Var<'t, T>,
+) -> Result<Contributions<'t, T>> {
+    if !cx.needs(0) {
+        return Ok(smallvec![None]);
+    }
+    let mask = max_mask(axis, cx)?;
+    Ok(smallvec![Some(mask.try_mul(expand(axis, cx, g, None)?)?)])
+}
+
+/// Tangent of `max_axis`: the tangent at each slice's maximum.
+pub(crate) fn max_axis_jvp<'t, T: Float>(
+    axis: u32,
+    keepdim: bool,
+    cx: &DiffCtx<'t, T>,
+    t: &[Option<Var<'t, T>>],
+) -> Result<Option<Var<'t, T>>> {
+    let Some(t) = t[0] else { return Ok(None) };
+    let mask = max_mask(axis, cx)?;
+    Ok(Some(mask.try_mul(t)?.try_sum_axis(axis as isize, keepdim)?))
 }

@@ -1,5 +1,16 @@
-//! Shape and layout ops: transpose, reshape, broadcast_to, slice, concat, stack, gather.
-//! Their backward rules move gradients back to where the elements came from.
+//! Shape and layout ops: transpose, reshape, broadcast_to, slice, concat, stack, gather
+//! (here), and scatter_add (`shape/scatter.rs`), gather's adjoint. Their backward rules
+//! move gradients back to where the elements came from; their differentiable and
+//! tangent rules are in `shape/diff.rs`.
+
+mod diff;
+mod scatter;
+
+pub(crate) use diff::{
+    broadcast_to_jvp, broadcast_to_vjp, gather_jvp, gather_vjp, join_jvp, join_vjp, reshape_jvp,
+    reshape_vjp, slice_jvp, slice_vjp, transpose_jvp, transpose_vjp,
+};
+pub(crate) use scatter::{scatter_add_backward, scatter_add_jvp, scatter_add_vjp};
 
 use super::{BackwardCtx, GradSink, Op, resolve_axis};
 use crate::Var;
