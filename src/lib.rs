@@ -72,6 +72,8 @@ pub mod prelude {
     pub use descent_optim::Optimizer;
     pub use descent_tape::{NodeId, Op, ParamGradients, ParamId, ParamStore, Tape, Var};
     pub use descent_tensor::{Float, Tensor};
+    // Convolution and pooling options (issue 19).
+    pub use descent_tape::{Conv1dOptions, Conv2dOptions, Pool2dOptions};
 }
 
 /// The README's example, compiled and run as a doctest so it cannot go stale.

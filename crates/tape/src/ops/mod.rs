@@ -6,9 +6,12 @@
 //! this folder for how to add an op.
 
 pub mod activation;
+pub mod conv;
 pub mod elementwise;
 pub mod loss;
 pub mod matmul;
+pub mod pad;
+pub mod pool;
 pub mod reduce;
 pub mod shape;
 
@@ -128,6 +131,11 @@ pub fn backward_node<T: Float, S: GradSink<T>>(
         Op::CrossEntropy { labels } => loss::cross_entropy_backward(labels, &cx, sink),
         Op::Mse => loss::mse_backward(&cx, sink),
         Op::BceWithLogits => loss::bce_with_logits_backward(&cx, sink),
+        Op::Conv1d { options, .. } => conv::conv_backward(options, true, &cx, sink),
+        Op::Conv2d { options, .. } => conv::conv_backward(options, false, &cx, sink),
+        Op::MaxPool2d { options } => pool::max_pool2d_backward(options, &cx, sink),
+        Op::AvgPool2d { options } => pool::avg_pool2d_backward(options, &cx, sink),
+        Op::Pad { widths } => pad::pad_backward(widths, &cx, sink),
     }
 }
 
