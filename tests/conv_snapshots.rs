@@ -34,7 +34,11 @@ fn conv2d_strided_padded_grouped() {
     let b = tape.var(Tensor::from([0.1, -0.2])).named("b");
     let o = Conv2dOptions::new().stride(2).padding(1).groups(2);
     let y = x.conv2d(w, Some(b), o);
-    snapshot("conv2d_strided_padded_grouped", &tape, weighted_sum(&tape, y));
+    snapshot(
+        "conv2d_strided_padded_grouped",
+        &tape,
+        weighted_sum(&tape, y),
+    );
 }
 
 #[test]
@@ -51,7 +55,13 @@ fn pooling_and_padding() {
     let tape = Tape::<f64>::new();
     // A tie in the first window (1 twice): the gradient goes to the first.
     let x = tape
-        .var(Tensor::new(&[1, 1, 3, 3], vec![1.0, 1.0, -1.0, 0.25, 0.5, 1.5, -0.5, 1.0, 0.75]).unwrap())
+        .var(
+            Tensor::new(
+                &[1, 1, 3, 3],
+                vec![1.0, 1.0, -1.0, 0.25, 0.5, 1.5, -0.5, 1.0, 0.75],
+            )
+            .unwrap(),
+        )
         .named("x");
     let m = x.max_pool2d(Pool2dOptions::new(2).stride(1));
     let a = x.avg_pool2d(Pool2dOptions::new(2).padding(1));

@@ -25,7 +25,12 @@ fn run<T: Float>(threads: usize) -> Vec<u64> {
         let y = x.conv2d(w, Some(b), o);
         let g = tape.constant(value(y.shape().as_slice(), 7));
         let grads = (y * g).sum().backward();
-        let mut bits: Vec<u64> = y.value().data().iter().map(|v| v.as_f64().to_bits()).collect();
+        let mut bits: Vec<u64> = y
+            .value()
+            .data()
+            .iter()
+            .map(|v| v.as_f64().to_bits())
+            .collect();
         for v in [x, w, b] {
             bits.extend(grads.wrt(v).data().iter().map(|v| v.as_f64().to_bits()));
         }
@@ -37,10 +42,16 @@ fn run<T: Float>(threads: usize) -> Vec<u64> {
 fn convolution_is_bit_identical_on_1_2_and_3_threads() {
     let one = run::<f32>(1);
     for threads in [2, 3] {
-        assert!(one == run::<f32>(threads), "f32 on {threads} threads differs from 1");
+        assert!(
+            one == run::<f32>(threads),
+            "f32 on {threads} threads differs from 1"
+        );
     }
     let one = run::<f64>(1);
     for threads in [2, 3] {
-        assert!(one == run::<f64>(threads), "f64 on {threads} threads differs from 1");
+        assert!(
+            one == run::<f64>(threads),
+            "f64 on {threads} threads differs from 1"
+        );
     }
 }

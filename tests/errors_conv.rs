@@ -37,7 +37,10 @@ fn same_error<T, E: std::fmt::Display>(
     let panicked = panic_message(panicking);
     assert_eq!(panicked, message, "both forms must give the same message");
     for needle in needles {
-        assert!(message.contains(needle), "message lacks {needle:?}: {message}");
+        assert!(
+            message.contains(needle),
+            "message lacks {needle:?}: {message}"
+        );
     }
     message
 }
@@ -77,7 +80,11 @@ fn conv2d_groups_that_do_not_divide_the_channels() {
         &tape,
         || x.try_conv2d(w, None, o),
         || x.conv2d(w, None, o),
-        &["conv2d", "groups = 2 must divide the 3 output channels", "'w'"],
+        &[
+            "conv2d",
+            "groups = 2 must divide the 3 output channels",
+            "'w'",
+        ],
     );
 }
 
@@ -107,8 +114,14 @@ fn conv2d_zero_stride_dilation_or_groups() {
     let x = tape.var(zeros(&[1, 2, 4, 4])).named("x");
     let w = tape.var(zeros(&[2, 2, 1, 1])).named("w");
     for (o, what) in [
-        (Conv2dOptions::new().stride([1, 0]), "stride must be at least 1"),
-        (Conv2dOptions::new().dilation(0), "dilation must be at least 1"),
+        (
+            Conv2dOptions::new().stride([1, 0]),
+            "stride must be at least 1",
+        ),
+        (
+            Conv2dOptions::new().dilation(0),
+            "dilation must be at least 1",
+        ),
         (Conv2dOptions::new().groups(0), "groups must be at least 1"),
     ] {
         same_error(
@@ -130,7 +143,10 @@ fn conv2d_wrong_ranks_and_bias() {
         &tape,
         || x.try_conv2d(w, None, o),
         || x.conv2d(w, None, o),
-        &["conv2d", "input [2, 5, 5] and weight [4, 2, 3, 3] must both have 4 axes"],
+        &[
+            "conv2d",
+            "input [2, 5, 5] and weight [4, 2, 3, 3] must both have 4 axes",
+        ],
     );
     let x = tape.var(zeros(&[1, 2, 5, 5])).named("x");
     let b = tape.var(zeros(&[3])).named("b");
@@ -152,7 +168,11 @@ fn conv1d_errors_speak_of_one_axis() {
         &tape,
         || x.try_conv1d(w, None, o),
         || x.conv1d(w, None, o),
-        &["conv1d", "stride 1, padding 0, dilation 1, groups 1", "(5) is larger than the padded input (3)"],
+        &[
+            "conv1d",
+            "stride 1, padding 0, dilation 1, groups 1",
+            "(5) is larger than the padded input (3)",
+        ],
     );
     let w2 = tape.var(zeros(&[2, 2, 1, 1])).named("w2");
     same_error(
@@ -172,14 +192,22 @@ fn pooling_errors() {
         &tape,
         || x.try_max_pool2d(o),
         || x.max_pool2d(o),
-        &["max_pool2d", "the kernel (4) is larger than the padded input (3)", "'x'", "[1, 2, 3, 3]"],
+        &[
+            "max_pool2d",
+            "the kernel (4) is larger than the padded input (3)",
+            "'x'",
+            "[1, 2, 3, 3]",
+        ],
     );
     let o = Pool2dOptions::new(2).padding(2);
     same_error(
         &tape,
         || x.try_avg_pool2d(o),
         || x.avg_pool2d(o),
-        &["avg_pool2d", "padding 2 is more than half the kernel size 2"],
+        &[
+            "avg_pool2d",
+            "padding 2 is more than half the kernel size 2",
+        ],
     );
     let o = Pool2dOptions::new(2).stride(0);
     same_error(
@@ -193,7 +221,11 @@ fn pooling_errors() {
         &tape,
         || flat.try_avg_pool2d(Pool2dOptions::new(1)),
         || flat.avg_pool2d(Pool2dOptions::new(1)),
-        &["avg_pool2d", "the input [2, 3] must be [n, c, h, w]", "'flat'"],
+        &[
+            "avg_pool2d",
+            "the input [2, 3] must be [n, c, h, w]",
+            "'flat'",
+        ],
     );
     same_error(
         &tape,
@@ -211,7 +243,11 @@ fn pad_errors() {
         &tape,
         || x.try_pad(&[1, 2, 3]),
         || x.pad(&[1, 2, 3]),
-        &["pad", "widths [1, 2, 3] must be (before, after) pairs for at most the 2 axes of [2, 3]", "'x'"],
+        &[
+            "pad",
+            "widths [1, 2, 3] must be (before, after) pairs for at most the 2 axes of [2, 3]",
+            "'x'",
+        ],
     );
     same_error(
         &tape,

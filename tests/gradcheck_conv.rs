@@ -29,8 +29,8 @@ fn check<F>(what: &str, inputs: &[Tensor<f64>], f: F)
 where
     F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>]) -> Var<'t, f64>,
 {
-    let report = gradcheck(inputs, f, GradCheckOptions::default())
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let report =
+        gradcheck(inputs, f, GradCheckOptions::default()).unwrap_or_else(|e| panic!("{what}: {e}"));
     let total: usize = inputs.iter().map(Tensor::len).sum();
     assert_eq!(report.checked, total, "{what}: {report}");
     assert!(report.passed(), "{what}: {report}");
@@ -41,7 +41,10 @@ fn conv2d_input_weight_and_bias() {
     let mut rng = ChaCha8Rng::seed_from_u64(19);
     for case in 0..12 {
         let groups = [1, 2, 3][case % 3];
-        let (cin, cout) = (groups * rng.random_range(1..3), groups * rng.random_range(1..3));
+        let (cin, cout) = (
+            groups * rng.random_range(1..3),
+            groups * rng.random_range(1..3),
+        );
         let (kh, kw) = (rng.random_range(1..4), rng.random_range(1..4));
         let o = Conv2dOptions::new()
             .stride([rng.random_range(1..3), rng.random_range(1..3)])
@@ -58,7 +61,9 @@ fn conv2d_input_weight_and_bias() {
             v[0].conv2d(v[1], Some(v[2]), o)
         });
         // Without a bias, and with the input also feeding another path (fan-out).
-        check(&what, &[x, wt], |_, v| (v[0].conv2d(v[1], None, o).sum()) * v[0].sum());
+        check(&what, &[x, wt], |_, v| {
+            (v[0].conv2d(v[1], None, o).sum()) * v[0].sum()
+        });
     }
 }
 
@@ -67,7 +72,10 @@ fn conv1d_input_weight_and_bias() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     for case in 0..8 {
         let groups = [1, 2][case % 2];
-        let (cin, cout) = (groups * rng.random_range(1..3), groups * rng.random_range(1..3));
+        let (cin, cout) = (
+            groups * rng.random_range(1..3),
+            groups * rng.random_range(1..3),
+        );
         let k = rng.random_range(1..4);
         let o = Conv1dOptions::new()
             .stride(rng.random_range(1..3))
@@ -90,13 +98,20 @@ fn pooling() {
         let k = [rng.random_range(1..4), rng.random_range(2..4)];
         let o = Pool2dOptions::new(k)
             .stride([rng.random_range(1..3), rng.random_range(1..3)])
-            .padding([rng.random_range(0..=k[0] / 2), rng.random_range(0..=k[1] / 2)])
+            .padding([
+                rng.random_range(0..=k[0] / 2),
+                rng.random_range(0..=k[1] / 2),
+            ])
             .ceil_mode(case % 2 == 1);
         let x = spread(&mut rng, &[2, 2, 6, 5]);
-        check(&format!("max_pool2d {o:?}"), std::slice::from_ref(&x), |_, v| {
-            v[0].max_pool2d(o)
+        check(
+            &format!("max_pool2d {o:?}"),
+            std::slice::from_ref(&x),
+            |_, v| v[0].max_pool2d(o),
+        );
+        check(&format!("avg_pool2d {o:?}"), &[x], |_, v| {
+            v[0].avg_pool2d(o)
         });
-        check(&format!("avg_pool2d {o:?}"), &[x], |_, v| v[0].avg_pool2d(o));
     }
     let x = uniform(&mut rng, &[2, 3, 4, 5]);
     check("global_avg_pool2d", &[x], |_, v| v[0].global_avg_pool2d());
@@ -121,8 +136,11 @@ fn a_small_cnn() {
     // Max pooling's ties are at measure-zero inputs; with this seed no window holds
     // two values within the finite-difference step (the check would fail if one did).
     check("small cnn", &[x, w1, w2], |_, v| {
-        let h = v[0].conv2d(v[1], None, Conv2dOptions::new().padding(1)).tanh();
+        let h = v[0]
+            .conv2d(v[1], None, Conv2dOptions::new().padding(1))
+            .tanh();
         let h = h.max_pool2d(Pool2dOptions::new(2));
-        h.conv2d(v[2], None, Conv2dOptions::new()).global_avg_pool2d()
+        h.conv2d(v[2], None, Conv2dOptions::new())
+            .global_avg_pool2d()
     });
 }

@@ -152,3 +152,66 @@ fn pooling_agrees_with_torch_over_the_grid() {
     assert_eq!(cases, 64);
     println!("{cases} poolings, largest relative error {worst:e}");
 }
+
+/// The layers (`descent::nn::Conv2d`, `Conv1d`) loaded with the fixture's weights give
+/// PyTorch's outputs and parameter gradients, found by parameter name.
+#[test]
+fn conv_layers_with_torch_weights_agree_with_torch() {
+    use descent::nn::{Conv1d, Conv2d};
+    let st = SafeTensors::deserialize(FIXTURE).unwrap();
+    for dims in [1, 2] {
+        let name = format!("conv{dims}d_n3_s2_p1_d2_g2");
+        let mut store = ParamStore::<f64>::new();
+        let tape = Tape::<f64>::new();
+        let (out, x, weight, bias) = if dims == 2 {
+            let o = Conv2dOptions::new()
+                .stride(2)
+                .padding(1)
+                .dilation(2)
+                .groups(2);
+            let w = value(&[4, 2, 3, 2], 2);
+            let layer =
+                Conv2d::from_tensors(&mut store, "features.0", w, Some(value(&[4], 3)), o).unwrap();
+            let x = tape.var(value(&[3, 4, 6, 5], 1));
+            (
+                layer.forward(&tape, &store, x),
+                x,
+                layer.weight(),
+                layer.bias().unwrap(),
+            )
+        } else {
+            let o = Conv1dOptions::new()
+                .stride(2)
+                .padding(1)
+                .dilation(2)
+                .groups(2);
+            let w = value(&[4, 2, 3], 2);
+            let layer =
+                Conv1d::from_tensors(&mut store, "features.0", w, Some(value(&[4], 3)), o).unwrap();
+            let x = tape.var(value(&[3, 4, 9], 1));
+            (
+                layer.forward(&tape, &store, x),
+                x,
+                layer.weight(),
+                layer.bias().unwrap(),
+            )
+        };
+        assert_eq!(store.name(weight), Some("features.0.weight"));
+        assert_eq!(store.name(bias), Some("features.0.bias"));
+        assert_eq!(tape.read().name(out.id()), Some("features.0.z"));
+        let g = tape.constant(value(out.shape().as_slice(), 7));
+        let grads = (out * g).sum().backward();
+        check(&st, &format!("{name}.out"), &out.value());
+        check(&st, &format!("{name}.gx"), &grads.wrt(x).to_tensor());
+        check(
+            &st,
+            &format!("{name}.gw"),
+            &grads.param(weight).unwrap().to_tensor(),
+        );
+        check(
+            &st,
+            &format!("{name}.gb"),
+            &grads.param(bias).unwrap().to_tensor(),
+        );
+    }
+}
