@@ -238,6 +238,23 @@ fn parallel(geom: &ConvGeometry) -> bool {
         && rayon::current_num_threads() > 1
 }
 
+/// The outputs `lo..hi` whose tap `x0 + ox·stride` falls inside `0..w` (the others
+/// read padding), clipped to `0..ow`; `lo == hi` when none does.
+fn valid(x0: isize, stride: usize, w: usize, ow: usize) -> (usize, usize) {
+    let lo = if x0 >= 0 {
+        0
+    } else {
+        (x0.unsigned_abs()).div_ceil(stride)
+    };
+    let hi = if x0 >= w as isize {
+        0
+    } else {
+        ((w as isize - x0 - 1) as usize / stride + 1).min(ow)
+    };
+    let lo = lo.min(ow);
+    (lo, hi.max(lo))
+}
+
 /// Unrolls the patches of one group of one sample: `x` is the group's channels
 /// `[cin_g, h, w]`, `col` is `[cin_g·kh·kw, oh·ow]`.
 fn im2col<T: Float>(geom: &ConvGeometry, x: &[T], col: &mut [T]) {
@@ -261,13 +278,16 @@ fn im2col<T: Float>(geom: &ConvGeometry, x: &[T], col: &mut [T]) {
                     }
                     let src = &plane[y as usize * w..(y as usize + 1) * w];
                     let x0 = (j * dw) as isize - pw as isize;
-                    for (ox, d) in dst.iter_mut().enumerate() {
-                        let xx = x0 + (ox * sw) as isize;
-                        *d = if xx >= 0 && xx < w as isize {
-                            src[xx as usize]
-                        } else {
-                            T::zero()
-                        };
+                    let (lo, hi) = valid(x0, sw, w, ow);
+                    dst[..lo].fill(T::zero());
+                    dst[hi..].fill(T::zero());
+                    let first = (x0 + (lo * sw) as isize) as usize;
+                    if sw == 1 {
+                        dst[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
+                    } else {
+                        for (k, d) in dst[lo..hi].iter_mut().enumerate() {
+                            *d = src[first + k * sw];
+                        }
                     }
                 }
             }
@@ -297,10 +317,16 @@ fn col2im_acc<T: Float>(geom: &ConvGeometry, col: &[T], gx: &mut [T]) {
                     let dst = &mut plane[y as usize * w..(y as usize + 1) * w];
                     let src = &row[oy * ow..(oy + 1) * ow];
                     let x0 = (j * dw) as isize - pw as isize;
-                    for (ox, &s) in src.iter().enumerate() {
-                        let xx = x0 + (ox * sw) as isize;
-                        if xx >= 0 && xx < w as isize {
-                            dst[xx as usize] += s;
+                    let (lo, hi) = valid(x0, sw, w, ow);
+                    let first = (x0 + (lo * sw) as isize) as usize;
+                    if sw == 1 {
+                        let d = &mut dst[first..first + hi - lo];
+                        for (d, &s) in d.iter_mut().zip(&src[lo..hi]) {
+                            *d += s;
+                        }
+                    } else {
+                        for (k, &s) in src[lo..hi].iter().enumerate() {
+                            dst[first + k * sw] += s;
                         }
                     }
                 }
