@@ -238,6 +238,23 @@ fn parallel(geom: &ConvGeometry) -> bool {
         && rayon::current_num_threads() > 1
 }
 
+/// `dst.copy_from_slice(src)` for rows of a few dozen elements: eight at a time as
+/// fixed-size arrays, which compile to vector moves in place, where `copy_from_slice`
+/// calls `memmove` (a quarter of im2col's time went to those calls on 28-wide rows).
+#[inline(always)]
+fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d, s) in (&mut d).zip(&mut s) {
+        let s: &[T; 8] = s.try_into().expect("chunks of 8");
+        let d: &mut [T; 8] = d.try_into().expect("chunks of 8");
+        *d = *s;
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = *s;
+    }
+}
+
 /// The outputs `lo..hi` whose tap `x0 + ox·stride` falls inside `0..w` (the others
 /// read padding), clipped to `0..ow`; `lo == hi` when none does.
 fn valid(x0: isize, stride: usize, w: usize, ow: usize) -> (usize, usize) {
@@ -269,6 +286,13 @@ fn im2col<T: Float>(geom: &ConvGeometry, x: &[T], col: &mut [T]) {
         for i in 0..geom.kh {
             for j in 0..geom.kw {
                 let row = rows.next().expect("col has cin_g·kh·kw rows");
+                let x0 = (j * dw) as isize - pw as isize;
+                let (lo, hi) = valid(x0, sw, w, ow);
+                let first = if lo < hi {
+                    (x0 + (lo * sw) as isize) as usize
+                } else {
+                    0
+                };
                 for oy in 0..oh {
                     let dst = &mut row[oy * ow..(oy + 1) * ow];
                     let y = (oy * sh + i * dh) as isize - ph as isize;
@@ -277,13 +301,10 @@ fn im2col<T: Float>(geom: &ConvGeometry, x: &[T], col: &mut [T]) {
                         continue;
                     }
                     let src = &plane[y as usize * w..(y as usize + 1) * w];
-                    let x0 = (j * dw) as isize - pw as isize;
-                    let (lo, hi) = valid(x0, sw, w, ow);
                     dst[..lo].fill(T::zero());
                     dst[hi..].fill(T::zero());
-                    let first = (x0 + (lo * sw) as isize) as usize;
                     if sw == 1 {
-                        dst[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
+                        copy_short(&mut dst[lo..hi], &src[first..first + hi - lo]);
                     } else {
                         for (k, d) in dst[lo..hi].iter_mut().enumerate() {
                             *d = src[first + k * sw];
@@ -309,6 +330,13 @@ fn col2im_acc<T: Float>(geom: &ConvGeometry, col: &[T], gx: &mut [T]) {
         for i in 0..geom.kh {
             for j in 0..geom.kw {
                 let row = rows.next().expect("col has cin_g·kh·kw rows");
+                let x0 = (j * dw) as isize - pw as isize;
+                let (lo, hi) = valid(x0, sw, w, ow);
+                let first = if lo < hi {
+                    (x0 + (lo * sw) as isize) as usize
+                } else {
+                    0
+                };
                 for oy in 0..oh {
                     let y = (oy * sh + i * dh) as isize - ph as isize;
                     if y < 0 || y >= h as isize {
@@ -316,9 +344,6 @@ fn col2im_acc<T: Float>(geom: &ConvGeometry, col: &[T], gx: &mut [T]) {
                     }
                     let dst = &mut plane[y as usize * w..(y as usize + 1) * w];
                     let src = &row[oy * ow..(oy + 1) * ow];
-                    let x0 = (j * dw) as isize - pw as isize;
-                    let (lo, hi) = valid(x0, sw, w, ow);
-                    let first = (x0 + (lo * sw) as isize) as usize;
                     if sw == 1 {
                         let d = &mut dst[first..first + hi - lo];
                         for (d, &s) in d.iter_mut().zip(&src[lo..hi]) {
