@@ -81,6 +81,8 @@ pub mod prelude {
         GradGraph, HvpMode, JacobianMode, grad, grad_graph, hessian, hvp, hvp_with, jacobian, jvp,
         vjp,
     };
+    // Convolution and pooling options (docs/guide/modules.md).
+    pub use descent_tape::{Conv1dOptions, Conv2dOptions, Pool2dOptions};
 }
 
 /// The README's example, compiled and run as a doctest so it cannot go stale.

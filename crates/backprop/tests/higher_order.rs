@@ -19,7 +19,7 @@
 //! the error tests at the end).
 
 use descent_backprop::{HvpMode, backward, grad, hvp_with, jvp, vjp};
-use descent_tape::{Tape, Var};
+use descent_tape::{Conv1dOptions, Conv2dOptions, Pool2dOptions, Tape, Var};
 use descent_tensor::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -618,4 +618,114 @@ fn ties_are_refused_by_the_differentiable_and_tangent_rules() {
     not_differentiable(grad(m, &[x]), "max_axis");
     let err = grad(m, &[x]).err().unwrap().to_string();
     assert!(err.contains("positions 1 and 2"), "{err}");
+}
+
+#[test]
+fn padding_and_max_pooling() {
+    let r = &mut rng("pool");
+    let cases = [
+        one("pad", uniform(r, &[2, 3, 4], -2.0, 2.0), 0.0, |x| {
+            x.pad(&[1, 2, 0, 1])
+        }),
+        one("max_pool2d", distinct(r, &[2, 2, 5, 5], 0.0), 0.0, |x| {
+            x.max_pool2d(Pool2dOptions::new(2).stride(2).padding(1))
+        }),
+        one(
+            "max_pool2d_overlapping",
+            distinct(r, &[1, 2, 4, 5], 0.0),
+            0.0,
+            |x| x.max_pool2d(Pool2dOptions::new([3, 2]).stride(1)),
+        ),
+    ];
+    for case in cases {
+        check(case, false);
+    }
+    // A tie in a window is refused, as in max_axis.
+    let tape = Tape::<f64>::new();
+    let x = tape.var(Tensor::new(&[1, 1, 2, 2], vec![1.0, 4.0, 4.0, 2.0]).unwrap());
+    let m = x.max_pool2d(Pool2dOptions::new(2)).sum();
+    not_differentiable(grad(m, &[x]), "max_pool2d");
+}
+
+/// Convolution and average pooling: tangents against the fast reverse walk
+/// (`⟨J v, u⟩ = ⟨v, Jᵀ u⟩`); their recorded backward is refused by name.
+#[test]
+fn convolution_and_average_pooling_tangents() {
+    let r = &mut rng("conv");
+    let cases = vec![
+        Case {
+            name: "conv2d",
+            inputs: vec![
+                uniform(r, &[2, 4, 5, 6], -1.0, 1.0),
+                uniform(r, &[6, 2, 3, 2], -1.0, 1.0),
+                uniform(r, &[6], -1.0, 1.0),
+            ],
+            build: Box::new(|v| {
+                let o = Conv2dOptions::new()
+                    .stride([2, 1])
+                    .padding(1)
+                    .dilation([1, 2])
+                    .groups(2);
+                v[0].conv2d(v[1], Some(v[2]), o)
+            }),
+            bound: 0.0,
+        },
+        Case {
+            name: "conv1d",
+            inputs: vec![
+                uniform(r, &[3, 2, 9], -1.0, 1.0),
+                uniform(r, &[4, 2, 3], -1.0, 1.0),
+            ],
+            build: Box::new(|v| v[0].conv1d(v[1], None, Conv1dOptions::new().stride(2).padding(2))),
+            bound: 0.0,
+        },
+        one(
+            "avg_pool2d",
+            uniform(r, &[2, 3, 5, 4], -1.0, 1.0),
+            0.0,
+            |x| x.avg_pool2d(Pool2dOptions::new(2).padding(1).ceil_mode(true)),
+        ),
+    ];
+    for case in &cases {
+        let tape = Tape::new();
+        let (vars, y, f) = scalar_of(&tape, case, &case.inputs);
+        let v = directions(case, "t");
+        let u = uniform(&mut rng(&format!("{}u", case.name)), &y.shape(), -1.0, 1.0);
+        let tv: Vec<Var<'_, f64>> = v.iter().map(|t| tape.constant(t)).collect();
+        let jv = jvp(y, &vars, &tv).unwrap().value();
+        let lhs: f64 = jv.data().iter().zip(u.data()).map(|(a, b)| a * b).sum();
+        let grads = backward((y * tape.constant(&u)).sum()).unwrap();
+        let rhs: f64 = vars
+            .iter()
+            .zip(&v)
+            .map(|(x, d)| {
+                grads
+                    .wrt(*x)
+                    .data()
+                    .iter()
+                    .zip(d.data())
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>()
+            })
+            .sum();
+        assert!(
+            (lhs - rhs).abs() <= 1e-12 * lhs.abs().max(1.0),
+            "{}: <Jv, u> = {lhs} but <v, J^T u> = {rhs}",
+            case.name
+        );
+        let err = grad(f, &vars).expect_err("the recorded backward is not written");
+        let op = match &err {
+            descent_backprop::Error::Tape(descent_tape::Error::HigherOrderUnsupported {
+                op,
+                ..
+            }) => *op,
+            other => panic!("{}: {other}", case.name),
+        };
+        assert_eq!(op, case.name);
+        assert!(
+            err.to_string()
+                .contains("forward-mode tangents through it work"),
+            "{err}"
+        );
+    }
 }

@@ -42,12 +42,14 @@
 
 pub mod attention;
 pub mod checkpoint;
+pub mod conv;
 mod error;
 pub mod init;
 mod linear;
 pub mod recurrent;
 
 pub use checkpoint::CheckpointError;
+pub use conv::{AvgPool2d, Conv1d, Conv2d, GlobalAvgPool2d, MaxPool2d};
 pub use error::Error;
 pub use init::{Init, InitError, Nonlinearity};
 pub use linear::{Activation, BoundLinear, Linear, Mlp};

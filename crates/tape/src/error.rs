@@ -243,6 +243,20 @@ pub enum Error {
         /// The node whose rule was asked for.
         node: Box<NodeRef>,
     },
+    /// The op's backward rule cannot be recorded as ops yet, so its gradient cannot be
+    /// differentiated again (its first derivative, and its tangent in forward mode,
+    /// are available).
+    #[error(
+        "{op}: its backward cannot be differentiated yet: {reason}; first-order gradients and forward-mode tangents through it work (node: {node})"
+    )]
+    HigherOrderUnsupported {
+        /// The op.
+        op: &'static str,
+        /// What is missing.
+        reason: &'static str,
+        /// The node whose rule was asked for.
+        node: Box<NodeRef>,
+    },
     /// A value given to the tape does not fit its shape.
     #[error(transparent)]
     Tensor(#[from] descent_tensor::TensorError),

@@ -42,6 +42,8 @@ mod var;
 
 pub use error::{Error, NodeRef, Operand, Result, summarize};
 pub use op::{BinaryOp, Op, UnaryOp};
+pub use ops::conv::{Conv1dOptions, Conv2dOptions, IntoPair};
+pub use ops::pool::Pool2dOptions;
 pub use param_grads::{ParamGradients, ParamGrads, ParamIndex, non_finite_at};
 pub use params::{ParamId, ParamKey, ParamStore};
 pub use tape::{

@@ -218,6 +218,40 @@ pub enum Op {
     Mse,
     /// Mean binary cross-entropy of logits against targets in `[0, 1]`.
     BceWithLogits,
+    /// Convolution over one spatial axis: input, weight and an optional bias.
+    Conv1d {
+        /// The tape slot holding stride, padding, dilation and groups.
+        options: u32,
+        /// Where the operand list starts in the tape's operand lists.
+        first: u32,
+        /// How many operands (2, or 3 with a bias).
+        count: u32,
+    },
+    /// Convolution over two spatial axes: input, weight and an optional bias.
+    Conv2d {
+        /// The tape slot holding stride, padding, dilation and groups.
+        options: u32,
+        /// Where the operand list starts in the tape's operand lists.
+        first: u32,
+        /// How many operands (2, or 3 with a bias).
+        count: u32,
+    },
+    /// Maximum over windows of the last two axes.
+    MaxPool2d {
+        /// The tape slot holding kernel, stride, padding, ceil mode and the position of
+        /// each maximum.
+        options: u32,
+    },
+    /// Mean over windows of the last two axes.
+    AvgPool2d {
+        /// The tape slot holding kernel, stride, padding and ceil mode.
+        options: u32,
+    },
+    /// Zeros added before and after trailing axes.
+    Pad {
+        /// The tape slot holding the widths, last axis first (as `F.pad`).
+        widths: u32,
+    },
 }
 
 impl Op {
@@ -248,6 +282,11 @@ impl Op {
             Op::CrossEntropy { .. } => "cross_entropy",
             Op::Mse => "mse",
             Op::BceWithLogits => "bce_with_logits",
+            Op::Conv1d { .. } => "conv1d",
+            Op::Conv2d { .. } => "conv2d",
+            Op::MaxPool2d { .. } => "max_pool2d",
+            Op::AvgPool2d { .. } => "avg_pool2d",
+            Op::Pad { .. } => "pad",
         }
     }
 
@@ -271,14 +310,20 @@ impl Op {
             | Op::Gather { .. }
             | Op::Softmax { .. }
             | Op::LogSoftmax { .. }
-            | Op::CrossEntropy { .. } => Operands::Inline(1),
+            | Op::CrossEntropy { .. }
+            | Op::MaxPool2d { .. }
+            | Op::AvgPool2d { .. }
+            | Op::Pad { .. } => Operands::Inline(1),
             Op::Binary(_)
             | Op::MatMul
             | Op::MatMulT
             | Op::Mse
             | Op::BceWithLogits
             | Op::ScatterAdd { .. } => Operands::Inline(2),
-            Op::Concat { first, count, .. } | Op::Stack { first, count, .. } => Operands::List {
+            Op::Concat { first, count, .. }
+            | Op::Stack { first, count, .. }
+            | Op::Conv1d { first, count, .. }
+            | Op::Conv2d { first, count, .. } => Operands::List {
                 first: first as usize,
                 count: count as usize,
             },
@@ -328,6 +373,106 @@ impl fmt::Display for Op {
             | Op::CrossEntropy { .. }
             | Op::Mse
             | Op::BceWithLogits => f.write_str(self.name()),
+            // Their attributes live in a tape slot: `TapeRead::write_node_head` prints
+            // them after the name (`Op::write_options`).
+            Op::Conv1d { .. }
+            | Op::Conv2d { .. }
+            | Op::MaxPool2d { .. }
+            | Op::AvgPool2d { .. }
+            | Op::Pad { .. } => f.write_str(self.name()),
+        }
+    }
+}
+
+impl Op {
+    /// The tape slot holding the op's attributes, for ops whose attributes do not fit
+    /// in the variant (convolution, pooling, padding).
+    pub fn options_slot(&self) -> Option<u32> {
+        match *self {
+            Op::Conv1d { options, .. }
+            | Op::Conv2d { options, .. }
+            | Op::MaxPool2d { options }
+            | Op::AvgPool2d { options } => Some(options),
+            Op::Pad { widths } => Some(widths),
+            Op::Var
+            | Op::Constant
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Sum
+            | Op::Mean
+            | Op::SumAxis { .. }
+            | Op::MeanAxis { .. }
+            | Op::MaxAxis { .. }
+            | Op::MatMul
+            | Op::MatMulT
+            | Op::Transpose { .. }
+            | Op::Reshape
+            | Op::BroadcastTo
+            | Op::Slice { .. }
+            | Op::Concat { .. }
+            | Op::Stack { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
+            | Op::Softmax { .. }
+            | Op::LogSoftmax { .. }
+            | Op::CrossEntropy { .. }
+            | Op::Mse
+            | Op::BceWithLogits => None,
+        }
+    }
+
+    /// Writes the attributes kept in the op's tape slot (`data`), in parentheses:
+    /// `(stride [2, 2], padding [1, 1], dilation [1, 1], groups 1)`. Nothing for
+    /// other ops.
+    pub fn write_options(&self, data: &[usize], f: &mut impl fmt::Write) -> fmt::Result {
+        let pair = |i: usize| [data[i], data[i + 1]];
+        match *self {
+            Op::Conv1d { .. } => write!(
+                f,
+                "(stride {}, padding {}, dilation {}, groups {})",
+                data[1], data[3], data[5], data[6]
+            ),
+            Op::Conv2d { .. } => write!(
+                f,
+                "(stride {:?}, padding {:?}, dilation {:?}, groups {})",
+                pair(0),
+                pair(2),
+                pair(4),
+                data[6]
+            ),
+            Op::MaxPool2d { .. } | Op::AvgPool2d { .. } => write!(
+                f,
+                "(kernel {:?}, stride {:?}, padding {:?}{})",
+                pair(0),
+                pair(2),
+                pair(4),
+                if data[6] == 1 { ", ceil_mode" } else { "" }
+            ),
+            Op::Pad { .. } => write!(f, "({data:?})"),
+            Op::Var
+            | Op::Constant
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Sum
+            | Op::Mean
+            | Op::SumAxis { .. }
+            | Op::MeanAxis { .. }
+            | Op::MaxAxis { .. }
+            | Op::MatMul
+            | Op::MatMulT
+            | Op::Transpose { .. }
+            | Op::Reshape
+            | Op::BroadcastTo
+            | Op::Slice { .. }
+            | Op::Concat { .. }
+            | Op::Stack { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
+            | Op::Softmax { .. }
+            | Op::LogSoftmax { .. }
+            | Op::CrossEntropy { .. }
+            | Op::Mse
+            | Op::BceWithLogits => Ok(()),
         }
     }
 }

@@ -397,7 +397,12 @@ pub fn scalar_backward<T: Float>(
         | Op::LogSoftmax { .. }
         | Op::CrossEntropy { .. }
         | Op::Mse
-        | Op::BceWithLogits => false,
+        | Op::BceWithLogits
+        | Op::Conv1d { .. }
+        | Op::Conv2d { .. }
+        | Op::MaxPool2d { .. }
+        | Op::AvgPool2d { .. }
+        | Op::Pad { .. } => false,
     }
 }
 

@@ -6,10 +6,13 @@
 //! this folder for how to add an op.
 
 pub mod activation;
+pub mod conv;
 pub mod elementwise;
 pub mod loss;
 pub mod matmul;
 pub mod num;
+pub mod pad;
+pub mod pool;
 pub mod reduce;
 pub mod shape;
 
@@ -132,6 +135,11 @@ pub fn backward_node<T: Float, S: GradSink<T>>(
         Op::Mse => loss::mse_backward(&cx, sink),
         Op::BceWithLogits => loss::bce_with_logits_backward(&cx, sink),
         Op::ScatterAdd { axis, indices } => shape::scatter_add_backward(axis, indices, &cx, sink),
+        Op::Conv1d { options, .. } => conv::conv_backward(options, true, &cx, sink),
+        Op::Conv2d { options, .. } => conv::conv_backward(options, false, &cx, sink),
+        Op::MaxPool2d { options } => pool::max_pool2d_backward(options, &cx, sink),
+        Op::AvgPool2d { options } => pool::avg_pool2d_backward(options, &cx, sink),
+        Op::Pad { widths } => pad::pad_backward(widths, &cx, sink),
     }
 }
 
@@ -196,6 +204,15 @@ impl<'t, T: Float> DiffCtx<'t, T> {
             node: inner.node_ref(self.id),
         }
     }
+    /// The error for an op whose backward is not yet recorded as ops.
+    pub(crate) fn higher_order_unsupported(&self, reason: &'static str) -> Error {
+        let inner = self.tape.inner.borrow();
+        Error::HigherOrderUnsupported {
+            op: inner.nodes[self.id.index()].op.name(),
+            reason,
+            node: inner.node_ref(self.id),
+        }
+    }
     /// A constant of zeros.
     pub(crate) fn zeros(&self, shape: &[usize]) -> Var<'t, T> {
         self.tape.constant(Tensor::zeros(shape))
@@ -249,6 +266,10 @@ pub fn vjp_node<'t, T: Float>(
         Op::CrossEntropy { labels } => loss::cross_entropy_vjp(labels, &cx, g),
         Op::Mse => loss::mse_vjp(&cx, g),
         Op::BceWithLogits => loss::bce_with_logits_vjp(&cx, g),
+        Op::Conv1d { .. } | Op::Conv2d { .. } => conv::conv_vjp(&cx),
+        Op::MaxPool2d { options } => pool::max_pool2d_vjp(options, &cx, g),
+        Op::AvgPool2d { .. } => pool::avg_pool2d_vjp(&cx),
+        Op::Pad { widths } => pad::pad_vjp(widths, &cx, g),
     }
 }
 
@@ -296,6 +317,11 @@ pub fn jvp_node<'t, T: Float>(
         Op::CrossEntropy { labels } => loss::cross_entropy_jvp(labels, &cx, t),
         Op::Mse => loss::mse_jvp(&cx, t),
         Op::BceWithLogits => loss::bce_with_logits_jvp(&cx, t),
+        Op::Conv1d { options, .. } => conv::conv_jvp(options, true, &cx, t),
+        Op::Conv2d { options, .. } => conv::conv_jvp(options, false, &cx, t),
+        Op::MaxPool2d { options } => pool::max_pool2d_jvp(options, &cx, t),
+        Op::AvgPool2d { options } => pool::avg_pool2d_jvp(options, &cx, t),
+        Op::Pad { widths } => pad::pad_jvp(widths, &cx, t),
     }
 }
 

@@ -128,7 +128,11 @@ impl<T: Float> TapeRead<'_, T> {
     /// with attributes, operands, name, scope, shape). `Tape`'s `Display` and the
     /// snapshot renderer both start each line with it.
     pub fn write_node_head(&self, id: NodeId, out: &mut impl std::fmt::Write) -> std::fmt::Result {
-        write!(out, "#{} {}", id.index(), self.inner.nodes[id.index()].op)?;
+        let op = self.inner.nodes[id.index()].op;
+        write!(out, "#{} {op}", id.index())?;
+        if let Some(slot) = op.options_slot() {
+            op.write_options(&self.inner.indices[slot as usize].data, out)?;
+        }
         let parents = self.inner.parents(id);
         if !parents.is_empty() {
             write!(out, "(")?;

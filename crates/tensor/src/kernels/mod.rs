@@ -14,12 +14,16 @@
 //! - `layout`: transposes, slices, concatenation, gather, and lanes along an axis;
 //! - `gemm`: the one call into the `gemm` crate (the crate's only `unsafe`);
 //! - `matmul`: 2-d and batched matrix products and their gradients;
+//! - `conv`: convolution by im2col and GEMM, and its two backward products;
+//! - `pool`: max and average pooling and their reverse rules;
 //! - `sum`: sums and dot products in eight lanes, the order every kernel shares.
 
 mod broadcast;
+mod conv;
 mod gemm;
 mod layout;
 mod matmul;
+mod pool;
 mod reduce;
 mod softmax;
 mod sum;
@@ -28,10 +32,15 @@ mod testing;
 
 pub use self::gemm::gemm;
 pub use broadcast::sum_to_shape_acc;
+pub use conv::{ConvGeometry, ConvGeometryError, WEIGHT_CHUNKS, conv2d, conv2d_backward_acc};
 pub use layout::{
     concat, gather, gather_backward_acc, slice_axis, slice_axis_backward_acc, swap_axes,
 };
 pub use matmul::{matmul, matmul_backward_lhs_acc, matmul_backward_rhs_acc, matmul_shape};
+pub use pool::{
+    PoolGeometry, PoolGeometryError, avg_pool2d, avg_pool2d_backward_acc, max_pool2d,
+    max_pool2d_backward_acc,
+};
 pub use reduce::{expand_axis_acc, max_axis, max_axis_backward_acc, sum_axis};
 pub use softmax::{log_softmax_axis, softmax_axis};
 pub use sum::sum_all;

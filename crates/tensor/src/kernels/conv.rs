@@ -1,0 +1,691 @@
+//! Convolution over two spatial axes (one-axis convolution is the case `h = 1`) by
+//! im2col and the project's GEMM, with its two backward products.
+//!
+//! For each sample and each group the input patches are unrolled into a matrix
+//! `col [cin_g·kh·kw, oh·ow]` (zero where a patch reaches into the padding), so that
+//! - forward is `out[b, g] = W[g] @ col (+ bias)` with `W[g]` the group's weights as
+//!   `[cout_g, cin_g·kh·kw]` (PyTorch's weight layout, read in place);
+//! - the input gradient is `col2im(W[g]ᵀ @ gout[b, g])`: the transposed convolution,
+//!   each column of the product added back to the input positions its patch read;
+//! - the weight gradient is `Σ_b gout[b, g] @ colᵀ`, and the bias gradient the sum of
+//!   `gout` over samples and positions.
+//!
+//! Samples are independent, so forward and the input gradient are split across
+//! rayon's pool by sample. The weight gradient is a sum over samples: it is taken over
+//! a fixed split of the batch into [`WEIGHT_CHUNKS`] consecutive runs, each summed in
+//! sample order, and the runs' sums are added in run order. The split depends on the
+//! batch size only, so the result is the same bits on any number of threads.
+
+use super::gemm::gemm;
+use super::sum::sum_lanes;
+use crate::Float;
+use rayon::prelude::*;
+
+/// The sizes and options of one convolution: `x [n, c_in, h, w]` convolved with
+/// `weight [c_out, c_in / groups, kh, kw]` gives `out [n, c_out, oh, ow]`, where
+/// `oh = (h + 2·padding₀ - dilation₀·(kh - 1) - 1) / stride₀ + 1` and likewise `ow`
+/// (PyTorch's `torch.nn.functional.conv2d`).
+///
+/// ```
+/// use descent_tensor::kernels::ConvGeometry;
+/// let g = ConvGeometry::new([2, 3, 8, 8], [4, 3, 3, 3], [2, 2], [1, 1], [1, 1], 1).unwrap();
+/// assert_eq!(g.out_shape(), [2, 4, 4, 4]);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Samples.
+    pub n: usize,
+    /// Input channels.
+    pub c_in: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Step between windows, (height, width).
+    pub stride: [usize; 2],
+    /// Zeros added on each side, (height, width).
+    pub padding: [usize; 2],
+    /// Step between kernel taps, (height, width).
+    pub dilation: [usize; 2],
+    /// Channel groups: each group of `c_out / groups` outputs sees `c_in / groups` inputs.
+    pub groups: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
+}
+
+/// Why a convolution's sizes do not fit together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConvGeometryError {
+    /// A stride or dilation is zero, or groups is zero.
+    Zero(&'static str),
+    /// The weight's input channels times groups is not the input's channel count.
+    Channels {
+        /// Input channels.
+        c_in: usize,
+        /// The weight's input channels per group.
+        per_group: usize,
+        /// Groups.
+        groups: usize,
+    },
+    /// The output channels do not divide into groups.
+    Groups {
+        /// Output channels.
+        c_out: usize,
+        /// Groups.
+        groups: usize,
+    },
+    /// The dilated kernel is larger than the padded input along an axis.
+    Kernel {
+        /// The axis (0 height, 1 width).
+        axis: usize,
+        /// The dilated kernel's extent.
+        extent: usize,
+        /// The padded input's extent.
+        padded: usize,
+    },
+}
+
+impl std::fmt::Display for ConvGeometryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConvGeometryError::Zero(what) => write!(f, "{what} must be at least 1"),
+            ConvGeometryError::Channels {
+                c_in,
+                per_group,
+                groups,
+            } => write!(
+                f,
+                "the input has {c_in} channels but the weight expects {per_group} per group × {groups} groups = {}",
+                per_group * groups
+            ),
+            ConvGeometryError::Groups { c_out, groups } => write!(
+                f,
+                "groups = {groups} must divide the {c_out} output channels (and the input channels)"
+            ),
+            ConvGeometryError::Kernel {
+                axis,
+                extent,
+                padded,
+            } => write!(
+                f,
+                "the dilated kernel ({extent}) is larger than the padded input ({padded}) along spatial axis {axis}"
+            ),
+        }
+    }
+}
+
+/// The output extent of a window of `k` taps `dilation` apart, moved by `stride` over
+/// `len` elements with `pad` zeros on each side; `None` when the window does not fit.
+pub(crate) fn window_out(
+    len: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+) -> Option<usize> {
+    let extent = dilation * (k - 1) + 1;
+    let padded = len + 2 * pad;
+    (padded >= extent).then(|| (padded - extent) / stride + 1)
+}
+
+impl ConvGeometry {
+    /// The geometry of `x` (`[n, c_in, h, w]`) convolved with `weight`
+    /// (`[c_out, c_in / groups, kh, kw]`), or why the two do not fit.
+    pub fn new(
+        x: [usize; 4],
+        weight: [usize; 4],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        groups: usize,
+    ) -> Result<Self, ConvGeometryError> {
+        let [n, c_in, h, w] = x;
+        let [c_out, per_group, kh, kw] = weight;
+        if stride.contains(&0) {
+            return Err(ConvGeometryError::Zero("stride"));
+        }
+        if dilation.contains(&0) {
+            return Err(ConvGeometryError::Zero("dilation"));
+        }
+        if groups == 0 {
+            return Err(ConvGeometryError::Zero("groups"));
+        }
+        if kh == 0 || kw == 0 {
+            return Err(ConvGeometryError::Zero("the kernel size"));
+        }
+        if c_out % groups != 0 || c_in % groups != 0 {
+            return Err(ConvGeometryError::Groups { c_out, groups });
+        }
+        if per_group * groups != c_in {
+            return Err(ConvGeometryError::Channels {
+                c_in,
+                per_group,
+                groups,
+            });
+        }
+        let mut out = [0; 2];
+        for (axis, (len, k)) in [(h, kh), (w, kw)].into_iter().enumerate() {
+            out[axis] = window_out(len, k, stride[axis], padding[axis], dilation[axis]).ok_or(
+                ConvGeometryError::Kernel {
+                    axis,
+                    extent: dilation[axis] * (k - 1) + 1,
+                    padded: len + 2 * padding[axis],
+                },
+            )?;
+        }
+        Ok(ConvGeometry {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            stride,
+            padding,
+            dilation,
+            groups,
+            oh: out[0],
+            ow: out[1],
+        })
+    }
+
+    /// `[n, c_out, oh, ow]`.
+    pub fn out_shape(&self) -> [usize; 4] {
+        [self.n, self.c_out, self.oh, self.ow]
+    }
+
+    /// Rows of a group's patch matrix: `c_in / groups · kh · kw`.
+    fn patch(&self) -> usize {
+        self.c_in / self.groups * self.kh * self.kw
+    }
+
+    /// Output positions per channel: `oh · ow`.
+    fn positions(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Whether the patch matrix is the input itself (a 1×1 kernel, stride 1, no
+    /// padding): im2col and col2im are then copies, and are skipped.
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+
+    /// Multiply-adds of one sample's forward product, to decide whether to split.
+    fn sample_volume(&self) -> usize {
+        self.c_out * self.patch() * self.positions()
+    }
+}
+
+/// Below this many multiply-adds in the whole batch a convolution runs on the calling
+/// thread; above it, samples are spread over rayon's pool.
+const PARALLEL_VOLUME: usize = 1 << 20;
+
+/// The weight gradient sums samples in at most this many consecutive runs.
+pub const WEIGHT_CHUNKS: usize = 8;
+
+fn parallel(geom: &ConvGeometry) -> bool {
+    geom.n > 1
+        && geom.sample_volume().saturating_mul(geom.n) >= PARALLEL_VOLUME
+        && rayon::current_num_threads() > 1
+}
+
+/// `dst.copy_from_slice(src)` for rows of a few dozen elements: eight at a time as
+/// fixed-size arrays, which compile to vector moves in place, where `copy_from_slice`
+/// calls `memmove` (a quarter of im2col's time went to those calls on 28-wide rows).
+#[inline(always)]
+fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d, s) in (&mut d).zip(&mut s) {
+        let s: &[T; 8] = s.try_into().expect("chunks of 8");
+        let d: &mut [T; 8] = d.try_into().expect("chunks of 8");
+        *d = *s;
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = *s;
+    }
+}
+
+/// The outputs `lo..hi` whose tap `x0 + ox·stride` falls inside `0..w` (the others
+/// read padding), clipped to `0..ow`; `lo == hi` when none does.
+fn valid(x0: isize, stride: usize, w: usize, ow: usize) -> (usize, usize) {
+    let lo = if x0 >= 0 {
+        0
+    } else {
+        (x0.unsigned_abs()).div_ceil(stride)
+    };
+    let hi = if x0 >= w as isize {
+        0
+    } else {
+        ((w as isize - x0 - 1) as usize / stride + 1).min(ow)
+    };
+    let lo = lo.min(ow);
+    (lo, hi.max(lo))
+}
+
+/// Unrolls the patches of one group of one sample: `x` is the group's channels
+/// `[cin_g, h, w]`, `col` is `[cin_g·kh·kw, oh·ow]`.
+fn im2col<T: Float>(geom: &ConvGeometry, x: &[T], col: &mut [T]) {
+    let (h, w, oh, ow) = (geom.h, geom.w, geom.oh, geom.ow);
+    let [sh, sw] = geom.stride;
+    let [ph, pw] = geom.padding;
+    let [dh, dw] = geom.dilation;
+    let cin_g = geom.c_in / geom.groups;
+    let mut rows = col.chunks_exact_mut(oh * ow);
+    for c in 0..cin_g {
+        let plane = &x[c * h * w..(c + 1) * h * w];
+        for i in 0..geom.kh {
+            for j in 0..geom.kw {
+                let row = rows.next().expect("col has cin_g·kh·kw rows");
+                let x0 = (j * dw) as isize - pw as isize;
+                let (lo, hi) = valid(x0, sw, w, ow);
+                let first = if lo < hi {
+                    (x0 + (lo * sw) as isize) as usize
+                } else {
+                    0
+                };
+                for oy in 0..oh {
+                    let dst = &mut row[oy * ow..(oy + 1) * ow];
+                    let y = (oy * sh + i * dh) as isize - ph as isize;
+                    if y < 0 || y >= h as isize {
+                        dst.fill(T::zero());
+                        continue;
+                    }
+                    let src = &plane[y as usize * w..(y as usize + 1) * w];
+                    dst[..lo].fill(T::zero());
+                    dst[hi..].fill(T::zero());
+                    if sw == 1 {
+                        copy_short(&mut dst[lo..hi], &src[first..first + hi - lo]);
+                    } else {
+                        for (k, d) in dst[lo..hi].iter_mut().enumerate() {
+                            *d = src[first + k * sw];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The reverse of [`im2col`]: adds each element of `col` to the input position it was
+/// read from (elements read from the padding are dropped).
+fn col2im_acc<T: Float>(geom: &ConvGeometry, col: &[T], gx: &mut [T]) {
+    let (h, w, oh, ow) = (geom.h, geom.w, geom.oh, geom.ow);
+    let [sh, sw] = geom.stride;
+    let [ph, pw] = geom.padding;
+    let [dh, dw] = geom.dilation;
+    let cin_g = geom.c_in / geom.groups;
+    let mut rows = col.chunks_exact(oh * ow);
+    for c in 0..cin_g {
+        let plane = &mut gx[c * h * w..(c + 1) * h * w];
+        for i in 0..geom.kh {
+            for j in 0..geom.kw {
+                let row = rows.next().expect("col has cin_g·kh·kw rows");
+                let x0 = (j * dw) as isize - pw as isize;
+                let (lo, hi) = valid(x0, sw, w, ow);
+                let first = if lo < hi {
+                    (x0 + (lo * sw) as isize) as usize
+                } else {
+                    0
+                };
+                for oy in 0..oh {
+                    let y = (oy * sh + i * dh) as isize - ph as isize;
+                    if y < 0 || y >= h as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[y as usize * w..(y as usize + 1) * w];
+                    let src = &row[oy * ow..(oy + 1) * ow];
+                    if sw == 1 {
+                        let d = &mut dst[first..first + hi - lo];
+                        for (d, &s) in d.iter_mut().zip(&src[lo..hi]) {
+                            *d += s;
+                        }
+                    } else {
+                        for (k, &s) in src[lo..hi].iter().enumerate() {
+                            dst[first + k * sw] += s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Forward: `out [n, c_out, oh, ow] = conv(x [n, c_in, h, w], weight) + bias`.
+///
+/// ```
+/// use descent_tensor::kernels::{ConvGeometry, conv2d};
+/// // One 2×2 input, a 2×2 kernel of ones: the output is the sum, plus the bias.
+/// let g = ConvGeometry::new([1, 1, 2, 2], [1, 1, 2, 2], [1, 1], [0, 0], [1, 1], 1).unwrap();
+/// let mut out = [0.0];
+/// conv2d(&g, &[1.0, 2.0, 3.0, 4.0], &[1.0; 4], Some(&[0.5]), &mut out);
+/// assert_eq!(out, [10.5]);
+/// ```
+///
+/// # Panics
+/// If a slice's length does not match the geometry.
+pub fn conv2d<T: Float>(
+    geom: &ConvGeometry,
+    x: &[T],
+    weight: &[T],
+    bias: Option<&[T]>,
+    out: &mut [T],
+) {
+    let (in_len, out_len) = (geom.c_in * geom.h * geom.w, geom.c_out * geom.positions());
+    assert_eq!(x.len(), geom.n * in_len, "conv2d: input length");
+    assert_eq!(
+        weight.len(),
+        geom.c_out * geom.patch(),
+        "conv2d: weight length"
+    );
+    assert_eq!(out.len(), geom.n * out_len, "conv2d: output length");
+    if out_len == 0 {
+        return;
+    }
+    let sample =
+        |(xb, ob): (&[T], &mut [T]), col: &mut Vec<T>| conv_sample(geom, xb, weight, bias, ob, col);
+    if parallel(geom) {
+        x.par_chunks(in_len.max(1))
+            .zip(out.par_chunks_mut(out_len))
+            .for_each_init(Vec::new, |col, pair| sample(pair, col));
+    } else {
+        let mut col = Vec::new();
+        for pair in x.chunks(in_len.max(1)).zip(out.chunks_mut(out_len)) {
+            sample(pair, &mut col);
+        }
+    }
+}
+
+fn conv_sample<T: Float>(
+    geom: &ConvGeometry,
+    x: &[T],
+    weight: &[T],
+    bias: Option<&[T]>,
+    out: &mut [T],
+    col: &mut Vec<T>,
+) {
+    let (patch, l) = (geom.patch(), geom.positions());
+    let (cin_g, cout_g) = (geom.c_in / geom.groups, geom.c_out / geom.groups);
+    let in_g = cin_g * geom.h * geom.w;
+    if let Some(bias) = bias {
+        for (row, &b) in out.chunks_exact_mut(l).zip(bias) {
+            row.fill(b);
+        }
+    }
+    let beta = if bias.is_some() { T::one() } else { T::zero() };
+    for g in 0..geom.groups {
+        let xg = &x[g * in_g..(g + 1) * in_g];
+        let col: &[T] = if geom.is_pointwise() {
+            xg
+        } else {
+            col.resize(patch * l, T::zero());
+            im2col(geom, xg, col);
+            col
+        };
+        let wg = &weight[g * cout_g * patch..(g + 1) * cout_g * patch];
+        let og = &mut out[g * cout_g * l..(g + 1) * cout_g * l];
+        gemm(wg, false, col, false, cout_g, patch, l, beta, og);
+    }
+}
+
+/// Backward: adds the input gradient to `gx` and the weight and bias gradients to `gw`
+/// and `gb` (each only when given), from the output gradient `gout`.
+///
+/// The weight and bias gradients are sums over the batch, taken in a split that
+/// depends on the batch size only (see the module's doc): the same bits on any number
+/// of threads.
+///
+/// ```
+/// use descent_tensor::kernels::{ConvGeometry, conv2d_backward_acc};
+/// let g = ConvGeometry::new([1, 1, 2, 2], [1, 1, 2, 2], [1, 1], [0, 0], [1, 1], 1).unwrap();
+/// let (x, w) = ([1.0, 2.0, 3.0, 4.0], [0.5, 0.0, 0.0, -1.0]);
+/// let (mut gx, mut gw, mut gb) = ([0.0; 4], [0.0; 4], [0.0]);
+/// conv2d_backward_acc(&g, &x, &w, &[2.0], Some(&mut gx), Some(&mut gw), Some(&mut gb));
+/// assert_eq!(gx, [1.0, 0.0, 0.0, -2.0]); // gout · w
+/// assert_eq!(gw, [2.0, 4.0, 6.0, 8.0]); // gout · x
+/// assert_eq!(gb, [2.0]);
+/// ```
+///
+/// # Panics
+/// If a slice's length does not match the geometry.
+pub fn conv2d_backward_acc<T: Float>(
+    geom: &ConvGeometry,
+    x: &[T],
+    weight: &[T],
+    gout: &[T],
+    gx: Option<&mut [T]>,
+    gw: Option<&mut [T]>,
+    gb: Option<&mut [T]>,
+) {
+    let (in_len, l) = (geom.c_in * geom.h * geom.w, geom.positions());
+    let out_len = geom.c_out * l;
+    let w_len = geom.c_out * geom.patch();
+    assert_eq!(x.len(), geom.n * in_len, "conv2d backward: input length");
+    assert_eq!(weight.len(), w_len, "conv2d backward: weight length");
+    assert_eq!(
+        gout.len(),
+        geom.n * out_len,
+        "conv2d backward: gradient length"
+    );
+    if let Some(gb) = gb {
+        for b in 0..geom.n {
+            for (co, acc) in gb.iter_mut().enumerate() {
+                let row = &gout[b * out_len + co * l..b * out_len + (co + 1) * l];
+                *acc += sum_lanes(row, |v| v);
+            }
+        }
+    }
+    if out_len == 0 || in_len == 0 {
+        return;
+    }
+    let want_w = gw.is_some();
+    // Runs of consecutive samples: the unit of work and of the weight-gradient sum.
+    let run = geom.n.div_ceil(WEIGHT_CHUNKS).max(1);
+    let runs = geom.n.div_ceil(run);
+    let work = |r: usize, gx_run: Option<&mut [T]>| -> Vec<T> {
+        let mut partial = if want_w {
+            vec![T::zero(); w_len]
+        } else {
+            Vec::new()
+        };
+        let mut col = Vec::new();
+        let mut gcol = Vec::new();
+        let samples = r * run..((r + 1) * run).min(geom.n);
+        let mut gx_run = gx_run;
+        for (k, b) in samples.enumerate() {
+            let gxb = gx_run
+                .as_deref_mut()
+                .map(|s| &mut s[k * in_len..(k + 1) * in_len]);
+            let xb = &x[b * in_len..(b + 1) * in_len];
+            let gb_out = &gout[b * out_len..(b + 1) * out_len];
+            backward_sample(
+                geom,
+                xb,
+                weight,
+                gb_out,
+                gxb,
+                want_w.then_some(&mut partial[..]),
+                &mut col,
+                &mut gcol,
+            );
+        }
+        partial
+    };
+    let partials: Vec<Vec<T>> = match gx {
+        Some(gx) => {
+            let chunks = gx.chunks_mut(run * in_len);
+            if parallel(geom) {
+                chunks
+                    .collect::<Vec<_>>()
+                    .into_par_iter()
+                    .enumerate()
+                    .map(|(r, c)| work(r, Some(c)))
+                    .collect()
+            } else {
+                chunks.enumerate().map(|(r, c)| work(r, Some(c))).collect()
+            }
+        }
+        None if want_w => {
+            if parallel(geom) {
+                (0..runs).into_par_iter().map(|r| work(r, None)).collect()
+            } else {
+                (0..runs).map(|r| work(r, None)).collect()
+            }
+        }
+        None => Vec::new(),
+    };
+    if let Some(gw) = gw {
+        for p in &partials {
+            for (d, &s) in gw.iter_mut().zip(p) {
+                *d += s;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward_sample<T: Float>(
+    geom: &ConvGeometry,
+    x: &[T],
+    weight: &[T],
+    gout: &[T],
+    mut gx: Option<&mut [T]>,
+    mut gw: Option<&mut [T]>,
+    col: &mut Vec<T>,
+    gcol: &mut Vec<T>,
+) {
+    let (patch, l) = (geom.patch(), geom.positions());
+    let (cin_g, cout_g) = (geom.c_in / geom.groups, geom.c_out / geom.groups);
+    let in_g = cin_g * geom.h * geom.w;
+    for g in 0..geom.groups {
+        let wg = &weight[g * cout_g * patch..(g + 1) * cout_g * patch];
+        let go = &gout[g * cout_g * l..(g + 1) * cout_g * l];
+        if let Some(gw) = gw.as_deref_mut() {
+            let xg = &x[g * in_g..(g + 1) * in_g];
+            let colg: &[T] = if geom.is_pointwise() {
+                xg
+            } else {
+                col.resize(patch * l, T::zero());
+                im2col(geom, xg, col);
+                col
+            };
+            // gW[g] += gout[g] [cout_g, l] @ colᵀ [l, patch]
+            let gwg = &mut gw[g * cout_g * patch..(g + 1) * cout_g * patch];
+            gemm(go, false, colg, true, cout_g, l, patch, T::one(), gwg);
+        }
+        if let Some(gx) = gx.as_deref_mut() {
+            let gxg = &mut gx[g * in_g..(g + 1) * in_g];
+            if geom.is_pointwise() {
+                // The patch matrix is the input: the product adds into it directly.
+                gemm(wg, true, go, false, patch, cout_g, l, T::one(), gxg);
+            } else {
+                gcol.resize(patch * l, T::zero());
+                gemm(wg, true, go, false, patch, cout_g, l, T::zero(), gcol);
+                col2im_acc(geom, gcol, gxg);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition, one output element at a time.
+    fn naive(geom: &ConvGeometry, x: &[f64], w: &[f64], bias: &[f64]) -> Vec<f64> {
+        let g = geom;
+        let (cin_g, cout_g) = (g.c_in / g.groups, g.c_out / g.groups);
+        let mut out = vec![0.0; g.n * g.c_out * g.oh * g.ow];
+        for b in 0..g.n {
+            for co in 0..g.c_out {
+                let grp = co / cout_g;
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let mut s = bias[co];
+                        for ci in 0..cin_g {
+                            for i in 0..g.kh {
+                                for j in 0..g.kw {
+                                    let y = (oy * g.stride[0] + i * g.dilation[0]) as isize
+                                        - g.padding[0] as isize;
+                                    let xx = (ox * g.stride[1] + j * g.dilation[1]) as isize
+                                        - g.padding[1] as isize;
+                                    if y < 0 || xx < 0 || y >= g.h as isize || xx >= g.w as isize {
+                                        continue;
+                                    }
+                                    let c = grp * cin_g + ci;
+                                    s += x
+                                        [((b * g.c_in + c) * g.h + y as usize) * g.w + xx as usize]
+                                        * w[((co * cin_g + ci) * g.kh + i) * g.kw + j];
+                                }
+                            }
+                        }
+                        out[((b * g.c_out + co) * g.oh + oy) * g.ow + ox] = s;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn values(n: usize, seed: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| ((7919 * i + 104_729 * seed) % 2003) as f64 / 1001.5 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn forward_matches_the_definition() {
+        for (stride, padding, dilation, groups) in [
+            ([1, 1], [0, 0], [1, 1], 1),
+            ([2, 1], [1, 2], [1, 2], 2),
+            ([1, 1], [0, 0], [1, 1], 3),
+        ] {
+            let geom = ConvGeometry::new(
+                [2, 6, 5, 7],
+                [6, 6 / groups, 3, 2],
+                stride,
+                padding,
+                dilation,
+                groups,
+            )
+            .unwrap();
+            let x = values(2 * 6 * 35, 1);
+            let w = values(6 * 6 / groups * 6, 2);
+            let b = values(6, 3);
+            let mut out = vec![f64::NAN; geom.out_shape().iter().product()];
+            conv2d(&geom, &x, &w, Some(&b), &mut out);
+            let want = naive(&geom, &x, &w, &b);
+            for (a, e) in out.iter().zip(&want) {
+                assert!((a - e).abs() < 1e-12, "{a} vs {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn geometry_errors() {
+        let e = ConvGeometry::new([1, 3, 4, 4], [2, 2, 3, 3], [1, 1], [0, 0], [1, 1], 1);
+        assert!(matches!(e, Err(ConvGeometryError::Channels { .. })));
+        let e = ConvGeometry::new([1, 4, 4, 4], [3, 2, 3, 3], [1, 1], [0, 0], [1, 1], 2);
+        assert!(matches!(e, Err(ConvGeometryError::Groups { .. })));
+        let e = ConvGeometry::new([1, 1, 2, 2], [1, 1, 3, 3], [1, 1], [0, 0], [1, 1], 1);
+        assert!(matches!(
+            e,
+            Err(ConvGeometryError::Kernel {
+                extent: 3,
+                padded: 2,
+                ..
+            })
+        ));
+        let e = ConvGeometry::new([1, 1, 2, 2], [1, 1, 1, 1], [0, 1], [0, 0], [1, 1], 1);
+        assert_eq!(e, Err(ConvGeometryError::Zero("stride")));
+    }
+}
