@@ -43,9 +43,14 @@
 pub mod checkpoint;
 mod error;
 pub mod init;
+pub mod layers;
 mod linear;
+pub mod module;
+mod sequential;
 
 pub use checkpoint::CheckpointError;
 pub use error::Error;
 pub use init::{Init, InitError, Nonlinearity};
 pub use linear::{Activation, BoundLinear, Linear, Mlp};
+pub use module::{Ctx, EntryKind, Module, Summary, SummaryRow};
+pub use sequential::Sequential;

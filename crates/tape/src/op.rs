@@ -191,6 +191,14 @@ pub enum Op {
         /// The tape slot holding the indices.
         indices: u32,
     },
+    /// Whole slices picked by index along an axis (PyTorch's `index_select`; an
+    /// embedding lookup along axis 0).
+    IndexSelect {
+        /// The axis indexed.
+        axis: u32,
+        /// The tape slot holding the indices (and their shape).
+        indices: u32,
+    },
     /// Softmax along an axis.
     Softmax {
         /// The axis normalised.
@@ -234,6 +242,7 @@ impl Op {
             Op::Concat { .. } => "concat",
             Op::Stack { .. } => "stack",
             Op::Gather { .. } => "gather",
+            Op::IndexSelect { .. } => "index_select",
             Op::Softmax { .. } => "softmax",
             Op::LogSoftmax { .. } => "log_softmax",
             Op::CrossEntropy { .. } => "cross_entropy",
@@ -260,6 +269,7 @@ impl Op {
             | Op::BroadcastTo
             | Op::Slice { .. }
             | Op::Gather { .. }
+            | Op::IndexSelect { .. }
             | Op::Softmax { .. }
             | Op::LogSoftmax { .. }
             | Op::CrossEntropy { .. } => Operands::Inline(1),
@@ -299,7 +309,8 @@ impl fmt::Display for Op {
             | Op::Stack { axis, .. }
             | Op::Softmax { axis }
             | Op::LogSoftmax { axis }
-            | Op::Gather { axis, .. } => write!(f, "{}({axis})", self.name()),
+            | Op::Gather { axis, .. }
+            | Op::IndexSelect { axis, .. } => write!(f, "{}({axis})", self.name()),
             // Ops without attributes (or, for cross_entropy, with only a slot number
             // that says nothing to a reader) print their name.
             Op::Var

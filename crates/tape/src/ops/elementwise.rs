@@ -176,7 +176,8 @@ impl<'t, T: Float> Var<'t, T> {
             let node = &inner.nodes[self.id.index()];
             (node.meta, node.scalar)
         };
-        if m.slot().is_some() {
+        // Tensors, and anything recorded under `no_grad`, take the general path.
+        if m.slot().is_some() || tape.no_grad.get() {
             return None;
         }
         let y = op.apply(x);
@@ -246,7 +247,7 @@ impl<'t, T: Float> Var<'t, T> {
             let node = &inner.nodes[rhs.id.index()];
             (node.meta, node.scalar)
         };
-        if ma.slot().is_some() || mb.slot().is_some() {
+        if ma.slot().is_some() || mb.slot().is_some() || tape.no_grad.get() {
             return None;
         }
         let y = op.apply(a, b);
@@ -350,6 +351,7 @@ pub fn scalar_backward<T: Float>(
         | Op::Concat { .. }
         | Op::Stack { .. }
         | Op::Gather { .. }
+        | Op::IndexSelect { .. }
         | Op::Softmax { .. }
         | Op::LogSoftmax { .. }
         | Op::CrossEntropy { .. }

@@ -7,6 +7,7 @@
 
 pub mod activation;
 pub mod elementwise;
+pub mod index;
 pub mod loss;
 pub mod matmul;
 pub mod reduce;
@@ -123,6 +124,7 @@ pub fn backward_node<T: Float, S: GradSink<T>>(
         Op::Concat { axis, .. } => shape::join_backward(axis, false, &cx, sink),
         Op::Stack { axis, .. } => shape::join_backward(axis, true, &cx, sink),
         Op::Gather { axis, indices } => shape::gather_backward(axis, indices, &cx, sink),
+        Op::IndexSelect { axis, indices } => index::index_select_backward(axis, indices, &cx, sink),
         Op::Softmax { axis } => activation::softmax_backward(axis, &cx, sink),
         Op::LogSoftmax { axis } => activation::log_softmax_backward(axis, &cx, sink),
         Op::CrossEntropy { labels } => loss::cross_entropy_backward(labels, &cx, sink),
