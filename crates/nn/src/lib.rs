@@ -52,5 +52,5 @@ pub use checkpoint::CheckpointError;
 pub use error::Error;
 pub use init::{Init, InitError, Nonlinearity};
 pub use linear::{Activation, BoundLinear, Linear, Mlp};
-pub use module::{Ctx, EntryKind, Module, Summary, SummaryRow};
+pub use module::{Ctx, EntryKind, Module, ModuleInfo, Summary, SummaryRow};
 pub use sequential::Sequential;

@@ -118,11 +118,54 @@ impl<'t, 's, T: Float> Ctx<'t, 's, T> {
     }
 }
 
-/// A layer or a container of layers.
+/// The part of a module that does not depend on the element type: its name, its
+/// type, and the ids of its parameters and buffers. Every module implements it and
+/// [`Module`] (see there).
+pub trait ModuleInfo {
+    /// The module's path: the prefix of its entries' names in the store, and its scope
+    /// on the tape (empty for a parameterless layer not yet placed in a container).
+    fn name(&self) -> &str;
+
+    /// Gives a parameterless module its path; containers call it on the children they
+    /// place. A module whose entries are already named keeps its name (the default).
+    fn set_name(&mut self, name: String) {
+        let _ = name;
+    }
+
+    /// The module's type as PyTorch names it (`"Linear"`, `"BatchNorm2d"`), for
+    /// summaries.
+    fn kind(&self) -> &'static str;
+
+    /// Appends the module's parameter and buffer ids, in `state_dict` order (its own,
+    /// then its children's, recursively).
+    fn entries(&self, out: &mut Vec<(ParamId, EntryKind)>);
+
+    /// The parameter ids (not the buffers), in order.
+    fn parameters(&self) -> Vec<ParamId> {
+        let mut all = Vec::new();
+        self.entries(&mut all);
+        all.into_iter()
+            .filter(|(_, k)| *k == EntryKind::Param)
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// The buffer ids, in order.
+    fn buffers(&self) -> Vec<ParamId> {
+        let mut all = Vec::new();
+        self.entries(&mut all);
+        all.into_iter()
+            .filter(|(_, k)| *k == EntryKind::Buffer)
+            .map(|(id, _)| id)
+            .collect()
+    }
+}
+
+/// A layer or a container of layers, for element type `T`.
 ///
 /// Implement [`Module::record`] (the forward computation, recorded on `cx`'s tape)
-/// and [`Module::entries`] (the parameter and buffer ids, in `state_dict` order: the
-/// module's own first, then its children's); everything else is provided.
+/// and [`ModuleInfo::entries`] (the parameter and buffer ids, in `state_dict` order: the
+/// module's own first, then its children's); and [`ModuleInfo`]'s `name` and `kind`; everything else is provided.
 ///
 /// Call a module with [`Module::call`] (or [`Module::try_call`]), which also feeds
 /// [`Module::summary`]; containers call their children the same way.
@@ -150,27 +193,9 @@ impl<'t, 's, T: Float> Ctx<'t, 's, T> {
 /// let grads = y.sum().backward();
 /// assert_eq!(grads.params().count(), 4);
 /// ```
-pub trait Module<T: Float> {
-    /// The module's path: the prefix of its entries' names in the store, and its scope
-    /// on the tape (empty for a parameterless layer not yet placed in a container).
-    fn name(&self) -> &str;
-
-    /// Gives a parameterless module its path; containers call it on the children they
-    /// place. A module whose entries are already named keeps its name (the default).
-    fn set_name(&mut self, name: String) {
-        let _ = name;
-    }
-
-    /// The module's type as PyTorch names it (`"Linear"`, `"BatchNorm2d"`), for
-    /// summaries.
-    fn kind(&self) -> &'static str;
-
+pub trait Module<T: Float>: ModuleInfo {
     /// Records the forward computation of `x` on `cx`'s tape and returns the output.
     fn record<'t>(&self, cx: &mut Ctx<'t, '_, T>, x: Var<'t, T>) -> Result<Var<'t, T>, Error>;
-
-    /// Appends the module's parameter and buffer ids, in `state_dict` order (its own,
-    /// then its children's, recursively).
-    fn entries(&self, out: &mut Vec<(ParamId, EntryKind)>);
 
     /// Runs the module on `x`: [`Module::record`], plus a row of the summary when one
     /// is being made.
@@ -209,26 +234,6 @@ pub trait Module<T: Float> {
             Ok(y) => y,
             Err(e) => panic!("{e}"),
         }
-    }
-
-    /// The parameter ids (not the buffers), in order.
-    fn parameters(&self) -> Vec<ParamId> {
-        let mut all = Vec::new();
-        self.entries(&mut all);
-        all.into_iter()
-            .filter(|(_, k)| *k == EntryKind::Param)
-            .map(|(id, _)| id)
-            .collect()
-    }
-
-    /// The buffer ids, in order.
-    fn buffers(&self) -> Vec<ParamId> {
-        let mut all = Vec::new();
-        self.entries(&mut all);
-        all.into_iter()
-            .filter(|(_, k)| *k == EntryKind::Buffer)
-            .map(|(id, _)| id)
-            .collect()
     }
 
     /// `(name, id)` of every parameter, as PyTorch's `named_parameters()`.

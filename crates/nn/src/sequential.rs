@@ -2,7 +2,7 @@
 //! PyTorch's `nn.Sequential` names them.
 
 use crate::Error;
-use crate::module::{Ctx, EntryKind, Module};
+use crate::module::{Ctx, EntryKind, Module, ModuleInfo};
 use descent_tape::{ParamId, Var};
 use descent_tensor::Float;
 
@@ -140,7 +140,7 @@ impl<T: Float> std::fmt::Debug for Sequential<T> {
     }
 }
 
-impl<T: Float> Module<T> for Sequential<T> {
+impl<T: Float> ModuleInfo for Sequential<T> {
     fn name(&self) -> &str {
         &self.name
     }
@@ -156,17 +156,19 @@ impl<T: Float> Module<T> for Sequential<T> {
         "Sequential"
     }
 
+    fn entries(&self, out: &mut Vec<(ParamId, EntryKind)>) {
+        for layer in &self.layers {
+            layer.entries(out);
+        }
+    }
+}
+
+impl<T: Float> Module<T> for Sequential<T> {
     fn record<'t>(&self, cx: &mut Ctx<'t, '_, T>, x: Var<'t, T>) -> Result<Var<'t, T>, Error> {
         let mut h = x;
         for layer in &self.layers {
             h = layer.try_call(cx, h)?;
         }
         Ok(h)
-    }
-
-    fn entries(&self, out: &mut Vec<(ParamId, EntryKind)>) {
-        for layer in &self.layers {
-            layer.entries(out);
-        }
     }
 }

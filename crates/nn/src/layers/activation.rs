@@ -1,7 +1,7 @@
 //! Activations as modules: parameterless, element-wise (or along one axis for
 //! softmax), each the PyTorch module of the same name.
 
-use crate::module::{Ctx, EntryKind, Module};
+use crate::module::{Ctx, EntryKind, Module, ModuleInfo};
 use crate::{Activation, Error};
 use descent_tape::{ParamId, Var};
 use descent_tensor::Float;
@@ -32,7 +32,7 @@ macro_rules! activation {
             }
         }
 
-        impl<T: Float> Module<T> for $ty {
+        impl ModuleInfo for $ty {
             fn name(&self) -> &str {
                 &self.name
             }
@@ -42,6 +42,10 @@ macro_rules! activation {
             fn kind(&self) -> &'static str {
                 stringify!($ty)
             }
+            fn entries(&self, _out: &mut Vec<(ParamId, EntryKind)>) {}
+        }
+
+        impl<T: Float> Module<T> for $ty {
             fn record<'t>(
                 &self,
                 cx: &mut Ctx<'t, '_, T>,
@@ -52,7 +56,6 @@ macro_rules! activation {
                 let _ = $s;
                 Ok($apply?)
             }
-            fn entries(&self, _out: &mut Vec<(ParamId, EntryKind)>) {}
         }
     };
 }
@@ -119,7 +122,7 @@ activation! {
 }
 
 /// The [`Activation`] enum is a module too, so a choice of activation can be data.
-impl<T: Float> Module<T> for Activation {
+impl ModuleInfo for Activation {
     fn name(&self) -> &str {
         ""
     }
@@ -134,8 +137,11 @@ impl<T: Float> Module<T> for Activation {
             Activation::Softplus => "Softplus",
         }
     }
+    fn entries(&self, _out: &mut Vec<(ParamId, EntryKind)>) {}
+}
+
+impl<T: Float> Module<T> for Activation {
     fn record<'t>(&self, _cx: &mut Ctx<'t, '_, T>, x: Var<'t, T>) -> Result<Var<'t, T>, Error> {
         self.try_apply(x)
     }
-    fn entries(&self, _out: &mut Vec<(ParamId, EntryKind)>) {}
 }

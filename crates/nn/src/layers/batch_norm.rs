@@ -2,7 +2,7 @@
 //! spatial axes) in training, by running statistics in evaluation.
 
 use crate::Error;
-use crate::module::{Ctx, EntryKind, Module};
+use crate::module::{Ctx, EntryKind, Module, ModuleInfo};
 use descent_tape::{ParamId, ParamStore, Var};
 use descent_tensor::{Float, ShapeDisplay, Tensor};
 
@@ -209,22 +209,25 @@ macro_rules! batch_norm {
             }
         }
 
-        impl<T: Float> Module<T> for $ty {
+        impl ModuleInfo for $ty {
             fn name(&self) -> &str {
                 &self.0.name
             }
             fn kind(&self) -> &'static str {
                 stringify!($ty)
             }
+            fn entries(&self, out: &mut Vec<(ParamId, EntryKind)>) {
+                self.0.entries(out)
+            }
+        }
+
+        impl<T: Float> Module<T> for $ty {
             fn record<'t>(
                 &self,
                 cx: &mut Ctx<'t, '_, T>,
                 x: Var<'t, T>,
             ) -> Result<Var<'t, T>, Error> {
                 self.0.record(cx, x, stringify!($ty), $ranks, $expected)
-            }
-            fn entries(&self, out: &mut Vec<(ParamId, EntryKind)>) {
-                self.0.entries(out)
             }
         }
     };

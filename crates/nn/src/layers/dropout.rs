@@ -2,7 +2,7 @@
 //! scaled by `1/(1-p)`; in evaluation, the identity.
 
 use crate::Error;
-use crate::module::{Ctx, EntryKind, Module};
+use crate::module::{Ctx, EntryKind, Module, ModuleInfo};
 use descent_tape::{ParamId, Var};
 use descent_tensor::{Float, Tensor};
 use rand::{Rng, SeedableRng};
@@ -106,7 +106,7 @@ impl Dropout {
     }
 }
 
-impl<T: Float> Module<T> for Dropout {
+impl ModuleInfo for Dropout {
     fn name(&self) -> &str {
         &self.name
     }
@@ -116,6 +116,10 @@ impl<T: Float> Module<T> for Dropout {
     fn kind(&self) -> &'static str {
         "Dropout"
     }
+    fn entries(&self, _out: &mut Vec<(ParamId, EntryKind)>) {}
+}
+
+impl<T: Float> Module<T> for Dropout {
     fn record<'t>(&self, cx: &mut Ctx<'t, '_, T>, x: Var<'t, T>) -> Result<Var<'t, T>, Error> {
         x.validate("dropout")?;
         if !cx.is_training() || self.p == 0.0 {
@@ -127,5 +131,4 @@ impl<T: Float> Module<T> for Dropout {
         let m = cx.tape().constant(mask);
         Ok(x.try_mul(m)?)
     }
-    fn entries(&self, _out: &mut Vec<(ParamId, EntryKind)>) {}
 }

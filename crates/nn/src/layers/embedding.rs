@@ -2,7 +2,7 @@
 
 use crate::Error;
 use crate::init::Init;
-use crate::module::{Ctx, EntryKind, Module};
+use crate::module::{Ctx, EntryKind, Module, ModuleInfo};
 use descent_tape::{ParamId, ParamStore, Var};
 use descent_tensor::{Float, ShapeDisplay, Tensor};
 use rand::Rng;
@@ -125,13 +125,19 @@ impl Embedding {
     }
 }
 
-impl<T: Float> Module<T> for Embedding {
+impl ModuleInfo for Embedding {
     fn name(&self) -> &str {
         &self.name
     }
     fn kind(&self) -> &'static str {
         "Embedding"
     }
+    fn entries(&self, out: &mut Vec<(ParamId, EntryKind)>) {
+        out.push((self.weight, EntryKind::Param));
+    }
+}
+
+impl<T: Float> Module<T> for Embedding {
     fn record<'t>(&self, cx: &mut Ctx<'t, '_, T>, x: Var<'t, T>) -> Result<Var<'t, T>, Error> {
         x.validate("embedding")?;
         let value = x.value();
@@ -149,8 +155,5 @@ impl<T: Float> Module<T> for Embedding {
             index.push(f as usize);
         }
         self.lookup(cx, value.shape(), &index)
-    }
-    fn entries(&self, out: &mut Vec<(ParamId, EntryKind)>) {
-        out.push((self.weight, EntryKind::Param));
     }
 }

@@ -1,7 +1,7 @@
 //! `Flatten`: axes `start_dim..=end_dim` merged into one.
 
 use crate::Error;
-use crate::module::{Ctx, EntryKind, Module};
+use crate::module::{Ctx, EntryKind, Module, ModuleInfo};
 use descent_tape::{ParamId, Var};
 use descent_tensor::{Float, ShapeDisplay};
 
@@ -49,7 +49,7 @@ impl Flatten {
     }
 }
 
-impl<T: Float> Module<T> for Flatten {
+impl ModuleInfo for Flatten {
     fn name(&self) -> &str {
         &self.name
     }
@@ -59,6 +59,10 @@ impl<T: Float> Module<T> for Flatten {
     fn kind(&self) -> &'static str {
         "Flatten"
     }
+    fn entries(&self, _out: &mut Vec<(ParamId, EntryKind)>) {}
+}
+
+impl<T: Float> Module<T> for Flatten {
     fn record<'t>(&self, cx: &mut Ctx<'t, '_, T>, x: Var<'t, T>) -> Result<Var<'t, T>, Error> {
         x.validate("flatten")?;
         let shape = x.shape();
@@ -83,5 +87,4 @@ impl<T: Float> Module<T> for Flatten {
         let _scope = cx.tape().scope(&self.name);
         Ok(x.try_reshape(&out)?)
     }
-    fn entries(&self, _out: &mut Vec<(ParamId, EntryKind)>) {}
 }

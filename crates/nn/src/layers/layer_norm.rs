@@ -1,7 +1,7 @@
 //! `LayerNorm`: each sample normalised over its last axes, then scaled and shifted.
 
 use crate::Error;
-use crate::module::{Ctx, EntryKind, Module};
+use crate::module::{Ctx, EntryKind, Module, ModuleInfo};
 use descent_tape::{ParamId, ParamStore, Var};
 use descent_tensor::{Float, ShapeDisplay, Tensor};
 
@@ -90,13 +90,20 @@ pub(crate) fn mean_last<'t, T: Float>(x: Var<'t, T>, k: usize) -> Result<Var<'t,
     Ok(m)
 }
 
-impl<T: Float> Module<T> for LayerNorm {
+impl ModuleInfo for LayerNorm {
     fn name(&self) -> &str {
         &self.name
     }
     fn kind(&self) -> &'static str {
         "LayerNorm"
     }
+    fn entries(&self, out: &mut Vec<(ParamId, EntryKind)>) {
+        out.extend(self.weight.map(|w| (w, EntryKind::Param)));
+        out.extend(self.bias.map(|b| (b, EntryKind::Param)));
+    }
+}
+
+impl<T: Float> Module<T> for LayerNorm {
     fn record<'t>(&self, cx: &mut Ctx<'t, '_, T>, x: Var<'t, T>) -> Result<Var<'t, T>, Error> {
         x.validate("layer_norm")?;
         let shape = x.shape();
@@ -126,9 +133,5 @@ impl<T: Float> Module<T> for LayerNorm {
             y = y.try_add(cx.param(b)?)?;
         }
         Ok(y)
-    }
-    fn entries(&self, out: &mut Vec<(ParamId, EntryKind)>) {
-        out.extend(self.weight.map(|w| (w, EntryKind::Param)));
-        out.extend(self.bias.map(|b| (b, EntryKind::Param)));
     }
 }
