@@ -34,3 +34,6 @@ pub struct GuidePerformance;
 
 #[doc = include_str!("../docs/guide/architecture.md")]
 pub struct GuideArchitecture;
+
+#[doc = include_str!("../docs/guide/modules.md")]
+pub struct GuideModules;
