@@ -69,6 +69,7 @@ pub mod prelude {
         Backward, GradCheckOptions, Gradients, ParamGrads, backward, backward_into, backward_with,
         gradcheck,
     };
+    pub use descent_nn::{Ctx, Module, ModuleInfo, Sequential};
     pub use descent_optim::Optimizer;
     pub use descent_tape::{NodeId, Op, ParamGradients, ParamId, ParamStore, Tape, Var};
     pub use descent_tensor::{Float, Tensor};
