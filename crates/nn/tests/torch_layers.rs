@@ -13,7 +13,7 @@ use descent_nn::layers::{
     BatchNorm1d, BatchNorm2d, Dropout, Embedding, Flatten, GELU, Identity, LayerNorm, LeakyReLU,
     LogSoftmax, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh,
 };
-use descent_nn::{Ctx, Linear, Module, init};
+use descent_nn::{Ctx, Linear, Module};
 use descent_tape::{ParamStore, Tape};
 use descent_tensor::Tensor;
 use safetensors::SafeTensors;
@@ -52,7 +52,6 @@ fn close(what: &str, ours: &[f64], torch: &Tensor<f64>) {
 
 /// The layer a case describes, named "m" (its entries "m.weight" and so on).
 fn build(spec: &Value, store: &mut ParamStore<f64>) -> Box<dyn Module<f64>> {
-    let rng = &mut init::rng(0);
     let f = |k: &str| spec[k].as_f64().unwrap();
     let u = |k: &str| spec[k].as_u64().unwrap() as usize;
     let b = |k: &str| spec[k].as_bool().unwrap();
