@@ -138,3 +138,23 @@ fn buffers_get_no_gradient() {
         assert!(!store.requires_grad(id));
     }
 }
+
+/// Per-sample passes leave frozen parameters out of their result: a step on it does
+/// not touch them.
+#[test]
+fn per_sample_gradients_skip_frozen_parameters() {
+    use descent::backprop::{PerSampleOptions, per_sample_grads};
+    let mut store = ParamStore::<f64>::new();
+    let w = store.insert("w", Tensor::from([1.0, -1.0]));
+    let b = store.insert("b", Tensor::from([0.5]));
+    store.set_requires_grad(b, false);
+    let samples = vec![[1.0, 0.0], [0.0, 2.0]];
+    let out = per_sample_grads(&store, &samples, PerSampleOptions::default(), |tape, x| {
+        let pred = (tape.param(&store, w) * tape.constant(*x)).sum() + tape.param(&store, b).sum();
+        pred * pred
+    })
+    .unwrap();
+    assert!(out.sum.get(b).is_none());
+    // d/dw (w·x + b)² = 2(w·x + b) x: 2·1.5·[1, 0] + 2·(-1.5)·[0, 2].
+    assert_eq!(out.sum.get(w).unwrap().data(), &[3.0, -6.0]);
+}
