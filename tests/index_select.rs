@@ -116,11 +116,10 @@ fn panic_message<R>(f: impl FnOnce() -> R) -> String {
 
 /// The fallible form's message, checked to be the panicking form's too.
 fn same_error<'t>(x: Var<'t, f64>, axis: isize, index_shape: &[usize], index: &[usize]) -> String {
-    let message = x
-        .try_index_select(axis, index_shape, index)
-        .err()
-        .expect("an error")
-        .to_string();
+    let Err(e) = x.try_index_select(axis, index_shape, index) else {
+        panic!("expected an error");
+    };
+    let message = e.to_string();
     let panicked = panic_message(|| x.index_select(axis, index_shape, index));
     assert_eq!(panicked, message);
     message
