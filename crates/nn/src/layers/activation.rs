@@ -9,12 +9,33 @@ use descent_tensor::Float;
 /// Declares a parameterless module: its struct (a name and its settings), `new`, and
 /// its `Module` impl recording `$apply` inside its scope.
 macro_rules! activation {
+    // Without settings: also `Default`. (A layer with settings has no default here:
+    // PyTorch's defaults, a slope of 0.01 say, are not `Default`'s zeros.)
     (
+        $(#[$doc:meta])*
+        $ty:ident {} => |$x:ident, $s:ident| $apply:expr
+    ) => {
+        activation! { @layer $(#[$doc])* $ty {} => |$x, $s| $apply }
+
+        impl Default for $ty {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+    };
+    (
+        $(#[$doc:meta])*
+        $ty:ident { $($field:ident : $fty:ty),+ } => |$x:ident, $s:ident| $apply:expr
+    ) => {
+        activation! { @layer $(#[$doc])* $ty { $($field: $fty),+ } => |$x, $s| $apply }
+    };
+    (
+        @layer
         $(#[$doc:meta])*
         $ty:ident { $($field:ident : $fty:ty),* } => |$x:ident, $s:ident| $apply:expr
     ) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Default)]
+        #[derive(Clone, Debug, PartialEq)]
         pub struct $ty {
             name: String,
             $($field: $fty,)*
