@@ -37,3 +37,5 @@ pub struct GuideArchitecture;
 
 #[doc = include_str!("../docs/guide/higher-order.md")]
 pub struct GuideHigherOrder;
+#[doc = include_str!("../docs/guide/modules.md")]
+pub struct GuideModules;

@@ -73,6 +73,7 @@ pub mod prelude {
         gradcheck,
     };
     pub use descent_data::{Dataset, Loader, Targets, TensorDataset};
+    pub use descent_nn::{Ctx, Module, ModuleInfo, Sequential};
     pub use descent_optim::Optimizer;
     pub use descent_tape::{NodeId, Op, ParamGradients, ParamId, ParamStore, Tape, Var};
     pub use descent_tensor::{Float, Tensor};

@@ -150,6 +150,9 @@ fn replay<'t>(tape: &'t Tape<f64>, program: &Program, line: &mut usize) -> Repla
                 }
             }
             "gather" => v(0).gather(int(1), &list::<usize>(args[2]), &list::<usize>(args[3])),
+            "index_select" => {
+                v(0).index_select(int(1), &list::<usize>(args[2]), &list::<usize>(args[3]))
+            }
 
             "softmax" => v(0).softmax(int(1)),
             "log_softmax" => v(0).log_softmax(int(1)),

@@ -13,6 +13,7 @@ A program is text, one value per line, `vK = <op> <operands...>`, K counting fro
     v2 = mul v0 v1              broadcast, NumPy-style
     v3 = sum_axis v2 -1 keep    an axis (negative counts from the end), keep|drop
     v4 = gather v3 0 [2,1] [1,0]    index shape, then the indices, row-major
+    (index_select takes the same arguments: whole slices, an index of any shape)
     v5 = concat 1 v0 v0         an axis, then the parts
     v6 = add_scalar v4 0.5      v4 + 0.5 (scalar_sub 0.5 v4 is 0.5 - v4, and so on)
 
@@ -108,6 +109,7 @@ OPS = (
     + ["sum", "mean", "sum_axis", "mean_axis", "max_axis"]
     + ["matmul", "matmul_t"]
     + ["transpose", "t", "reshape", "broadcast_to", "slice", "concat", "stack", "gather"]
+    + ["index_select"]
     + ["softmax", "log_softmax"]
     + ["cross_entropy", "mse", "bce_with_logits"]
 )
@@ -311,6 +313,12 @@ def eval_line(line, env, inputs, concrete):
         index = np.asarray(idx, dtype=np.int64).reshape(ishape)
         lead = tuple(slice(None) if d == ax else slice(0, ishape[d]) for d in range(x.ndim))
         return jnp.take_along_axis(x[lead], jnp.asarray(index), axis=ax)
+    if op == "index_select":
+        # numpy's take: whole slices along the axis, the index of any shape.
+        x, ax = val(args[0]), int(args[1]) % val(args[0]).ndim
+        ishape, idx = parse_list(args[2]), parse_list(args[3])
+        index = np.asarray(idx, dtype=np.int64).reshape(ishape)
+        return jnp.take(x, jnp.asarray(index), axis=ax)
 
     if op == "softmax":
         return jax.nn.softmax(val(args[0]), axis=int(args[1]))
@@ -714,6 +722,17 @@ class Gen:
             idx = [int(i) for i in self.rng.integers(0, xs[ax], n)]
             ax_txt = ax - nd if self.coin(0.3) else ax
             steps.append((f"gather {X} {ax_txt} {fmt_list(ishape)} {fmt_list(idx)}", None, "op"))
+
+        elif op == "index_select":
+            if nd == 0:
+                return None
+            ax = int(self.rng.integers(nd))
+            ishape = [int(self.rng.integers(1, 4)) for _ in range(int(self.rng.integers(0, 3)))]
+            n = int(np.prod(ishape, dtype=np.int64))
+            # repeated indices are likely: the backward scatter must add
+            idx = [int(i) for i in self.rng.integers(0, xs[ax], n)]
+            ax_txt = ax - nd if self.coin(0.3) else ax
+            steps.append((f"index_select {X} {ax_txt} {fmt_list(ishape)} {fmt_list(idx)}", None, "op"))
 
         elif op in ("softmax", "log_softmax"):
             if nd == 0:

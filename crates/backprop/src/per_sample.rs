@@ -188,7 +188,9 @@ fn with_workspace<T: Float, R>(f: impl FnOnce(&mut Workspace<T>) -> R) -> R {
 ///
 /// `loss` builds one sample's scalar loss on the tape it is given, binding the
 /// parameters it uses with `tape.param(store, id)`. Parameters it does not bind get
-/// zero gradient from that sample. Each worker copies every parameter of `store` onto
+/// zero gradient from that sample; frozen ones
+/// ([`ParamStore::set_requires_grad`](descent_tape::ParamStore::set_requires_grad)) are
+/// not in the result. Each worker copies every trainable parameter of `store` onto
 /// its tape once per call, before a [`Tape::checkpoint`], and rewinds to it before
 /// each sample, so `tape.param` hands the closure those nodes without copying again;
 /// the tape starts with them, and handles must not be kept from one sample to the
@@ -270,8 +272,13 @@ where
         });
     }
     let call = CALLS.fetch_add(1, Ordering::Relaxed);
-    let ids: Vec<ParamId> = store.ids().collect();
-    let shapes: Vec<Vec<usize>> = store.iter().map(|(_, _, v)| v.shape().to_vec()).collect();
+    // Frozen parameters (and buffers, frozen entries) get no gradient and are left
+    // out of the result, so that no optimiser step sees them.
+    let ids: Vec<ParamId> = store.ids().filter(|&id| store.requires_grad(id)).collect();
+    let shapes: Vec<Vec<usize>> = ids
+        .iter()
+        .map(|&id| store.get(id).expect("an id of the store").shape().to_vec())
+        .collect();
     let zero = || -> ParamGrads<T> {
         ids.iter()
             .zip(&shapes)

@@ -9,8 +9,16 @@
 //!   registered in a [`ParamStore`](descent_tape::ParamStore) as `"<name>.weight"` and
 //!   `"<name>.bias"`, its ops recorded in the tape scope `<name>`.
 //! - [`Mlp`]: a stack of `Linear` layers with an [`Activation`] between them.
+//! - [`Module`] and [`ModuleInfo`]: what every layer and container is (named entries as
+//!   PyTorch's `state_dict` names them, a forward recorded through a [`Ctx`] in
+//!   training or evaluation mode, freezing, counts, [`Module::summary`]);
+//!   [`Sequential`], the container; [`layers`], the layer set (activations, `Flatten`,
+//!   `Dropout`, `LayerNorm`, `BatchNorm1d/2d`, `Embedding`), each checked against
+//!   `torch.nn`. `docs/guide/modules.md` is the guide.
 //! - [`checkpoint`]: parameters and optimiser state saved to and loaded from
-//!   safetensors files (which PyTorch opens), written atomically, loaded strictly.
+//!   safetensors files (which PyTorch opens), written atomically, loaded strictly;
+//!   a PyTorch `state_dict` loaded into a module by name
+//!   ([`checkpoint::load_state_dict`]).
 //!
 //! A layer holds only the ids of its parameters; the values live in the store, which
 //! the optimisers of `descent-optim` update. Each training step binds the parameters on
@@ -45,12 +53,17 @@ pub mod checkpoint;
 pub mod conv;
 mod error;
 pub mod init;
+pub mod layers;
 mod linear;
+pub mod module;
 pub mod recurrent;
+mod sequential;
 
 pub use checkpoint::CheckpointError;
 pub use conv::{AvgPool2d, Conv1d, Conv2d, GlobalAvgPool2d, MaxPool2d};
 pub use error::Error;
 pub use init::{Init, InitError, Nonlinearity};
 pub use linear::{Activation, BoundLinear, Linear, Mlp};
+pub use module::{Ctx, EntryKind, Module, ModuleInfo, Summary, SummaryRow};
 pub use recurrent::{Recurrent, RecurrentConfig, RecurrentOutput};
+pub use sequential::Sequential;

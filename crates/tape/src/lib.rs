@@ -47,7 +47,7 @@ pub use ops::pool::Pool2dOptions;
 pub use param_grads::{ParamGradients, ParamGrads, ParamIndex, non_finite_at};
 pub use params::{ParamId, ParamKey, ParamStore};
 pub use tape::{
-    Checkpoint, GradHook, HookGrad, IntoLeaf, LeafValue, Meta, Node, NodeId, ScopeGuard, Tape,
-    TapeRead, Value,
+    Checkpoint, GradHook, HookGrad, IntoLeaf, LeafValue, Meta, NoGradGuard, Node, NodeId,
+    ScopeGuard, Tape, TapeRead, Value,
 };
 pub use var::Var;

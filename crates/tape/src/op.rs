@@ -199,6 +199,14 @@ pub enum Op {
         /// The tape slot holding the indices.
         indices: u32,
     },
+    /// Whole slices picked by index along an axis (PyTorch's `index_select`; an
+    /// embedding lookup along axis 0).
+    IndexSelect {
+        /// The axis indexed.
+        axis: u32,
+        /// The tape slot holding the indices (and their shape).
+        indices: u32,
+    },
     /// Softmax along an axis.
     Softmax {
         /// The axis normalised.
@@ -277,6 +285,7 @@ impl Op {
             Op::Stack { .. } => "stack",
             Op::Gather { .. } => "gather",
             Op::ScatterAdd { .. } => "scatter_add",
+            Op::IndexSelect { .. } => "index_select",
             Op::Softmax { .. } => "softmax",
             Op::LogSoftmax { .. } => "log_softmax",
             Op::CrossEntropy { .. } => "cross_entropy",
@@ -308,6 +317,7 @@ impl Op {
             | Op::BroadcastTo
             | Op::Slice { .. }
             | Op::Gather { .. }
+            | Op::IndexSelect { .. }
             | Op::Softmax { .. }
             | Op::LogSoftmax { .. }
             | Op::CrossEntropy { .. }
@@ -357,7 +367,8 @@ impl fmt::Display for Op {
             | Op::Softmax { axis }
             | Op::LogSoftmax { axis }
             | Op::Gather { axis, .. }
-            | Op::ScatterAdd { axis, .. } => write!(f, "{}({axis})", self.name()),
+            | Op::ScatterAdd { axis, .. }
+            | Op::IndexSelect { axis, .. } => write!(f, "{}({axis})", self.name()),
             // Ops without attributes (or, for cross_entropy, with only a slot number
             // that says nothing to a reader) print their name.
             Op::Var
@@ -413,6 +424,7 @@ impl Op {
             | Op::Stack { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::IndexSelect { .. }
             | Op::Softmax { .. }
             | Op::LogSoftmax { .. }
             | Op::CrossEntropy { .. }
@@ -468,6 +480,7 @@ impl Op {
             | Op::Stack { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::IndexSelect { .. }
             | Op::Softmax { .. }
             | Op::LogSoftmax { .. }
             | Op::CrossEntropy { .. }

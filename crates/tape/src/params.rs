@@ -30,6 +30,9 @@ impl ParamId {
 struct Param<T> {
     name: std::sync::Arc<str>,
     value: Tensor<T>,
+    /// False for a frozen parameter: bound as a constant, so no gradient is computed
+    /// for it and no optimiser step sees it.
+    requires_grad: bool,
 }
 
 /// The next store's identity. It only tells stores apart (an id of one store used
@@ -169,6 +172,7 @@ impl<T: Float> ParamStore<T> {
         let key = self.params.insert(Param {
             name: std::sync::Arc::clone(&name),
             value: value.into(),
+            requires_grad: true,
         });
         self.names.insert(name, key);
         self.order.push(key);
@@ -224,6 +228,53 @@ impl<T: Float> ParamStore<T> {
         }
     }
 
+    /// Freezes (`false`) or unfreezes (`true`) a parameter, as PyTorch's
+    /// `p.requires_grad_(False)`. A frozen parameter binds on a tape as a constant
+    /// ([`Tape::param`]): no gradient is computed for it, backward does no work for
+    /// it, and since it is not among the tape's bound parameters no optimiser step
+    /// sees or updates it. Its value still saves and loads by name. Returns `false`
+    /// (and changes nothing) when `id` is not a parameter of this store.
+    ///
+    /// ```
+    /// use descent_backprop::Backward;
+    /// use descent_tape::{ParamStore, Tape};
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let w = store.insert("w", Tensor::from([2.0]));
+    /// let b = store.insert("b", Tensor::from([1.0]));
+    /// assert!(store.set_requires_grad(b, false));
+    /// assert!(!store.requires_grad(b));
+    /// assert_eq!(store.num_trainable_elements(), 1);
+    /// let tape = Tape::new();
+    /// let (wv, bv) = (tape.param(&store, w), tape.param(&store, b));
+    /// assert!(!bv.requires_grad());
+    /// let grads = (wv * bv).sum().backward();
+    /// assert_eq!(grads.param(w).unwrap().data(), &[1.0]);
+    /// assert!(grads.param(b).is_none()); // not bound as a parameter: nothing to step
+    /// ```
+    pub fn set_requires_grad(&mut self, id: ParamId, requires_grad: bool) -> bool {
+        if !self.contains(id) {
+            return false;
+        }
+        self.params[id.key].requires_grad = requires_grad;
+        true
+    }
+
+    /// Whether the parameter is trainable (not frozen); `false` for an id not of
+    /// this store.
+    pub fn requires_grad(&self, id: ParamId) -> bool {
+        self.contains(id) && self.params[id.key].requires_grad
+    }
+
+    /// Number of scalar elements over the trainable (not frozen) parameters.
+    pub fn num_trainable_elements(&self) -> usize {
+        self.params
+            .values()
+            .filter(|p| p.requires_grad)
+            .map(|p| p.value.len())
+            .sum()
+    }
+
     /// The parameter's name.
     pub fn name(&self, id: ParamId) -> Option<&str> {
         self.contains(id).then(|| &*self.params[id.key].name)
@@ -275,6 +326,12 @@ impl<T: Float> Tape<T> {
     /// the same node. After backward, its gradient is
     /// looked up by `ParamId`.
     ///
+    /// A frozen parameter ([`ParamStore::set_requires_grad`]), or any parameter not
+    /// yet bound while the tape is in no-gradient mode ([`Tape::no_grad`]), binds as
+    /// a constant leaf instead (named by the parameter, but not among
+    /// [`Tape::bindings`], so no gradient is computed and no optimiser steps it); each
+    /// such binding is a fresh copy.
+    ///
     /// # Panics
     /// If `id` is not a parameter of `store`.
     pub fn param<'t>(&'t self, store: &ParamStore<T>, id: ParamId) -> Var<'t, T> {
@@ -287,13 +344,19 @@ impl<T: Float> Tape<T> {
     /// The fallible form of [`Tape::param`].
     pub fn try_param<'t>(&'t self, store: &ParamStore<T>, id: ParamId) -> Result<Var<'t, T>> {
         store.check("param", id)?;
+        let param = &store.params[id.key];
+        if !param.requires_grad {
+            return Ok(self.param_constant(param));
+        }
         // Already bound this generation: the same node (an O(1) lookup, so binding n
         // parameters a step costs O(n)).
         let bound = self.inner.borrow().binding(id);
         if let Some(node) = bound {
             return Ok(self.handle(node));
         }
-        let param = &store.params[id.key];
+        if self.no_grad.get() {
+            return Ok(self.param_constant(param));
+        }
         let v = self.var(&param.value);
         let mut inner = self.inner.borrow_mut();
         inner.bind(id, v.id());
@@ -302,6 +365,16 @@ impl<T: Float> Tape<T> {
             .param_names
             .push((v.id(), std::sync::Arc::clone(&param.name)));
         Ok(v)
+    }
+
+    /// A parameter as a constant leaf, known by its name.
+    fn param_constant<'t>(&'t self, param: &Param<T>) -> Var<'t, T> {
+        let v = self.constant(&param.value);
+        self.inner
+            .borrow_mut()
+            .param_names
+            .push((v.id(), std::sync::Arc::clone(&param.name)));
+        v
     }
 
     /// The parameters bound on this tape since the last reset, in binding order.

@@ -30,6 +30,10 @@
 //! type, silently. To convert, load it into a store of the file's type and
 //! [`Tensor::cast`](descent_tensor::Tensor::cast) each parameter.
 //!
+//! [`load_state_dict`] loads a PyTorch `state_dict` into a [`Module`](crate::Module)
+//! by its entries' names, parameters and buffers (batch norm's running statistics)
+//! alike, as `model.load_state_dict(...)` does.
+//!
 //! # Optimiser state
 //!
 //! [`save_optimizer`] writes an optimiser's state ([`Optimizer::state`](descent_optim::Optimizer::state)) to a second
@@ -98,6 +102,7 @@ mod format; // metadata keys, the bytes of a file, its CRC-32
 mod optimizer; // an optimiser's state
 mod params; // a store's parameters
 mod read; // parsing and checking a file, reading tensors out of it
+mod state_dict; // a PyTorch state_dict into a module, by name
 
 pub use atomic::write_atomically;
 pub use error::CheckpointError;
@@ -105,3 +110,4 @@ pub use optimizer::{
     load_optimizer, load_optimizer_from_bytes, optimizer_to_bytes, save_optimizer,
 };
 pub use params::{from_bytes, load, load_into, load_into_from_bytes, save, to_bytes};
+pub use state_dict::{load_state_dict, load_state_dict_from_bytes};

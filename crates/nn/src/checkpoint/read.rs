@@ -133,6 +133,66 @@ impl Parsed<'_> {
         ))
     }
 
+    /// The values of tensor `name` as `T`, its shape checked against `shape`,
+    /// converting only where no value can change: `F32` into `f64`, and integers
+    /// (`I64`, `I32`, as PyTorch writes batch norm's `num_batches_tracked`) of
+    /// magnitude below 2^24 into `f32`, 2^53 into `f64`.
+    pub(super) fn values_lossless<T: Float>(
+        &self,
+        name: &str,
+        shape: &[usize],
+    ) -> Result<Vec<T>, CheckpointError> {
+        let view = self.st.tensor(name).map_err(|_| CheckpointError::Names {
+            path: self.path.clone(),
+            missing: vec![name.to_owned()],
+            unexpected: Vec::new(),
+        })?;
+        if view.shape() != shape {
+            return Err(CheckpointError::Shape {
+                path: self.path.clone(),
+                tensor: name.to_owned(),
+                expected: shape.to_vec(),
+                found: view.shape().to_vec(),
+            });
+        }
+        let want = dtype_of::<T>();
+        let exact = if want == Dtype::F32 {
+            1i64 << 24
+        } else {
+            1i64 << 53
+        };
+        let ints = |width: usize| -> Vec<i64> {
+            view.data()
+                .chunks_exact(width)
+                .map(|c| {
+                    if width == 8 {
+                        i64::from_le_bytes(c.try_into().expect("8 bytes"))
+                    } else {
+                        i32::from_le_bytes(c.try_into().expect("4 bytes")) as i64
+                    }
+                })
+                .collect()
+        };
+        let refuse = || CheckpointError::Dtype {
+            path: self.path.clone(),
+            tensor: name.to_owned(),
+            expected: format!("{want:?}"),
+            found: format!("{:?}", view.dtype()),
+        };
+        match view.dtype() {
+            d if d == want => Ok(decode::<T>(d, view.data())),
+            Dtype::F32 if want == Dtype::F64 => Ok(decode::<T>(Dtype::F32, view.data())),
+            d @ (Dtype::I64 | Dtype::I32) => {
+                let v = ints(if d == Dtype::I64 { 8 } else { 4 });
+                if v.iter().any(|i| i.abs() > exact) {
+                    return Err(refuse());
+                }
+                Ok(v.into_iter().map(|i| T::from_f64(i as f64)).collect())
+            }
+            _ => Err(refuse()),
+        }
+    }
+
     pub(super) fn scalar_f64(&self, name: &str) -> Result<f64, CheckpointError> {
         let view = self.st.tensor(name).expect("the name comes from the file");
         if view.dtype() != Dtype::F64 {

@@ -218,7 +218,8 @@ impl<'t, T: Float> Var<'t, T> {
             let node = &inner.nodes[self.id.index()];
             (node.meta, node.scalar)
         };
-        if m.slot().is_some() {
+        // Tensors, and anything recorded under `no_grad`, take the general path.
+        if m.slot().is_some() || tape.no_grad.get() {
             return None;
         }
         let y = op.apply(x);
@@ -288,7 +289,7 @@ impl<'t, T: Float> Var<'t, T> {
             let node = &inner.nodes[rhs.id.index()];
             (node.meta, node.scalar)
         };
-        if ma.slot().is_some() || mb.slot().is_some() {
+        if ma.slot().is_some() || mb.slot().is_some() || tape.no_grad.get() {
             return None;
         }
         let y = op.apply(a, b);
@@ -393,6 +394,7 @@ pub fn scalar_backward<T: Float>(
         | Op::Stack { .. }
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
+        | Op::IndexSelect { .. }
         | Op::Softmax { .. }
         | Op::LogSoftmax { .. }
         | Op::CrossEntropy { .. }

@@ -8,6 +8,7 @@
 pub mod activation;
 pub mod conv;
 pub mod elementwise;
+pub mod index;
 pub mod loss;
 pub mod matmul;
 pub mod num;
@@ -129,6 +130,7 @@ pub fn backward_node<T: Float, S: GradSink<T>>(
         Op::Concat { axis, .. } => shape::join_backward(axis, false, &cx, sink),
         Op::Stack { axis, .. } => shape::join_backward(axis, true, &cx, sink),
         Op::Gather { axis, indices } => shape::gather_backward(axis, indices, &cx, sink),
+        Op::IndexSelect { axis, indices } => index::index_select_backward(axis, indices, &cx, sink),
         Op::Softmax { axis } => activation::softmax_backward(axis, &cx, sink),
         Op::LogSoftmax { axis } => activation::log_softmax_backward(axis, &cx, sink),
         Op::CrossEntropy { labels } => loss::cross_entropy_backward(labels, &cx, sink),
@@ -261,6 +263,7 @@ pub fn vjp_node<'t, T: Float>(
         Op::Stack { axis, .. } => shape::join_vjp(axis, true, &cx, g),
         Op::Gather { axis, indices } => shape::gather_vjp(axis, indices, &cx, g),
         Op::ScatterAdd { axis, indices } => shape::scatter_add_vjp(axis, indices, &cx, g),
+        Op::IndexSelect { axis, indices } => index::index_select_vjp(axis, indices, &cx, g),
         Op::Softmax { axis } => activation::softmax_vjp(axis, &cx, g),
         Op::LogSoftmax { axis } => activation::log_softmax_vjp(axis, &cx, g),
         Op::CrossEntropy { labels } => loss::cross_entropy_vjp(labels, &cx, g),
@@ -312,6 +315,7 @@ pub fn jvp_node<'t, T: Float>(
         Op::Stack { axis, .. } => shape::join_jvp(axis, true, &cx, t),
         Op::Gather { axis, indices } => shape::gather_jvp(axis, indices, &cx, t),
         Op::ScatterAdd { axis, indices } => shape::scatter_add_jvp(axis, indices, &cx, t),
+        Op::IndexSelect { axis, indices } => index::index_select_jvp(axis, indices, &cx, t),
         Op::Softmax { axis } => activation::softmax_jvp(axis, &cx, t),
         Op::LogSoftmax { axis } => activation::log_softmax_jvp(axis, &cx, t),
         Op::CrossEntropy { labels } => loss::cross_entropy_jvp(labels, &cx, t),

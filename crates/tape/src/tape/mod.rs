@@ -7,11 +7,13 @@
 
 mod bindings;
 mod checkpoint;
+mod grad_mode;
 mod hooks;
 mod leaf;
 mod read;
 
 pub use checkpoint::Checkpoint;
+pub use grad_mode::NoGradGuard;
 pub use hooks::{GradHook, HookGrad, ScopeGuard};
 pub use leaf::{IntoLeaf, LeafValue};
 pub use read::TapeRead;
@@ -352,6 +354,8 @@ pub struct Tape<T: Float = f64> {
     uid: u64,
     generation: Cell<u64>,
     pub(crate) anomaly: Cell<bool>,
+    /// While set, recorded ops require no gradient (`grad_mode.rs`).
+    pub(crate) no_grad: Cell<bool>,
     pub(crate) inner: RefCell<Inner<T>>,
     pub(crate) hooks: RefCell<Vec<(NodeId, GradHook<T>)>>,
 }
@@ -426,6 +430,7 @@ impl<T: Float> Tape<T> {
             uid: NEXT_TAPE_UID.fetch_add(1, Ordering::Relaxed),
             generation: Cell::new(0),
             anomaly: Cell::new(false),
+            no_grad: Cell::new(false),
             hooks: RefCell::new(Vec::new()),
             inner: RefCell::new(Inner {
                 nodes: Vec::with_capacity(nodes),
@@ -580,7 +585,8 @@ impl<T: Float> Tape<T> {
                 });
             }
         }
-        let requires_grad = operands.iter().any(|v| inner.requires_grad(v.id));
+        let requires_grad =
+            !self.no_grad.get() && operands.iter().any(|v| inner.requires_grad(v.id));
         // Ops with more than two operands keep them in `operand_lists` (see `join`).
         let mut args = NO_ARGS;
         for (slot, v) in args.iter_mut().zip(operands) {
