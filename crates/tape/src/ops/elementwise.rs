@@ -170,25 +170,34 @@ impl BinaryOp {
             BinaryOp::Sub => (a.lit(1.0), a.lit(-1.0)),
             BinaryOp::Mul => (b, a),
             BinaryOp::Div => (b.recip(), -y / b),
-            // On a tie the gradient is split evenly, as PyTorch's maximum/minimum do.
-            BinaryOp::Maximum | BinaryOp::Minimum => {
-                let max = self == BinaryOp::Maximum;
-                let side = move |a: N::Elem, b: N::Elem, first: bool| {
-                    let (zero, one) = (N::Elem::from_f64(0.0), N::Elem::from_f64(1.0));
+            // The first operand's share: 1 where it is selected, 0 where the other is,
+            // and on a tie one half, PyTorch's even split; the second's is 1 minus it
+            // (exactly 0, 1 or 1/2). NaN selects the second, as before.
+            BinaryOp::Maximum => {
+                let first = a.step2(b, |a, b| {
+                    let one = N::Elem::from_f64(1.0);
                     if a == b {
                         N::Elem::from_f64(0.5)
-                    } else if (a > b) == max && (a < b) != max {
-                        if first { one } else { zero }
-                    } else if first {
-                        zero
-                    } else {
+                    } else if a > b {
                         one
+                    } else {
+                        N::Elem::from_f64(0.0)
                     }
-                };
-                (
-                    a.step2(b, move |a, b| side(a, b, true)),
-                    a.step2(b, move |a, b| side(a, b, false)),
-                )
+                });
+                (first, a.lit(1.0) - first)
+            }
+            BinaryOp::Minimum => {
+                let first = a.step2(b, |a, b| {
+                    let one = N::Elem::from_f64(1.0);
+                    if a == b {
+                        N::Elem::from_f64(0.5)
+                    } else if a < b {
+                        one
+                    } else {
+                        N::Elem::from_f64(0.0)
+                    }
+                });
+                (first, a.lit(1.0) - first)
             }
         }
     }

@@ -180,7 +180,13 @@ impl<'t, T: Float> Number for Var<'t, T> {
         Var::sigmoid(self)
     }
     fn step(self, f: impl Fn(T) -> T) -> Self {
-        let t = self.value().map(f);
+        // Straight from the node's buffer: one pass, one allocation.
+        let t = {
+            let inner = self.tape.inner.borrow();
+            let x = inner.view(self.id);
+            Tensor::new(x.shape(), x.data().iter().map(|&v| f(v)).collect())
+                .expect("as many elements as the node")
+        };
         self.tape.constant(t)
     }
     fn step2(self, other: Self, f: impl Fn(T, T) -> T) -> Self {
