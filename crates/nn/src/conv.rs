@@ -488,16 +488,21 @@ impl Conv1d {
 /// let y = pool.forward(&tape, &store, tape.constant(Tensor::from_fn(&[1, 1, 4, 4], |i| i as f64)));
 /// assert_eq!(y.value().data(), &[5.0, 7.0, 13.0, 15.0]);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MaxPool2d {
     /// Kernel, stride, padding, ceil mode.
     pub options: Pool2dOptions,
+    /// Its path in a container (empty until placed).
+    pub(crate) name: String,
 }
 
 impl MaxPool2d {
     /// The layer.
     pub fn new(options: Pool2dOptions) -> Self {
-        MaxPool2d { options }
+        MaxPool2d {
+            options,
+            name: String::new(),
+        }
     }
     /// `max_pool2d(x)`.
     ///
@@ -535,16 +540,21 @@ impl MaxPool2d {
 /// let y = pool.forward(&tape, &store, tape.constant(Tensor::from_fn(&[1, 1, 2, 2], |i| i as f64)));
 /// assert_eq!(y.value().data(), &[1.5]);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AvgPool2d {
     /// Kernel, stride, padding, ceil mode.
     pub options: Pool2dOptions,
+    /// Its path in a container (empty until placed).
+    pub(crate) name: String,
 }
 
 impl AvgPool2d {
     /// The layer.
     pub fn new(options: Pool2dOptions) -> Self {
-        AvgPool2d { options }
+        AvgPool2d {
+            options,
+            name: String::new(),
+        }
     }
     /// `avg_pool2d(x)`.
     ///
@@ -578,13 +588,21 @@ impl AvgPool2d {
 /// use descent_tape::{ParamStore, Tape};
 /// use descent_tensor::Tensor;
 /// let (tape, store) = (Tape::<f64>::new(), ParamStore::new());
-/// let y = GlobalAvgPool2d.forward(&tape, &store, tape.constant(Tensor::from_fn(&[1, 2, 2, 2], |i| i as f64)));
+/// let y = GlobalAvgPool2d::new().forward(&tape, &store, tape.constant(Tensor::from_fn(&[1, 2, 2, 2], |i| i as f64)));
 /// assert_eq!(y.value().data(), &[1.5, 5.5]);
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GlobalAvgPool2d;
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GlobalAvgPool2d {
+    /// Its path in a container (empty until placed).
+    pub(crate) name: String,
+}
 
 impl GlobalAvgPool2d {
+    /// The layer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// `x.global_avg_pool2d()`.
     ///
     /// # Panics

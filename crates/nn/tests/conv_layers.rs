@@ -77,7 +77,7 @@ fn layers_record_the_ops_in_their_scope() {
         a.value(),
         y.avg_pool2d(Pool2dOptions::new(2).ceil_mode(true)).value()
     );
-    let g = GlobalAvgPool2d.forward(&tape, &store, y);
+    let g = GlobalAvgPool2d::new().forward(&tape, &store, y);
     assert_eq!(g.shape().as_slice(), &[2, 3]);
 }
 

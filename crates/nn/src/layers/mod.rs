@@ -10,9 +10,11 @@
 //! | [`LayerNorm`] | `nn.LayerNorm` |
 //! | [`BatchNorm1d`], [`BatchNorm2d`] | `nn.BatchNorm1d`, `nn.BatchNorm2d` |
 //! | [`Embedding`] | `nn.Embedding` |
+//! | [`Conv1d`](crate::Conv1d), [`Conv2d`](crate::Conv2d), [`MaxPool2d`](crate::MaxPool2d), [`AvgPool2d`](crate::AvgPool2d), [`GlobalAvgPool2d`](crate::GlobalAvgPool2d) | `nn.Conv1d`, `nn.Conv2d`, `nn.MaxPool2d`, `nn.AvgPool2d`, `nn.AdaptiveAvgPool2d(1)` + `nn.Flatten()` |
 
 mod activation;
 mod batch_norm;
+mod conv;
 mod dropout;
 mod embedding;
 mod flatten;
