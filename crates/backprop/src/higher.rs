@@ -96,6 +96,40 @@ impl<'t, T: Float> GradGraph<'t, T> {
     }
 }
 
+impl<'t, T: Float> GradGraph<'t, T> {
+    /// The gradient of a scope's output (the last node recorded in the scope path
+    /// `scope`, as [`Gradients::scope_deltas`](crate::Gradients::scope_deltas) takes
+    /// it): "the δ of layer 2", as a node to differentiate again. `None` when no node
+    /// of the forward pass is in that scope.
+    ///
+    /// ```
+    /// use descent_backprop::grad_graph;
+    /// use descent_tape::Tape;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(0.5);
+    /// let h = { let _s = tape.scope("layer2"); x.tanh() };
+    /// let g = grad_graph(h * h).unwrap();
+    /// let delta = g.scope_output("layer2").unwrap(); // 2h, a node
+    /// assert_eq!(delta.item(), 2.0 * 0.5f64.tanh());
+    /// ```
+    pub fn scope_output(&self, scope: &str) -> Option<Var<'t, T>> {
+        let id = {
+            let read = self.tape.read();
+            (0..self.grads.len())
+                .rev()
+                .map(NodeId::from_index)
+                .find(|&id| read.scope_of(id) == scope)?
+        };
+        Some(match self.grads[id.index()] {
+            Some(g) => g,
+            None => {
+                let shape: Vec<usize> = self.tape.read().shape(id).to_vec();
+                self.tape.constant(Tensor::zeros(&shape))
+            }
+        })
+    }
+}
+
 /// A backward pass from a scalar `output` that records itself: every gradient is a node
 /// on the same tape (recorded in the scope `backward`), so it can be named, looked up
 /// and differentiated again. PyTorch: `torch.autograd.grad(output, inputs,
