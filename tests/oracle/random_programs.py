@@ -110,6 +110,7 @@ OPS = (
     + ["matmul", "matmul_t"]
     + ["transpose", "t", "reshape", "broadcast_to", "slice", "concat", "stack", "gather"]
     + ["index_select"]
+    + ["pad", "conv2d", "max_pool2d", "avg_pool2d"]
     + ["softmax", "log_softmax"]
     + ["cross_entropy", "mse", "bce_with_logits"]
 )
@@ -119,6 +120,10 @@ WEIGHT.update({op: 1.6 for op in BINARY})
 WEIGHT.update({"matmul": 2.5, "matmul_t": 1.5, "sum": 0.4, "mean": 0.4})
 WEIGHT.update({"cross_entropy": 0.7, "mse": 0.7, "bce_with_logits": 0.7})
 WEIGHT.update({op: 0.5 for op in SCALAR})
+WEIGHT.update({"conv2d": 1.5, "max_pool2d": 1.2, "avg_pool2d": 1.0})
+# Ops whose recorded backward (a second derivative through them) descent does not
+# have: their programs check the tangent only and expect the second order refused.
+FIRST_ORDER_ONLY = ("conv2d", "avg_pool2d")
 
 
 # Ops drawn fewer than RARE times so far get RARE_BOOST times their weight.
@@ -320,6 +325,35 @@ def eval_line(line, env, inputs, concrete):
         index = np.asarray(idx, dtype=np.int64).reshape(ishape)
         return jnp.take(x, jnp.asarray(index), axis=ax)
 
+    if op == "pad":
+        # PyTorch's F.pad: (before, after) pairs from the last axis backwards.
+        x, widths = val(args[0]), parse_list(args[1])
+        pairs = [(0, 0)] * x.ndim
+        for k in range(len(widths) // 2):
+            pairs[x.ndim - 1 - k] = (widths[2 * k], widths[2 * k + 1])
+        return jnp.pad(x, pairs)
+    if op == "conv2d":
+        # X [n, c, h, w], W [o, c / groups, kh, kw], bias [o] or none; cross-correlation.
+        x, w = val(args[0]), val(args[1])
+        b = None if args[2] == "none" else val(args[2])
+        stride, pad, dil, groups = parse_list(args[3]), parse_list(args[4]), parse_list(args[5]), int(args[6])
+        y = jax.lax.conv_general_dilated(
+            x, w, window_strides=stride, padding=[(pad[0], pad[0]), (pad[1], pad[1])],
+            rhs_dilation=dil, feature_group_count=groups,
+            dimension_numbers=("NCHW", "OIHW", "NCHW"), precision=jax.lax.Precision.HIGHEST)
+        return y if b is None else y + b[None, :, None, None]
+    if op in ("max_pool2d", "avg_pool2d"):
+        x, k, st, pad = val(args[0]), parse_list(args[1]), parse_list(args[2]), parse_list(args[3])
+        window, strides = (1, 1, k[0], k[1]), (1, 1, st[0], st[1])
+        padding = ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1]))
+        if op == "avg_pool2d":
+            # count_include_pad: every window lies inside the padded input here.
+            s_ = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, padding)
+            return s_ / (k[0] * k[1])
+        if concrete:
+            check(pool_gap(np.asarray(x), k, st, pad) >= KINK_MIN, "max_pool2d window tie")
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, strides, padding)
+
     if op == "softmax":
         return jax.nn.softmax(val(args[0]), axis=int(args[1]))
     if op == "log_softmax":
@@ -339,6 +373,24 @@ def eval_line(line, env, inputs, concrete):
         return jnp.mean(jax.nn.softplus(x) - x * t)
 
     raise AssertionError(f"unknown op in {line!r}")
+
+
+def pool_gap(x, k, st, pad):
+    """The smallest gap between a pooling window's largest and second-largest input
+    (inf for windows of one input)."""
+    n, c, h, w = x.shape
+    xp = np.full((n, c, h + 2 * pad[0], w + 2 * pad[1]), -np.inf)
+    xp[:, :, pad[0]:pad[0] + h, pad[1]:pad[1] + w] = x
+    oh, ow = (h + 2 * pad[0] - k[0]) // st[0] + 1, (w + 2 * pad[1] - k[1]) // st[1] + 1
+    gap = np.inf
+    for i in range(oh):
+        for j in range(ow):
+            win = xp[:, :, i * st[0]:i * st[0] + k[0], j * st[1]:j * st[1] + k[1]].reshape(n, c, -1)
+            top = np.sort(win, axis=-1)
+            if top.shape[-1] > 1:
+                d = top[..., -1] - top[..., -2]
+                gap = min(gap, float(np.min(np.where(np.isfinite(d), d, np.inf))))
+    return gap
 
 
 def evaluate(lines, inputs):
@@ -733,6 +785,51 @@ class Gen:
             idx = [int(i) for i in self.rng.integers(0, xs[ax], n)]
             ax_txt = ax - nd if self.coin(0.3) else ax
             steps.append((f"index_select {X} {ax_txt} {fmt_list(ishape)} {fmt_list(idx)}", None, "op"))
+
+        elif op == "pad":
+            if nd == 0:
+                return None
+            axes = int(self.rng.integers(1, min(nd, 2) + 1))
+            widths = [int(w) for w in self.rng.integers(0, 3, 2 * axes)]
+            out = list(xs)
+            for k in range(axes):
+                out[nd - 1 - k] += widths[2 * k] + widths[2 * k + 1]
+            if sum(widths) == 0 or np.prod(out) > MAX_NUMEL:
+                return None
+            steps.append((f"pad {X} {fmt_list(widths)}", None, "op"))
+
+        elif op == "conv2d":
+            groups = self.choice([1, 1, 2])
+            cin = groups * int(self.rng.integers(1, 3))
+            cout = groups * int(self.rng.integers(1, 3))
+            k = [int(self.rng.integers(1, 3)), int(self.rng.integers(1, 4))]
+            stride = [int(self.rng.integers(1, 3)), int(self.rng.integers(1, 3))]
+            pad = [int(self.rng.integers(0, 2)), int(self.rng.integers(0, 2))]
+            dil = [int(self.rng.integers(1, 3)), 1]
+            n = int(self.rng.integers(1, 3))
+            h, w = int(self.rng.integers(2, 5)), int(self.rng.integers(3, 6))
+            span = [dil[i] * (k[i] - 1) + 1 for i in range(2)]
+            if h + 2 * pad[0] < span[0] or w + 2 * pad[1] < span[1] or n * cin * h * w > MAX_NUMEL:
+                return None
+            X = self.operand(steps, (n, cin, h, w))
+            steps.append(self.leaf_step((cout, cin // groups, k[0], k[1]), const=False))
+            W = f"n{len(steps) - 1}"
+            B = "none"
+            if self.coin(0.6):
+                steps.append(self.leaf_step((cout,)))
+                B = f"n{len(steps) - 1}"
+            steps.append((f"conv2d {X} {W} {B} {fmt_list(stride)} {fmt_list(pad)} {fmt_list(dil)} {groups}", None, "op"))
+
+        elif op in ("max_pool2d", "avg_pool2d"):
+            k = [int(self.rng.integers(1, 3)), int(self.rng.integers(2, 4))]
+            st = [int(self.rng.integers(1, 3)), int(self.rng.integers(1, 3))]
+            pad = [int(self.rng.integers(0, k[0] // 2 + 1)), int(self.rng.integers(0, k[1] // 2 + 1))]
+            n, c = int(self.rng.integers(1, 3)), int(self.rng.integers(1, 3))
+            h, w = int(self.rng.integers(2, 5)), int(self.rng.integers(3, 6))
+            if h + 2 * pad[0] < k[0] or w + 2 * pad[1] < k[1] or n * c * h * w > MAX_NUMEL:
+                return None
+            X = self.operand(steps, (n, c, h, w))
+            steps.append((f"{op} {X} {fmt_list(k)} {fmt_list(st)} {fmt_list(pad)}", None, "op"))
 
         elif op in ("softmax", "log_softmax"):
             if nd == 0:
