@@ -17,9 +17,7 @@ static ALLOC: CountingAlloc = CountingAlloc;
 /// Allocations of the optimiser steps 3 to 6 of an MLP's training (the first step
 /// makes the state); `make` builds the optimiser from the store's parameter ids, the
 /// biases listed apart.
-fn allocations_of_steps<O: Optimizer<f32>>(
-    make: impl FnOnce(&[ParamId], &[ParamId]) -> O,
-) -> u64 {
+fn allocations_of_steps<O: Optimizer<f32>>(make: impl FnOnce(&[ParamId], &[ParamId]) -> O) -> u64 {
     let mut store = ParamStore::<f32>::new();
     let mlp = Mlp::new(
         &mut store,

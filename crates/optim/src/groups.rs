@@ -92,7 +92,7 @@ impl<O> ParamGroups<O> {
     /// use descent_tensor::Tensor;
     /// let mut store = ParamStore::<f64>::new();
     /// let b = store.insert("b", Tensor::from([0.0]));
-    /// let opt = ParamGroups::new(Sgd::new(0.1).momentum(0.9).weight_decay(1e-4))
+    /// let opt = ParamGroups::new(Sgd::<f64>::new(0.1).momentum(0.9).weight_decay(1e-4))
     ///     .group([b], |o| o.weight_decay(0.0));
     /// assert_eq!(opt.group_of(b), 1);
     /// ```
@@ -118,7 +118,7 @@ impl<O> ParamGroups<O> {
     /// use descent_tensor::Tensor;
     /// let mut store = ParamStore::<f32>::new();
     /// let w = store.insert("w", Tensor::from([0.0]));
-    /// let mut opt = ParamGroups::new(Adam::new(1e-3));
+    /// let mut opt = ParamGroups::new(Adam::<f32>::new(1e-3));
     /// assert_eq!(opt.push_group([w], Adam::new(1e-4).betas(0.5, 0.9)), 1);
     /// ```
     pub fn push_group(&mut self, params: impl IntoIterator<Item = ParamId>, opt: O) -> usize {

@@ -101,7 +101,9 @@ macro_rules! display_optimizer {
     )*};
 }
 
-display_optimizer!(Sgd, Adagrad, RmsProp, Adadelta, Adam, AdamW, Adamax, NAdam, RAdam);
+display_optimizer!(
+    Sgd, Adagrad, RmsProp, Adadelta, Adam, AdamW, Adamax, NAdam, RAdam
+);
 
 /// `mini-batch of 16 over 100 samples, shuffled (seed 7)`, and so on.
 ///

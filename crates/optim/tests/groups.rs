@@ -16,7 +16,10 @@ fn model() -> (ParamStore<f64>, [ParamId; 4], ParamGrads<f64>) {
     let ids = [
         store.insert("body.weight", Tensor::from_fn(&[8, 4], |i| i as f64 * 0.01)),
         store.insert("body.bias", Tensor::from([0.1, 0.2, 0.3, 0.4])),
-        store.insert("head.weight", Tensor::from_fn(&[4, 2], |i| 0.5 - i as f64 * 0.1)),
+        store.insert(
+            "head.weight",
+            Tensor::from_fn(&[4, 2], |i| 0.5 - i as f64 * 0.1),
+        ),
         store.insert("head.bias", Tensor::from([0.0, 0.0])),
     ];
     let grads = ids
@@ -42,9 +45,20 @@ fn each_group_steps_with_its_own_hyper_parameters() {
         .map(|&id| store.get(id).unwrap().clone())
         .collect();
     opt.step(&mut store, &grads).unwrap();
-    for (i, (&id, lr)) in [bw, bb, hw, hb].iter().zip([0.01, 0.0, 0.1, 0.0]).enumerate() {
+    for (i, (&id, lr)) in [bw, bb, hw, hb]
+        .iter()
+        .zip([0.01, 0.0, 0.1, 0.0])
+        .enumerate()
+    {
         let g = grads.get(id).unwrap();
-        for ((&now, &was), &g) in store.get(id).unwrap().data().iter().zip(before[i].data()).zip(g.data()) {
+        for ((&now, &was), &g) in store
+            .get(id)
+            .unwrap()
+            .data()
+            .iter()
+            .zip(before[i].data())
+            .zip(g.data())
+        {
             assert!((now - (was - lr * g)).abs() < 1e-15, "parameter {i}");
         }
     }
@@ -99,7 +113,10 @@ fn grouped_state_round_trips_and_resumes_exactly() {
     let saved: Vec<(ParamId, Tensor<f64>)> =
         store.iter().map(|(id, _, v)| (id, v.clone())).collect();
     opt.step(&mut store, &grads).unwrap();
-    let after_opt: Vec<Tensor<f64>> = saved.iter().map(|(id, _)| store.get(*id).unwrap().clone()).collect();
+    let after_opt: Vec<Tensor<f64>> = saved
+        .iter()
+        .map(|(id, _)| store.get(*id).unwrap().clone())
+        .collect();
     for (id, v) in &saved {
         *store.get_mut(*id).unwrap() = v.clone();
     }
@@ -152,9 +169,15 @@ fn maximize_ascends_where_minimize_descends() {
 #[test]
 fn plateau_refuses_bad_settings_and_respects_min_lr() {
     let mut opt = Sgd::<f64>::new(0.1);
-    let err = ReduceLrOnPlateau::new().factor(1.0).step(1.0, &mut opt).unwrap_err();
+    let err = ReduceLrOnPlateau::new()
+        .factor(1.0)
+        .step(1.0, &mut opt)
+        .unwrap_err();
     assert!(err.to_string().contains("factor"), "{err}");
-    let mut p = ReduceLrOnPlateau::new().patience(0).factor(0.5).min_lr(0.04);
+    let mut p = ReduceLrOnPlateau::new()
+        .patience(0)
+        .factor(0.5)
+        .min_lr(0.04);
     for _ in 0..5 {
         p.step(1.0, &mut opt).unwrap();
     }

@@ -88,10 +88,19 @@ fn grouped<O: Optimizer<f64> + Clone + 'static>(default: O, configure: fn(O) -> 
 
 fn optimizer_cases() -> Vec<(&'static str, Build, &'static [f64])> {
     vec![
-        ("RADAM_DEFAULT", plain(RAdam::default()), oracle::RADAM_DEFAULT),
+        (
+            "RADAM_DEFAULT",
+            plain(RAdam::default()),
+            oracle::RADAM_DEFAULT,
+        ),
         (
             "RADAM",
-            plain(RAdam::new(0.05).betas(0.8, 0.95).eps(1e-6).weight_decay(0.01)),
+            plain(
+                RAdam::new(0.05)
+                    .betas(0.8, 0.95)
+                    .eps(1e-6)
+                    .weight_decay(0.01),
+            ),
             oracle::RADAM,
         ),
         (
@@ -122,7 +131,12 @@ fn optimizer_cases() -> Vec<(&'static str, Build, &'static [f64])> {
         ),
         (
             "ADAGRAD_MAXIMIZE",
-            plain(Adagrad::new(0.1).lr_decay(0.05).weight_decay(0.05).maximize(true)),
+            plain(
+                Adagrad::new(0.1)
+                    .lr_decay(0.05)
+                    .weight_decay(0.05)
+                    .maximize(true),
+            ),
             oracle::ADAGRAD_MAXIMIZE,
         ),
         (
@@ -139,7 +153,12 @@ fn optimizer_cases() -> Vec<(&'static str, Build, &'static [f64])> {
         ),
         (
             "ADADELTA_MAXIMIZE",
-            plain(Adadelta::new(0.5).rho(0.8).weight_decay(0.01).maximize(true)),
+            plain(
+                Adadelta::new(0.5)
+                    .rho(0.8)
+                    .weight_decay(0.01)
+                    .maximize(true),
+            ),
             oracle::ADADELTA_MAXIMIZE,
         ),
         (
@@ -193,7 +212,10 @@ fn optimizer_cases() -> Vec<(&'static str, Build, &'static [f64])> {
         (
             "GROUPS_SGD_NESTEROV",
             grouped(
-                Sgd::new(0.05).momentum(0.9).nesterov(true).weight_decay(0.05),
+                Sgd::new(0.05)
+                    .momentum(0.9)
+                    .nesterov(true)
+                    .weight_decay(0.05),
                 |o| o.with_lr(0.2).momentum(0.5).weight_decay(0.0),
             ),
             oracle::GROUPS_SGD_NESTEROV,
@@ -311,7 +333,11 @@ fn schedule_cases() -> Vec<(&'static str, Box<dyn Schedule>, &'static [f64])> {
             ])),
             oracle::LR_LAMBDA_PER_GROUP,
         ),
-        ("ONE_CYCLE", Box::new(OneCycle::new(n)), oracle::LR_ONE_CYCLE),
+        (
+            "ONE_CYCLE",
+            Box::new(OneCycle::new(n)),
+            oracle::LR_ONE_CYCLE,
+        ),
         (
             "ONE_CYCLE_LINEAR",
             Box::new(OneCycle::new(n).pct_start(0.25).anneal(Anneal::Linear)),

@@ -133,7 +133,6 @@ impl Schedule for Cosine {
     }
 }
 
-
 /// The base rate times γ at each milestone passed: `η γ^m(k)`, where `m(k)` counts
 /// the milestones `≤ k` (`torch.optim.lr_scheduler.MultiStepLR`; a milestone given
 /// twice counts twice, as there).
@@ -169,11 +168,12 @@ impl Schedule for MultiStepLr {
     }
 
     fn validate(&self) -> Result<(), Error> {
-        config(
-            "multi_step_lr",
-            self.milestones.is_sorted(),
-            || format!("the milestones must be in increasing order, got {:?}", self.milestones),
-        )?;
+        config("multi_step_lr", self.milestones.is_sorted(), || {
+            format!(
+                "the milestones must be in increasing order, got {:?}",
+                self.milestones
+            )
+        })?;
         config(
             "multi_step_lr",
             self.gamma >= 0.0 && self.gamma.is_finite(),

@@ -76,7 +76,6 @@ impl<S: Schedule> Schedule for LinearWarmup<S> {
     }
 }
 
-
 /// A schedule boxed to sit in a [`Sequential`] or a [`Chain`] beside schedules of other
 /// types.
 pub type BoxedSchedule = Box<dyn Schedule + Send + Sync>;

@@ -171,18 +171,26 @@ impl ReduceLrOnPlateau {
     }
 
     fn validate(&self) -> Result<(), Error> {
-        let bad = |reason: String| Err(Error::Config {
-            op: "reduce_lr_on_plateau",
-            reason,
-        });
+        let bad = |reason: String| {
+            Err(Error::Config {
+                op: "reduce_lr_on_plateau",
+                reason,
+            })
+        };
         if !(0.0..1.0).contains(&self.factor) {
             return bad(format!("the factor must be in [0, 1), got {}", self.factor));
         }
         if self.min_lrs.is_empty() || self.min_lrs.iter().any(|m| !(*m >= 0.0)) {
-            return bad(format!("min_lr must be given and >= 0, got {:?}", self.min_lrs));
+            return bad(format!(
+                "min_lr must be given and >= 0, got {:?}",
+                self.min_lrs
+            ));
         }
         if !(self.threshold >= 0.0) {
-            return bad(format!("the threshold must be >= 0, got {}", self.threshold));
+            return bad(format!(
+                "the threshold must be >= 0, got {}",
+                self.threshold
+            ));
         }
         Ok(())
     }
