@@ -180,13 +180,13 @@ impl ReduceLrOnPlateau {
         if !(0.0..1.0).contains(&self.factor) {
             return bad(format!("the factor must be in [0, 1), got {}", self.factor));
         }
-        if self.min_lrs.is_empty() || self.min_lrs.iter().any(|m| !(*m >= 0.0)) {
+        if self.min_lrs.is_empty() || self.min_lrs.iter().any(|m| m.is_nan() || *m < 0.0) {
             return bad(format!(
                 "min_lr must be given and >= 0, got {:?}",
                 self.min_lrs
             ));
         }
-        if !(self.threshold >= 0.0) {
+        if self.threshold.is_nan() || self.threshold < 0.0 {
             return bad(format!(
                 "the threshold must be >= 0, got {}",
                 self.threshold
