@@ -94,6 +94,18 @@ impl<T: Float> Adamax<T> {
     /// Maximise the objective instead of minimising it: step along the gradient,
     /// as PyTorch's `maximize=True` (the gradient's sign is flipped as it is read, with
     /// no copy).
+    ///
+    /// ```
+    /// use descent_optim::{Optimizer, Adamax};
+    /// use descent_tape::{ParamGrads, ParamStore};
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let w = store.insert("w", Tensor::from([0.0]));
+    /// let grads: ParamGrads<f64> = [(w, Tensor::from([1.0]))].into_iter().collect();
+    /// let mut opt = Adamax::new(0.1).maximize(true);
+    /// opt.step(&mut store, &grads).unwrap();
+    /// assert!(store.get(w).unwrap().item() > 0.0); // up the gradient
+    /// ```
     pub fn maximize(mut self, maximize: bool) -> Self {
         self.maximize = maximize;
         self

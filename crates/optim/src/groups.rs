@@ -139,6 +139,16 @@ impl<O> ParamGroups<O> {
 
     /// The group that steps parameter `id`: 0 (the default) unless it was placed in
     /// another.
+    ///
+    /// ```
+    /// use descent_optim::{ParamGroups, Sgd};
+    /// use descent_tape::ParamStore;
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let (a, b) = (store.insert("a", Tensor::from([0.0])), store.insert("b", Tensor::from([0.0])));
+    /// let opt = ParamGroups::new(Sgd::<f64>::new(0.1)).group([b], |o| o);
+    /// assert_eq!((opt.group_of(a), opt.group_of(b)), (0, 1));
+    /// ```
     pub fn group_of(&self, id: ParamId) -> usize {
         self.member.get(id.key()).copied().unwrap_or(0)
     }
@@ -150,6 +160,13 @@ impl<O> ParamGroups<O> {
 
     /// The groups' optimisers, mutably: change a group's hyper-parameters between
     /// steps.
+    ///
+    /// ```
+    /// use descent_optim::{Optimizer, ParamGroups, Sgd};
+    /// let mut opt = ParamGroups::new(Sgd::<f64>::new(0.1));
+    /// opt.groups_mut()[0] = Sgd::new(0.1).weight_decay(0.0).momentum(0.9);
+    /// assert_eq!(opt.groups().len(), 1);
+    /// ```
     pub fn groups_mut(&mut self) -> &mut [O] {
         &mut self.groups
     }

@@ -113,6 +113,18 @@ impl<T: Float> RAdam<T> {
     }
 
     /// Maximise the objective instead of minimising it (PyTorch's `maximize=True`).
+    ///
+    /// ```
+    /// use descent_optim::{Optimizer, RAdam};
+    /// use descent_tape::{ParamGrads, ParamStore};
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let w = store.insert("w", Tensor::from([0.0]));
+    /// let grads: ParamGrads<f64> = [(w, Tensor::from([1.0]))].into_iter().collect();
+    /// let mut opt = RAdam::new(0.1).maximize(true);
+    /// opt.step(&mut store, &grads).unwrap();
+    /// assert!(store.get(w).unwrap().item() > 0.0); // up the gradient
+    /// ```
     pub fn maximize(mut self, maximize: bool) -> Self {
         self.maximize = maximize;
         self
