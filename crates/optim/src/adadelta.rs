@@ -40,6 +40,7 @@ pub struct Adadelta<T: Float> {
     rho: f64,
     eps: f64,
     weight_decay: f64,
+    maximize: bool,
     state: SecondaryMap<ParamKey, AdadeltaState<T>>,
 }
 
@@ -66,6 +67,7 @@ impl<T: Float> Adadelta<T> {
             rho: 0.9,
             eps: 1e-6,
             weight_decay: 0.0,
+            maximize: false,
             state: SecondaryMap::new(),
         }
     }
@@ -85,6 +87,26 @@ impl<T: Float> Adadelta<T> {
     /// L2 weight decay λ, added to the gradient.
     pub fn weight_decay(mut self, weight_decay: f64) -> Self {
         self.weight_decay = weight_decay;
+        self
+    }
+
+    /// Maximise the objective instead of minimising it: step along the gradient,
+    /// as PyTorch's `maximize=True` (the gradient's sign is flipped as it is read, with
+    /// no copy).
+    ///
+    /// ```
+    /// use descent_optim::{Optimizer, Adadelta};
+    /// use descent_tape::{ParamGrads, ParamStore};
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let w = store.insert("w", Tensor::from([0.0]));
+    /// let grads: ParamGrads<f64> = [(w, Tensor::from([1.0]))].into_iter().collect();
+    /// let mut opt = Adadelta::new(0.1).maximize(true);
+    /// opt.step(&mut store, &grads).unwrap();
+    /// assert!(store.get(w).unwrap().item() > 0.0); // up the gradient
+    /// ```
+    pub fn maximize(mut self, maximize: bool) -> Self {
+        self.maximize = maximize;
         self
     }
 
@@ -165,12 +187,14 @@ impl<T: Float> Optimizer<T> for Adadelta<T> {
             acc_delta,
             ..
         } = state;
+        let maximize = self.maximize;
         for (((p, &g), v), u) in value
             .iter_mut()
             .zip(grad)
             .zip(square_avg.iter_mut())
             .zip(acc_delta.iter_mut())
         {
+            let g = if maximize { -g } else { g };
             let g = if self.weight_decay != 0.0 {
                 add_scaled(g, wd, *p)
             } else {

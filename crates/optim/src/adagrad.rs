@@ -44,6 +44,7 @@ pub struct Adagrad<T: Float> {
     lr: f64,
     lr_decay: f64,
     weight_decay: f64,
+    maximize: bool,
     initial_accumulator_value: f64,
     eps: f64,
     state: SecondaryMap<ParamKey, AdagradState<T>>,
@@ -69,6 +70,7 @@ impl<T: Float> Adagrad<T> {
             lr,
             lr_decay: 0.0,
             weight_decay: 0.0,
+            maximize: false,
             initial_accumulator_value: 0.0,
             eps: 1e-10,
             state: SecondaryMap::new(),
@@ -84,6 +86,26 @@ impl<T: Float> Adagrad<T> {
     /// L2 weight decay λ, added to the gradient.
     pub fn weight_decay(mut self, weight_decay: f64) -> Self {
         self.weight_decay = weight_decay;
+        self
+    }
+
+    /// Maximise the objective instead of minimising it: step along the gradient,
+    /// as PyTorch's `maximize=True` (the gradient's sign is flipped as it is read, with
+    /// no copy).
+    ///
+    /// ```
+    /// use descent_optim::{Optimizer, Adagrad};
+    /// use descent_tape::{ParamGrads, ParamStore};
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let w = store.insert("w", Tensor::from([0.0]));
+    /// let grads: ParamGrads<f64> = [(w, Tensor::from([1.0]))].into_iter().collect();
+    /// let mut opt = Adagrad::new(0.1).maximize(true);
+    /// opt.step(&mut store, &grads).unwrap();
+    /// assert!(store.get(w).unwrap().item() > 0.0); // up the gradient
+    /// ```
+    pub fn maximize(mut self, maximize: bool) -> Self {
+        self.maximize = maximize;
         self
     }
 
@@ -172,7 +194,9 @@ impl<T: Float> Optimizer<T> for Adagrad<T> {
         let neg_clr = T::from_f64(-clr);
         let wd = T::from_f64(self.weight_decay);
         let eps = T::from_f64(self.eps);
+        let maximize = self.maximize;
         for ((p, &g), s) in value.iter_mut().zip(grad).zip(state.sum.iter_mut()) {
+            let g = if maximize { -g } else { g };
             let g = if self.weight_decay != 0.0 {
                 add_scaled(g, wd, *p)
             } else {

@@ -48,6 +48,7 @@ pub struct Adam<T: Float> {
     beta2: f64,
     eps: f64,
     weight_decay: f64,
+    maximize: bool,
     amsgrad: bool,
     decoupled_weight_decay: bool,
     state: SecondaryMap<ParamKey, AdamState<T>>,
@@ -79,6 +80,7 @@ impl<T: Float> Adam<T> {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.0,
+            maximize: false,
             amsgrad: false,
             decoupled_weight_decay: false,
             state: SecondaryMap::new(),
@@ -102,6 +104,26 @@ impl<T: Float> Adam<T> {
     /// [`Adam::decoupled_weight_decay`], applied to the parameter as `p (1 - η λ)`.
     pub fn weight_decay(mut self, weight_decay: f64) -> Self {
         self.weight_decay = weight_decay;
+        self
+    }
+
+    /// Maximise the objective instead of minimising it: step along the gradient,
+    /// as PyTorch's `maximize=True` (the gradient's sign is flipped as it is read, with
+    /// no copy).
+    ///
+    /// ```
+    /// use descent_optim::{Optimizer, Adam};
+    /// use descent_tape::{ParamGrads, ParamStore};
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let w = store.insert("w", Tensor::from([0.0]));
+    /// let grads: ParamGrads<f64> = [(w, Tensor::from([1.0]))].into_iter().collect();
+    /// let mut opt = Adam::new(0.1).maximize(true);
+    /// opt.step(&mut store, &grads).unwrap();
+    /// assert!(store.get(w).unwrap().item() > 0.0); // up the gradient
+    /// ```
+    pub fn maximize(mut self, maximize: bool) -> Self {
+        self.maximize = maximize;
         self
     }
 
@@ -213,7 +235,9 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         let beta2 = T::from_f64(self.beta2);
         let one_minus_beta2 = T::from_f64(1.0 - self.beta2);
         let eps = T::from_f64(self.eps);
+        let maximize = self.maximize;
         for (i, (p, &g)) in value.iter_mut().zip(grad).enumerate() {
+            let g = if maximize { -g } else { g };
             if decay_param {
                 *p *= shrink;
             }
@@ -298,6 +322,23 @@ impl<T: Float> AdamW<T> {
     /// AMSGrad: normalise by the largest second moment seen so far.
     pub fn amsgrad(self, amsgrad: bool) -> Self {
         Self(self.0.amsgrad(amsgrad))
+    }
+
+    /// Maximise the objective instead of minimising it (PyTorch's `maximize=True`).
+    ///
+    /// ```
+    /// use descent_optim::{Optimizer, AdamW};
+    /// use descent_tape::{ParamGrads, ParamStore};
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let w = store.insert("w", Tensor::from([0.0]));
+    /// let grads: ParamGrads<f64> = [(w, Tensor::from([1.0]))].into_iter().collect();
+    /// let mut opt = AdamW::new(0.1).maximize(true);
+    /// opt.step(&mut store, &grads).unwrap();
+    /// assert!(store.get(w).unwrap().item() > 0.0); // up the gradient
+    /// ```
+    pub fn maximize(self, maximize: bool) -> Self {
+        Self(self.0.maximize(maximize))
     }
 
     /// How many steps have updated parameter `id` (0 before its first).

@@ -9,11 +9,14 @@
 //!   Every step checks all gradients first, so a step with a NaN gradient is skipped
 //!   whole and says which parameter held it.
 //! - [`Sgd`] (momentum, Nesterov, weight decay).
-//! - [`Adagrad`], [`RmsProp`], [`Adadelta`], [`Adam`], [`AdamW`], [`Adamax`], [`NAdam`]:
-//!   PyTorch's update rules and defaults, checked against `torch.optim` in `f64`
-//!   (`tests/torch_reference.rs`).
-//! - Learning-rate schedules: [`Schedule`] ([`Constant`], [`StepLr`], [`Exponential`],
-//!   [`Cosine`], [`LinearWarmup`]), run with any optimiser by [`Scheduled`].
+//! - [`Adagrad`], [`RmsProp`], [`Adadelta`], [`Adam`], [`AdamW`], [`Adamax`], [`NAdam`],
+//!   [`RAdam`]: PyTorch's update rules and defaults, checked against `torch.optim` in
+//!   `f64` (`tests/torch_reference.rs`). Every optimiser can `maximize`.
+//! - [`ParamGroups`]: per-group hyper-parameters (PyTorch's `param_groups`).
+//! - Learning-rate schedules: [`Schedule`] ([`Constant`], [`StepLr`], [`MultiStepLr`],
+//!   [`Exponential`], [`Cosine`], [`LambdaLr`], [`OneCycle`], [`CosineWarmRestarts`],
+//!   [`LinearWarmup`], [`Sequential`], [`Chain`]), run with any optimiser, group by
+//!   group, by [`Scheduled`]; [`ReduceLrOnPlateau`] follows a metric.
 //! - Clipping, in place: [`clip_grad_norm`] (global L2 norm by PyTorch's
 //!   `clip_grad_norm_` formula, returning the norm before clipping),
 //!   [`clip_grad_norm_exact`] (an exact rescale, only above the limit),
@@ -55,9 +58,11 @@ mod adam;
 mod adamax;
 mod clip;
 mod error;
+mod groups;
 mod nadam;
 mod optimizer;
 mod pointwise;
+mod radam;
 mod rmsprop;
 mod schedule;
 mod sgd;
@@ -70,10 +75,16 @@ pub use adam::{Adam, AdamW};
 pub use adamax::Adamax;
 pub use clip::{clip_grad_norm, clip_grad_norm_exact, clip_grad_norm_per_param, clip_grad_value};
 pub use error::Error;
+pub use groups::ParamGroups;
 pub use nadam::NAdam;
 pub use optimizer::{Optimizer, check_grads};
+pub use radam::RAdam;
 pub use rmsprop::RmsProp;
-pub use schedule::{Constant, Cosine, Exponential, LinearWarmup, Schedule, Scheduled, StepLr};
+pub use schedule::{
+    Anneal, BoxedSchedule, Chain, Constant, Cosine, CosineWarmRestarts, Exponential, LambdaLr,
+    LinearWarmup, LrLambda, MultiStepLr, OneCycle, PlateauMode, ReduceLrOnPlateau, Schedule,
+    Scheduled, Sequential, StepLr, ThresholdMode,
+};
 pub use sgd::Sgd;
 pub use state::OptimizerState;
 pub use train::{Batches, DataLoader};
@@ -90,7 +101,9 @@ macro_rules! display_optimizer {
     )*};
 }
 
-display_optimizer!(Sgd, Adagrad, RmsProp, Adadelta, Adam, AdamW, Adamax, NAdam);
+display_optimizer!(
+    Sgd, Adagrad, RmsProp, Adadelta, Adam, AdamW, Adamax, NAdam, RAdam
+);
 
 /// `mini-batch of 16 over 100 samples, shuffled (seed 7)`, and so on.
 ///

@@ -52,6 +52,7 @@ pub struct NAdam<T: Float> {
     beta2: f64,
     eps: f64,
     weight_decay: f64,
+    maximize: bool,
     momentum_decay: f64,
     decoupled_weight_decay: bool,
     state: SecondaryMap<ParamKey, NAdamState<T>>,
@@ -81,6 +82,7 @@ impl<T: Float> NAdam<T> {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.0,
+            maximize: false,
             momentum_decay: 4e-3,
             decoupled_weight_decay: false,
             state: SecondaryMap::new(),
@@ -104,6 +106,26 @@ impl<T: Float> NAdam<T> {
     /// [`NAdam::decoupled_weight_decay`], applied to the parameter as `p (1 - η λ)`.
     pub fn weight_decay(mut self, weight_decay: f64) -> Self {
         self.weight_decay = weight_decay;
+        self
+    }
+
+    /// Maximise the objective instead of minimising it: step along the gradient,
+    /// as PyTorch's `maximize=True` (the gradient's sign is flipped as it is read, with
+    /// no copy).
+    ///
+    /// ```
+    /// use descent_optim::{Optimizer, NAdam};
+    /// use descent_tape::{ParamGrads, ParamStore};
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let w = store.insert("w", Tensor::from([0.0]));
+    /// let grads: ParamGrads<f64> = [(w, Tensor::from([1.0]))].into_iter().collect();
+    /// let mut opt = NAdam::new(0.1).maximize(true);
+    /// opt.step(&mut store, &grads).unwrap();
+    /// assert!(store.get(w).unwrap().item() > 0.0); // up the gradient
+    /// ```
+    pub fn maximize(mut self, maximize: bool) -> Self {
+        self.maximize = maximize;
         self
     }
 
@@ -214,12 +236,14 @@ impl<T: Float> Optimizer<T> for NAdam<T> {
             exp_avg_sq,
             ..
         } = state;
+        let maximize = self.maximize;
         for (((p, &g), m), v) in value
             .iter_mut()
             .zip(grad)
             .zip(exp_avg.iter_mut())
             .zip(exp_avg_sq.iter_mut())
         {
+            let g = if maximize { -g } else { g };
             if decay_param {
                 *p *= shrink;
             }

@@ -42,6 +42,50 @@ pub trait Optimizer<T: Float> {
     /// Sets the learning rate (schedules call this between steps).
     fn set_learning_rate(&mut self, lr: f64);
 
+    /// The learning rate `lr` set, as a builder: `Adam::new(1e-3).with_lr(1e-4)`, or
+    /// `|o| o.with_lr(1e-4)` to derive a parameter group from the defaults
+    /// ([`ParamGroups::group`](crate::ParamGroups::group)).
+    ///
+    /// ```
+    /// use descent_optim::{Adam, Optimizer};
+    /// let adam = Adam::<f32>::new(1e-3).with_lr(1e-4);
+    /// assert_eq!(Optimizer::<f32>::learning_rate(&adam), 1e-4);
+    /// ```
+    fn with_lr(mut self, lr: f64) -> Self
+    where
+        Self: Sized,
+    {
+        self.set_learning_rate(lr);
+        self
+    }
+
+    /// The number of parameter groups, each with its own learning rate: 1 for an
+    /// optimiser without groups, more for [`ParamGroups`](crate::ParamGroups)
+    /// (PyTorch's `len(optimizer.param_groups)`). Schedules drive each group's rate.
+    ///
+    /// ```
+    /// use descent_optim::{Optimizer, Sgd};
+    /// assert_eq!(Optimizer::<f64>::group_count(&Sgd::<f64>::new(0.1)), 1);
+    /// ```
+    fn group_count(&self) -> usize {
+        1
+    }
+
+    /// The learning rate of group `group` (`< group_count()`): PyTorch's
+    /// `optimizer.param_groups[group]["lr"]`. The default, for one group, is
+    /// [`Optimizer::learning_rate`].
+    fn group_learning_rate(&self, group: usize) -> f64 {
+        let _ = group;
+        self.learning_rate()
+    }
+
+    /// Sets the learning rate of group `group` (`< group_count()`). The default, for
+    /// one group, is [`Optimizer::set_learning_rate`].
+    fn set_group_learning_rate(&mut self, group: usize, lr: f64) {
+        let _ = group;
+        self.set_learning_rate(lr);
+    }
+
     /// Checks the hyper-parameters; `step` calls it first. The default accepts all.
     fn validate(&self) -> Result<(), Error> {
         Ok(())

@@ -42,6 +42,7 @@ pub struct RmsProp<T: Float> {
     alpha: f64,
     eps: f64,
     weight_decay: f64,
+    maximize: bool,
     momentum: f64,
     centered: bool,
     state: SecondaryMap<ParamKey, RmsPropState<T>>,
@@ -72,6 +73,7 @@ impl<T: Float> RmsProp<T> {
             alpha: 0.99,
             eps: 1e-8,
             weight_decay: 0.0,
+            maximize: false,
             momentum: 0.0,
             centered: false,
             state: SecondaryMap::new(),
@@ -93,6 +95,26 @@ impl<T: Float> RmsProp<T> {
     /// L2 weight decay λ, added to the gradient.
     pub fn weight_decay(mut self, weight_decay: f64) -> Self {
         self.weight_decay = weight_decay;
+        self
+    }
+
+    /// Maximise the objective instead of minimising it: step along the gradient,
+    /// as PyTorch's `maximize=True` (the gradient's sign is flipped as it is read, with
+    /// no copy).
+    ///
+    /// ```
+    /// use descent_optim::{Optimizer, RmsProp};
+    /// use descent_tape::{ParamGrads, ParamStore};
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let w = store.insert("w", Tensor::from([0.0]));
+    /// let grads: ParamGrads<f64> = [(w, Tensor::from([1.0]))].into_iter().collect();
+    /// let mut opt = RmsProp::new(0.1).maximize(true);
+    /// opt.step(&mut store, &grads).unwrap();
+    /// assert!(store.get(w).unwrap().item() > 0.0); // up the gradient
+    /// ```
+    pub fn maximize(mut self, maximize: bool) -> Self {
+        self.maximize = maximize;
         self
     }
 
@@ -206,7 +228,9 @@ impl<T: Float> Optimizer<T> for RmsProp<T> {
         let eps = T::from_f64(self.eps);
         let mu = T::from_f64(self.momentum);
         let neg_lr = T::from_f64(-self.lr);
+        let maximize = self.maximize;
         for (i, (p, &g)) in value.iter_mut().zip(grad).enumerate() {
+            let g = if maximize { -g } else { g };
             let g = if self.weight_decay != 0.0 {
                 add_scaled(g, wd, *p)
             } else {

@@ -37,6 +37,7 @@ pub struct Sgd<T: Float> {
     dampening: f64,
     nesterov: bool,
     weight_decay: f64,
+    maximize: bool,
     buffers: SecondaryMap<ParamKey, Vec<T>>,
 }
 
@@ -49,6 +50,7 @@ impl<T: Float> Sgd<T> {
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
+            maximize: false,
             buffers: SecondaryMap::new(),
         }
     }
@@ -74,6 +76,26 @@ impl<T: Float> Sgd<T> {
     /// L2 weight decay λ, added to the gradient.
     pub fn weight_decay(mut self, weight_decay: f64) -> Self {
         self.weight_decay = weight_decay;
+        self
+    }
+
+    /// Maximise the objective instead of minimising it: step along the gradient,
+    /// as PyTorch's `maximize=True` (the gradient's sign is flipped as it is read, with
+    /// no copy).
+    ///
+    /// ```
+    /// use descent_optim::{Optimizer, Sgd};
+    /// use descent_tape::{ParamGrads, ParamStore};
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let w = store.insert("w", Tensor::from([0.0]));
+    /// let grads: ParamGrads<f64> = [(w, Tensor::from([1.0]))].into_iter().collect();
+    /// let mut opt = Sgd::new(0.1).maximize(true);
+    /// opt.step(&mut store, &grads).unwrap();
+    /// assert!(store.get(w).unwrap().item() > 0.0); // up the gradient
+    /// ```
+    pub fn maximize(mut self, maximize: bool) -> Self {
+        self.maximize = maximize;
         self
     }
 }
@@ -134,18 +156,18 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
             keep: T::from_f64(1.0 - self.dampening),
         };
         let wd = self.weight_decay != 0.0;
+        let max = self.maximize;
         if self.momentum == 0.0 {
             for_chunks(
                 value,
                 grad,
                 &mut [],
                 #[inline(always)]
-                |p, g, _| {
-                    if wd {
-                        plain::<T, true>(p, g, &k)
-                    } else {
-                        plain::<T, false>(p, g, &k)
-                    }
+                |p, g, _| match (wd, max) {
+                    (false, false) => plain::<T, false, false>(p, g, &k),
+                    (false, true) => plain::<T, false, true>(p, g, &k),
+                    (true, false) => plain::<T, true, false>(p, g, &k),
+                    (true, true) => plain::<T, true, true>(p, g, &k),
                 },
             );
             return;
@@ -162,17 +184,31 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
             grad,
             buf,
             #[inline(always)]
-            |p, g, b| match (wd, first, nesterov) {
-                (false, false, false) => momentum::<T, false, false, false>(p, g, b, &k),
-                (false, false, true) => momentum::<T, false, false, true>(p, g, b, &k),
-                (false, true, false) => momentum::<T, false, true, false>(p, g, b, &k),
-                (false, true, true) => momentum::<T, false, true, true>(p, g, b, &k),
-                (true, false, false) => momentum::<T, true, false, false>(p, g, b, &k),
-                (true, false, true) => momentum::<T, true, false, true>(p, g, b, &k),
-                (true, true, false) => momentum::<T, true, true, false>(p, g, b, &k),
-                (true, true, true) => momentum::<T, true, true, true>(p, g, b, &k),
+            |p, g, b| match (wd, max) {
+                (false, false) => momentum_of::<T, false, false>(first, nesterov, p, g, b, &k),
+                (false, true) => momentum_of::<T, false, true>(first, nesterov, p, g, b, &k),
+                (true, false) => momentum_of::<T, true, false>(first, nesterov, p, g, b, &k),
+                (true, true) => momentum_of::<T, true, true>(first, nesterov, p, g, b, &k),
             },
         );
+    }
+}
+
+/// Picks the momentum loop for the step's runtime flags.
+#[inline(always)]
+fn momentum_of<T: Float, const WD: bool, const MAX: bool>(
+    first: bool,
+    nesterov: bool,
+    p: &mut [T],
+    g: &[T],
+    b: &mut [T],
+    k: &SgdConsts<T>,
+) {
+    match (first, nesterov) {
+        (false, false) => momentum::<T, WD, MAX, false, false>(p, g, b, k),
+        (false, true) => momentum::<T, WD, MAX, false, true>(p, g, b, k),
+        (true, false) => momentum::<T, WD, MAX, true, false>(p, g, b, k),
+        (true, true) => momentum::<T, WD, MAX, true, true>(p, g, b, k),
     }
 }
 
@@ -186,12 +222,13 @@ struct SgdConsts<T> {
 
 /// `p ← p - lr · (g + wd·p)`, each step one fused multiply-add as PyTorch's
 /// `add(alpha=)` computes it: `g + wd·p` and `p + (-lr)·g` are each rounded once. The
-/// flags are type parameters so that each combination is its own branch-free loop,
+/// flags (weight decay, maximize) are type parameters so that each combination is its own branch-free loop,
 /// which the compiler vectorises.
 #[inline(always)]
-fn plain<T: Float, const WD: bool>(value: &mut [T], grad: &[T], k: &SgdConsts<T>) {
+fn plain<T: Float, const WD: bool, const MAX: bool>(value: &mut [T], grad: &[T], k: &SgdConsts<T>) {
     let neg_lr = -k.lr;
     for (p, &g) in value.iter_mut().zip(grad) {
+        let g = if MAX { -g } else { g };
         let g = if WD { add_scaled(g, k.wd, *p) } else { g };
         *p = add_scaled(*p, neg_lr, g);
     }
@@ -202,7 +239,7 @@ fn plain<T: Float, const WD: bool>(value: &mut [T], grad: &[T], k: &SgdConsts<T>
 /// product rounded, then one fused multiply-add); then `p -= lr · b`, or
 /// `lr · (g + mu·b)` with Nesterov, each a fused multiply-add.
 #[inline(always)]
-fn momentum<T: Float, const WD: bool, const FIRST: bool, const NESTEROV: bool>(
+fn momentum<T: Float, const WD: bool, const MAX: bool, const FIRST: bool, const NESTEROV: bool>(
     value: &mut [T],
     grad: &[T],
     buf: &mut [T],
@@ -210,6 +247,7 @@ fn momentum<T: Float, const WD: bool, const FIRST: bool, const NESTEROV: bool>(
 ) {
     let neg_lr = -k.lr;
     for ((p, &g), b) in value.iter_mut().zip(grad).zip(buf.iter_mut()) {
+        let g = if MAX { -g } else { g };
         let g = if WD { add_scaled(g, k.wd, *p) } else { g };
         *b = if FIRST {
             g
