@@ -37,5 +37,9 @@ pub struct GuideArchitecture;
 
 #[doc = include_str!("../docs/guide/higher-order.md")]
 pub struct GuideHigherOrder;
+
 #[doc = include_str!("../docs/guide/modules.md")]
 pub struct GuideModules;
+
+#[doc = include_str!("../docs/guide/sequences.md")]
+pub struct GuideSequences;
