@@ -262,6 +262,25 @@ impl<T: Float, const D: usize, const R: usize, const C: usize> From<[[[T; C]; R]
     }
 }
 
+impl<T: Float, const N: usize, const D: usize, const R: usize, const C: usize>
+    From<[[[[T; C]; R]; D]; N]> for Tensor<T>
+{
+    /// A 4-d tensor from nested arrays, outermost axis first (an image batch
+    /// `[n, c, h, w]`, a convolution weight `[c_out, c_in, kh, kw]`).
+    ///
+    /// ```
+    /// let t = descent_tensor::Tensor::from([[[[1.0, 2.0], [3.0, 4.0]]]]);
+    /// assert_eq!(t.shape(), &[1, 1, 2, 2]);
+    /// assert_eq!(t.get(&[0, 0, 1, 0]), 3.0);
+    /// ```
+    fn from(images: [[[[T; C]; R]; D]; N]) -> Self {
+        Self::from_parts(
+            smallvec::smallvec![N, D, R, C],
+            images.iter().flatten().flatten().flatten().copied().collect(),
+        )
+    }
+}
+
 impl<T: Float> TryFrom<Vec<Vec<T>>> for Tensor<T> {
     type Error = TensorError;
 
