@@ -196,6 +196,15 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         self.lr = lr;
     }
 
+    /// β₁, the decay rate of the first moment.
+    fn group_momentum(&self, _group: usize) -> Option<f64> {
+        Some(self.beta1)
+    }
+
+    fn set_group_momentum(&mut self, _group: usize, momentum: f64) {
+        self.beta1 = momentum;
+    }
+
     fn validate(&self) -> Result<(), Error> {
         non_negative(self.name, "learning rate", self.lr)?;
         non_negative(self.name, "eps", self.eps)?;
@@ -358,6 +367,14 @@ impl<T: Float> Optimizer<T> for AdamW<T> {
 
     fn set_learning_rate(&mut self, lr: f64) {
         self.0.lr = lr;
+    }
+
+    fn group_momentum(&self, group: usize) -> Option<f64> {
+        self.0.group_momentum(group)
+    }
+
+    fn set_group_momentum(&mut self, group: usize, momentum: f64) {
+        self.0.set_group_momentum(group, momentum);
     }
 
     fn validate(&self) -> Result<(), Error> {

@@ -210,6 +210,14 @@ impl<T: Float, O: Optimizer<T> + Clone> Optimizer<T> for ParamGroups<O> {
         self.groups[group].set_learning_rate(lr);
     }
 
+    fn group_momentum(&self, group: usize) -> Option<f64> {
+        self.groups[group].group_momentum(0)
+    }
+
+    fn set_group_momentum(&mut self, group: usize, momentum: f64) {
+        self.groups[group].set_group_momentum(0, momentum);
+    }
+
     fn validate(&self) -> Result<(), Error> {
         if let Some((id, first, second)) = self.duplicate {
             return Err(Error::Config {

@@ -86,6 +86,27 @@ pub trait Optimizer<T: Float> {
         self.set_learning_rate(lr);
     }
 
+    /// The momentum of group `group`: SGD's and RMSprop's momentum, β₁ of the Adam
+    /// family (PyTorch's `param_groups[group]["momentum"]` or `["betas"][0]`); `None`
+    /// for an optimiser without one (the default). [`OneCycle`](crate::OneCycle) cycles
+    /// it.
+    ///
+    /// ```
+    /// use descent_optim::{Adagrad, Adam, Optimizer};
+    /// assert_eq!(Optimizer::<f64>::group_momentum(&Adam::<f64>::new(1e-3), 0), Some(0.9));
+    /// assert_eq!(Optimizer::<f64>::group_momentum(&Adagrad::<f64>::new(1e-2), 0), None);
+    /// ```
+    fn group_momentum(&self, group: usize) -> Option<f64> {
+        let _ = group;
+        None
+    }
+
+    /// Sets group `group`'s momentum (β₁ for the Adam family); an optimiser without
+    /// one ignores it (the default).
+    fn set_group_momentum(&mut self, group: usize, momentum: f64) {
+        let _ = (group, momentum);
+    }
+
     /// Checks the hyper-parameters; `step` calls it first. The default accepts all.
     fn validate(&self) -> Result<(), Error> {
         Ok(())

@@ -149,6 +149,15 @@ impl<T: Float> Optimizer<T> for RAdam<T> {
         self.lr = lr;
     }
 
+    /// β₁, the decay rate of the first moment.
+    fn group_momentum(&self, _group: usize) -> Option<f64> {
+        Some(self.beta1)
+    }
+
+    fn set_group_momentum(&mut self, _group: usize, momentum: f64) {
+        self.beta1 = momentum;
+    }
+
     fn validate(&self) -> Result<(), Error> {
         non_negative("radam", "learning rate", self.lr)?;
         non_negative("radam", "eps", self.eps)?;

@@ -150,6 +150,15 @@ impl<T: Float> Optimizer<T> for RmsProp<T> {
         self.lr = lr;
     }
 
+    /// The momentum μ.
+    fn group_momentum(&self, _group: usize) -> Option<f64> {
+        Some(self.momentum)
+    }
+
+    fn set_group_momentum(&mut self, _group: usize, momentum: f64) {
+        self.momentum = momentum;
+    }
+
     fn validate(&self) -> Result<(), Error> {
         non_negative("rmsprop", "learning rate", self.lr)?;
         closed_unit_interval("rmsprop", "alpha", self.alpha)?;

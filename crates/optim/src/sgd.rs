@@ -126,6 +126,15 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         self.lr = lr;
     }
 
+    /// The momentum μ.
+    fn group_momentum(&self, _group: usize) -> Option<f64> {
+        Some(self.momentum)
+    }
+
+    fn set_group_momentum(&mut self, _group: usize, momentum: f64) {
+        self.momentum = momentum;
+    }
+
     /// The slot `"momentum_buffer"` of each parameter stepped with momentum.
     fn state(&self, params: &ParamStore<T>) -> OptimizerState<T> {
         export(params, &self.buffers, |out, id, shape, b| {

@@ -187,3 +187,27 @@ fn plateau_refuses_bad_settings_and_respects_min_lr() {
     let mut g = ParamGroups::new(Sgd::<f64>::new(0.1));
     g.load_state(&store, OptimizerState::default()).unwrap();
 }
+
+#[test]
+fn one_cycle_cycles_momentum_and_refuses_an_optimiser_without_one() {
+    use descent_optim::{Adagrad, OneCycle};
+    let (mut store, _, grads) = model();
+    let mut opt = Scheduled::new(Adagrad::new(0.1), OneCycle::new(10));
+    let before = store.get(store.ids().next().unwrap()).unwrap().clone();
+    let err = opt.step(&mut store, &grads).unwrap_err();
+    assert!(err.to_string().contains("cycles momentum"), "{err}");
+    assert_eq!(store.get(store.ids().next().unwrap()).unwrap(), &before);
+    let mut opt = Scheduled::new(Adagrad::new(0.1), OneCycle::new(10).cycle_momentum(false));
+    opt.step(&mut store, &grads).unwrap();
+    // SGD's momentum follows the cycle: 0.95 at the start, 0.85 at the peak.
+    let mut opt = Scheduled::new(
+        Sgd::new(0.1).momentum(0.5),
+        OneCycle::new(10).pct_start(0.5),
+    );
+    opt.step(&mut store, &grads).unwrap();
+    assert!((opt.inner().group_momentum(0).unwrap() - 0.95).abs() < 1e-15);
+    for _ in 0..4 {
+        opt.step(&mut store, &grads).unwrap();
+    }
+    assert!((opt.inner().group_momentum(0).unwrap() - 0.85).abs() < 1e-15);
+}

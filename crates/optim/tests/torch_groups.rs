@@ -282,9 +282,38 @@ fn optimizer_cases() -> Vec<(&'static str, Build, &'static [f64])> {
                 // The peak of each group is its rate: PyTorch's max_lr=[0.1, 0.02].
                 let groups =
                     ParamGroups::new(Sgd::new(0.1).momentum(0.9)).group([p1], |o| o.with_lr(0.02));
-                Box::new(Scheduled::new(groups, OneCycle::new(oracle::STEPS)))
+                let one_cycle = OneCycle::new(oracle::STEPS).cycle_momentum(false);
+                Box::new(Scheduled::new(groups, one_cycle))
             }),
             oracle::GROUPS_SGD_ONE_CYCLE,
+        ),
+        (
+            "GROUPS_SGD_ONE_CYCLE_MOMENTUM",
+            Box::new(|_, p1| {
+                let groups =
+                    ParamGroups::new(Sgd::new(0.1).momentum(0.9)).group([p1], |o| o.with_lr(0.02));
+                Box::new(Scheduled::new(groups, OneCycle::new(oracle::STEPS)))
+            }),
+            oracle::GROUPS_SGD_ONE_CYCLE_MOMENTUM,
+        ),
+        (
+            "ADAM_ONE_CYCLE_THREE_PHASE_MOMENTUM",
+            Box::new(|_, _| {
+                let one_cycle = OneCycle::new(oracle::STEPS)
+                    .three_phase(true)
+                    .anneal(Anneal::Linear)
+                    .momentum_range(0.8, 0.9);
+                Box::new(Scheduled::new(Adam::new(0.05), one_cycle))
+            }),
+            oracle::ADAM_ONE_CYCLE_THREE_PHASE_MOMENTUM,
+        ),
+        (
+            "RMSPROP_ONE_CYCLE_MOMENTUM",
+            Box::new(|_, _| {
+                let one_cycle = OneCycle::new(oracle::STEPS).pct_start(0.4);
+                Box::new(Scheduled::new(RmsProp::new(0.01), one_cycle))
+            }),
+            oracle::RMSPROP_ONE_CYCLE_MOMENTUM,
         ),
     ]
 }
@@ -340,12 +369,17 @@ fn schedule_cases() -> Vec<(&'static str, Box<dyn Schedule>, &'static [f64])> {
         ),
         (
             "ONE_CYCLE_LINEAR",
-            Box::new(OneCycle::new(n).pct_start(0.25).anneal(Anneal::Linear)),
+            Box::new(
+                OneCycle::new(n)
+                    .pct_start(0.25)
+                    .anneal(Anneal::Linear)
+                    .cycle_momentum(false),
+            ),
             oracle::LR_ONE_CYCLE_LINEAR,
         ),
         (
             "ONE_CYCLE_THREE_PHASE",
-            Box::new(OneCycle::new(n).three_phase(true)),
+            Box::new(OneCycle::new(n).three_phase(true).cycle_momentum(false)),
             oracle::LR_ONE_CYCLE_THREE_PHASE,
         ),
         (
@@ -356,7 +390,8 @@ fn schedule_cases() -> Vec<(&'static str, Box<dyn Schedule>, &'static [f64])> {
                     .anneal(Anneal::Linear)
                     .three_phase(true)
                     .div_factor(10.0)
-                    .final_div_factor(100.0),
+                    .final_div_factor(100.0)
+                    .cycle_momentum(false),
             ),
             oracle::LR_ONE_CYCLE_THREE_PHASE_LINEAR,
         ),

@@ -61,6 +61,11 @@ impl<S: Schedule> Schedule for LinearWarmup<S> {
         }
     }
 
+    fn group_momentum(&self, step: usize, group: usize) -> Option<f64> {
+        step.checked_sub(self.warmup_steps)
+            .and_then(|k| self.then.group_momentum(k, group))
+    }
+
     fn validate(&self) -> Result<(), Error> {
         config(
             "linear_warmup",
@@ -146,6 +151,11 @@ impl Schedule for Sequential {
         s.group_lr(step - start, group, base_lr)
     }
 
+    fn group_momentum(&self, step: usize, group: usize) -> Option<f64> {
+        let (s, start) = self.at(step);
+        s.group_momentum(step - start, group)
+    }
+
     fn validate(&self) -> Result<(), Error> {
         config(
             "sequential",
@@ -202,6 +212,14 @@ impl Schedule for Chain {
         self.schedules
             .iter()
             .fold(base_lr, |lr, s| s.group_lr(step, group, lr))
+    }
+
+    /// The last schedule's that sets one.
+    fn group_momentum(&self, step: usize, group: usize) -> Option<f64> {
+        self.schedules
+            .iter()
+            .rev()
+            .find_map(|s| s.group_momentum(step, group))
     }
 
     fn validate(&self) -> Result<(), Error> {

@@ -34,9 +34,13 @@ impl Anneal {
 /// the final rate.
 ///
 /// The peak is the optimiser's rate, per group: PyTorch's `max_lr` (a list of them,
-/// for groups) is the rate you build the optimiser (or each group) with. Momentum is
-/// not cycled (PyTorch's `cycle_momentum=False`). PyTorch refuses to step past
-/// `total_steps`; here the rate stays at the final rate from step `total_steps - 1` on.
+/// for groups) is the rate you build the optimiser (or each group) with. As in
+/// PyTorch, momentum (β₁ for the Adam family) cycles the other way, from `max_momentum`
+/// down to `base_momentum` while the rate rises and back up while it falls (0.95 and
+/// 0.85 by default, [`OneCycle::momentum_range`]); [`OneCycle::cycle_momentum`]`(false)`
+/// leaves it alone, and an optimiser without momentum (Adagrad, Adadelta) needs that.
+/// PyTorch refuses to step past `total_steps`; here the rate stays at the final rate
+/// from step `total_steps - 1` on.
 ///
 /// ```
 /// use descent_optim::{Anneal, OneCycle, Schedule};
@@ -55,6 +59,8 @@ pub struct OneCycle {
     div_factor: f64,
     final_div_factor: f64,
     three_phase: bool,
+    /// (base, max) momentum, or `None` not to cycle it.
+    momentum: Option<(f64, f64)>,
 }
 
 impl OneCycle {
@@ -68,7 +74,39 @@ impl OneCycle {
             div_factor: 25.0,
             final_div_factor: 1e4,
             three_phase: false,
+            momentum: Some((0.85, 0.95)),
         }
+    }
+
+    /// Whether to cycle momentum (PyTorch's `cycle_momentum`, on by default).
+    pub fn cycle_momentum(mut self, cycle: bool) -> Self {
+        self.momentum = cycle.then_some(self.momentum.unwrap_or((0.85, 0.95)));
+        self
+    }
+
+    /// The momentum at the peak rate (`base`) and at the lowest rates (`max`): PyTorch's
+    /// `base_momentum` and `max_momentum`; turns cycling on.
+    pub fn momentum_range(mut self, base: f64, max: f64) -> Self {
+        self.momentum = Some((base, max));
+        self
+    }
+
+    /// The phase of `step`: its index and the fraction of it done.
+    fn phase(&self, step: usize) -> (usize, f64) {
+        let total = self.total_steps as f64;
+        let up_end = self.pct_start * total - 1.0;
+        let two = [up_end, total - 1.0];
+        let three = [up_end, 2.0 * self.pct_start * total - 2.0, total - 1.0];
+        let ends: &[f64] = if self.three_phase { &three } else { &two };
+        let step = step.min(self.total_steps.saturating_sub(1)) as f64;
+        let mut start_step = 0.0;
+        for (i, &end_step) in ends.iter().enumerate() {
+            if step <= end_step || i == ends.len() - 1 {
+                return (i, (step - start_step) / (end_step - start_step));
+            }
+            start_step = end_step;
+        }
+        (ends.len() - 1, 1.0)
     }
 
     /// The fraction of the steps spent rising, in [0, 1].
@@ -105,29 +143,30 @@ impl OneCycle {
 
 impl Schedule for OneCycle {
     fn lr(&self, step: usize, base_lr: f64) -> f64 {
+        // PyTorch's `_schedule_phases`: (start, end) rates of each phase.
         let max_lr = base_lr;
         let initial = max_lr / self.div_factor;
         let min_lr = initial / self.final_div_factor;
-        let total = self.total_steps as f64;
-        let up_end = self.pct_start * total - 1.0;
-        // (end step, start rate, end rate) of each phase, as PyTorch's `_schedule_phases`.
-        let two = [(up_end, initial, max_lr), (total - 1.0, max_lr, min_lr)];
-        let three = [
-            (up_end, initial, max_lr),
-            (2.0 * self.pct_start * total - 2.0, max_lr, initial),
-            (total - 1.0, initial, min_lr),
-        ];
-        let phases: &[(f64, f64, f64)] = if self.three_phase { &three } else { &two };
-        let step = step.min(self.total_steps.saturating_sub(1)) as f64;
-        let mut start_step = 0.0;
-        for (i, &(end_step, start, end)) in phases.iter().enumerate() {
-            if step <= end_step || i == phases.len() - 1 {
-                let pct = (step - start_step) / (end_step - start_step);
-                return self.anneal.at(start, end, pct);
-            }
-            start_step = end_step;
-        }
-        min_lr
+        let (i, pct) = self.phase(step);
+        let (start, end) = match (self.three_phase, i) {
+            (_, 0) => (initial, max_lr),
+            (true, 1) => (max_lr, initial),
+            (true, _) => (initial, min_lr),
+            (false, _) => (max_lr, min_lr),
+        };
+        self.anneal.at(start, end, pct)
+    }
+
+    fn group_momentum(&self, step: usize, _group: usize) -> Option<f64> {
+        let (base, max) = self.momentum?;
+        let (i, pct) = self.phase(step);
+        let (start, end) = match (self.three_phase, i) {
+            (_, 0) => (max, base),
+            (true, 1) => (base, max),
+            (true, _) => (max, max),
+            (false, _) => (base, max),
+        };
+        Some(self.anneal.at(start, end, pct))
     }
 
     fn validate(&self) -> Result<(), Error> {

@@ -74,6 +74,14 @@ pub trait Schedule {
         self.lr(step, base_lr)
     }
 
+    /// The momentum (β₁ for the Adam family) of group `group` at step `step`, for a
+    /// schedule that cycles it ([`OneCycle`]); `None`, the default, leaves the
+    /// optimiser's momentum alone.
+    fn group_momentum(&self, step: usize, group: usize) -> Option<f64> {
+        let _ = (step, group);
+        None
+    }
+
     /// Checks the schedule's parameters; [`Scheduled`] calls it before every step. The
     /// default accepts all.
     fn validate(&self) -> Result<(), Error> {
@@ -90,6 +98,10 @@ impl<S: Schedule + ?Sized> Schedule for &S {
         (**self).group_lr(step, group, base_lr)
     }
 
+    fn group_momentum(&self, step: usize, group: usize) -> Option<f64> {
+        (**self).group_momentum(step, group)
+    }
+
     fn validate(&self) -> Result<(), Error> {
         (**self).validate()
     }
@@ -102,6 +114,10 @@ impl<S: Schedule + ?Sized> Schedule for Box<S> {
 
     fn group_lr(&self, step: usize, group: usize, base_lr: f64) -> f64 {
         (**self).group_lr(step, group, base_lr)
+    }
+
+    fn group_momentum(&self, step: usize, group: usize) -> Option<f64> {
+        (**self).group_momentum(step, group)
     }
 
     fn validate(&self) -> Result<(), Error> {

@@ -7,7 +7,8 @@ use descent_tensor::Float;
 use std::borrow::Cow;
 
 /// An optimiser run under a schedule: before each step it sets the rate of each of the
-/// inner optimiser's parameter groups to `schedule.group_lr(k, g, base_g)`, where `k`
+/// inner optimiser's parameter groups to `schedule.group_lr(k, g, base_g)` (and, for a
+/// schedule that cycles momentum, the group's momentum), where `k`
 /// counts this wrapper's successful steps and `base_g` is the rate group `g` had when
 /// wrapped (PyTorch's per-group `initial_lr`). A step that fails (a non-finite gradient,
 /// say) changes nothing and does not advance `k`.
@@ -40,8 +41,9 @@ pub struct Scheduled<O, S> {
     inner: O,
     schedule: S,
     base_lrs: Vec<f64>,
-    /// The inner rates before a step, restored if it fails (kept to allocate nothing).
-    before: Vec<f64>,
+    /// The inner rates and momenta before a step, restored if it fails (kept to
+    /// allocate nothing).
+    before: Vec<(f64, Option<f64>)>,
     steps: usize,
 }
 
@@ -58,7 +60,7 @@ impl<O, S: Schedule> Scheduled<O, S> {
         Self {
             inner,
             schedule,
-            before: vec![0.0; base_lrs.len()],
+            before: vec![(0.0, None); base_lrs.len()],
             base_lrs,
             steps: 0,
         }
@@ -120,6 +122,14 @@ impl<T: Float, O: Optimizer<T>, S: Schedule> Optimizer<T> for Scheduled<O, S> {
     }
 
     /// The rate group `group`'s next step will use.
+    fn group_momentum(&self, group: usize) -> Option<f64> {
+        self.inner.group_momentum(group)
+    }
+
+    fn set_group_momentum(&mut self, group: usize, momentum: f64) {
+        self.inner.set_group_momentum(group, momentum);
+    }
+
     fn group_learning_rate(&self, group: usize) -> f64 {
         let base = match self.base_lrs.get(group) {
             Some(&b) => b,
@@ -135,8 +145,24 @@ impl<T: Float, O: Optimizer<T>, S: Schedule> Optimizer<T> for Scheduled<O, S> {
         self.base_lrs[group] = lr;
     }
 
+    /// The schedule's and the inner optimiser's checks, and, for a schedule that
+    /// cycles momentum, that every group has one.
     fn validate(&self) -> Result<(), Error> {
         self.schedule.validate()?;
+        for g in 0..self.inner.group_count() {
+            if self.schedule.group_momentum(self.steps, g).is_some()
+                && self.inner.group_momentum(g).is_none()
+            {
+                return Err(Error::Config {
+                    op: self.inner.name(),
+                    reason: format!(
+                        "the schedule cycles momentum but {} has none (group {g}); \
+                         turn cycling off (OneCycle::cycle_momentum(false))",
+                        self.inner.name()
+                    ),
+                });
+            }
+        }
         self.inner.validate()
     }
 
@@ -183,12 +209,18 @@ impl<T: Float, O: Optimizer<T>, S: Schedule> Optimizer<T> for Scheduled<O, S> {
         params: &mut ParamStore<T>,
         grads: &dyn ParamGradients<T>,
     ) -> Result<(), Error> {
-        self.schedule.validate()?;
         self.sync_groups::<T>();
+        Optimizer::<T>::validate(self)?;
         for g in 0..self.base_lrs.len() {
-            self.before[g] = self.inner.group_learning_rate(g);
+            self.before[g] = (
+                self.inner.group_learning_rate(g),
+                self.inner.group_momentum(g),
+            );
             let lr = self.schedule.group_lr(self.steps, g, self.base_lrs[g]);
             self.inner.set_group_learning_rate(g, lr);
+            if let Some(m) = self.schedule.group_momentum(self.steps, g) {
+                self.inner.set_group_momentum(g, m);
+            }
         }
         match self.inner.step(params, grads) {
             Ok(()) => {
@@ -197,7 +229,11 @@ impl<T: Float, O: Optimizer<T>, S: Schedule> Optimizer<T> for Scheduled<O, S> {
             }
             Err(e) => {
                 for g in 0..self.base_lrs.len() {
-                    self.inner.set_group_learning_rate(g, self.before[g]);
+                    let (lr, momentum) = self.before[g];
+                    self.inner.set_group_learning_rate(g, lr);
+                    if let Some(m) = momentum {
+                        self.inner.set_group_momentum(g, m);
+                    }
                 }
                 Err(e)
             }
@@ -214,7 +250,7 @@ impl<O, S> Scheduled<O, S> {
     {
         for g in self.base_lrs.len()..self.inner.group_count() {
             self.base_lrs.push(self.inner.group_learning_rate(g));
-            self.before.push(0.0);
+            self.before.push((0.0, None));
         }
     }
 }

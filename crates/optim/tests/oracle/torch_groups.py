@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PyTorch oracle for crates/optim/tests/torch_groups.rs: parameter groups, maximize,
-RAdam, and the schedulers beyond torch_optim.py's.
+RAdam, and the schedulers beyond torch_optim.py's (OneCycleLR also cycling momentum).
 
 The optimiser problem is torch_optim.py's (read its docstring): two float64 parameters
 of shapes [3] and [2, 2], STEPS steps, the gradient sin(1.3 p + 0.5 k) + 0.1 p, and no
@@ -123,6 +123,20 @@ OPTIMIZERS = [
      "SGD([{p0}, {p1}], momentum=0.9) under OneCycleLR(max_lr=[0.1, 0.02], total_steps=20, cycle_momentum=False)",
      O.SGD, groups({}), dict(lr=0.1, momentum=0.9),
      lambda o: S.OneCycleLR(o, max_lr=[0.1, 0.02], total_steps=STEPS, cycle_momentum=False)),
+    # OneCycleLR cycling momentum (its default) and beta1
+    ("GROUPS_SGD_ONE_CYCLE_MOMENTUM",
+     "SGD([{p0}, {p1}], momentum=0.9) under OneCycleLR(max_lr=[0.1, 0.02], total_steps=20)",
+     O.SGD, groups({}), dict(lr=0.1, momentum=0.9),
+     lambda o: S.OneCycleLR(o, max_lr=[0.1, 0.02], total_steps=STEPS)),
+    ("ADAM_ONE_CYCLE_THREE_PHASE_MOMENTUM",
+     "Adam(lr=0.05) under OneCycleLR(max_lr=0.05, total_steps=20, three_phase=True, anneal_strategy='linear', "
+     "base_momentum=0.8, max_momentum=0.9)",
+     O.Adam, single, dict(lr=0.05),
+     lambda o: S.OneCycleLR(o, max_lr=0.05, total_steps=STEPS, three_phase=True, anneal_strategy="linear",
+                            base_momentum=0.8, max_momentum=0.9)),
+    ("RMSPROP_ONE_CYCLE_MOMENTUM", "RMSprop(lr=0.01) under OneCycleLR(max_lr=0.01, total_steps=20, pct_start=0.4)",
+     O.RMSprop, single, dict(lr=0.01),
+     lambda o: S.OneCycleLR(o, max_lr=0.01, total_steps=STEPS, pct_start=0.4)),
 ]
 
 
