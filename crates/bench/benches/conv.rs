@@ -30,7 +30,7 @@ fn layer(c: &mut Criterion, cin: usize, cout: usize, input_grad: bool) {
             tape.reset();
             let xv = tape.constant(x.clone());
             let (wv, bv) = (tape.var(w.clone()), tape.var(b.clone()));
-            black_box(xv.conv2d(wv, Some(bv), o));
+            let _ = black_box(xv.conv2d(wv, Some(bv), o));
         })
     });
     group.bench_function("forward_backward", |bench| {

@@ -60,7 +60,7 @@ impl Core {
                 ),
             });
         }
-        if groups == 0 || ws[0] % groups != 0 || ws[2..].contains(&0) {
+        if groups == 0 || !ws[0].is_multiple_of(groups) || ws[2..].contains(&0) {
             return Err(Error::Config {
                 layer: name,
                 reason: format!(
@@ -213,7 +213,7 @@ impl Conv2d {
     ) -> Result<Self, Error> {
         let name = name.into();
         let groups = options.groups;
-        if groups == 0 || in_channels % groups != 0 {
+        if groups == 0 || !in_channels.is_multiple_of(groups) {
             return Err(Error::Config {
                 layer: name,
                 reason: format!(
@@ -382,7 +382,7 @@ impl Conv1d {
     ) -> Result<Self, Error> {
         let name = name.into();
         let groups = options.groups;
-        if groups == 0 || in_channels % groups != 0 {
+        if groups == 0 || !in_channels.is_multiple_of(groups) {
             return Err(Error::Config {
                 layer: name,
                 reason: format!(

@@ -40,7 +40,7 @@ impl<'t, T: Float> Var<'t, T> {
                 reason,
                 node: inner.node_ref(self.id),
             };
-            if widths.len() % 2 != 0 || widths.len() / 2 > shape.len() {
+            if !widths.len().is_multiple_of(2) || widths.len() / 2 > shape.len() {
                 return Err(fail(format!(
                     "widths {widths:?} must be (before, after) pairs for at most the {} axes of {}",
                     shape.len(),
