@@ -185,7 +185,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// use descent_tensor::Tensor;
     /// let tape = Tape::<f64>::new();
     /// let x = tape.var(Tensor::from_fn(&[1, 1, 3, 3], |i| i as f64)); // 0..9
-    /// let w = tape.var(Tensor::from([[[[1.0, 0.0], [0.0, -1.0]]]]));  // [1, 1, 2, 2]
+    /// let w = tape.var(Tensor::new(&[1, 1, 2, 2], vec![1.0, 0.0, 0.0, -1.0]).unwrap());
     /// let b = tape.var(Tensor::from([0.5]));
     /// let y = x.conv2d(w, Some(b), Conv2dOptions::new());
     /// assert_eq!(y.shape().as_slice(), &[1, 1, 2, 2]);

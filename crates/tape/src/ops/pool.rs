@@ -95,7 +95,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// use descent_tape::{Pool2dOptions, Tape};
     /// use descent_tensor::Tensor;
     /// let tape = Tape::<f64>::new();
-    /// let x = tape.var(Tensor::from([[[[1.0, 5.0], [3.0, 2.0]]]]));
+    /// let x = tape.var(Tensor::new(&[1, 1, 2, 2], vec![1.0, 5.0, 3.0, 2.0]).unwrap());
     /// let y = x.max_pool2d(Pool2dOptions::new(2));
     /// assert_eq!(y.value().data(), &[5.0]);
     /// ```
@@ -122,7 +122,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// use descent_tape::{Pool2dOptions, Tape};
     /// use descent_tensor::Tensor;
     /// let tape = Tape::<f64>::new();
-    /// let x = tape.var(Tensor::from([[[[1.0, 5.0], [3.0, 2.0]]]]));
+    /// let x = tape.var(Tensor::new(&[1, 1, 2, 2], vec![1.0, 5.0, 3.0, 2.0]).unwrap());
     /// assert_eq!(x.avg_pool2d(Pool2dOptions::new(2)).value().data(), &[2.75]);
     /// ```
     pub fn avg_pool2d(self, options: Pool2dOptions) -> Var<'t, T> {
@@ -143,7 +143,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// use descent_tape::Tape;
     /// use descent_tensor::Tensor;
     /// let tape = Tape::<f64>::new();
-    /// let x = tape.var(Tensor::from([[[[1.0, 5.0], [3.0, 2.0]]]]));
+    /// let x = tape.var(Tensor::new(&[1, 1, 2, 2], vec![1.0, 5.0, 3.0, 2.0]).unwrap());
     /// let y = x.global_avg_pool2d();
     /// assert_eq!((y.shape().as_slice(), y.value().data()), (&[1, 1][..], &[2.75][..]));
     /// ```

@@ -161,7 +161,7 @@ impl ConvGeometry {
         if kh == 0 || kw == 0 {
             return Err(ConvGeometryError::Zero("the kernel size"));
         }
-        if c_out % groups != 0 || c_in % groups != 0 {
+        if !c_out.is_multiple_of(groups) || !c_in.is_multiple_of(groups) {
             return Err(ConvGeometryError::Groups { c_out, groups });
         }
         if per_group * groups != c_in {
