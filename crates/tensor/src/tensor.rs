@@ -276,7 +276,13 @@ impl<T: Float, const N: usize, const D: usize, const R: usize, const C: usize>
     fn from(images: [[[[T; C]; R]; D]; N]) -> Self {
         Self::from_parts(
             smallvec::smallvec![N, D, R, C],
-            images.iter().flatten().flatten().flatten().copied().collect(),
+            images
+                .iter()
+                .flatten()
+                .flatten()
+                .flatten()
+                .copied()
+                .collect(),
         )
     }
 }
