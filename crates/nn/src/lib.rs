@@ -58,6 +58,7 @@ mod linear;
 pub mod module;
 pub mod recurrent;
 mod sequential;
+pub mod transformer;
 
 pub use checkpoint::CheckpointError;
 pub use conv::{AvgPool2d, Conv1d, Conv2d, GlobalAvgPool2d, MaxPool2d};
@@ -67,3 +68,4 @@ pub use linear::{Activation, BoundLinear, Linear, Mlp};
 pub use module::{Ctx, EntryKind, Module, ModuleInfo, Summary, SummaryRow};
 pub use recurrent::{Recurrent, RecurrentConfig, RecurrentOutput};
 pub use sequential::Sequential;
+pub use transformer::TransformerEncoderLayer;
