@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Times two builds of descent-bench against each other, alternated in one run so that
-# the machine's drift falls on both: each runs `all` at 1 and 2 threads, three rounds.
+# the machine's drift falls on both: each runs `all` at 1 and 2 threads, three rounds
+# (ROUNDS=N for another count).
 # Usage: crates/bench/compare_builds.sh OLD_BINARY NEW_BINARY [OUT_DIR]
 # Build the old one from a worktree of the old commit, with the same release profile:
 #   git worktree add /tmp/old REV && (cd /tmp/old && cargo build --release -p descent-bench)
@@ -8,7 +9,7 @@ set -euo pipefail
 old=$1 new=$2 out=${3:-target/compare}
 mkdir -p "$out"
 rm -f "$out"/{old,new}_t{1,2}.json
-for round in 1 2 3; do
+for round in $(seq 1 "${ROUNDS:-3}"); do
   for t in 1 2; do
     cpus=0; [ "$t" = 2 ] && cpus=0,1
     taskset -c $cpus "$old" all --threads $t --reps 3 >> "$out/old_t$t.json" 2>/dev/null
