@@ -8,7 +8,7 @@
 use super::{BackwardCtx, GradSink, Number, Op, activation};
 use crate::Var;
 use crate::error::{Error, Result};
-use crate::tape::{Meta, Node, Output};
+use crate::tape::{Meta, Output};
 
 // The enums are data, defined with `Op` in `src/op.rs`; their numbers (`apply`,
 // `derivative`, `partials`) are here, beside the rules that use them. Re-exported so
@@ -19,8 +19,10 @@ use fixed::{with_fixed_binary, with_fixed_unary};
 
 mod diff;
 mod fixed;
+mod scalar;
 
 pub(crate) use diff::{binary_jvp, binary_vjp, unary_jvp, unary_vjp};
+pub use scalar::scalar_backward;
 
 impl UnaryOp {
     /// The function itself.
@@ -341,79 +343,6 @@ impl<'t, T: Float> Var<'t, T> {
             });
             Ok(Output::Tensor(Tensor::new(&shape, buf)?))
         })
-    }
-}
-
-/// The backward rule of scalar node `node` (an entry of `nodes`) with gradient `g`,
-/// on numbers: for each operand that requires a gradient, `add(operand index,
-/// contribution)`. Returns `false`, having done nothing, when the node's rule is not
-/// element-wise (a reduction, a loss, ...): the caller then runs the general rule,
-/// [`backward_node`](super::backward_node). A leaf has no rule and returns `true`.
-///
-/// The one place the scalar dispatch (`Op::Unary` to [`UnaryOp::derivative`],
-/// `Op::Binary` to [`BinaryOp::partials`]) is written: both loops of the reverse walk
-/// call it. Always inlined, so that each loop keeps its own way of adding (a bare
-/// slice in the walk's tight loop) and pays no call.
-// Hidden from the docs: only the reverse walk (another crate) calls it.
-#[doc(hidden)]
-#[inline(always)]
-pub fn scalar_backward<T: Float>(
-    nodes: &[Node<T>],
-    node: &Node<T>,
-    g: T,
-    mut add: impl FnMut(usize, T),
-) -> bool {
-    // Operands of element-wise scalar nodes are scalar nodes recorded before them.
-    match node.op {
-        Op::Unary(u) => {
-            let p = node.args[0].index();
-            let parent = &nodes[p];
-            if parent.meta.requires_grad() {
-                add(p, g * u.derivative(parent.scalar, node.scalar));
-            }
-            true
-        }
-        Op::Binary(b) => {
-            let [pa, pb] = node.args;
-            let (pa, pb) = (pa.index(), pb.index());
-            let (na, nb) = (&nodes[pa], &nodes[pb]);
-            let (da, db) = b.partials(na.scalar, nb.scalar, node.scalar);
-            if na.meta.requires_grad() {
-                add(pa, g * da);
-            }
-            if nb.meta.requires_grad() {
-                add(pb, g * db);
-            }
-            true
-        }
-        Op::Var | Op::Constant => true,
-        // Every other op listed, so that a new one is a decision here, not a default.
-        Op::Sum
-        | Op::Mean
-        | Op::SumAxis { .. }
-        | Op::MeanAxis { .. }
-        | Op::MaxAxis { .. }
-        | Op::MatMul
-        | Op::MatMulT
-        | Op::Transpose { .. }
-        | Op::Reshape
-        | Op::BroadcastTo
-        | Op::Slice { .. }
-        | Op::Concat { .. }
-        | Op::Stack { .. }
-        | Op::Gather { .. }
-        | Op::ScatterAdd { .. }
-        | Op::IndexSelect { .. }
-        | Op::Softmax { .. }
-        | Op::LogSoftmax { .. }
-        | Op::CrossEntropy { .. }
-        | Op::Mse
-        | Op::BceWithLogits
-        | Op::Conv1d { .. }
-        | Op::Conv2d { .. }
-        | Op::MaxPool2d { .. }
-        | Op::AvgPool2d { .. }
-        | Op::Pad { .. } => false,
     }
 }
 
