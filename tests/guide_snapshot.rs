@@ -1,7 +1,7 @@
 //! The worked example of `docs/guide/snapshot-testing.md`, run as a test so the guide
 //! cannot go stale: a logistic-regression step on three points, its whole backward
 //! pass rendered by `descent::backprop::render` and pinned as an insta snapshot
-//! (`tests/snapshots/guide_snapshot__logistic_regression.snap`).
+//! (`tests/snapshots/suite__guide_snapshot__logistic_regression.snap`).
 
 use descent::backprop::{RenderOptions, render};
 use descent::prelude::*;

@@ -7,7 +7,7 @@
 //!   shapes, dtypes, and the CRC-32 recomputed with `zlib`), and a file written by
 //!   Python loads here. These need an interpreter with `safetensors` and `numpy`, named
 //!   by the environment variable `DESCENT_PYTHON`, so they are `#[ignore]`d: run them
-//!   with `DESCENT_PYTHON=/path/to/python cargo test -p descent-nn --test python_interop
+//!   with `DESCENT_PYTHON=/path/to/python cargo test -p descent-nn --test suite python_interop
 //!   -- --ignored` (`.ci/run` makes such a Python in a venv and does).
 
 use descent_nn::{Activation, Mlp, checkpoint, init};

@@ -3,8 +3,7 @@
 //! biases; outputs, head-averaged weights and every gradient to 1e-10 relative.
 //! Reference values from `tests/oracle/torch_attention.py`.
 
-#[path = "common/mod.rs"]
-mod common;
+use crate::common;
 use common::{assert_close, assert_param_grads, fixture, get, has, load_weights};
 use descent_backprop::Backward;
 use descent_nn::attention::{AttentionMask, MultiheadAttention, PositionalEmbedding};

@@ -9,8 +9,7 @@ use descent_nn::recurrent::{Cell, CellKind, Recurrent, RecurrentConfig, State};
 use descent_tape::{ParamStore, Tape, Var};
 use descent_tensor::Tensor;
 
-#[path = "common/mod.rs"]
-mod common;
+use crate::common;
 use common::{assert_close, assert_param_grads, get, has, load_weights};
 
 fn fixture(case: &str) -> ParamStore<f64> {

@@ -4,8 +4,7 @@
 //! `nn.TransformerEncoder`; outputs and the gradients of the input and every parameter
 //! to 1e-10 relative. Reference values from `tests/oracle/torch_transformer.py`.
 
-#[path = "common/mod.rs"]
-mod common;
+use crate::common;
 use common::{assert_close, assert_param_grads, fixture, get, has, load_weights};
 use descent_backprop::Backward;
 use descent_nn::attention::AttentionMask;

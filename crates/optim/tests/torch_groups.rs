@@ -10,7 +10,7 @@
 //! 0.01.
 //!
 //! Each value must agree to 1e-12 relative; the largest difference per case is printed
-//! (`cargo test -p descent-optim --test torch_groups -- --nocapture`).
+//! (`cargo test -p descent-optim --test suite torch_groups -- --nocapture`).
 
 #[path = "oracle/torch_groups_values.rs"]
 mod oracle;

@@ -12,7 +12,7 @@
 //! schedules to 5e-16; PyTorch's own last bits depend on its build and processor (the
 //! fixtures made earlier on another machine had AdamW's bits exactly), so the test
 //! holds a tolerance, not bits. The largest difference per case is printed
-//! (`cargo test -p descent-optim --test torch_reference -- --nocapture`).
+//! (`cargo test -p descent-optim --test suite torch_reference -- --nocapture`).
 
 #[path = "oracle/torch_optim_values.rs"]
 mod oracle;
