@@ -24,6 +24,7 @@ mod op_snapshots;
 mod params;
 mod properties;
 mod random_programs;
+mod recompute;
 mod rewind;
 mod torch_conv;
 

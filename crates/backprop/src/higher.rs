@@ -154,7 +154,7 @@ pub fn grad_graph<T: Float>(output: Var<'_, T>) -> Result<GradGraph<'_, T>, Erro
     let relevant = relevant(output, None);
     Ok(GradGraph {
         tape: output.tape(),
-        grads: record_walk(output, seed, &relevant)?,
+        grads: record_walk(output, seed, &relevant, None)?,
     })
 }
 
@@ -206,6 +206,28 @@ pub fn vjp<'t, T: Float>(
     wrt: &[Var<'t, T>],
     cotangent: Var<'t, T>,
 ) -> Result<Vec<Var<'t, T>>, Error> {
+    vjp_walk(output, wrt, cotangent, false)
+}
+
+/// As [`vjp`], but each of `wrt` is taken as independent of the others: the walk stops
+/// at them, so an input that depends on another passes no gradient on to it (partial
+/// derivatives, where [`vjp`] gives total ones). The differentiable rule of a
+/// checkpointed segment needs this: its inputs are the segment's operands, one of
+/// which (the state) may itself depend on another (a parameter).
+pub(crate) fn vjp_partial<'t, T: Float>(
+    output: Var<'t, T>,
+    wrt: &[Var<'t, T>],
+    cotangent: Var<'t, T>,
+) -> Result<Vec<Var<'t, T>>, Error> {
+    vjp_walk(output, wrt, cotangent, true)
+}
+
+fn vjp_walk<'t, T: Float>(
+    output: Var<'t, T>,
+    wrt: &[Var<'t, T>],
+    cotangent: Var<'t, T>,
+    partial: bool,
+) -> Result<Vec<Var<'t, T>>, Error> {
     output.validate("vjp")?;
     cotangent.validate("vjp")?;
     for w in wrt {
@@ -219,7 +241,16 @@ pub fn vjp<'t, T: Float>(
         });
     }
     let relevant = relevant(output, Some(wrt));
-    let grads = record_walk(output, cotangent, &relevant)?;
+    let stop: Option<Vec<bool>> = partial.then(|| {
+        let mut stop = vec![false; relevant.len()];
+        for w in wrt {
+            if let Some(s) = stop.get_mut(w.id().index()) {
+                *s = true;
+            }
+        }
+        stop
+    });
+    let grads = record_walk(output, cotangent, &relevant, stop.as_deref())?;
     Ok(wrt
         .iter()
         .map(|w| match grads.get(w.id().index()).copied().flatten() {
@@ -530,11 +561,13 @@ fn relevant<T: Float>(output: Var<'_, T>, wrt: Option<&[Var<'_, T>]>) -> Vec<boo
 
 /// The recorded reverse walk from `output`, seeded with `seed`: each relevant node's
 /// differentiable rule, in reverse creation order, contributions summed in the order
-/// the fast walk sums them.
+/// the fast walk sums them. Nodes marked in `stop` keep what reaches them and pass
+/// nothing on.
 fn record_walk<'t, T: Float>(
     output: Var<'t, T>,
     seed: Var<'t, T>,
     relevant: &[bool],
+    stop: Option<&[bool]>,
 ) -> Result<Vec<Option<Var<'t, T>>>, Error> {
     let tape = output.tape();
     let out = output.id().index();
@@ -543,7 +576,7 @@ fn record_walk<'t, T: Float>(
     let _scope = tape.scope("backward");
     for i in (0..=out).rev() {
         let Some(g) = grads[i] else { continue };
-        if !relevant[i] {
+        if !relevant[i] || stop.is_some_and(|s| s[i]) {
             continue;
         }
         let id = NodeId::from_index(i);

@@ -36,6 +36,7 @@ mod higher;
 mod inspect;
 mod param_grads;
 mod per_sample;
+mod recompute;
 mod render;
 mod walk;
 
@@ -49,5 +50,6 @@ pub use higher::{
 };
 pub use inspect::{ScopeDelta, to_dot};
 pub use per_sample::{NonFinitePolicy, PerSample, PerSampleOptions, per_sample_grads};
+pub use recompute::recompute;
 pub use render::{RenderOptions, format_number, render};
 pub use walk::{Backward, backward, backward_into, backward_with};

@@ -14,6 +14,49 @@ thread_local! {
     static REALLOCS: Cell<u64> = const { Cell::new(0) };
     static DEALLOCS: Cell<u64> = const { Cell::new(0) };
     static BYTES: Cell<u64> = const { Cell::new(0) };
+    // Bytes allocated minus bytes freed on this thread, and the most it reached since
+    // `reset_peak_live`. Signed: a block freed here that another thread allocated
+    // subtracts what was never added.
+    static LIVE: Cell<i64> = const { Cell::new(0) };
+    static PEAK: Cell<i64> = const { Cell::new(0) };
+    static BASE: Cell<i64> = const { Cell::new(0) };
+}
+
+fn live_by(delta: i64) {
+    let _ = LIVE.try_with(|live| {
+        let now = live.get().wrapping_add(delta);
+        live.set(now);
+        let _ = PEAK.try_with(|peak| {
+            if now > peak.get() {
+                peak.set(now);
+            }
+        });
+    });
+}
+
+/// The most bytes the current thread had live (allocated and not yet freed by it)
+/// since the last [`reset_peak_live`], counted from the live bytes at that reset: the
+/// memory a piece of code needs at its peak. Zero unless [`CountingAlloc`] is the
+/// global allocator.
+///
+/// ```
+/// use descent_bench::alloc_count::{peak_live, reset_peak_live};
+/// reset_peak_live();
+/// let v = vec![0u8; 1 << 20];
+/// drop(v);
+/// // 1 MiB with the counting allocator installed (the bench binary), 0 without.
+/// assert!(peak_live() == 0 || peak_live() >= 1 << 20);
+/// ```
+pub fn peak_live() -> u64 {
+    let base = BASE.with(Cell::get);
+    (PEAK.with(Cell::get) - base).max(0) as u64
+}
+
+/// Starts a new peak: [`peak_live`] counts from the bytes live now.
+pub fn reset_peak_live() {
+    let now = LIVE.with(Cell::get);
+    BASE.with(|b| b.set(now));
+    PEAK.with(|p| p.set(now));
 }
 
 fn bump(c: &'static std::thread::LocalKey<Cell<u64>>, by: u64) {
@@ -28,12 +71,13 @@ pub struct CountingAlloc;
 // SAFETY: every method forwards to `System` with exactly the pointer, layout and size
 // it was given, and returns what `System` returned, so `System`'s guarantees (a valid
 // block of the requested layout, or null) are ours. The only extra work is bumping
-// thread-local `Cell<u64>` counters; they are const-initialised and have no destructor,
+// thread-local `Cell` counters; they are const-initialised and have no destructor,
 // so touching them never allocates (no re-entry into the allocator) and never unwinds.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         bump(&ALLOCS, 1);
         bump(&BYTES, layout.size() as u64);
+        live_by(layout.size() as i64);
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, passed on unchanged.
         unsafe { System.alloc(layout) }
     }
@@ -41,12 +85,14 @@ unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         bump(&ALLOCS, 1);
         bump(&BYTES, layout.size() as u64);
+        live_by(layout.size() as i64);
         // SAFETY: as for `alloc`.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         bump(&DEALLOCS, 1);
+        live_by(-(layout.size() as i64));
         // SAFETY: `ptr` was allocated by `System` (through us) with `layout`.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -54,6 +100,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         bump(&REALLOCS, 1);
         bump(&BYTES, new_size.saturating_sub(layout.size()) as u64);
+        live_by(new_size as i64 - layout.size() as i64);
         // SAFETY: `ptr` was allocated by `System` (through us) with `layout`; the
         // caller upholds `realloc`'s contract for `new_size`.
         unsafe { System.realloc(ptr, layout, new_size) }

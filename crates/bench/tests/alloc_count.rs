@@ -53,6 +53,26 @@ fn counts_only_the_calling_thread() {
     assert_eq!(b - a, alloc_count::Counts::default());
 }
 
+/// The peak of live bytes: what was allocated and not yet freed, at its most, since
+/// the reset; frees before the peak do not count against a later allocation.
+#[test]
+fn peak_live_bytes() {
+    alloc_count::reset_peak_live();
+    let a: Vec<u8> = Vec::with_capacity(3000);
+    let b: Vec<u8> = Vec::with_capacity(2000);
+    drop(a);
+    let c: Vec<u8> = Vec::with_capacity(1000);
+    drop((b, c));
+    assert_eq!(alloc_count::peak_live(), 5000);
+    // Growth by realloc counts the new size.
+    alloc_count::reset_peak_live();
+    let mut v: Vec<u8> = Vec::with_capacity(100);
+    v.reserve_exact(1000);
+    assert_eq!(v.capacity(), 1000);
+    drop(v);
+    assert_eq!(alloc_count::peak_live(), 1000);
+}
+
 // Not under Miri: a rayon pool's idle workers trip Stacked Borrows inside
 // crossbeam-epoch (`Local::element_of`; crossbeam-epoch is known not to fit Stacked
 // Borrows: crossbeam-rs/crossbeam#996, rayon-rs/rayon#1185), not in this crate. The

@@ -260,6 +260,16 @@ pub enum Op {
         /// The tape slot holding the widths, last axis first (as `F.pad`).
         widths: u32,
     },
+    /// An op whose backward rule is given by a [`CustomOp`](crate::ops::custom::CustomOp)
+    /// kept on the tape (activation checkpointing records its segments so).
+    Custom {
+        /// The tape slot holding the rule.
+        rule: u32,
+        /// Where the operand list starts in the tape's operand lists.
+        first: u32,
+        /// How many operands.
+        count: u32,
+    },
 }
 
 impl Op {
@@ -296,6 +306,7 @@ impl Op {
             Op::MaxPool2d { .. } => "max_pool2d",
             Op::AvgPool2d { .. } => "avg_pool2d",
             Op::Pad { .. } => "pad",
+            Op::Custom { .. } => "custom",
         }
     }
 
@@ -333,7 +344,8 @@ impl Op {
             Op::Concat { first, count, .. }
             | Op::Stack { first, count, .. }
             | Op::Conv1d { first, count, .. }
-            | Op::Conv2d { first, count, .. } => Operands::List {
+            | Op::Conv2d { first, count, .. }
+            | Op::Custom { first, count, .. } => Operands::List {
                 first: first as usize,
                 count: count as usize,
             },
@@ -391,6 +403,8 @@ impl fmt::Display for Op {
             | Op::MaxPool2d { .. }
             | Op::AvgPool2d { .. }
             | Op::Pad { .. } => f.write_str(self.name()),
+            // The rule's own name follows in `TapeRead::write_node_head`.
+            Op::Custom { .. } => f.write_str(self.name()),
         }
     }
 }
@@ -429,7 +443,8 @@ impl Op {
             | Op::LogSoftmax { .. }
             | Op::CrossEntropy { .. }
             | Op::Mse
-            | Op::BceWithLogits => None,
+            | Op::BceWithLogits
+            | Op::Custom { .. } => None,
         }
     }
 
@@ -485,7 +500,8 @@ impl Op {
             | Op::LogSoftmax { .. }
             | Op::CrossEntropy { .. }
             | Op::Mse
-            | Op::BceWithLogits => Ok(()),
+            | Op::BceWithLogits
+            | Op::Custom { .. } => Ok(()),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod activation;
 pub mod conv;
+pub mod custom;
 pub mod elementwise;
 pub mod index;
 pub mod loss;
@@ -142,6 +143,7 @@ pub fn backward_node<T: Float, S: GradSink<T>>(
         Op::MaxPool2d { options } => pool::max_pool2d_backward(options, &cx, sink),
         Op::AvgPool2d { options } => pool::avg_pool2d_backward(options, &cx, sink),
         Op::Pad { widths } => pad::pad_backward(widths, &cx, sink),
+        Op::Custom { rule, .. } => custom::custom_backward(rule, &cx, sink),
     }
 }
 
@@ -273,6 +275,7 @@ pub fn vjp_node<'t, T: Float>(
         Op::MaxPool2d { options } => pool::max_pool2d_vjp(options, &cx, g),
         Op::AvgPool2d { .. } => pool::avg_pool2d_vjp(&cx),
         Op::Pad { widths } => pad::pad_vjp(widths, &cx, g),
+        Op::Custom { rule, .. } => custom::custom_vjp(rule, &cx, g),
     }
 }
 
@@ -326,6 +329,7 @@ pub fn jvp_node<'t, T: Float>(
         Op::MaxPool2d { options } => pool::max_pool2d_jvp(options, &cx, t),
         Op::AvgPool2d { options } => pool::avg_pool2d_jvp(options, &cx, t),
         Op::Pad { widths } => pad::pad_jvp(widths, &cx, t),
+        Op::Custom { rule, .. } => custom::custom_jvp(rule, &cx, t),
     }
 }
 

@@ -34,6 +34,7 @@ pub struct Checkpoint {
     param_names: usize,
     renamed: usize,
     hooks: usize,
+    custom: usize,
 }
 
 impl Checkpoint {
@@ -102,6 +103,9 @@ impl<T: Float> Tape<T> {
         if inner.scopes.len() > 1 {
             inner.scopes.truncate(1);
         }
+        if !inner.custom.is_empty() {
+            inner.custom.clear();
+        }
         inner.current_scope = 0;
         let mut hooks = self.hooks.borrow_mut();
         if !hooks.is_empty() {
@@ -147,6 +151,7 @@ impl<T: Float> Tape<T> {
             param_names: inner.param_names.len(),
             renamed: inner.renamed.len(),
             hooks: self.hooks.borrow().len(),
+            custom: inner.custom.len(),
         }
     }
 
@@ -217,6 +222,7 @@ impl<T: Float> Tape<T> {
         inner.scope_runs.truncate(c.scope_runs);
         inner.forget_bindings_after(c.bindings);
         inner.param_names.truncate(c.param_names);
+        inner.custom.truncate(c.custom);
         // Hooks are registered in order: those since the checkpoint go, and a kept node
         // left with none loses its flag.
         let mut hooks = self.hooks.borrow_mut();

@@ -229,6 +229,8 @@ pub(crate) struct Inner<T> {
     /// The names such nodes had before they were renamed, oldest first, so that a
     /// rewind can restore them.
     pub(crate) renamed: Vec<(u32, Option<String>)>,
+    /// The rules of custom nodes (`ops/custom.rs`), named by slot in `Op::Custom`.
+    pub(crate) custom: Vec<std::rc::Rc<dyn crate::ops::custom::CustomOp<T>>>,
 }
 
 impl<T: Float> Inner<T> {
@@ -452,6 +454,7 @@ impl<T: Float> Tape<T> {
                 param_names: Vec::new(),
                 kept: 0,
                 renamed: Vec::new(),
+                custom: Vec::new(),
             }),
         }
     }

@@ -133,6 +133,13 @@ impl<T: Float> TapeRead<'_, T> {
         if let Some(slot) = op.options_slot() {
             op.write_options(&self.inner.indices[slot as usize].data, out)?;
         }
+        if let crate::op::Op::Custom { rule, .. } = op {
+            write!(
+                out,
+                "[{}]",
+                crate::ops::custom::custom_name(&self.inner, rule)
+            )?;
+        }
         let parents = self.inner.parents(id);
         if !parents.is_empty() {
             write!(out, "(")?;
