@@ -167,6 +167,32 @@ impl<T: Float> FlatGrads<T> {
     /// store this buffer was made for, [`Error::Shape`] for a gradient of another
     /// shape; nothing is added then.
     pub fn add(&mut self, grads: &dyn ParamGradients<T>) -> Result<(), Error> {
+        self.check(grads)?;
+        let mut seen = vec![false; self.layout.len()];
+        for i in 0..grads.count() {
+            let (id, g) = grads.entry(i);
+            let p = self.position[&id];
+            seen[p] = true;
+            let offset = self.layout[p].3;
+            for (a, &b) in self.data[offset..offset + g.len()].iter_mut().zip(g.data()) {
+                *a += b;
+            }
+        }
+        // `x + 0` is `x` but for `x = -0`, which becomes `+0`: done here too, so that
+        // adding a missing entry is adding zeros, bit for bit.
+        for (p, (_, _, shape, offset)) in self.layout.iter().enumerate() {
+            if !seen[p] {
+                let n: usize = shape.iter().product();
+                self.data[*offset..*offset + n]
+                    .iter_mut()
+                    .for_each(|a| *a += T::zero());
+            }
+        }
+        Ok(())
+    }
+
+    /// Every entry names a trainable parameter of the store and has its shape.
+    fn check(&self, grads: &dyn ParamGradients<T>) -> Result<(), Error> {
         for i in 0..grads.count() {
             let (id, g) = grads.entry(i);
             let p = self.position.get(&id).ok_or_else(|| Error::Config {
@@ -185,12 +211,34 @@ impl<T: Float> FlatGrads<T> {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Sets the buffer to `grads` (copied, bit for bit), zeros for a trainable
+    /// parameter without an entry: a micro-batch's gradients, kept to be added later.
+    ///
+    /// # Errors
+    /// As [`FlatGrads::add`]; nothing is changed then.
+    ///
+    /// ```
+    /// use descent_optim::FlatGrads;
+    /// use descent_tape::{ParamGrads, ParamStore};
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f32>::new();
+    /// let w = store.insert("w", Tensor::from([1.0, 2.0]));
+    /// store.insert("b", Tensor::from([0.0]));
+    /// let mut flat = FlatGrads::zeros_like(&store);
+    /// flat.set(&ParamGrads::from_iter([(w, Tensor::from([-0.0, 4.0]))])).unwrap();
+    /// assert_eq!(flat.as_slice()[0].to_bits(), (-0.0f32).to_bits());
+    /// assert_eq!(flat.as_slice(), &[0.0, 4.0, 0.0]);
+    /// ```
+    pub fn set(&mut self, grads: &dyn ParamGradients<T>) -> Result<(), Error> {
+        self.check(grads)?;
+        self.zero();
         for i in 0..grads.count() {
             let (id, g) = grads.entry(i);
-            let (_, _, _, offset) = self.layout[self.position[&id]];
-            for (a, &b) in self.data[offset..offset + g.len()].iter_mut().zip(g.data()) {
-                *a += b;
-            }
+            let offset = self.layout[self.position[&id]].3;
+            self.data[offset..offset + g.len()].copy_from_slice(g.data());
         }
         Ok(())
     }
