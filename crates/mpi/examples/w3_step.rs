@@ -10,9 +10,9 @@
 //! ```
 //!
 //! Rank 0 prints one line per reduction (ordered chain, then MPI's all-reduce): the
-//! median step time, the median time spent communicating (the reduction and
-//! broadcast, waits for a slower rank included) and its share, and the loss after the
-//! last step. Options: `--steps N` (30 timed, after 5 warm-up steps).
+//! median step time, rank 0's median time computing its micro-batches' gradients, the
+//! median time it spent communicating (the reduction and broadcast, waits for a slower
+//! rank included) and its share of the step, and the loss after the last step. Options: `--steps N` (30 timed, after 5 warm-up steps).
 //!
 //! The data are not W3's teacher-labelled ones (a SplitMix64 stream, labels by a
 //! fixed rule): the sizes, and so the work and the bytes, are W3's.
@@ -92,13 +92,16 @@ fn main() -> Result<(), Box<dyn Error>> {
         dp.broadcast_params(&mut store)?;
         let mut opt = Sgd::new(0.01).momentum(0.9);
         let batches = MicroBatches::new(GLOBAL, MICRO)?;
-        let (mut times, mut comms) = (Vec::new(), Vec::new());
+        let (mut times, mut comms, mut computes) = (Vec::new(), Vec::new(), Vec::new());
+        let compute = std::cell::Cell::new(Duration::ZERO);
         let mut last = 0.0;
         for k in 0..WARMUP + steps {
             world.barrier();
             dp.take_comm_time();
             let t = Instant::now();
+            compute.set(Duration::ZERO);
             let (mean, loss) = dp.gradient_mean(&store, batches, |r: Range<usize>| {
+                let c = Instant::now();
                 let tape = Tape::new();
                 let n = r.len();
                 let xb = tape.constant(Tensor::new(
@@ -110,23 +113,27 @@ fn main() -> Result<(), Box<dyn Error>> {
                 let h2 = (h1.matmul(p(2)) + p(3)).relu();
                 let loss = (h2.matmul(p(4)) + p(5)).cross_entropy(&labels[r]) * n as f32;
                 let grads = loss.backward();
-                Ok::<_, Box<dyn Error>>((ParamGrads::copy_of(&grads), f64::from(loss.item())))
+                let out = (ParamGrads::copy_of(&grads), f64::from(loss.item()));
+                compute.set(compute.get() + c.elapsed());
+                Ok::<_, Box<dyn Error>>(out)
             })?;
             opt.step(&mut store, &mean)?;
             let elapsed = t.elapsed();
             if k >= WARMUP {
                 times.push(elapsed);
                 comms.push(dp.take_comm_time());
+                computes.push(compute.get());
             }
             last = loss;
         }
         if dp.rank() == 0 {
-            let (t, c) = (median(times), median(comms));
+            let (t, c, g) = (median(times), median(comms), median(computes));
             println!(
-                "{{\"ranks\": {}, \"threads\": {}, \"reduction\": \"{reduction:?}\", \"step_ms\": {:.3}, \"comm_ms\": {:.3}, \"comm_share\": {:.3}, \"elements\": {}, \"loss\": {last:e}, \"load\": \"{}\"}}",
+                "{{\"ranks\": {}, \"threads\": {}, \"reduction\": \"{reduction:?}\", \"step_ms\": {:.3}, \"compute_ms\": {:.3}, \"comm_ms\": {:.3}, \"comm_share\": {:.3}, \"elements\": {}, \"loss\": {last:e}, \"load\": \"{}\"}}",
                 dp.size(),
                 rayon::current_num_threads(),
                 t.as_secs_f64() * 1e3,
+                g.as_secs_f64() * 1e3,
                 c.as_secs_f64() * 1e3,
                 c.as_secs_f64() / t.as_secs_f64(),
                 store.num_elements(),
