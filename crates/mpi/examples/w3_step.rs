@@ -9,8 +9,8 @@
 //! RAYON_NUM_THREADS=1 mpirun -x RAYON_NUM_THREADS -np 2 target/release/examples/w3_step
 //! ```
 //!
-//! Rank 0 prints one line per reduction (ordered chain, then MPI's all-reduce): the
-//! median step time, rank 0's median time computing its micro-batches' gradients, the
+//! Each rank prints one line per reduction (ordered chain, then MPI's all-reduce): the
+//! median step time, its median time computing its micro-batches' gradients, the
 //! median time it spent communicating (the reduction and broadcast, waits for a slower
 //! rank included) and its share of the step, and the loss after the last step. Options: `--steps N` (30 timed, after 5 warm-up steps).
 //!
@@ -126,10 +126,16 @@ fn main() -> Result<(), Box<dyn Error>> {
             }
             last = loss;
         }
-        if dp.rank() == 0 {
-            let (t, c, g) = (median(times), median(comms), median(computes));
+        let (t, c, g) = (median(times), median(comms), median(computes));
+        // Every rank reports (rank 0 first, then the others, one at a time).
+        for r in 0..dp.size() {
+            world.barrier();
+            if r != dp.rank() {
+                continue;
+            }
             println!(
-                "{{\"ranks\": {}, \"threads\": {}, \"reduction\": \"{reduction:?}\", \"step_ms\": {:.3}, \"compute_ms\": {:.3}, \"comm_ms\": {:.3}, \"comm_share\": {:.3}, \"elements\": {}, \"loss\": {last:e}, \"load\": \"{}\"}}",
+                "{{\"rank\": {}, \"ranks\": {}, \"threads\": {}, \"reduction\": \"{reduction:?}\", \"step_ms\": {:.3}, \"compute_ms\": {:.3}, \"comm_ms\": {:.3}, \"comm_share\": {:.3}, \"elements\": {}, \"loss\": {last:e}, \"load\": \"{}\"}}",
+                dp.rank(),
                 dp.size(),
                 rayon::current_num_threads(),
                 t.as_secs_f64() * 1e3,

@@ -110,8 +110,8 @@ impl<'c> DataParallel<'c> {
     /// Waits for `req` until the deadline; past it, prints what was awaited and ends
     /// the job with `MPI_Abort`: no wait hangs.
     pub(crate) fn wait<'a, D: ?Sized, S: Scope<'a>>(&self, mut req: Request<'a, D, S>, what: &str) {
-        let deadline = Instant::now() + self.timeout;
-        let mut polls = 0u32;
+        let start = Instant::now();
+        let deadline = start + self.timeout;
         loop {
             match req.test() {
                 Ok(_) => return,
@@ -128,13 +128,15 @@ impl<'c> DataParallel<'c> {
                 );
                 self.comm.abort(EXIT_PEER_LOST);
             }
-            polls += 1;
-            // Spin briefly (a message is usually close), then give the core away: with
-            // more ranks than cores a spinning rank slows the one it waits for.
-            if polls < 200 {
+            // Open MPI moves a large message only while both sides call into it, so a
+            // waiting rank polls: yielding the core between polls (another rank on the
+            // same core runs meanwhile) for the first 100 ms, then sleeping 200 µs
+            // between polls. Sleeping from the start cost several milliseconds a
+            // message on a loaded machine (each wake-up waits for a core).
+            if start.elapsed() < Duration::from_millis(100) {
                 std::thread::yield_now();
             } else {
-                std::thread::sleep(Duration::from_micros(50));
+                std::thread::sleep(Duration::from_micros(200));
             }
         }
     }
