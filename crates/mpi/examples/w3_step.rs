@@ -20,7 +20,7 @@
 use descent_backprop::Backward;
 use descent_mpi::{DataParallel, Reduction};
 use descent_optim::{MicroBatches, Optimizer, Sgd};
-use descent_tape::{ParamGrads, ParamStore, Tape};
+use descent_tape::{ParamStore, Tape};
 use descent_tensor::Tensor;
 use mpi::traits::*;
 use std::error::Error;
@@ -113,7 +113,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 let h2 = (h1.matmul(p(2)) + p(3)).relu();
                 let loss = (h2.matmul(p(4)) + p(5)).cross_entropy(&labels[r]) * n as f32;
                 let grads = loss.backward();
-                let out = (ParamGrads::copy_of(&grads), f64::from(loss.item()));
+                let out = (grads, f64::from(loss.item()));
                 compute.set(compute.get() + c.elapsed());
                 Ok::<_, Box<dyn Error>>(out)
             })?;

@@ -9,7 +9,8 @@ use mpi::datatype::Equivalence;
 use mpi::request::{Request, Scope};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
-use std::cell::Cell;
+use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,9 @@ pub struct DataParallel<'c> {
     /// Seconds spent in reductions and broadcasts since the last
     /// [`DataParallel::take_comm_time`] (waiting for a slower peer included).
     pub(crate) comm_time: Cell<Duration>,
+    /// The micro-batch buffers of the last step (a `Vec<FlatGrads<T>>`), reused by the
+    /// next if the store's layout is unchanged: no allocation, no page faults.
+    scratch: RefCell<Option<Box<dyn Any>>>,
 }
 
 impl<'c> DataParallel<'c> {
@@ -63,6 +67,7 @@ impl<'c> DataParallel<'c> {
             timeout: Duration::from_secs_f64(secs),
             reduction: Reduction::Ordered,
             comm_time: Cell::new(Duration::ZERO),
+            scratch: RefCell::new(None),
         }
     }
 
@@ -129,11 +134,15 @@ impl<'c> DataParallel<'c> {
                 self.comm.abort(EXIT_PEER_LOST);
             }
             // Open MPI moves a large message only while both sides call into it, so a
-            // waiting rank polls: yielding the core between polls (another rank on the
-            // same core runs meanwhile) for the first 100 ms, then sleeping 200 µs
-            // between polls. Sleeping from the start cost several milliseconds a
+            // waiting rank polls: keeping its core for the first 2 ms (as Open MPI's
+            // own blocking calls do), then yielding it between polls (another rank on
+            // the same core runs meanwhile) up to 100 ms, then sleeping 200 µs between
+            // polls. Sleeping from the start cost several milliseconds a
             // message on a loaded machine (each wake-up waits for a core).
-            if start.elapsed() < Duration::from_millis(100) {
+            let waited = start.elapsed();
+            if waited < Duration::from_millis(2) {
+                std::hint::spin_loop();
+            } else if waited < Duration::from_millis(100) {
                 std::thread::yield_now();
             } else {
                 std::thread::sleep(Duration::from_micros(200));
@@ -258,18 +267,28 @@ impl<'c> DataParallel<'c> {
         mut micro_grad: F,
     ) -> Result<(FlatGrads<T>, f64), E>
     where
-        T: Float + Equivalence,
+        T: Float + Equivalence + 'static,
         G: ParamGradients<T>,
         E: From<Error>,
         F: FnMut(Range<usize>) -> Result<(G, f64), E>,
     {
-        let mut locals = Vec::new();
+        let share = self.my_share(batches);
+        let mut locals: Vec<FlatGrads<T>> = self
+            .scratch
+            .borrow_mut()
+            .take()
+            .and_then(|b| b.downcast::<Vec<FlatGrads<T>>>().ok())
+            .map(|b| *b)
+            .unwrap_or_default();
+        locals.retain(|f| f.fits(store));
+        locals.truncate(share.len());
+        while locals.len() < share.len() {
+            locals.push(FlatGrads::zeros_like(store));
+        }
         let mut losses = Vec::new();
-        for i in self.my_share(batches) {
+        for (i, flat) in share.zip(locals.iter_mut()) {
             let (g, l) = micro_grad(batches.range(i))?;
-            let mut flat = FlatGrads::zeros_like(store);
             flat.set(&g).map_err(|e| E::from(Error::from(e)))?;
-            locals.push(flat);
             losses.push(l);
         }
         let mut total = FlatGrads::zeros_like(store);
@@ -294,6 +313,7 @@ impl<'c> DataParallel<'c> {
                 loss[0]
             }
         };
+        *self.scratch.borrow_mut() = Some(Box::new(locals));
         Ok((total, loss))
     }
 
@@ -309,7 +329,7 @@ impl<'c> DataParallel<'c> {
         micro_grad: F,
     ) -> Result<(FlatGrads<T>, f64), E>
     where
-        T: Float + Equivalence,
+        T: Float + Equivalence + 'static,
         G: ParamGradients<T>,
         E: From<Error>,
         F: FnMut(Range<usize>) -> Result<(G, f64), E>,

@@ -191,6 +191,33 @@ impl<T: Float> FlatGrads<T> {
         Ok(())
     }
 
+    /// Whether this buffer has the layout [`FlatGrads::zeros_like`] gives `store`
+    /// now (the same trainable parameters, in order, of the same shapes): a buffer
+    /// kept from an earlier step can be reused.
+    ///
+    /// ```
+    /// use descent_optim::FlatGrads;
+    /// use descent_tape::ParamStore;
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f32>::new();
+    /// let w = store.insert("w", Tensor::from([1.0, 2.0]));
+    /// let flat = FlatGrads::zeros_like(&store);
+    /// assert!(flat.fits(&store));
+    /// store.set_requires_grad(w, false);
+    /// assert!(!flat.fits(&store));
+    /// ```
+    pub fn fits(&self, store: &ParamStore<T>) -> bool {
+        let mut mine = self.layout.iter();
+        store
+            .iter()
+            .filter(|(id, _, _)| store.requires_grad(*id))
+            .all(|(id, _, v)| {
+                mine.next()
+                    .is_some_and(|(i, _, shape, _)| *i == id && shape.as_slice() == v.shape())
+            })
+            && mine.next().is_none()
+    }
+
     /// Every entry names a trainable parameter of the store and has its shape.
     fn check(&self, grads: &dyn ParamGradients<T>) -> Result<(), Error> {
         for i in 0..grads.count() {
