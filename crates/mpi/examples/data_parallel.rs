@@ -18,7 +18,7 @@ use descent_data::{CsvOptions, Dataset, TensorDataset, read_csv};
 use descent_mpi::{DataParallel, Reduction};
 use descent_nn::{Activation, Mlp, init};
 use descent_optim::{Adam, MicroBatches, Optimizer, clip_grad_norm};
-use descent_tape::{ParamGrads, ParamStore, Tape};
+use descent_tape::{ParamStore, Tape};
 use std::error::Error;
 use std::ops::Range;
 use std::time::Instant;
@@ -102,7 +102,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 // The loss summed over the micro-batch: its mean times its size.
                 let loss = logits.cross_entropy(labels) * labels.len() as f32;
                 let grads = loss.backward();
-                Ok::<_, Box<dyn Error>>((ParamGrads::copy_of(&grads), f64::from(loss.item())))
+                Ok::<_, Box<dyn Error>>((grads, f64::from(loss.item())))
             })?;
             clip_grad_norm(&store, &mut mean, CLIP)?;
             opt.step(&mut store, &mean)?;
