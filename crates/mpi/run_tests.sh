@@ -93,4 +93,17 @@ fi
 grep -q "did not complete within 3.0 s" hang.log
 [ "$(cat ck/LATEST)" = "step-000000005" ]
 echo "ok: rank 2 hangs in step 5: the deadline ended the job (exit code 75), LATEST = $(cat ck/LATEST)"
+# A checkpoint that cannot be read: every rank reports rank 0's error and the job ends.
+mkdir -p bad
+echo step-000000099 >bad/LATEST
+set +e
+run 3 mpi --steps $steps --ckpt bad --resume --out /dev/null >bad.log 2>&1
+rc=$?
+set -e
+if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; then
+  echo "FAILED: an unreadable checkpoint gave exit code $rc"
+  exit 1
+fi
+[ "$(grep -c 'rank 0 could not read the checkpoint' bad.log)" -ge 1 ]
+echo "ok: an unreadable checkpoint ends the job with rank 0's error (exit code $rc)"
 echo "descent-mpi: all checks passed"

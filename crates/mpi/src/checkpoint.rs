@@ -152,8 +152,8 @@ fn latest(dir: &Path) -> Result<Option<PathBuf>, Error> {
 /// changes nothing) when `dir` holds no checkpoint.
 ///
 /// # Errors
-/// A file that cannot be read or does not fit the store or optimiser (rank 0's
-/// reading errors are seen by every rank as an empty checkpoint, then a load error).
+/// A file that cannot be read (on every rank, with rank 0's message) or does not
+/// fit the store or optimiser.
 pub fn load<T: Float + Equivalence, O: Optimizer<T> + ?Sized>(
     dp: &DataParallel<'_>,
     dir: impl AsRef<Path>,
@@ -161,38 +161,37 @@ pub fn load<T: Float + Equivalence, O: Optimizer<T> + ?Sized>(
     optimizer: &mut O,
 ) -> Result<Option<Progress>, Error> {
     let dir = dir.as_ref();
-    let mut files: [Vec<u8>; 3] = Default::default();
-    let mut found = 0u8;
-    if dp.rank() == 0
-        && let Some(step_dir) = latest(dir)?
-    {
-        for (f, name) in files.iter_mut().zip([
-            "params.safetensors",
-            "optimizer.safetensors",
-            "progress.txt",
-        ]) {
-            let path = step_dir.join(name);
-            *f = std::fs::read(&path).map_err(io(&path))?;
+    // Rank 0 reads; every rank learns the outcome: 0 no checkpoint, 1 found, 2 an
+    // error (whose message follows), so that no rank waits for bytes never sent.
+    let (status, files, message) = if dp.rank() == 0 {
+        match read_latest(dir) {
+            Ok(Some(files)) => (1u8, files, String::new()),
+            Ok(None) => (0, Default::default(), String::new()),
+            Err(e) => (2, Default::default(), e.to_string()),
         }
-        found = 1;
-    }
-    let found = dp.broadcast_bytes(0, &[found]);
-    if found.first() != Some(&1) {
-        return Ok(None);
+    } else {
+        (0, Default::default(), String::new())
+    };
+    match dp.broadcast_bytes(0, &[status]).first() {
+        Some(1) => {}
+        Some(2) => {
+            let message = dp.broadcast_bytes(0, message.as_bytes());
+            return Err(Error::Io {
+                path: dir.display().to_string(),
+                source: std::io::Error::other(format!(
+                    "rank 0 could not read the checkpoint: {}",
+                    String::from_utf8_lossy(&message)
+                )),
+            });
+        }
+        _ => return Ok(None),
     }
     let files = files.map(|f| dp.broadcast_bytes(0, &f));
     from_bytes(dir, &files, store, optimizer).map(Some)
 }
 
-/// [`load`] from one process, without MPI.
-///
-/// # Errors
-/// As [`load`].
-pub fn load_local<T: Float, O: Optimizer<T> + ?Sized>(
-    dir: &Path,
-    store: &mut ParamStore<T>,
-    optimizer: &mut O,
-) -> Result<Option<Progress>, Error> {
+/// The bytes of the three files of the checkpoint `LATEST` names, if any.
+fn read_latest(dir: &Path) -> Result<Option<[Vec<u8>; 3]>, Error> {
     let Some(step_dir) = latest(dir)? else {
         return Ok(None);
     };
@@ -205,7 +204,22 @@ pub fn load_local<T: Float, O: Optimizer<T> + ?Sized>(
         let path = step_dir.join(name);
         *f = std::fs::read(&path).map_err(io(&path))?;
     }
-    from_bytes(dir, &files, store, optimizer).map(Some)
+    Ok(Some(files))
+}
+
+/// [`load`] from one process, without MPI.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_local<T: Float, O: Optimizer<T> + ?Sized>(
+    dir: &Path,
+    store: &mut ParamStore<T>,
+    optimizer: &mut O,
+) -> Result<Option<Progress>, Error> {
+    match read_latest(dir)? {
+        Some(files) => from_bytes(dir, &files, store, optimizer).map(Some),
+        None => Ok(None),
+    }
 }
 
 fn from_bytes<T: Float, O: Optimizer<T> + ?Sized>(
