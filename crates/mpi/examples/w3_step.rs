@@ -92,7 +92,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         dp.broadcast_params(&mut store)?;
         let mut opt = Sgd::new(0.01).momentum(0.9);
         let batches = MicroBatches::new(GLOBAL, MICRO)?;
-        let (mut times, mut comms, mut computes) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut times, mut comms, mut computes, mut opts) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let compute = std::cell::Cell::new(Duration::ZERO);
         let mut last = 0.0;
         for k in 0..WARMUP + steps {
@@ -117,16 +118,19 @@ fn main() -> Result<(), Box<dyn Error>> {
                 compute.set(compute.get() + c.elapsed());
                 Ok::<_, Box<dyn Error>>(out)
             })?;
+            let o = Instant::now();
             opt.step(&mut store, &mean)?;
+            let opt_time = o.elapsed();
             let elapsed = t.elapsed();
             if k >= WARMUP {
                 times.push(elapsed);
                 comms.push(dp.take_comm_time());
                 computes.push(compute.get());
+                opts.push(opt_time);
             }
             last = loss;
         }
-        let (t, c, g) = (median(times), median(comms), median(computes));
+        let (t, c, g, u) = (median(times), median(comms), median(computes), median(opts));
         // Every rank reports (rank 0 first, then the others, one at a time).
         for r in 0..dp.size() {
             world.barrier();
@@ -134,7 +138,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 continue;
             }
             println!(
-                "{{\"rank\": {}, \"ranks\": {}, \"threads\": {}, \"reduction\": \"{reduction:?}\", \"step_ms\": {:.3}, \"compute_ms\": {:.3}, \"comm_ms\": {:.3}, \"comm_share\": {:.3}, \"elements\": {}, \"loss\": {last:e}, \"load\": \"{}\"}}",
+                "{{\"rank\": {}, \"ranks\": {}, \"threads\": {}, \"reduction\": \"{reduction:?}\", \"step_ms\": {:.3}, \"compute_ms\": {:.3}, \"comm_ms\": {:.3}, \"comm_share\": {:.3}, \"optimizer_ms\": {:.3}, \"elements\": {}, \"loss\": {last:e}, \"load\": \"{}\"}}",
                 dp.rank(),
                 dp.size(),
                 rayon::current_num_threads(),
@@ -142,6 +146,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 g.as_secs_f64() * 1e3,
                 c.as_secs_f64() * 1e3,
                 c.as_secs_f64() / t.as_secs_f64(),
+                u.as_secs_f64() * 1e3,
                 store.num_elements(),
                 std::fs::read_to_string("/proc/loadavg")
                     .unwrap_or_default()
