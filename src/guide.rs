@@ -43,3 +43,6 @@ pub struct GuideModules;
 
 #[doc = include_str!("../docs/guide/sequences.md")]
 pub struct GuideSequences;
+
+#[doc = include_str!("../docs/guide/distributed.md")]
+pub struct GuideDistributed;

@@ -52,6 +52,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod accumulate;
 mod adadelta;
 mod adagrad;
 mod adam;
@@ -69,6 +70,7 @@ mod sgd;
 mod state;
 mod train;
 
+pub use accumulate::{FlatGrads, MicroBatches, accumulate, accumulate_mean};
 pub use adadelta::Adadelta;
 pub use adagrad::Adagrad;
 pub use adam::{Adam, AdamW};
