@@ -3,6 +3,7 @@
 //! here; `cargo test --test suite <module>` runs one of them. `listed` below fails
 //! when a file of `tests/` is missing from this list, so none is silently skipped.
 
+mod accumulate;
 mod clip;
 mod groups;
 mod optimizers;
