@@ -14,6 +14,7 @@ use descent::prelude::*;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 type NumberFn<T> = for<'t> fn(Var<'t, T>) -> Var<'t, T>;
+type BoxedFn = Box<dyn for<'t> Fn(Var<'t, f64>) -> Var<'t, f64>>;
 
 /// Each op written with a number, and the same op with the number as a constant node
 /// (the form every one of them recorded before).
@@ -21,12 +22,36 @@ macro_rules! forms {
     ($t:ty, $c:expr) => {{
         const C: $t = $c;
         let list: [(&str, NumberFn<$t>, NumberFn<$t>); 6] = [
-            ("add_scalar", |x| x + C, |x| x.try_add(x.tape().constant(C)).unwrap()),
-            ("sub_scalar", |x| x - C, |x| x.try_sub(x.tape().constant(C)).unwrap()),
-            ("rsub_scalar", |x| C - x, |x| x.tape().constant(C).try_sub(x).unwrap()),
-            ("mul_scalar", |x| x * C, |x| x.try_mul(x.tape().constant(C)).unwrap()),
-            ("div_scalar", |x| x / C, |x| x.try_div(x.tape().constant(C)).unwrap()),
-            ("rdiv_scalar", |x| C / x, |x| x.tape().constant(C).try_div(x).unwrap()),
+            (
+                "add_scalar",
+                |x| x + C,
+                |x| x.try_add(x.tape().constant(C)).unwrap(),
+            ),
+            (
+                "sub_scalar",
+                |x| x - C,
+                |x| x.try_sub(x.tape().constant(C)).unwrap(),
+            ),
+            (
+                "rsub_scalar",
+                |x| C - x,
+                |x| x.tape().constant(C).try_sub(x).unwrap(),
+            ),
+            (
+                "mul_scalar",
+                |x| x * C,
+                |x| x.try_mul(x.tape().constant(C)).unwrap(),
+            ),
+            (
+                "div_scalar",
+                |x| x / C,
+                |x| x.try_div(x.tape().constant(C)).unwrap(),
+            ),
+            (
+                "rdiv_scalar",
+                |x| C / x,
+                |x| x.tape().constant(C).try_div(x).unwrap(),
+            ),
         ];
         list
     }};
@@ -41,7 +66,10 @@ fn each_records_one_node_holding_the_number() {
             let x = tape.var(&value);
             let y = f(x);
             assert_eq!(tape.len(), 2, "{name}: x and one node");
-            assert_eq!(y.to_string().split(" = ").next(), Some(&*format!("{name}(0.3)")));
+            assert_eq!(
+                y.to_string().split(" = ").next(),
+                Some(&*format!("{name}(0.3)"))
+            );
         }
     }
     // The named fallible forms are the same ops.
@@ -77,7 +105,12 @@ fn same_as_two_nodes<T: Float>(forms: &[(&str, NumberFn<T>, NumberFn<T>)], input
             };
             let (y1, g1) = run(one);
             let (y2, g2) = run(two);
-            let bits = |t: &Tensor<T>| t.data().iter().map(|v| v.as_f64().to_bits()).collect::<Vec<_>>();
+            let bits = |t: &Tensor<T>| {
+                t.data()
+                    .iter()
+                    .map(|v| v.as_f64().to_bits())
+                    .collect::<Vec<_>>()
+            };
             assert_eq!(bits(&y1), bits(&y2), "{name} ({}): values", T::NAME);
             assert_eq!(bits(&g1), bits(&g2), "{name} ({}): gradients", T::NAME);
         }
@@ -104,7 +137,7 @@ fn gradcheck_each_op() {
     ];
     for c in [0.3, -2.5] {
         for x in &inputs {
-            let ops: [(&str, Box<dyn for<'t> Fn(Var<'t, f64>) -> Var<'t, f64>>); 6] = [
+            let ops: [(&str, BoxedFn); 6] = [
                 ("add_scalar", Box::new(move |x| (x + c) * x)),
                 ("sub_scalar", Box::new(move |x| (x - c) * x)),
                 ("rsub_scalar", Box::new(move |x| (c - x) * x)),
@@ -120,7 +153,11 @@ fn gradcheck_each_op() {
                 )
                 .unwrap();
                 assert_eq!(report.checked, x.len(), "{name}");
-                assert!(report.passed(), "{name}, c = {c}, x {:?}: {report}", x.shape());
+                assert!(
+                    report.passed(),
+                    "{name}, c = {c}, x {:?}: {report}",
+                    x.shape()
+                );
             }
         }
     }
@@ -134,7 +171,9 @@ fn backward_snapshot() {
     let tape = Tape::<f64>::new();
     let mut total = tape.constant(0.0);
     for (name, f, _) in forms!(f64, 0.5) {
-        let x = tape.var(Tensor::from([0.25, 2.0])).named(&format!("x for {name}"));
+        let x = tape
+            .var(Tensor::from([0.25, 2.0]))
+            .named(&format!("x for {name}"));
         let w = tape.constant(Tensor::from([0.5, 0.75]));
         total = total + (f(x) * w).sum();
     }
@@ -161,10 +200,16 @@ fn errors_name_the_op() {
     tape.reset();
     // A stale handle: the fallible form's error, and the operator's panic, name the op.
     let e = x.try_mul_scalar(2.0).unwrap_err().to_string();
-    assert!(e.starts_with("mul_scalar: node 0 was recorded before the tape was reset"), "{e}");
+    assert!(
+        e.starts_with("mul_scalar: node 0 was recorded before the tape was reset"),
+        "{e}"
+    );
     assert_eq!(panic_message(|| x * 2.0), e);
     let e = s.try_rdiv_scalar(1.0).unwrap_err().to_string();
-    assert!(e.starts_with("rdiv_scalar: node 1 was recorded before the tape was reset"), "{e}");
+    assert!(
+        e.starts_with("rdiv_scalar: node 1 was recorded before the tape was reset"),
+        "{e}"
+    );
     assert_eq!(panic_message(|| 1.0 / s), e);
     // Anomaly detection: 1/0 on a tensor and on the scalar fast path.
     let x = tape.var(Tensor::from([1.0, 0.0]));
@@ -185,7 +230,11 @@ fn renders_show_the_number() {
     let x = tape.var(Tensor::from([1.0f32, 2.0])).named("x");
     let _ = (0.5 * x - 1.0) / 4.0;
     let text = tape.to_string();
-    for line in ["#1 mul_scalar(0.5)(#0)", "#2 sub_scalar(1)(#1)", "#3 div_scalar(4)(#2)"] {
+    for line in [
+        "#1 mul_scalar(0.5)(#0)",
+        "#2 sub_scalar(1)(#1)",
+        "#3 div_scalar(4)(#2)",
+    ] {
         assert!(text.contains(line), "{line} in\n{text}");
     }
 }

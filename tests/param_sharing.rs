@@ -32,7 +32,9 @@ fn store() -> (ParamStore<f64>, Vec<ParamId>) {
 }
 
 fn batch(step: usize) -> Tensor<f64> {
-    Tensor::from_fn(&[4, SIZES[0]], |k| (((k + step) * 5) % 9) as f64 / 9.0 - 0.3)
+    Tensor::from_fn(&[4, SIZES[0]], |k| {
+        (((k + step) * 5) % 9) as f64 / 9.0 - 0.3
+    })
 }
 
 /// The loss of one step, the parameters bound by `bind`.
@@ -73,7 +75,10 @@ fn train(reset_first: bool) -> (Vec<Vec<f64>>, Vec<f64>, descent::tape::Copies) 
         }
         sgd.step(&mut store, &grads).unwrap();
     }
-    let values = ids.iter().map(|&id| store.get(id).unwrap().data().to_vec()).collect();
+    let values = ids
+        .iter()
+        .map(|&id| store.get(id).unwrap().data().to_vec())
+        .collect();
     (values, losses, store.copies())
 }
 
@@ -85,7 +90,10 @@ fn train_copying() -> (Vec<Vec<f64>>, Vec<f64>) {
     let mut losses = Vec::new();
     for step in 0..5 {
         let tape = Tape::new();
-        let vars: Vec<Var<'_, f64>> = ids.iter().map(|&id| tape.var(store.get(id).unwrap())).collect();
+        let vars: Vec<Var<'_, f64>> = ids
+            .iter()
+            .map(|&id| tape.var(store.get(id).unwrap()))
+            .collect();
         let l = loss(&tape, step, &|i| vars[i]);
         let g = l.backward();
         losses.push(l.item());
@@ -96,7 +104,10 @@ fn train_copying() -> (Vec<Vec<f64>>, Vec<f64>) {
             .collect();
         sgd.step(&mut store, &pg).unwrap();
     }
-    let values = ids.iter().map(|&id| store.get(id).unwrap().data().to_vec()).collect();
+    let values = ids
+        .iter()
+        .map(|&id| store.get(id).unwrap().data().to_vec())
+        .collect();
     (values, losses)
 }
 
@@ -138,7 +149,10 @@ fn a_tape_held_across_the_step_keeps_its_values() {
     assert_eq!(w0.value(), before);
     let g2 = l.backward();
     for &id in &ids {
-        assert_eq!(g1.param(id).unwrap().to_tensor(), g2.param(id).unwrap().to_tensor());
+        assert_eq!(
+            g1.param(id).unwrap().to_tensor(),
+            g2.param(id).unwrap().to_tensor()
+        );
     }
     assert_eq!(store.copies().count, 6);
     // A new binding on the same tape returns the node bound before (the old value);
@@ -150,7 +164,11 @@ fn a_tape_held_across_the_step_keeps_its_values() {
     assert_eq!(w.value().data(), store.get(ids[0]).unwrap().data());
     tape.reset();
     store.get_mut(ids[0]).unwrap().data_mut()[0] = 1.0;
-    assert_eq!(store.copies(), copies, "released by the reset: changed in place");
+    assert_eq!(
+        store.copies(),
+        copies,
+        "released by the reset: changed in place"
+    );
 }
 
 #[test]

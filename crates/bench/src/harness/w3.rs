@@ -128,7 +128,10 @@ pub fn bench(args: &Args) -> bool {
         // This loop steps under the live tape (reset at the start of the next step):
         // the step copies what the tape holds.
         let copied = model.store.copies().bytes - copies0.bytes;
-        j.insert("param_bytes_copied_tape_alive".into(), json!(copied as f64 / 13.0));
+        j.insert(
+            "param_bytes_copied_tape_alive".into(),
+            json!(copied as f64 / 13.0),
+        );
         j
     };
 

@@ -99,7 +99,9 @@ impl<T: Float> Tape<T> {
         let requires_grad = matches!(op, Op::Var);
         let mut inner = self.inner.borrow_mut();
         let inner = &mut *inner;
-        inner.tensors.push(Stored::Shared(std::sync::Arc::clone(value)));
+        inner
+            .tensors
+            .push(Stored::Shared(std::sync::Arc::clone(value)));
         let id = NodeId(inner.nodes.len() as u32);
         inner.tensor_nodes.push(id);
         let slot = (inner.tensors.len() - 1) as u32;
