@@ -6,7 +6,14 @@
 //! record, `backward_into`. Prints nodes a step and ns per program op (medians).
 //!
 //! ```text
-//! cargo run --release -p descent-bench --example number_dag [-- OPS REPS]
+//! cargo run --release -p descent-bench --example number_dag [-- OPS REPS [FORM]]
+//! ```
+//!
+//! `FORM` (0, 1 or 2) runs one form alone, for an instruction count that the machine's
+//! load does not blur:
+//!
+//! ```text
+//! valgrind --tool=cachegrind --cache-sim=no target/release/examples/number_dag 2000 2 0
 //! ```
 
 use descent::backprop::backward_into;
@@ -41,14 +48,15 @@ fn program(ops: usize) -> Vec<Instr> {
         .map(|i| {
             let avail = LEAVES + i;
             // Operands mostly recent, as in an expression.
-            let (kind, op, k) = (next(3), next(5), next(NUMBERS.len()));
+            let (kind, op, k) = (next(5), next(5), next(NUMBERS.len()));
             let (a, b) = (
                 avail - 1 - next(avail.min(16)),
                 avail - 1 - next(avail.min(16)),
             );
             match kind {
-                0 => Instr::Pair((op % 3) as u8, a, b),
-                1 => Instr::Number(op as u8, a, k),
+                // Two in five ops between values, two with a number, one `tanh`.
+                0 | 1 => Instr::Pair((op % 3) as u8, a, b),
+                2 | 3 => Instr::Number(op as u8, a, k),
                 _ => Instr::Tanh(a),
             }
         })
@@ -136,12 +144,16 @@ fn main() {
         ("constant node + binary (before)", Form::ConstantNode),
         ("constant nodes hoisted", Form::Hoisted),
     ];
+    let only = args.get(2).copied();
     let steps = (200_000 / ops).max(10);
     let mut times = vec![Vec::new(); forms.len()];
     let mut nodes = [0; 3];
     let mut results = [0.0; 3];
     for rep in 0..=reps {
         for (f, &(_, form)) in forms.iter().enumerate() {
+            if only.is_some_and(|o| o != f) {
+                continue;
+            }
             let t = Instant::now();
             for _ in 0..steps {
                 tape.reset();
@@ -156,11 +168,13 @@ fn main() {
             }
         }
     }
-    assert_eq!(
-        results[0].to_bits(),
-        results[1].to_bits(),
-        "same value either way"
-    );
+    if only.is_none() {
+        assert_eq!(
+            results[0].to_bits(),
+            results[1].to_bits(),
+            "same value either way"
+        );
+    }
     println!(
         "random scalar program: {ops} ops ({} with a number), {reps} reps of {steps} steps",
         prog.iter()
@@ -168,6 +182,9 @@ fn main() {
             .count()
     );
     for (f, (name, _)) in forms.iter().enumerate() {
+        if only.is_some_and(|o| o != f) {
+            continue;
+        }
         println!(
             "{name:34} {:6} nodes a step  {:6.2} ns per op (median)",
             nodes[f],
