@@ -238,3 +238,44 @@ fn renders_show_the_number() {
         assert!(text.contains(line), "{line} in\n{text}");
     }
 }
+
+mod torch {
+    include!("fixtures/torch_number_ops.rs");
+}
+
+/// Values and gradients against PyTorch's (f64, `tests/fixtures/make_torch_number_ops.py`),
+/// to 1e-10 relative: `y = op(x, c)` and `d Σ w·y / dx`.
+#[test]
+fn agrees_with_pytorch() {
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-10 * b.abs().max(1e-300);
+    for (name, c, want_y, want_g) in torch::CASES {
+        let tape = Tape::<f64>::new();
+        let x = tape.var(Tensor::from(torch::X));
+        let y = match name {
+            "add_scalar" => x + c,
+            "sub_scalar" => x - c,
+            "rsub_scalar" => c - x,
+            "mul_scalar" => x * c,
+            "div_scalar" => x / c,
+            "rdiv_scalar" => c / x,
+            other => panic!("no op {other} in the fixture's list"),
+        };
+        assert_eq!(tape.len(), 2, "{name}: one node");
+        let g = (y * tape.constant(Tensor::from(torch::W))).sum().backward();
+        let (yv, gv) = (y.value(), g.wrt(x).to_tensor());
+        for i in 0..torch::X.len() {
+            assert!(
+                close(yv.data()[i], want_y[i]),
+                "{name}({c}) value {i}: {} vs {}",
+                yv.data()[i],
+                want_y[i]
+            );
+            assert!(
+                close(gv.data()[i], want_g[i]),
+                "{name}({c}) grad {i}: {} vs {}",
+                gv.data()[i],
+                want_g[i]
+            );
+        }
+    }
+}
