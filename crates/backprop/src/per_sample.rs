@@ -4,13 +4,14 @@
 
 use crate::{Error, Gradients, ParamGrads, backward_into};
 use descent_tape::norm::global_norm;
-use descent_tape::{ParamGradients, ParamId, ParamStore, Tape, Var};
+use descent_tape::{Checkpoint, ParamGradients, ParamId, ParamStore, Tape, Var};
 use descent_tensor::bins::{self, Parkable};
 use descent_tensor::{Float, Tensor, vectorized};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use smallvec::SmallVec;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// What to do with a sample whose loss or gradient is not finite.
@@ -148,6 +149,10 @@ struct ChunkOut<T: Float> {
 struct Workspace<T: Float> {
     tape: Tape<T>,
     grads: Gradients<T>,
+    /// The call whose parameters are bound at the start of the tape, and the
+    /// checkpoint after them: a worker binds the parameters once per call, not once
+    /// per sample.
+    prefix: Option<(u64, Checkpoint)>,
 }
 
 /// Kept in the thread's [`bins`] between calls. A worker can hold more than one at a
@@ -159,17 +164,19 @@ impl<T: Float> Parkable for Box<Workspace<T>> {
     const PER_THREAD: usize = 4;
 }
 
+/// Numbers the calls of [`per_sample_grads`], so that a workspace knows whether the
+/// parameters on its tape are this call's.
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
 fn with_workspace<T: Float, R>(f: impl FnOnce(&mut Workspace<T>) -> R) -> R {
     let mut ws: Box<Workspace<T>> = bins::take().unwrap_or_else(|| {
         Box::new(Workspace {
             tape: Tape::new(),
             grads: Gradients::empty(),
+            prefix: None,
         })
     });
     let out = f(&mut ws);
-    // Parked empty: a parked tape holding the store's parameters (shared, not copied)
-    // would make the next optimiser step copy them (`ParamStore::get_mut`).
-    ws.tape.reset();
     bins::park(ws);
     out
 }
@@ -184,11 +191,13 @@ fn with_workspace<T: Float, R>(f: impl FnOnce(&mut Workspace<T>) -> R) -> R {
 /// zero gradient from that sample; frozen ones
 /// ([`ParamStore::set_requires_grad`](descent_tape::ParamStore::set_requires_grad)) are
 /// not in the result. Each worker binds every trainable parameter of `store` on its
-/// tape before each sample (binding shares the store's value: no copy), so
-/// `tape.param` hands the closure those nodes; the tape starts with them, and handles
-/// must not be kept from one sample to the next (they are stale after the reset). A
-/// worker's tape is reset when its sample is done, so no parked tape holds the
-/// store's values when the optimiser steps.
+/// tape once per call (sharing the store's values, no copy), before a
+/// [`Tape::checkpoint`], and rewinds to it before each sample, so `tape.param` hands
+/// the closure those nodes; the tape starts with them, and handles must not be kept
+/// from one sample to the next (they are stale after the rewind). A worker's parked
+/// tape keeps holding the values until its next call, so an optimiser step between
+/// calls copies each stepped value once ([`ParamStore::get_mut`](descent_tape::ParamStore::get_mut),
+/// without allocating once warm), where each worker used to copy all of them a call.
 ///
 /// Second-order quantities per sample work through the closure: it may record
 /// gradients on its tape with [`grad`](crate::grad) (or [`vjp`](crate::vjp),
@@ -265,6 +274,7 @@ where
             reason: format!("the clip norm must be finite and > 0, got {c}"),
         });
     }
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
     // Frozen parameters (and buffers, frozen entries) get no gradient and are left
     // out of the result, so that no optimiser step sees them.
     let ids: Vec<ParamId> = store.ids().filter(|&id| store.requires_grad(id)).collect();
@@ -282,13 +292,25 @@ where
     let run_sample =
         |index: usize, acc: &mut ParamGrads<T>| -> Result<Option<SampleOut<T>>, Error> {
             with_workspace::<T, _>(|ws| {
-                let Workspace { tape, grads } = ws;
-                // Every parameter is bound first, in the store's order (binding shares
-                // the store's value, no copy), so that the gradients are laid out the
-                // same for every sample; the closure's `tape.param` then finds its node.
-                tape.reset();
-                for &id in &ids {
-                    let _ = tape.try_param(store, id).map_err(Error::Tape)?;
+                let Workspace {
+                    tape,
+                    grads,
+                    prefix,
+                } = ws;
+                // Every parameter is bound once per call on each worker, before the
+                // checkpoint each sample rewinds to; the closure's `tape.param` then
+                // finds its node. A closure that resets the tape itself makes the
+                // checkpoint stale, and the parameters are bound again.
+                let rewound = match prefix {
+                    Some((c, mark)) if *c == call => tape.rewind(mark).is_ok(),
+                    _ => false,
+                };
+                if !rewound {
+                    tape.reset();
+                    for &id in &ids {
+                        let _ = tape.try_param(store, id).map_err(Error::Tape)?;
+                    }
+                    *prefix = Some((call, tape.checkpoint()));
                 }
                 let l = loss(tape, &samples[index]);
                 l.validate("per_sample_grads").map_err(Error::Tape)?;
