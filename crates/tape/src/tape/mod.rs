@@ -248,6 +248,7 @@ impl<T: Float> Inner<T> {
         self.nodes[id.index()].meta.requires_grad()
     }
 
+    #[inline]
     pub(crate) fn view(&self, id: NodeId) -> View<'_, T> {
         match self.nodes[id.index()].meta.slot() {
             None => View::scalar(&self.nodes[id.index()].scalar),
