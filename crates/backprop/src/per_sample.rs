@@ -150,7 +150,7 @@ struct Workspace<T: Float> {
     tape: Tape<T>,
     grads: Gradients<T>,
     /// The call whose parameters are bound at the start of the tape, and the
-    /// checkpoint after them: a worker copies the parameters once per call, not once
+    /// checkpoint after them: a worker binds the parameters once per call, not once
     /// per sample.
     prefix: Option<(u64, Checkpoint)>,
 }
@@ -190,11 +190,14 @@ fn with_workspace<T: Float, R>(f: impl FnOnce(&mut Workspace<T>) -> R) -> R {
 /// parameters it uses with `tape.param(store, id)`. Parameters it does not bind get
 /// zero gradient from that sample; frozen ones
 /// ([`ParamStore::set_requires_grad`](descent_tape::ParamStore::set_requires_grad)) are
-/// not in the result. Each worker copies every trainable parameter of `store` onto
-/// its tape once per call, before a [`Tape::checkpoint`], and rewinds to it before
-/// each sample, so `tape.param` hands the closure those nodes without copying again;
-/// the tape starts with them, and handles must not be kept from one sample to the
-/// next (they are stale after the rewind).
+/// not in the result. Each worker binds every trainable parameter of `store` on its
+/// tape once per call (sharing the store's values, no copy), before a
+/// [`Tape::checkpoint`], and rewinds to it before each sample, so `tape.param` hands
+/// the closure those nodes; the tape starts with them, and handles must not be kept
+/// from one sample to the next (they are stale after the rewind). A worker's parked
+/// tape keeps holding the values until its next call, so an optimiser step between
+/// calls copies each stepped value once ([`ParamStore::get_mut`](descent_tape::ParamStore::get_mut),
+/// without allocating once warm), where each worker used to copy all of them a call.
 ///
 /// Second-order quantities per sample work through the closure: it may record
 /// gradients on its tape with [`grad`](crate::grad) (or [`vjp`](crate::vjp),

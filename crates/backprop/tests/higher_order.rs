@@ -302,6 +302,28 @@ fn unary_ops_to_third_order() {
     }
 }
 
+/// Operations with a plain number, one node each (`mul_scalar`, ...): their recorded
+/// rules scale by the constant derivative in one node, bit for bit the fast rule's.
+#[test]
+fn ops_with_a_plain_number_to_third_order() {
+    let s = [3, 4];
+    let r = &mut rng("number");
+    let cases = [
+        unary("add_scalar", uniform(r, &s, -2.0, 2.0), |x| x + 0.3),
+        unary("sub_scalar", uniform(r, &s, -2.0, 2.0), |x| x - 0.3),
+        unary("rsub_scalar", uniform(r, &s, -2.0, 2.0), |x| 0.3 - x),
+        unary("mul_scalar", uniform(r, &s, -2.0, 2.0), |x| x * 0.3),
+        unary("mul_scalar_left", uniform(r, &s, -2.0, 2.0), |x| -1.7 * x),
+        unary("div_scalar", uniform(r, &s, -2.0, 2.0), |x| x / 0.3),
+        unary("rdiv_scalar", off_zero(r, &s, -2.0, 2.0), |x| 0.3 / x),
+        unary("scalar_rdiv_scalar", uniform(r, &[], 0.5, 2.0), |x| 2.0 / x),
+        unary("scalar_mul_scalar", uniform(r, &[], -2.0, 2.0), |x| x * 3.0),
+    ];
+    for case in cases {
+        check(case, true);
+    }
+}
+
 fn binary(
     name: &'static str,
     a: Tensor<f64>,

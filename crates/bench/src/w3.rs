@@ -207,7 +207,9 @@ pub enum Update {
     Copied,
 }
 
-/// One training step on batch `k`: reset, record, backward, SGD. Returns the loss.
+/// One training step on batch `k`: reset, record, backward, reset (which releases the
+/// parameters the tape shares with the store, so the step copies none), SGD. Returns
+/// the loss.
 pub fn step(
     tape: &Tape<f32>,
     model: &mut Model,
@@ -222,28 +224,38 @@ pub fn step(
     match update {
         Update::Plain => {
             backward_into(loss, grads).expect("a scalar loss");
+            // Released before the step: the tape shares the parameters' values with
+            // the store, so a step under a live tape would copy them (copy-on-write).
+            let value = f64::from(loss.item());
+            tape.reset();
             model
                 .sgd
                 .step(&mut model.store, &*grads)
                 .expect("finite gradients of the store's parameters");
+            value
         }
         Update::Unchecked => {
             backward_into(loss, grads).expect("a scalar loss");
+            let value = f64::from(loss.item());
+            tape.reset();
             model.sgd.begin_step();
             for (id, g) in grads.params() {
                 let p = model.store.get_mut(id).expect("a parameter of the store");
                 model.sgd.update(id, p.data_mut(), g.data());
             }
+            value
         }
         Update::Copied => {
             let g = descent::backprop::ParamGrads::from(&loss.backward());
+            let value = f64::from(loss.item());
+            tape.reset();
             model
                 .sgd
                 .step(&mut model.store, &g)
                 .expect("finite gradients of the store's parameters");
+            value
         }
     }
-    f64::from(loss.item())
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ pub use op::{BinaryOp, Op, UnaryOp};
 pub use ops::conv::{Conv1dOptions, Conv2dOptions, IntoPair};
 pub use ops::pool::Pool2dOptions;
 pub use param_grads::{ParamGradients, ParamGrads, ParamIndex, non_finite_at};
-pub use params::{ParamId, ParamKey, ParamStore};
+pub use params::{Copies, ParamId, ParamKey, ParamStore};
 pub use tape::{
     Checkpoint, GradHook, HookGrad, IntoLeaf, LeafValue, Meta, NoGradGuard, Node, NodeId,
     ScopeGuard, Tape, TapeRead, Value,

@@ -44,6 +44,21 @@ pub enum UnaryOp {
     Gelu,
     /// `ln(1 + e^x)`
     Softplus,
+    // Operations with a plain number: the number is held in the node, exactly (an
+    // `f32` widens to `f64` without rounding), instead of as a constant node.
+    // `ops/elementwise/number.rs` records them.
+    /// `x + c`
+    AddScalar(f64),
+    /// `x - c`
+    SubScalar(f64),
+    /// `c - x`
+    RSubScalar(f64),
+    /// `x · c`
+    MulScalar(f64),
+    /// `x / c`
+    DivScalar(f64),
+    /// `c / x`
+    RDivScalar(f64),
 }
 
 impl UnaryOp {
@@ -67,6 +82,12 @@ impl UnaryOp {
             UnaryOp::LeakyRelu(_) => "leaky_relu",
             UnaryOp::Gelu => "gelu",
             UnaryOp::Softplus => "softplus",
+            UnaryOp::AddScalar(_) => "add_scalar",
+            UnaryOp::SubScalar(_) => "sub_scalar",
+            UnaryOp::RSubScalar(_) => "rsub_scalar",
+            UnaryOp::MulScalar(_) => "mul_scalar",
+            UnaryOp::DivScalar(_) => "div_scalar",
+            UnaryOp::RDivScalar(_) => "rdiv_scalar",
         }
     }
 }
@@ -367,6 +388,14 @@ impl fmt::Display for Op {
             Op::Unary(UnaryOp::PowF(p)) => write!(f, "powf({p})"),
             Op::Unary(UnaryOp::PowI(n)) => write!(f, "powi({n})"),
             Op::Unary(UnaryOp::LeakyRelu(a)) => write!(f, "leaky_relu({a})"),
+            Op::Unary(
+                u @ (UnaryOp::AddScalar(c)
+                | UnaryOp::SubScalar(c)
+                | UnaryOp::RSubScalar(c)
+                | UnaryOp::MulScalar(c)
+                | UnaryOp::DivScalar(c)
+                | UnaryOp::RDivScalar(c)),
+            ) => write!(f, "{}({c})", u.name()),
             Op::SumAxis { axis, keepdim }
             | Op::MeanAxis { axis, keepdim }
             | Op::MaxAxis { axis, keepdim } => {

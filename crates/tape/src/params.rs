@@ -1,9 +1,11 @@
 //! Parameters: named tensors that outlive tapes, keyed by generational ids.
 
 use crate::error::{Error, Result};
+use crate::op::Op;
 use crate::{NodeId, Tape, Var};
 use descent_tensor::{Float, ShapeDisplay, Tensor};
 use slotmap::SlotMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 slotmap::new_key_type! {
@@ -29,7 +31,13 @@ impl ParamId {
 
 struct Param<T> {
     name: std::sync::Arc<str>,
-    value: Tensor<T>,
+    /// Shared with every tape that binds it (`Tape::param` clones the `Arc`, never the
+    /// elements); changed only through `Arc::make_mut` (`ParamStore::get_mut`).
+    value: Arc<Tensor<T>>,
+    /// The value a copy-on-write last displaced (still held by a tape then): once that
+    /// tape lets go, the next copy goes into it, so a loop that steps under a live tape
+    /// copies without allocating.
+    spare: Option<Arc<Tensor<T>>>,
     /// False for a frozen parameter: bound as a constant, so no gradient is computed
     /// for it and no optimiser step sees it.
     requires_grad: bool,
@@ -67,6 +75,19 @@ pub struct ParamStore<T: Float = f32> {
     /// them), and [`ParamStore::find`] is a lookup, not a scan.
     names: std::collections::HashMap<std::sync::Arc<str>, ParamKey>,
     uid: u32,
+    /// Values copied because a tape still held them when they were changed.
+    copies: Copies,
+}
+
+/// What [`ParamStore::get_mut`] copied: values a live tape still held when they were
+/// about to change (copy-on-write). Zero in a loop that resets (or drops) the tape
+/// before its optimiser step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Copies {
+    /// How many values were copied.
+    pub count: u64,
+    /// How many bytes those copies moved.
+    pub bytes: u64,
 }
 
 impl<T: Float> Default for ParamStore<T> {
@@ -120,6 +141,7 @@ impl<T: Float> ParamStore<T> {
             names: std::collections::HashMap::new(),
             // Identity only: tells stores apart; never affects a value or an order.
             uid: NEXT_STORE_UID.fetch_add(1, Ordering::Relaxed),
+            copies: Copies::default(),
         }
     }
 
@@ -171,7 +193,8 @@ impl<T: Float> ParamStore<T> {
         }
         let key = self.params.insert(Param {
             name: std::sync::Arc::clone(&name),
-            value: value.into(),
+            value: Arc::new(value.into()),
+            spare: None,
             requires_grad: true,
         });
         self.names.insert(name, key);
@@ -191,7 +214,8 @@ impl<T: Float> ParamStore<T> {
         let p = self.params.remove(id.key)?;
         self.order.retain(|&k| k != id.key);
         self.names.remove(&p.name);
-        Some(p.value)
+        // The elements themselves when no tape holds them, else a copy.
+        Some(Arc::try_unwrap(p.value).unwrap_or_else(|shared| Tensor::clone(&shared)))
     }
 
     /// Whether `id` names a parameter of this store.
@@ -216,16 +240,70 @@ impl<T: Float> ParamStore<T> {
 
     /// The parameter's value.
     pub fn get(&self, id: ParamId) -> Option<&Tensor<T>> {
-        self.contains(id).then(|| &self.params[id.key].value)
+        self.contains(id).then(|| &*self.params[id.key].value)
     }
 
     /// The parameter's value, mutably (optimisers update through this).
+    ///
+    /// Tapes that bind the parameter share its value rather than copy it
+    /// ([`Tape::param`]), and a live tape's values never change: if a tape still holds
+    /// the value, it is copied first (copy-on-write, `Arc::make_mut`), the tape keeping
+    /// the old one, and the copy is counted ([`ParamStore::copies`]). Reset or drop the
+    /// tape before the optimiser step, and nothing is copied. A copy goes into the
+    /// value the previous copy displaced, once no tape holds that any more, so a loop
+    /// that steps under a live tape copies but does not allocate.
+    ///
+    /// ```
+    /// use descent_tape::{ParamStore, Tape};
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let w = store.insert("w", Tensor::from([1.0, 2.0]));
+    /// let tape = Tape::new();
+    /// let wv = tape.param(&store, w);
+    /// store.get_mut(w).unwrap().data_mut()[0] = 5.0; // the tape still holds w
+    /// assert_eq!(wv.value().data(), &[1.0, 2.0]);     // and keeps its value
+    /// assert_eq!(store.copies().bytes, 16);
+    /// tape.reset();                                   // released
+    /// store.get_mut(w).unwrap().data_mut()[1] = 6.0;  // in place
+    /// assert_eq!(store.copies().count, 1);
+    /// assert_eq!(store.get(w).unwrap().data(), &[5.0, 6.0]);
+    /// ```
     pub fn get_mut(&mut self, id: ParamId) -> Option<&mut Tensor<T>> {
-        if self.contains(id) {
-            Some(&mut self.params[id.key].value)
-        } else {
-            None
+        if !self.contains(id) {
+            return None;
         }
+        let param = &mut self.params[id.key];
+        if Arc::strong_count(&param.value) > 1 {
+            self.copies.count += 1;
+            self.copies.bytes += (param.value.len() * std::mem::size_of::<T>()) as u64;
+            // Into the spare if no tape holds it any more, else into a new tensor.
+            let reused = match param.spare.take() {
+                Some(mut spare) => match Arc::get_mut(&mut spare) {
+                    Some(t) if t.shape() == param.value.shape() => {
+                        t.data_mut().copy_from_slice(param.value.data());
+                        Some(spare)
+                    }
+                    _ => None,
+                },
+                None => None,
+            };
+            let fresh = reused.unwrap_or_else(|| Arc::new(Tensor::clone(&param.value)));
+            param.spare = Some(std::mem::replace(&mut param.value, fresh));
+        }
+        // The store's own now: `make_mut` copies nothing.
+        Some(Arc::make_mut(&mut param.value))
+    }
+
+    /// The values [`ParamStore::get_mut`] has copied because a tape still held them,
+    /// since the store was made: zero when every tape is reset or dropped before the
+    /// optimiser step.
+    pub fn copies(&self) -> Copies {
+        self.copies
+    }
+
+    /// The shared value, for binding on a tape.
+    pub(crate) fn shared(&self, id: ParamId) -> &Arc<Tensor<T>> {
+        &self.params[id.key].value
     }
 
     /// Freezes (`false`) or unfreezes (`true`) a parameter, as PyTorch's
@@ -300,7 +378,7 @@ impl<T: Float> ParamStore<T> {
     pub fn iter(&self) -> impl Iterator<Item = (ParamId, &str, &Tensor<T>)> + '_ {
         self.ids().map(|id| {
             let p = &self.params[id.key];
-            (id, &*p.name, &p.value)
+            (id, &*p.name, &*p.value)
         })
     }
 
@@ -330,7 +408,11 @@ impl<T: Float> Tape<T> {
     /// yet bound while the tape is in no-gradient mode ([`Tape::no_grad`]), binds as
     /// a constant leaf instead (named by the parameter, but not among
     /// [`Tape::bindings`], so no gradient is computed and no optimiser steps it); each
-    /// such binding is a fresh copy.
+    /// such binding is a new node.
+    ///
+    /// Binding copies nothing: the tape holds the store's value (a reference count)
+    /// until it is reset, rewound past the binding, or dropped; the store copies a
+    /// value a tape still holds before changing it ([`ParamStore::get_mut`]).
     ///
     /// # Panics
     /// If `id` is not a parameter of `store`.
@@ -346,7 +428,7 @@ impl<T: Float> Tape<T> {
         store.check("param", id)?;
         let param = &store.params[id.key];
         if !param.requires_grad {
-            return Ok(self.param_constant(param));
+            return Ok(self.param_constant(store, id));
         }
         // Already bound this generation: the same node (an O(1) lookup, so binding n
         // parameters a step costs O(n)).
@@ -355,9 +437,9 @@ impl<T: Float> Tape<T> {
             return Ok(self.handle(node));
         }
         if self.no_grad.get() {
-            return Ok(self.param_constant(param));
+            return Ok(self.param_constant(store, id));
         }
-        let v = self.var(&param.value);
+        let v = self.shared_leaf(store.shared(id), Op::Var);
         let mut inner = self.inner.borrow_mut();
         inner.bind(id, v.id());
         // The node is known by the parameter's name (a shared string: no allocation).
@@ -368,8 +450,9 @@ impl<T: Float> Tape<T> {
     }
 
     /// A parameter as a constant leaf, known by its name.
-    fn param_constant<'t>(&'t self, param: &Param<T>) -> Var<'t, T> {
-        let v = self.constant(&param.value);
+    fn param_constant<'t>(&'t self, store: &ParamStore<T>, id: ParamId) -> Var<'t, T> {
+        let param = &store.params[id.key];
+        let v = self.shared_leaf(store.shared(id), Op::Constant);
         self.inner
             .borrow_mut()
             .param_names

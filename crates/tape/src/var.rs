@@ -162,11 +162,6 @@ impl<'t, T: Float> Var<'t, T> {
         self.tape.inner.borrow().requires_grad(self.id)
     }
 
-    /// Lifts a number into a constant on this tape.
-    pub(crate) fn constant(&self, v: T) -> Self {
-        self.tape.scalar_constant(v)
-    }
-
     /// The value of an op's fallible form, or a panic with its error's message. The
     /// panic is out of line, so an op's panicking form stays small enough to inline.
     #[inline]
@@ -274,27 +269,6 @@ macro_rules! binary_operator {
                     Some(v) => v,
                     None => self.binary_or_panic($op, rhs),
                 }
-            }
-        }
-        impl<'t, T: Float> $trait<T> for Var<'t, T> {
-            type Output = Var<'t, T>;
-            fn $method(self, rhs: T) -> Var<'t, T> {
-                let rhs = self.constant(rhs);
-                Var::unwrap_or_panic(self.binary($op, rhs))
-            }
-        }
-        impl<'t> $trait<Var<'t, f64>> for f64 {
-            type Output = Var<'t, f64>;
-            fn $method(self, rhs: Var<'t, f64>) -> Var<'t, f64> {
-                let lhs = rhs.constant(self);
-                Var::unwrap_or_panic(lhs.binary($op, rhs))
-            }
-        }
-        impl<'t> $trait<Var<'t, f32>> for f32 {
-            type Output = Var<'t, f32>;
-            fn $method(self, rhs: Var<'t, f32>) -> Var<'t, f32> {
-                let lhs = rhs.constant(self);
-                Var::unwrap_or_panic(lhs.binary($op, rhs))
             }
         }
     };

@@ -83,6 +83,18 @@ pub fn bench(args: &Args) -> bool {
         let c = alloc_count::counts() - c0;
         (c.calls() as f64 / 10.0, c.bytes as f64 / 10.0)
     };
+    // Parameter bytes copied per step: binding copied every parameter before the tape
+    // shared them with the store (`param_bytes_bound`); now only a step under a live
+    // tape copies (copy-on-write), which W3's step avoids by resetting first.
+    let param_copies = {
+        let mut model = w3::Model::new(&data, w3::Layout::OutIn);
+        let mut g = Gradients::empty();
+        for k in 0..13 {
+            w3::step(&tape, &mut model, &data, k, &mut g, w3::Update::Plain);
+        }
+        let bound: usize = model.store.iter().map(|(_, _, v)| v.len() * 4).sum();
+        (model.store.copies().bytes as f64 / 13.0, bound)
+    };
     let (a_plain, b_plain) = allocs(w3::Update::Plain);
     let (a_copied, b_copied) = allocs(w3::Update::Copied);
     // The step by phase: record, backward, update (the checked step, in place).
@@ -90,6 +102,7 @@ pub fn bench(args: &Args) -> bool {
         let mut model = w3::Model::new(&data, w3::Layout::OutIn);
         let mut g = Gradients::empty();
         let mut c = [Counts::default(); 3];
+        let copies0 = model.store.copies();
         for k in 0..13 {
             let c0 = alloc_count::counts();
             tape.reset();
@@ -112,6 +125,13 @@ pub fn bench(args: &Args) -> bool {
             j.insert(name.to_string(), json!(c.calls() as f64 / 10.0));
             j.insert(format!("{name}_bytes"), json!(c.bytes as f64 / 10.0));
         }
+        // This loop steps under the live tape (reset at the start of the next step):
+        // the step copies what the tape holds.
+        let copied = model.store.copies().bytes - copies0.bytes;
+        j.insert(
+            "param_bytes_copied_tape_alive".into(),
+            json!(copied as f64 / 13.0),
+        );
         j
     };
 
@@ -139,6 +159,8 @@ pub fn bench(args: &Args) -> bool {
         "allocs_per_step": a_plain,
         "alloc_bytes_per_step": b_plain,
         "allocs_per_step_by_phase": phases,
+        "param_bytes_copied_per_step": param_copies.0,
+        "param_bytes_bound_per_step": param_copies.1,
         "allocs_per_step_copied": a_copied,
         "alloc_bytes_per_step_copied": b_copied,
     }))

@@ -19,6 +19,7 @@ use fixed::{with_fixed_binary, with_fixed_unary};
 
 mod diff;
 mod fixed;
+mod number;
 mod scalar;
 
 pub(crate) use diff::{binary_jvp, binary_vjp, unary_jvp, unary_vjp};
@@ -48,6 +49,12 @@ impl UnaryOp {
             UnaryOp::LeakyRelu(a) => activation::leaky_relu(x, T::from_f64(a)),
             UnaryOp::Gelu => activation::gelu(x),
             UnaryOp::Softplus => activation::softplus(x),
+            UnaryOp::AddScalar(c) => x + T::from_f64(c),
+            UnaryOp::SubScalar(c) => x - T::from_f64(c),
+            UnaryOp::RSubScalar(c) => T::from_f64(c) - x,
+            UnaryOp::MulScalar(c) => x * T::from_f64(c),
+            UnaryOp::DivScalar(c) => x / T::from_f64(c),
+            UnaryOp::RDivScalar(c) => T::from_f64(c) / x,
         }
     }
 
@@ -114,6 +121,18 @@ impl UnaryOp {
             }
             UnaryOp::Gelu => activation::gelu_derivative_of(x),
             UnaryOp::Softplus => x.sigmoid(),
+            // Constant factors: `number::constant_derivative` reads them from here.
+            UnaryOp::AddScalar(_) | UnaryOp::SubScalar(_) => x.lit(1.0),
+            UnaryOp::RSubScalar(_) => x.lit(-1.0),
+            // `c` came from an element, so it is exact in the element type.
+            UnaryOp::MulScalar(c) => x.lit(c),
+            // 1/c rounded to the element type, as `div`'s first partial `b.recip()`.
+            UnaryOp::DivScalar(c) => {
+                let one = N::Elem::from_f64(1.0);
+                x.lit((one / N::Elem::from_f64(c)).as_f64())
+            }
+            // d(c/x)/dx = -c/x² = -y/x, as `div`'s second partial.
+            UnaryOp::RDivScalar(_) => -y / x,
         }
     }
 }

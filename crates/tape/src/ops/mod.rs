@@ -72,6 +72,7 @@ pub struct BackwardCtx<'a, T: Float> {
 
 impl<'a, T: Float> BackwardCtx<'a, T> {
     /// The value of operand `i`.
+    #[inline]
     pub fn input(&self, i: usize) -> View<'a, T> {
         self.inner.view(self.parents[i])
     }

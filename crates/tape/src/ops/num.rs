@@ -168,7 +168,8 @@ impl<'t, T: Float> Number for Var<'t, T> {
         Var::cosh(self)
     }
     fn recip(self) -> Self {
-        self.lit(1.0) / self
+        // One `rdiv_scalar(1)` node, the same value as `1 / x` with a constant node.
+        Var::unwrap_or_panic(self.try_rdiv_scalar(T::one()))
     }
     fn powf(self, p: f64) -> Self {
         Var::powf(self, p)

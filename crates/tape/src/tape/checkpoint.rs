@@ -42,8 +42,8 @@ impl Checkpoint {
     ///
     /// ```
     /// let tape = descent_tape::Tape::<f64>::new();
-    /// let _ = tape.var(1.0) + 2.0;
-    /// assert_eq!(tape.checkpoint().len(), 3);
+    /// let _ = tape.var(1.0) + 2.0; // two nodes: x and add_scalar(2)
+    /// assert_eq!(tape.checkpoint().len(), 2);
     /// ```
     pub fn len(&self) -> usize {
         self.nodes
@@ -86,7 +86,7 @@ impl<T: Float> Tape<T> {
         }
         if !inner.tensors.is_empty() {
             for t in inner.tensors.drain(..) {
-                inner.pool.give(t.into_data());
+                t.release(&mut inner.pool);
             }
         }
         if !inner.indices.is_empty() {
@@ -131,7 +131,7 @@ impl<T: Float> Tape<T> {
     ///     // The parameter's node is kept; `param` hands out a handle to it.
     ///     let loss = (tape.param(&store, w) * x).sum();
     ///     assert_eq!(loss.item(), 5.0 * x);
-    ///     assert_eq!(tape.len(), 4); // w, the constant, the product, the sum
+    ///     assert_eq!(tape.len(), 3); // w, the product (mul_scalar(x)), the sum
     /// }
     /// ```
     pub fn checkpoint(&self) -> Checkpoint {
@@ -194,7 +194,7 @@ impl<T: Float> Tape<T> {
         inner.operand_lists.truncate(c.operand_lists);
         inner.tensor_nodes.truncate(c.tensors);
         for t in inner.tensors.drain(c.tensors..) {
-            inner.pool.give(t.into_data());
+            t.release(&mut inner.pool);
         }
         if inner.indices.len() > c.indices {
             let spare = &mut inner.spare_indices;

@@ -1,7 +1,8 @@
 //! Leaves: the values a program puts on the tape ([`Tape::var`], [`Tape::constant`])
 //! and what they may be given as ([`IntoLeaf`]).
 
-use super::{Meta, NO_ARGS, Output, Tape, push_node};
+use super::{Meta, NO_ARGS, Output, Stored, Tape, push_node};
+use crate::NodeId;
 use crate::Var;
 use crate::op::Op;
 use descent_tensor::{Float, Tensor, View};
@@ -84,6 +85,27 @@ impl<T: Float> Tape<T> {
         let value = view;
         let t = Tensor::new(value.shape(), buf).expect("same length as the value");
         let id = push_node(inner, op, NO_ARGS, Output::Tensor(t), requires_grad);
+        self.handle(id)
+    }
+}
+
+impl<T: Float> Tape<T> {
+    /// A leaf holding a value shared with its owner (a parameter's, from its store):
+    /// a reference count, no copy (`slots.rs`). A 0-d value is stored inline.
+    pub(crate) fn shared_leaf(&self, value: &std::sync::Arc<Tensor<T>>, op: Op) -> Var<'_, T> {
+        if value.ndim() == 0 {
+            return self.push_scalar_leaf(value.item(), op);
+        }
+        let requires_grad = matches!(op, Op::Var);
+        let mut inner = self.inner.borrow_mut();
+        let inner = &mut *inner;
+        inner
+            .tensors
+            .push(Stored::Shared(std::sync::Arc::clone(value)));
+        let id = NodeId(inner.nodes.len() as u32);
+        inner.tensor_nodes.push(id);
+        let slot = (inner.tensors.len() - 1) as u32;
+        let id = inner.push(op, NO_ARGS, T::zero(), Meta::new(Some(slot), requires_grad));
         self.handle(id)
     }
 }

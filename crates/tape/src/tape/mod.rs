@@ -10,6 +10,8 @@ mod checkpoint;
 mod grad_mode;
 mod hooks;
 mod leaf;
+mod slots;
+pub(crate) use slots::Stored;
 mod read;
 
 pub use checkpoint::Checkpoint;
@@ -201,7 +203,8 @@ pub(crate) struct Inner<T> {
     pub(crate) nodes: Vec<Node<T>>,
     /// Operand lists of ops with more than two operands.
     pub(crate) operand_lists: Vec<NodeId>,
-    pub(crate) tensors: Vec<Tensor<T>>,
+    /// Tensor values: the tape's own, or parameters' shared with their store.
+    pub(crate) tensors: Vec<Stored<T>>,
     /// The node owning each tensor slot (ascending: slots are handed out in order).
     pub(crate) tensor_nodes: Vec<NodeId>,
     pub(crate) indices: Vec<Indices>,
@@ -247,6 +250,7 @@ impl<T: Float> Inner<T> {
         self.nodes[id.index()].meta.requires_grad()
     }
 
+    #[inline]
     pub(crate) fn view(&self, id: NodeId) -> View<'_, T> {
         match self.nodes[id.index()].meta.slot() {
             None => View::scalar(&self.nodes[id.index()].scalar),
@@ -350,7 +354,7 @@ pub(crate) enum Output<T> {
 /// let x = tape.var(3.0);
 /// let y = x * x + 2.0 * x;
 /// assert_eq!(y.item(), 15.0);
-/// assert_eq!(tape.len(), 5); // x, x*x, the constant 2, 2*x, the sum
+/// assert_eq!(tape.len(), 4); // x, x*x, 2*x (one node: the number is in it), the sum
 /// ```
 pub struct Tape<T: Float = f64> {
     uid: u64,
@@ -630,7 +634,7 @@ fn push_node<T: Float>(
             (v, None)
         }
         Output::Tensor(t) => {
-            inner.tensors.push(t);
+            inner.tensors.push(Stored::Own(t));
             inner.tensor_nodes.push(NodeId(inner.nodes.len() as u32));
             (T::zero(), Some((inner.tensors.len() - 1) as u32))
         }

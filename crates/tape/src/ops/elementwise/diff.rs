@@ -4,6 +4,7 @@
 //! fast rules in `elementwise.rs` read the same formulas on numbers.
 
 use super::super::{Contributions, DiffCtx, add_opt, reduce_to};
+use super::number::{constant_derivative, scale};
 use crate::Var;
 use crate::error::Result;
 use crate::op::{BinaryOp, UnaryOp};
@@ -20,7 +21,7 @@ pub(crate) fn unary_vjp<'t, T: Float>(
     if !cx.needs(0) {
         return Ok(smallvec![None]);
     }
-    Ok(smallvec![Some(g.try_mul(derivative(op, cx))?)])
+    Ok(smallvec![Some(times_derivative(op, cx, g)?)])
 }
 
 /// Tangent of a unary element-wise node: `f'(x) · ẋ`.
@@ -30,12 +31,21 @@ pub(crate) fn unary_jvp<'t, T: Float>(
     t: &[Option<Var<'t, T>>],
 ) -> Result<Option<Var<'t, T>>> {
     let Some(t) = t[0] else { return Ok(None) };
-    Ok(Some(t.try_mul(derivative(op, cx))?))
+    Ok(Some(times_derivative(op, cx, t)?))
 }
 
-/// `f'(x)` recorded, for a rule that multiplies by it.
-fn derivative<'t, T: Float>(op: UnaryOp, cx: &DiffCtx<'t, T>) -> Var<'t, T> {
-    op.derivative_of(cx.input(0), cx.out())
+/// `v · f'(x)` recorded, with `f'` from [`UnaryOp::derivative_of`]. A derivative that
+/// is one number everywhere (`neg`, the ops with a plain number) scales `v` in one node
+/// (`number::scale`), the same bits as the fast rule's `g · f'`.
+fn times_derivative<'t, T: Float>(
+    op: UnaryOp,
+    cx: &DiffCtx<'t, T>,
+    v: Var<'t, T>,
+) -> Result<Var<'t, T>> {
+    match constant_derivative::<T>(op) {
+        Some(k) => scale(v, k),
+        None => v.try_mul(op.derivative_of(cx.input(0), cx.out())),
+    }
 }
 
 /// The error when `maximum`/`minimum` has a tie among its (broadcast) operands: there

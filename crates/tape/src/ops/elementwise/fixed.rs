@@ -71,6 +71,38 @@ macro_rules! with_fixed_unary {
             }
             #[allow(non_snake_case)]
             $o @ (UnaryOp::PowF(_) | UnaryOp::PowI(_) | UnaryOp::LeakyRelu(_)) => $body,
+            // Ops with a plain number: each compiled on its own, so that the loop
+            // matches on a known variant (its number a loop invariant).
+            UnaryOp::AddScalar(c) => {
+                #[allow(non_snake_case)]
+                let $o = UnaryOp::AddScalar(c);
+                $body
+            }
+            UnaryOp::SubScalar(c) => {
+                #[allow(non_snake_case)]
+                let $o = UnaryOp::SubScalar(c);
+                $body
+            }
+            UnaryOp::RSubScalar(c) => {
+                #[allow(non_snake_case)]
+                let $o = UnaryOp::RSubScalar(c);
+                $body
+            }
+            UnaryOp::MulScalar(c) => {
+                #[allow(non_snake_case)]
+                let $o = UnaryOp::MulScalar(c);
+                $body
+            }
+            UnaryOp::DivScalar(c) => {
+                #[allow(non_snake_case)]
+                let $o = UnaryOp::DivScalar(c);
+                $body
+            }
+            UnaryOp::RDivScalar(c) => {
+                #[allow(non_snake_case)]
+                let $o = UnaryOp::RDivScalar(c);
+                $body
+            }
         }
     };
 }
