@@ -15,6 +15,7 @@ pub mod num;
 pub mod pad;
 pub mod pool;
 pub mod reduce;
+pub mod select;
 pub mod shape;
 
 use crate::error::{Error, Result};
@@ -142,6 +143,8 @@ pub fn backward_node<T: Float, S: GradSink<T>>(
         Op::MaxPool2d { options } => pool::max_pool2d_backward(options, &cx, sink),
         Op::AvgPool2d { options } => pool::avg_pool2d_backward(options, &cx, sink),
         Op::Pad { widths } => pad::pad_backward(widths, &cx, sink),
+        Op::Clamp { bounds } => select::clamp_backward(bounds, &cx, sink),
+        Op::Where { mask } => select::where_backward(mask, &cx, sink),
     }
 }
 
@@ -273,6 +276,8 @@ pub fn vjp_node<'t, T: Float>(
         Op::MaxPool2d { options } => pool::max_pool2d_vjp(options, &cx, g),
         Op::AvgPool2d { .. } => pool::avg_pool2d_vjp(&cx),
         Op::Pad { widths } => pad::pad_vjp(widths, &cx, g),
+        Op::Clamp { bounds } => select::clamp_vjp(bounds, &cx, g),
+        Op::Where { mask } => select::where_vjp(mask, &cx, g),
     }
 }
 
@@ -326,6 +331,8 @@ pub fn jvp_node<'t, T: Float>(
         Op::MaxPool2d { options } => pool::max_pool2d_jvp(options, &cx, t),
         Op::AvgPool2d { options } => pool::avg_pool2d_jvp(options, &cx, t),
         Op::Pad { widths } => pad::pad_jvp(widths, &cx, t),
+        Op::Clamp { bounds } => select::clamp_jvp(bounds, &cx, t),
+        Op::Where { mask } => select::where_jvp(mask, &cx, t),
     }
 }
 

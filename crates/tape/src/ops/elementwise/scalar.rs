@@ -74,6 +74,8 @@ pub fn scalar_backward<T: Float>(
         | Op::Conv2d { .. }
         | Op::MaxPool2d { .. }
         | Op::AvgPool2d { .. }
-        | Op::Pad { .. } => false,
+        | Op::Pad { .. }
+        | Op::Clamp { .. }
+        | Op::Where { .. } => false,
     }
 }
