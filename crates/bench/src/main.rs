@@ -71,16 +71,16 @@ pub struct Args {
     pub anomaly: bool,
 }
 
-const USAGE: &str = "usage: descent-bench <W1|W2|W3|W4|W5|W6|W8|W9|all>[,...] [--reps K] [--n N] \
+const USAGE: &str = "usage: descent-bench <W1|W2|W3|W4|W5|W6|W7|W8|W9|all>[,...] [--reps K] [--n N] \
                      [--threads T] [--dump DIR] [--mem [--limit] [--prealloc]] \
                      [--only descent|limit] [--anomaly]";
 
 const HELP: &str = "\
 Runs the reference workloads W1..W6 and prints one JSON line each (W2: one per variant).
-W8 (an LSTM training step) and W9 (a Hessian-vector product of W3's loss, beside one
-gradient) run only when named.
+W7 (a CNN training step), W8 (an LSTM training step) and W9 (a Hessian-vector product
+of W3's loss, beside one gradient) run only when named.
 
-  <W1|..|W6|W8|W9|all>[,...] the workloads, in order (`all`: W1, W6, W4, W2, W3, W5)
+  <W1|..|W6|W7|W8|W9|all>[,...] the workloads, in order (`all`: W1, W6, W4, W2, W3, W5)
   --reps K               timed repetitions after one warm-up; times are medians (default 5)
   --n N                  W1's step count (10,000) / W6's chain length (1,000,000)
   --threads T            the size of rayon's pool (default: one thread per core)
@@ -152,7 +152,7 @@ fn parse_args(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Com
                         "ALL" => a
                             .workloads
                             .extend(["W1", "W6", "W4", "W2", "W3", "W5"].map(String::from)),
-                        w @ ("W1" | "W2" | "W3" | "W4" | "W5" | "W6" | "W8" | "W9") => {
+                        w @ ("W1" | "W2" | "W3" | "W4" | "W5" | "W6" | "W7" | "W8" | "W9") => {
                             a.workloads.push(w.into())
                         }
                         other => return Err(format!("unknown workload {other}\n{USAGE}")),
@@ -208,6 +208,7 @@ fn main() -> ExitCode {
                 "W3" => harness::w3::bench(&args),
                 "W4" => harness::w4::bench(&args),
                 "W5" => harness::w5::bench(&args),
+                "W7" => harness::w7::bench(&args),
                 "W8" => harness::w8::bench(&args),
                 "W9" => harness::w9::bench(&args),
                 _ => harness::w6::bench(&args),
@@ -278,6 +279,7 @@ mod tests {
         assert!(err(&[]).starts_with("no workload given\nusage:"));
         assert!(err(&["W7"]).starts_with("unknown workload W7"));
         assert_eq!(run(&["w8"]).workloads, ["W8"]);
+        assert_eq!(run(&["w7"]).workloads, ["W7"]);
         assert!(
             err(&["W1", "--reps"]).contains("--reps"),
             "{}",
