@@ -272,11 +272,103 @@ fn valid(x0: isize, stride: usize, w: usize, ow: usize) -> (usize, usize) {
     (lo, hi.max(lo))
 }
 
+/// Output rows shorter than this take the table path of [`im2col`] and [`col2im_acc`]:
+/// on an 8 × 8 or 4 × 4 image a row copy is a few elements, and the per-row work of
+/// the row path (bounds, zero fills, a short copy) cost as much as the GEMM itself.
+const TABLE_MAX_OW: usize = 16;
+
+/// The table path's largest table (`kh·kw·oh·ow` entries).
+const TABLE_MAX_LEN: usize = 1 << 16;
+
+/// For a convolution with short output rows, the input position each element of a
+/// channel's patch rows reads: entry `(i·kw + j)·oh·ow + oy·ow + ox` is the offset in
+/// the channel's `h × w` plane of tap `(i, j)` of output `(oy, ox)`, or `u32::MAX` where
+/// the tap reads padding. Shared by every sample and channel of the call. `None` for
+/// wide rows (the row path copies them) or a table too large.
+fn patch_table(geom: &ConvGeometry) -> Option<Vec<u32>> {
+    let l = geom.positions();
+    let len = geom.kh * geom.kw * l;
+    if geom.ow >= TABLE_MAX_OW || len > TABLE_MAX_LEN || geom.h * geom.w >= u32::MAX as usize {
+        return None;
+    }
+    let [sh, sw] = geom.stride;
+    let [ph, pw] = geom.padding;
+    let [dh, dw] = geom.dilation;
+    let mut table = Vec::with_capacity(len);
+    for i in 0..geom.kh {
+        for j in 0..geom.kw {
+            for oy in 0..geom.oh {
+                let y = (oy * sh + i * dh) as isize - ph as isize;
+                for ox in 0..geom.ow {
+                    let x = (ox * sw + j * dw) as isize - pw as isize;
+                    let inside =
+                        y >= 0 && x >= 0 && y < geom.h as isize && x < geom.w as isize;
+                    table.push(if inside {
+                        (y as usize * geom.w + x as usize) as u32
+                    } else {
+                        u32::MAX
+                    });
+                }
+            }
+        }
+    }
+    Some(table)
+}
+
+/// [`im2col`] through a [`patch_table`]: each element read from its plane by the
+/// table, zero where the table says padding.
+fn im2col_table<T: Float>(geom: &ConvGeometry, table: &[u32], x: &[T], col: &mut [T], ld: usize) {
+    let (hw, l) = (geom.h * geom.w, geom.positions());
+    let taps = geom.kh * geom.kw;
+    let mut rows = col.chunks_mut(ld);
+    for plane in x.chunks_exact(hw).take(geom.c_in / geom.groups) {
+        for t in table.chunks_exact(l).take(taps) {
+            let row = &mut rows.next().expect("col has cin_g·kh·kw rows")[..l];
+            for (d, &k) in row.iter_mut().zip(t) {
+                *d = plane.get(k as usize).copied().unwrap_or(T::zero());
+            }
+        }
+    }
+}
+
+/// [`col2im_acc`] through a [`patch_table`]: the same additions in the same order
+/// (channel, tap, output position), so the same bits as the row path.
+fn col2im_table_acc<T: Float>(
+    geom: &ConvGeometry,
+    table: &[u32],
+    col: &[T],
+    ld: usize,
+    gx: &mut [T],
+) {
+    let (hw, l) = (geom.h * geom.w, geom.positions());
+    let taps = geom.kh * geom.kw;
+    let mut rows = col.chunks(ld);
+    for plane in gx.chunks_exact_mut(hw).take(geom.c_in / geom.groups) {
+        for t in table.chunks_exact(l).take(taps) {
+            let row = &rows.next().expect("col has cin_g·kh·kw rows")[..l];
+            for (&v, &k) in row.iter().zip(t) {
+                if let Some(d) = plane.get_mut(k as usize) {
+                    *d += v;
+                }
+            }
+        }
+    }
+}
+
 /// Unrolls the patches of one group of one sample: `x` is the group's channels
 /// `[cin_g, h, w]`; row `r` of the patch matrix (`oh·ow` elements) goes to
 /// `col[r·ld..]`, so that the samples of a block sit side by side in one matrix
 /// `[cin_g·kh·kw, ld]` (`ld = samples · oh·ow`, `col` starting at the sample's column).
-fn im2col<T: Float>(geom: &ConvGeometry, x: &[T], col: &mut [T], ld: usize) {
+fn im2col<T: Float>(
+    geom: &ConvGeometry,
+    table: Option<&[u32]>,
+    x: &[T],
+    col: &mut [T],
+    ld: usize,
+) {
+    if let Some(table) = table {
+        return im2col_table(geom, table, x, col, ld);
+    }
     let (h, w, oh, ow) = (geom.h, geom.w, geom.oh, geom.ow);
     let [sh, sw] = geom.stride;
     let [ph, pw] = geom.padding;
@@ -320,7 +412,16 @@ fn im2col<T: Float>(geom: &ConvGeometry, x: &[T], col: &mut [T], ld: usize) {
 
 /// The reverse of [`im2col`] (rows `ld` apart in `col`): adds each element of `col` to
 /// the input position it was read from (elements read from the padding are dropped).
-fn col2im_acc<T: Float>(geom: &ConvGeometry, col: &[T], ld: usize, gx: &mut [T]) {
+fn col2im_acc<T: Float>(
+    geom: &ConvGeometry,
+    table: Option<&[u32]>,
+    col: &[T],
+    ld: usize,
+    gx: &mut [T],
+) {
+    if let Some(table) = table {
+        return col2im_table_acc(geom, table, col, ld, gx);
+    }
     let (h, w, oh, ow) = (geom.h, geom.w, geom.oh, geom.ow);
     let [sh, sw] = geom.stride;
     let [ph, pw] = geom.padding;
@@ -397,12 +498,14 @@ pub fn conv2d<T: Float>(
     // multiplied at once; both depend on the geometry only.
     let run = geom.n.div_ceil(WEIGHT_CHUNKS).max(1);
     let block = block_samples(geom, run);
+    let table = patch_table(geom);
+    let table = table.as_deref();
     let work = |bufs: &mut (Vec<T>, Vec<T>), (xr, or): (&[T], &mut [T])| {
         for (xb, ob) in xr
             .chunks(block * in_len.max(1))
             .zip(or.chunks_mut(block * out_len))
         {
-            conv_block(geom, xb, weight, bias, ob, &mut bufs.0, &mut bufs.1);
+            conv_block(geom, table, xb, weight, bias, ob, bufs);
         }
     };
     if parallel(geom) {
@@ -438,12 +541,12 @@ fn block_samples(geom: &ConvGeometry, run: usize) -> usize {
 /// copied out (plus the bias).
 fn conv_block<T: Float>(
     geom: &ConvGeometry,
+    table: Option<&[u32]>,
     x: &[T],
     weight: &[T],
     bias: Option<&[T]>,
     out: &mut [T],
-    col: &mut Vec<T>,
-    prod: &mut Vec<T>,
+    (col, prod): &mut (Vec<T>, Vec<T>),
 ) {
     let (patch, l) = (geom.patch(), geom.positions());
     let (cin_g, cout_g) = (geom.c_in / geom.groups, geom.c_out / geom.groups);
@@ -458,7 +561,7 @@ fn conv_block<T: Float>(
             col.resize(patch * ld, T::zero());
             for s in 0..samples {
                 let xs = &x[s * in_len + g * in_g..s * in_len + (g + 1) * in_g];
-                im2col(geom, xs, &mut col[s * l..], ld);
+                im2col(geom, table, xs, &mut col[s * l..], ld);
             }
             col
         };
@@ -538,6 +641,8 @@ pub fn conv2d_backward_acc<T: Float>(
     let run = geom.n.div_ceil(WEIGHT_CHUNKS).max(1);
     let runs = geom.n.div_ceil(run);
     let block = block_samples(geom, run);
+    let table = patch_table(geom);
+    let table = table.as_deref();
     let work = |r: usize, gx_run: Option<&mut [T]>| -> Vec<T> {
         let mut partial = if want_w {
             vec![T::zero(); w_len]
@@ -555,6 +660,7 @@ pub fn conv2d_backward_acc<T: Float>(
                 .map(|s| &mut s[k0 * in_len..(k0 + last - first) * in_len]);
             backward_block(
                 geom,
+                table,
                 &x[first * in_len..last * in_len],
                 weight,
                 &gout[first * out_len..last * out_len],
@@ -604,6 +710,7 @@ pub fn conv2d_backward_acc<T: Float>(
 /// `bufs`: the patch matrix, `gcol` and `go`, kept between blocks.
 fn backward_block<T: Float>(
     geom: &ConvGeometry,
+    table: Option<&[u32]>,
     x: &[T],
     weight: &[T],
     gout: &[T],
@@ -640,7 +747,7 @@ fn backward_block<T: Float>(
                 col.resize(patch * ld, T::zero());
                 for s in 0..samples {
                     let xs = &x[s * in_len + g * in_g..s * in_len + (g + 1) * in_g];
-                    im2col(geom, xs, &mut col[s * l..], ld);
+                    im2col(geom, table, xs, &mut col[s * l..], ld);
                 }
                 col
             };
@@ -658,7 +765,7 @@ fn backward_block<T: Float>(
                 gemm(wg, true, go, false, patch, cout_g, ld, T::zero(), gcol);
                 for s in 0..samples {
                     let gxs = &mut gx[s * in_len + g * in_g..s * in_len + (g + 1) * in_g];
-                    col2im_acc(geom, &gcol[s * l..], ld, gxs);
+                    col2im_acc(geom, table, &gcol[s * l..], ld, gxs);
                 }
             }
         }
