@@ -102,7 +102,7 @@ fn clamp_two_sided_and_one_sided() {
             _ => (lo, lo + 0.1),
         };
         let what = format!("clamp {shape:?} [{lo}, {hi}]");
-        check(&what, &[x.clone()], |_, v| v[0].clamp(lo, hi));
+        check(&what, std::slice::from_ref(&x), |_, v| v[0].clamp(lo, hi));
         check(&what, &[x], |_, v| {
             (v[0].clamp(lo, hi) * v[0]).sum() + v[0].clamp(lo, hi).exp().sum()
         });

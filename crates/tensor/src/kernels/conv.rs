@@ -301,8 +301,7 @@ fn patch_table(geom: &ConvGeometry) -> Option<Vec<u32>> {
                 let y = (oy * sh + i * dh) as isize - ph as isize;
                 for ox in 0..geom.ow {
                     let x = (ox * sw + j * dw) as isize - pw as isize;
-                    let inside =
-                        y >= 0 && x >= 0 && y < geom.h as isize && x < geom.w as isize;
+                    let inside = y >= 0 && x >= 0 && y < geom.h as isize && x < geom.w as isize;
                     table.push(if inside {
                         (y as usize * geom.w + x as usize) as u32
                     } else {
@@ -359,13 +358,7 @@ fn col2im_table_acc<T: Float>(
 /// `[cin_g, h, w]`; row `r` of the patch matrix (`oh·ow` elements) goes to
 /// `col[r·ld..]`, so that the samples of a block sit side by side in one matrix
 /// `[cin_g·kh·kw, ld]` (`ld = samples · oh·ow`, `col` starting at the sample's column).
-fn im2col<T: Float>(
-    geom: &ConvGeometry,
-    table: Option<&[u32]>,
-    x: &[T],
-    col: &mut [T],
-    ld: usize,
-) {
+fn im2col<T: Float>(geom: &ConvGeometry, table: Option<&[u32]>, x: &[T], col: &mut [T], ld: usize) {
     if let Some(table) = table {
         return im2col_table(geom, table, x, col, ld);
     }
@@ -708,6 +701,7 @@ pub fn conv2d_backward_acc<T: Float>(
 /// `gW[g] += go @ colᵀ` (one product over the block) and `gcol = W[g]ᵀ @ go`, each
 /// sample's columns of `gcol` added back into its input gradient (col2im).
 /// `bufs`: the patch matrix, `gcol` and `go`, kept between blocks.
+#[allow(clippy::too_many_arguments)]
 fn backward_block<T: Float>(
     geom: &ConvGeometry,
     table: Option<&[u32]>,
