@@ -277,7 +277,7 @@ mod tests {
     #[test]
     fn mistakes_are_named() {
         assert!(err(&[]).starts_with("no workload given\nusage:"));
-        assert!(err(&["W7"]).starts_with("unknown workload W7"));
+        assert!(err(&["W10"]).starts_with("unknown workload W10"));
         assert_eq!(run(&["w8"]).workloads, ["W8"]);
         assert_eq!(run(&["w7"]).workloads, ["W7"]);
         assert!(
