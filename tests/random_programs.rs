@@ -155,6 +155,16 @@ fn replay<'t>(tape: &'t Tape<f64>, program: &Program, line: &mut usize) -> Repla
             }
 
             "pad" => v(0).pad(&list::<usize>(args[1])),
+            "clamp" => v(0).clamp(num(1), num(2)),
+            "where_cond" | "masked_fill" => {
+                let mask = Tensor::new(&list::<usize>(args[1]), list::<f64>(args[2]))
+                    .expect("a mask of its shape");
+                if op == "where_cond" {
+                    v(0).where_cond(&mask, v(3))
+                } else {
+                    v(0).masked_fill(&mask, num(3))
+                }
+            }
             "conv2d" => {
                 let pair =
                     |i: usize| -> [usize; 2] { list::<usize>(args[i]).try_into().expect("a pair") };

@@ -16,6 +16,9 @@ A program is text, one value per line, `vK = <op> <operands...>`, K counting fro
     (index_select takes the same arguments: whole slices, an index of any shape)
     v5 = concat 1 v0 v0         an axis, then the parts
     v6 = add_scalar v4 0.5      v4 + 0.5 (scalar_sub 0.5 v4 is 0.5 - v4, and so on)
+    v7 = clamp v6 -0.5 inf      bounds (either may be infinite)
+    v8 = where_cond v0 [3] [1,0,1] v7   mask shape, then the 0/1 mask, row-major
+    v9 = masked_fill v8 [1,3] [0,1,1] 0.5   mask shape, mask, fill value
 
 The last line's value is the program's output, always a scalar. Shapes are written
 `[2,3]`, `[]` for a scalar. Every number in the text is exact (Python's `repr`, which
@@ -26,7 +29,7 @@ its mathematics is well away from any point where the engine and JAX could
 legitimately differ: `ln`, `sqrt`, `powf` see inputs >= 0.1, divisors and negative
 integer powers |x| >= 0.2, `relu`/`abs`/`leaky_relu` |x| >= 1e-6, `maximum`/`minimum`
 operands differ by >= 1e-6, each `max_axis` lane's largest value beats the runner-up
-by >= 1e-6; `exp`, `sinh`, `cosh` see |x| <= 3 and no value exceeds 30 in magnitude.
+by >= 1e-6, `clamp` inputs are >= 1e-6 from either bound; `exp`, `sinh`, `cosh` see |x| <= 3 and no value exceeds 30 in magnitude.
 A step that fails a check is thrown away and another drawn, so the stream of draws,
 and hence the programs, depend only on SEED.
 
@@ -111,6 +114,7 @@ OPS = (
     + ["transpose", "t", "reshape", "broadcast_to", "slice", "concat", "stack", "gather"]
     + ["index_select"]
     + ["pad", "conv2d", "max_pool2d", "avg_pool2d"]
+    + ["clamp", "where_cond", "masked_fill"]
     + ["softmax", "log_softmax"]
     + ["cross_entropy", "mse", "bce_with_logits"]
 )
@@ -323,6 +327,23 @@ def eval_line(line, env, inputs, concrete):
         ishape, idx = parse_list(args[2]), parse_list(args[3])
         index = np.asarray(idx, dtype=np.int64).reshape(ishape)
         return jnp.take(x, jnp.asarray(index), axis=ax)
+
+    if op == "clamp":
+        # torch.clamp; a bound may be infinite (a one-sided clamp).
+        x, lo, hi = val(args[0]), float(args[1]), float(args[2])
+        margin(jnp.abs(x - lo), KINK_MIN, "clamp at its lower bound")
+        margin(jnp.abs(x - hi), KINK_MIN, "clamp at its upper bound")
+        return jnp.clip(x, lo, hi)
+    if op == "where_cond":
+        # torch.where(cond, x, y): the mask is data (no gradient), all three broadcast.
+        x, y = val(args[0]), val(args[3])
+        cond = np.asarray(parse_list(args[2]), dtype=bool).reshape(parse_list(args[1]))
+        return jnp.where(jnp.asarray(cond), x, y)
+    if op == "masked_fill":
+        # x.masked_fill(mask, value) = where(mask, value, x).
+        x, value = val(args[0]), float(args[3])
+        mask = np.asarray(parse_list(args[2]), dtype=bool).reshape(parse_list(args[1]))
+        return jnp.where(jnp.asarray(mask), value, x)
 
     if op == "pad":
         # PyTorch's F.pad: (before, after) pairs from the last axis backwards.
@@ -784,6 +805,42 @@ class Gen:
             idx = [int(i) for i in self.rng.integers(0, xs[ax], n)]
             ax_txt = ax - nd if self.coin(0.3) else ax
             steps.append((f"index_select {X} {ax_txt} {fmt_list(ishape)} {fmt_list(idx)}", None, "op"))
+
+        elif op == "clamp":
+            lo = float(self.choice([-1.5, -0.75, -0.25, 0.0, 0.5]))
+            hi = lo + float(self.choice([0.5, 1.0, 2.0]))
+            r = int(self.rng.integers(4))
+            if r == 0:
+                lo = float("-inf")
+            elif r == 1:
+                hi = float("inf")
+            steps.append((f"clamp {X} {lo!r} {hi!r}", None, "op"))
+
+        elif op in ("where_cond", "masked_fill"):
+            cs = self.broadcast_partner(xs)
+            mask = [int(b) for b in self.rng.integers(0, 2, int(np.prod(cs, dtype=np.int64)))]
+            if op == "masked_fill":
+                if not _broadcasts(cs, xs):
+                    return None
+                c = float(self.choice([0.5, -1.0, 0.0, 2.0]))
+                steps.append((f"masked_fill {X} {fmt_list(cs)} {fmt_list(mask)} {c!r}", None, "op"))
+            else:
+                Y = None
+                if self.coin(0.4):
+                    i = self.pick(lambda s: _broadcasts(s, xs) and s != ())
+                    if i is not None and i != x:
+                        Y = f"v{i}"
+                        ys = self.shape_of(i)
+                if Y is None:
+                    ys = self.broadcast_partner(xs)
+                    steps.append(self.leaf_step(ys))
+                    Y = f"n{len(steps) - 1}"
+                try:
+                    np.broadcast_shapes(cs, xs, ys)
+                except ValueError:
+                    return None
+                a, b = (X, Y) if self.coin(0.6) else (Y, X)
+                steps.append((f"where_cond {a} {fmt_list(cs)} {fmt_list(mask)} {b}", None, "op"))
 
         elif op == "pad":
             if nd == 0:

@@ -751,3 +751,40 @@ fn convolution_and_average_pooling_tangents() {
         );
     }
 }
+
+/// `clamp` (inputs on `distinct`'s grid, bounds half-way between grid points, so at
+/// least 0.14 from any input), `where_cond` with both operands broadcast, and
+/// `masked_fill`. Their recorded rules are `where_cond`s of a fixed mask, so second
+/// derivatives come from the square in `f` only.
+#[test]
+fn selection_ops() {
+    let r = &mut rng("select");
+    let cond = Tensor::from_fn(&[2, 3, 4], |_| if r.random_bool(0.5) { 1.0 } else { 0.0 });
+    let row = Tensor::from_fn(&[4], |_| if r.random_bool(0.5) { 1.0 } else { 0.0 });
+    let cases = vec![
+        one("clamp", distinct(r, &[3, 5], 0.0), 0.0, |x| {
+            x.clamp(-0.55, 0.65)
+        }),
+        one("clamp_one_sided", distinct(r, &[2, 6], 0.0), 0.0, |x| {
+            x.clamp(f64::NEG_INFINITY, 0.35)
+        }),
+        one(
+            "masked_fill",
+            uniform(r, &[3, 4], -1.0, 1.0),
+            0.0,
+            move |x| x.masked_fill(&row, 0.5),
+        ),
+        Case {
+            name: "where_cond",
+            inputs: vec![
+                uniform(r, &[3, 1], -1.0, 1.0),
+                uniform(r, &[2, 1, 4], -1.0, 1.0),
+            ],
+            build: Box::new(move |v| v[0].where_cond(&cond, v[1])),
+            bound: 0.0,
+        },
+    ];
+    for case in cases {
+        check(case, false);
+    }
+}

@@ -24,6 +24,7 @@ pub mod w4;
 pub mod w5;
 pub mod w5r;
 pub mod w6;
+pub mod w7;
 pub mod w8;
 pub mod w9;
 

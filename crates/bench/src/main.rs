@@ -71,15 +71,15 @@ pub struct Args {
     pub anomaly: bool,
 }
 
-const USAGE: &str = "usage: descent-bench <W1|W2|W3|W4|W5|W5R|W6|W8|W9|all>[,...] [--reps K] [--n N] \
+const USAGE: &str = "usage: descent-bench <W1|W2|W3|W4|W5|W5R|W6|W7|W8|W9|all>[,...] [--reps K] [--n N] \
                      [--threads T] [--dump DIR] [--mem [--limit] [--prealloc]] \
                      [--only descent|limit] [--anomaly]";
 
 const HELP: &str = "\
 Runs the reference workloads W1..W6 and prints one JSON line each (W2: one per variant).
-W8 (an LSTM training step), W9 (a Hessian-vector product of W3's loss, beside one
-gradient) and W5R (W5's RNN over 1,000 steps, plain against activation checkpointing:
-peak memory and time) run only when named.
+W7 (a CNN training step), W8 (an LSTM training step), W9 (a Hessian-vector product of
+W3's loss, beside one gradient) and W5R (W5's RNN over 1,000 steps, plain against
+activation checkpointing: peak memory and time) run only when named.
 
   <W1|..|W9|W5R|all>[,...] the workloads, in order (`all`: W1, W6, W4, W2, W3, W5)
   --reps K               timed repetitions after one warm-up; times are medians (default 5)
@@ -153,9 +153,8 @@ fn parse_args(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Com
                         "ALL" => a
                             .workloads
                             .extend(["W1", "W6", "W4", "W2", "W3", "W5"].map(String::from)),
-                        w @ ("W1" | "W2" | "W3" | "W4" | "W5" | "W5R" | "W6" | "W8" | "W9") => {
-                            a.workloads.push(w.into())
-                        }
+                        w @ ("W1" | "W2" | "W3" | "W4" | "W5" | "W5R" | "W6" | "W7" | "W8"
+                        | "W9") => a.workloads.push(w.into()),
                         other => return Err(format!("unknown workload {other}\n{USAGE}")),
                     }
                 }
@@ -210,6 +209,7 @@ fn main() -> ExitCode {
                 "W4" => harness::w4::bench(&args),
                 "W5" => harness::w5::bench(&args),
                 "W5R" => harness::w5r::bench(&args),
+                "W7" => harness::w7::bench(&args),
                 "W8" => harness::w8::bench(&args),
                 "W9" => harness::w9::bench(&args),
                 _ => harness::w6::bench(&args),
@@ -278,8 +278,9 @@ mod tests {
     #[test]
     fn mistakes_are_named() {
         assert!(err(&[]).starts_with("no workload given\nusage:"));
-        assert!(err(&["W7"]).starts_with("unknown workload W7"));
+        assert!(err(&["W10"]).starts_with("unknown workload W10"));
         assert_eq!(run(&["w8"]).workloads, ["W8"]);
+        assert_eq!(run(&["w7"]).workloads, ["W7"]);
         assert!(
             err(&["W1", "--reps"]).contains("--reps"),
             "{}",

@@ -281,6 +281,16 @@ pub enum Op {
         /// The tape slot holding the widths, last axis first (as `F.pad`).
         widths: u32,
     },
+    /// Each element limited to an interval.
+    Clamp {
+        /// The tape slot holding the bounds (the bits of two `f64`s).
+        bounds: u32,
+    },
+    /// Elements chosen from two broadcast operands by a 0/1 mask (`torch.where`).
+    Where {
+        /// The tape slot holding the mask and its shape.
+        mask: u32,
+    },
     /// An op whose backward rule is given by a [`CustomOp`](crate::ops::custom::CustomOp)
     /// kept on the tape (activation checkpointing records its segments so).
     Custom {
@@ -327,6 +337,8 @@ impl Op {
             Op::MaxPool2d { .. } => "max_pool2d",
             Op::AvgPool2d { .. } => "avg_pool2d",
             Op::Pad { .. } => "pad",
+            Op::Clamp { .. } => "clamp",
+            Op::Where { .. } => "where_cond",
             Op::Custom { .. } => "custom",
         }
     }
@@ -355,13 +367,15 @@ impl Op {
             | Op::CrossEntropy { .. }
             | Op::MaxPool2d { .. }
             | Op::AvgPool2d { .. }
-            | Op::Pad { .. } => Operands::Inline(1),
+            | Op::Pad { .. }
+            | Op::Clamp { .. } => Operands::Inline(1),
             Op::Binary(_)
             | Op::MatMul
             | Op::MatMulT
             | Op::Mse
             | Op::BceWithLogits
-            | Op::ScatterAdd { .. } => Operands::Inline(2),
+            | Op::ScatterAdd { .. }
+            | Op::Where { .. } => Operands::Inline(2),
             Op::Concat { first, count, .. }
             | Op::Stack { first, count, .. }
             | Op::Conv1d { first, count, .. }
@@ -424,14 +438,16 @@ impl fmt::Display for Op {
             | Op::BroadcastTo
             | Op::CrossEntropy { .. }
             | Op::Mse
-            | Op::BceWithLogits => f.write_str(self.name()),
+            | Op::BceWithLogits
+            | Op::Where { .. } => f.write_str(self.name()),
             // Their attributes live in a tape slot: `TapeRead::write_node_head` prints
             // them after the name (`Op::write_options`).
             Op::Conv1d { .. }
             | Op::Conv2d { .. }
             | Op::MaxPool2d { .. }
             | Op::AvgPool2d { .. }
-            | Op::Pad { .. } => f.write_str(self.name()),
+            | Op::Pad { .. }
+            | Op::Clamp { .. } => f.write_str(self.name()),
             // The rule's own name follows in `TapeRead::write_node_head`.
             Op::Custom { .. } => f.write_str(self.name()),
         }
@@ -448,6 +464,7 @@ impl Op {
             | Op::MaxPool2d { options }
             | Op::AvgPool2d { options } => Some(options),
             Op::Pad { widths } => Some(widths),
+            Op::Clamp { bounds } => Some(bounds),
             Op::Var
             | Op::Constant
             | Op::Unary(_)
@@ -473,6 +490,7 @@ impl Op {
             | Op::CrossEntropy { .. }
             | Op::Mse
             | Op::BceWithLogits
+            | Op::Where { .. }
             | Op::Custom { .. } => None,
         }
     }
@@ -505,6 +523,10 @@ impl Op {
                 if data[6] == 1 { ", ceil_mode" } else { "" }
             ),
             Op::Pad { .. } => write!(f, "({data:?})"),
+            Op::Clamp { .. } => {
+                let (min, max) = crate::ops::select::decode_bounds(data);
+                write!(f, "({min}, {max})")
+            }
             Op::Var
             | Op::Constant
             | Op::Unary(_)
@@ -530,6 +552,7 @@ impl Op {
             | Op::CrossEntropy { .. }
             | Op::Mse
             | Op::BceWithLogits
+            | Op::Where { .. }
             | Op::Custom { .. } => Ok(()),
         }
     }

@@ -16,6 +16,7 @@ pub mod num;
 pub mod pad;
 pub mod pool;
 pub mod reduce;
+pub mod select;
 pub mod shape;
 
 use crate::error::{Error, Result};
@@ -144,6 +145,8 @@ pub fn backward_node<T: Float, S: GradSink<T>>(
         Op::MaxPool2d { options } => pool::max_pool2d_backward(options, &cx, sink),
         Op::AvgPool2d { options } => pool::avg_pool2d_backward(options, &cx, sink),
         Op::Pad { widths } => pad::pad_backward(widths, &cx, sink),
+        Op::Clamp { bounds } => select::clamp_backward(bounds, &cx, sink),
+        Op::Where { mask } => select::where_backward(mask, &cx, sink),
         Op::Custom { rule, .. } => custom::custom_backward(rule, &cx, sink),
     }
 }
@@ -276,6 +279,8 @@ pub fn vjp_node<'t, T: Float>(
         Op::MaxPool2d { options } => pool::max_pool2d_vjp(options, &cx, g),
         Op::AvgPool2d { .. } => pool::avg_pool2d_vjp(&cx),
         Op::Pad { widths } => pad::pad_vjp(widths, &cx, g),
+        Op::Clamp { bounds } => select::clamp_vjp(bounds, &cx, g),
+        Op::Where { mask } => select::where_vjp(mask, &cx, g),
         Op::Custom { rule, .. } => custom::custom_vjp(rule, &cx, g),
     }
 }
@@ -330,6 +335,8 @@ pub fn jvp_node<'t, T: Float>(
         Op::MaxPool2d { options } => pool::max_pool2d_jvp(options, &cx, t),
         Op::AvgPool2d { options } => pool::avg_pool2d_jvp(options, &cx, t),
         Op::Pad { widths } => pad::pad_jvp(widths, &cx, t),
+        Op::Clamp { bounds } => select::clamp_jvp(bounds, &cx, t),
+        Op::Where { mask } => select::where_jvp(mask, &cx, t),
         Op::Custom { rule, .. } => custom::custom_jvp(rule, &cx, t),
     }
 }

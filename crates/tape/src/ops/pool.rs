@@ -209,23 +209,28 @@ fn pool<'t, T: Float>(x: Var<'t, T>, o: Pool2dOptions, max: bool) -> Result<Var<
         Op::AvgPool2d { options: slot }
     };
     let mut argmax = Vec::new();
-    let shape = {
+    // Whether a gradient can flow through the result (as `record` decides): if not, the
+    // positions of the maxima, which only the rules read, are neither found nor kept.
+    let (shape, keep) = {
         let inner = tape.inner.borrow();
         let s = inner.shape(x.id);
-        [s[0], s[1], geom.oh, geom.ow]
+        let keep = !tape.no_grad.get() && inner.requires_grad(x.id);
+        ([s[0], s[1], geom.oh, geom.ow], keep)
     };
     let y = tape.record(op, &[x], |inner, pool| {
         let mut buf = pool.take(n_out)?;
         let xv = inner.view(x.id);
-        if max {
+        if max && keep {
             argmax.resize(n_out, 0);
             kernels::max_pool2d(&geom, xv.data(), &mut buf, &mut argmax);
+        } else if max {
+            kernels::max_pool2d_values(&geom, xv.data(), &mut buf);
         } else {
             kernels::avg_pool2d(&geom, xv.data(), &mut buf);
         }
         Ok(Output::Tensor(Tensor::new(&shape, buf)?))
     })?;
-    if max {
+    if max && keep {
         // The positions of the maxima follow the options in the same slot.
         let mut inner = tape.inner.borrow_mut();
         let ix = &mut inner.indices[slot as usize];

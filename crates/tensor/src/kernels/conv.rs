@@ -16,10 +16,13 @@
 //! sample order, and the runs' sums are added in run order. The split depends on the
 //! batch size only, so the result is the same bits on any number of threads.
 
+mod table;
+
 use super::gemm::gemm;
 use super::sum::sum_lanes;
 use crate::Float;
 use rayon::prelude::*;
+use table::{col2im_table_acc, im2col_table, patch_table};
 
 /// The sizes and options of one convolution: `x [n, c_in, h, w]` convolved with
 /// `weight [c_out, c_in / groups, kh, kw]` gives `out [n, c_out, oh, ow]`, where
@@ -273,19 +276,24 @@ fn valid(x0: isize, stride: usize, w: usize, ow: usize) -> (usize, usize) {
 }
 
 /// Unrolls the patches of one group of one sample: `x` is the group's channels
-/// `[cin_g, h, w]`, `col` is `[cin_g·kh·kw, oh·ow]`.
-fn im2col<T: Float>(geom: &ConvGeometry, x: &[T], col: &mut [T]) {
+/// `[cin_g, h, w]`; row `r` of the patch matrix (`oh·ow` elements) goes to
+/// `col[r·ld..]`, so that the samples of a block sit side by side in one matrix
+/// `[cin_g·kh·kw, ld]` (`ld = samples · oh·ow`, `col` starting at the sample's column).
+fn im2col<T: Float>(geom: &ConvGeometry, table: Option<&[u32]>, x: &[T], col: &mut [T], ld: usize) {
+    if let Some(table) = table {
+        return im2col_table(geom, table, x, col, ld);
+    }
     let (h, w, oh, ow) = (geom.h, geom.w, geom.oh, geom.ow);
     let [sh, sw] = geom.stride;
     let [ph, pw] = geom.padding;
     let [dh, dw] = geom.dilation;
     let cin_g = geom.c_in / geom.groups;
-    let mut rows = col.chunks_exact_mut(oh * ow);
+    let mut rows = col.chunks_mut(ld);
     for c in 0..cin_g {
         let plane = &x[c * h * w..(c + 1) * h * w];
         for i in 0..geom.kh {
             for j in 0..geom.kw {
-                let row = rows.next().expect("col has cin_g·kh·kw rows");
+                let row = &mut rows.next().expect("col has cin_g·kh·kw rows")[..oh * ow];
                 let x0 = (j * dw) as isize - pw as isize;
                 let (lo, hi) = valid(x0, sw, w, ow);
                 let first = if lo < hi {
@@ -316,20 +324,29 @@ fn im2col<T: Float>(geom: &ConvGeometry, x: &[T], col: &mut [T]) {
     }
 }
 
-/// The reverse of [`im2col`]: adds each element of `col` to the input position it was
-/// read from (elements read from the padding are dropped).
-fn col2im_acc<T: Float>(geom: &ConvGeometry, col: &[T], gx: &mut [T]) {
+/// The reverse of [`im2col`] (rows `ld` apart in `col`): adds each element of `col` to
+/// the input position it was read from (elements read from the padding are dropped).
+fn col2im_acc<T: Float>(
+    geom: &ConvGeometry,
+    table: Option<&[u32]>,
+    col: &[T],
+    ld: usize,
+    gx: &mut [T],
+) {
+    if let Some(table) = table {
+        return col2im_table_acc(geom, table, col, ld, gx);
+    }
     let (h, w, oh, ow) = (geom.h, geom.w, geom.oh, geom.ow);
     let [sh, sw] = geom.stride;
     let [ph, pw] = geom.padding;
     let [dh, dw] = geom.dilation;
     let cin_g = geom.c_in / geom.groups;
-    let mut rows = col.chunks_exact(oh * ow);
+    let mut rows = col.chunks(ld);
     for c in 0..cin_g {
         let plane = &mut gx[c * h * w..(c + 1) * h * w];
         for i in 0..geom.kh {
             for j in 0..geom.kw {
-                let row = rows.next().expect("col has cin_g·kh·kw rows");
+                let row = &rows.next().expect("col has cin_g·kh·kw rows")[..oh * ow];
                 let x0 = (j * dw) as isize - pw as isize;
                 let (lo, hi) = valid(x0, sw, w, ow);
                 let first = if lo < hi {
@@ -391,49 +408,95 @@ pub fn conv2d<T: Float>(
     if out_len == 0 {
         return;
     }
-    let sample =
-        |(xb, ob): (&[T], &mut [T]), col: &mut Vec<T>| conv_sample(geom, xb, weight, bias, ob, col);
+    // Runs of consecutive samples (as the backward's), each in blocks of samples
+    // multiplied at once; both depend on the geometry only.
+    let run = geom.n.div_ceil(WEIGHT_CHUNKS).max(1);
+    let block = block_samples(geom, run);
+    let table = patch_table(geom);
+    let table = table.as_deref();
+    let work = |bufs: &mut (Vec<T>, Vec<T>), (xr, or): (&[T], &mut [T])| {
+        for (xb, ob) in xr
+            .chunks(block * in_len.max(1))
+            .zip(or.chunks_mut(block * out_len))
+        {
+            conv_block(geom, table, xb, weight, bias, ob, bufs);
+        }
+    };
     if parallel(geom) {
-        x.par_chunks(in_len.max(1))
-            .zip(out.par_chunks_mut(out_len))
-            .for_each_init(Vec::new, |col, pair| sample(pair, col));
+        x.par_chunks(run * in_len.max(1))
+            .zip(out.par_chunks_mut(run * out_len))
+            .for_each_init(|| (Vec::new(), Vec::new()), work);
     } else {
-        let mut col = Vec::new();
-        for pair in x.chunks(in_len.max(1)).zip(out.chunks_mut(out_len)) {
-            sample(pair, &mut col);
+        let mut bufs = (Vec::new(), Vec::new());
+        for pair in x
+            .chunks(run * in_len.max(1))
+            .zip(out.chunks_mut(run * out_len))
+        {
+            work(&mut bufs, pair);
         }
     }
 }
 
-fn conv_sample<T: Float>(
+/// Columns a block's products aim for: samples are multiplied together until their
+/// output positions reach this many, so that a small image (8 × 8, or 4 × 4 after a
+/// pooling) still gives the GEMM a wide right operand instead of one of 16 columns.
+const BLOCK_COLUMNS: usize = 512;
+
+/// Samples per block: enough for [`BLOCK_COLUMNS`] output positions, at most a run.
+fn block_samples(geom: &ConvGeometry, run: usize) -> usize {
+    BLOCK_COLUMNS
+        .div_ceil(geom.positions().max(1))
+        .clamp(1, run.max(1))
+}
+
+/// Forward of a block of `s` samples (`x` and `out` hold theirs), group by group: the
+/// samples' patch matrices side by side in `col [patch, s·l]`, one product
+/// `W[g] [cout_g, patch] @ col` into `prod [cout_g, s·l]`, then each sample's rows
+/// copied out (plus the bias).
+fn conv_block<T: Float>(
     geom: &ConvGeometry,
+    table: Option<&[u32]>,
     x: &[T],
     weight: &[T],
     bias: Option<&[T]>,
     out: &mut [T],
-    col: &mut Vec<T>,
+    (col, prod): &mut (Vec<T>, Vec<T>),
 ) {
     let (patch, l) = (geom.patch(), geom.positions());
     let (cin_g, cout_g) = (geom.c_in / geom.groups, geom.c_out / geom.groups);
+    let (in_len, out_len) = (geom.c_in * geom.h * geom.w, geom.c_out * l);
     let in_g = cin_g * geom.h * geom.w;
-    if let Some(bias) = bias {
-        for (row, &b) in out.chunks_exact_mut(l).zip(bias) {
-            row.fill(b);
-        }
-    }
-    let beta = if bias.is_some() { T::one() } else { T::zero() };
+    let samples = out.len() / out_len;
+    let ld = samples * l;
     for g in 0..geom.groups {
-        let xg = &x[g * in_g..(g + 1) * in_g];
-        let col: &[T] = if geom.is_pointwise() {
-            xg
+        let colg: &[T] = if samples == 1 && geom.is_pointwise() {
+            &x[g * in_g..(g + 1) * in_g]
         } else {
-            col.resize(patch * l, T::zero());
-            im2col(geom, xg, col);
+            col.resize(patch * ld, T::zero());
+            for s in 0..samples {
+                let xs = &x[s * in_len + g * in_g..s * in_len + (g + 1) * in_g];
+                im2col(geom, table, xs, &mut col[s * l..], ld);
+            }
             col
         };
         let wg = &weight[g * cout_g * patch..(g + 1) * cout_g * patch];
-        let og = &mut out[g * cout_g * l..(g + 1) * cout_g * l];
-        gemm(wg, false, col, false, cout_g, patch, l, beta, og);
+        prod.resize(cout_g * ld, T::zero());
+        gemm(wg, false, colg, false, cout_g, patch, ld, T::zero(), prod);
+        for s in 0..samples {
+            for co in 0..cout_g {
+                let c = g * cout_g + co;
+                let dst = &mut out[s * out_len + c * l..s * out_len + (c + 1) * l];
+                let src = &prod[co * ld + s * l..co * ld + (s + 1) * l];
+                match bias {
+                    Some(bias) => {
+                        for (d, &v) in dst.iter_mut().zip(src) {
+                            *d = bias[c] + v;
+                        }
+                    }
+                    None => dst.copy_from_slice(src),
+                }
+            }
+        }
     }
 }
 
@@ -491,31 +554,33 @@ pub fn conv2d_backward_acc<T: Float>(
     // Runs of consecutive samples: the unit of work and of the weight-gradient sum.
     let run = geom.n.div_ceil(WEIGHT_CHUNKS).max(1);
     let runs = geom.n.div_ceil(run);
+    let block = block_samples(geom, run);
+    let table = patch_table(geom);
+    let table = table.as_deref();
     let work = |r: usize, gx_run: Option<&mut [T]>| -> Vec<T> {
         let mut partial = if want_w {
             vec![T::zero(); w_len]
         } else {
             Vec::new()
         };
-        let mut col = Vec::new();
-        let mut gcol = Vec::new();
+        let mut bufs = (Vec::new(), Vec::new(), Vec::new());
         let samples = r * run..((r + 1) * run).min(geom.n);
         let mut gx_run = gx_run;
-        for (k, b) in samples.enumerate() {
+        for (k, first) in samples.clone().step_by(block).enumerate() {
+            let last = (first + block).min(samples.end);
+            let k0 = k * block;
             let gxb = gx_run
                 .as_deref_mut()
-                .map(|s| &mut s[k * in_len..(k + 1) * in_len]);
-            let xb = &x[b * in_len..(b + 1) * in_len];
-            let gb_out = &gout[b * out_len..(b + 1) * out_len];
-            backward_sample(
+                .map(|s| &mut s[k0 * in_len..(k0 + last - first) * in_len]);
+            backward_block(
                 geom,
-                xb,
+                table,
+                &x[first * in_len..last * in_len],
                 weight,
-                gb_out,
+                &gout[first * out_len..last * out_len],
                 gxb,
                 want_w.then_some(&mut partial[..]),
-                &mut col,
-                &mut gcol,
+                &mut bufs,
             );
         }
         partial
@@ -552,45 +617,71 @@ pub fn conv2d_backward_acc<T: Float>(
     }
 }
 
+/// Backward of a block of samples (`x`, `gout` and `gx` hold theirs), group by group:
+/// the samples' output gradients side by side in `go [cout_g, s·l]`, then
+/// `gW[g] += go @ colᵀ` (one product over the block) and `gcol = W[g]ᵀ @ go`, each
+/// sample's columns of `gcol` added back into its input gradient (col2im).
+/// `bufs`: the patch matrix, `gcol` and `go`, kept between blocks.
 #[allow(clippy::too_many_arguments)]
-fn backward_sample<T: Float>(
+fn backward_block<T: Float>(
     geom: &ConvGeometry,
+    table: Option<&[u32]>,
     x: &[T],
     weight: &[T],
     gout: &[T],
     mut gx: Option<&mut [T]>,
     mut gw: Option<&mut [T]>,
-    col: &mut Vec<T>,
-    gcol: &mut Vec<T>,
+    bufs: &mut (Vec<T>, Vec<T>, Vec<T>),
 ) {
+    let (col, gcol, go) = bufs;
     let (patch, l) = (geom.patch(), geom.positions());
     let (cin_g, cout_g) = (geom.c_in / geom.groups, geom.c_out / geom.groups);
+    let (in_len, out_len) = (geom.c_in * geom.h * geom.w, geom.c_out * l);
     let in_g = cin_g * geom.h * geom.w;
+    let samples = gout.len() / out_len;
+    let ld = samples * l;
     for g in 0..geom.groups {
         let wg = &weight[g * cout_g * patch..(g + 1) * cout_g * patch];
-        let go = &gout[g * cout_g * l..(g + 1) * cout_g * l];
+        let go: &[T] = if samples == 1 {
+            &gout[g * cout_g * l..(g + 1) * cout_g * l]
+        } else {
+            go.resize(cout_g * ld, T::zero());
+            for s in 0..samples {
+                for co in 0..cout_g {
+                    let c = g * cout_g + co;
+                    go[co * ld + s * l..co * ld + (s + 1) * l]
+                        .copy_from_slice(&gout[s * out_len + c * l..s * out_len + (c + 1) * l]);
+                }
+            }
+            go
+        };
         if let Some(gw) = gw.as_deref_mut() {
-            let xg = &x[g * in_g..(g + 1) * in_g];
-            let colg: &[T] = if geom.is_pointwise() {
-                xg
+            let colg: &[T] = if samples == 1 && geom.is_pointwise() {
+                &x[g * in_g..(g + 1) * in_g]
             } else {
-                col.resize(patch * l, T::zero());
-                im2col(geom, xg, col);
+                col.resize(patch * ld, T::zero());
+                for s in 0..samples {
+                    let xs = &x[s * in_len + g * in_g..s * in_len + (g + 1) * in_g];
+                    im2col(geom, table, xs, &mut col[s * l..], ld);
+                }
                 col
             };
-            // gW[g] += gout[g] [cout_g, l] @ colᵀ [l, patch]
+            // gW[g] += go [cout_g, s·l] @ colᵀ [s·l, patch]
             let gwg = &mut gw[g * cout_g * patch..(g + 1) * cout_g * patch];
-            gemm(go, false, colg, true, cout_g, l, patch, T::one(), gwg);
+            gemm(go, false, colg, true, cout_g, ld, patch, T::one(), gwg);
         }
         if let Some(gx) = gx.as_deref_mut() {
-            let gxg = &mut gx[g * in_g..(g + 1) * in_g];
-            if geom.is_pointwise() {
+            if samples == 1 && geom.is_pointwise() {
                 // The patch matrix is the input: the product adds into it directly.
+                let gxg = &mut gx[g * in_g..(g + 1) * in_g];
                 gemm(wg, true, go, false, patch, cout_g, l, T::one(), gxg);
             } else {
-                gcol.resize(patch * l, T::zero());
-                gemm(wg, true, go, false, patch, cout_g, l, T::zero(), gcol);
-                col2im_acc(geom, gcol, gxg);
+                gcol.resize(patch * ld, T::zero());
+                gemm(wg, true, go, false, patch, cout_g, ld, T::zero(), gcol);
+                for s in 0..samples {
+                    let gxs = &mut gx[s * in_len + g * in_g..s * in_len + (g + 1) * in_g];
+                    col2im_acc(geom, table, &gcol[s * l..], ld, gxs);
+                }
             }
         }
     }

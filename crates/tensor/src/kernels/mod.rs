@@ -39,7 +39,7 @@ pub use layout::{
 pub use matmul::{matmul, matmul_backward_lhs_acc, matmul_backward_rhs_acc, matmul_shape};
 pub use pool::{
     PoolGeometry, PoolGeometryError, avg_pool2d, avg_pool2d_backward_acc, max_pool2d,
-    max_pool2d_backward_acc,
+    max_pool2d_backward_acc, max_pool2d_values,
 };
 pub use reduce::{expand_axis_acc, max_axis, max_axis_backward_acc, sum_axis};
 pub use softmax::{log_softmax_axis, softmax_axis};

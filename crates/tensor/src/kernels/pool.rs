@@ -137,6 +137,37 @@ impl PoolGeometry {
 /// # Panics
 /// If a slice's length does not match the geometry.
 pub fn max_pool2d<T: Float>(geom: &PoolGeometry, x: &[T], out: &mut [T], argmax: &mut [usize]) {
+    assert_eq!(argmax.len(), out.len(), "max_pool2d: argmax length");
+    max_pool2d_with(geom, x, out, |o, at| argmax[o] = at);
+}
+
+/// [`max_pool2d`] without the positions of the maxima: the values alone, for a result
+/// no gradient will flow through (recorded under `no_grad`, or of an input that wants
+/// none), which then keeps nothing for a backward pass.
+///
+/// ```
+/// use descent_tensor::kernels::{PoolGeometry, max_pool2d_values};
+/// let g = PoolGeometry::new([1, 1, 2, 2], [2, 2], [2, 2], [0, 0], false).unwrap();
+/// let mut out = [0.0];
+/// max_pool2d_values(&g, &[1.0, 4.0, 3.0, 2.0], &mut out);
+/// assert_eq!(out, [4.0]);
+/// ```
+///
+/// # Panics
+/// If a slice's length does not match the geometry.
+pub fn max_pool2d_values<T: Float>(geom: &PoolGeometry, x: &[T], out: &mut [T]) {
+    max_pool2d_with(geom, x, out, |_, _| {});
+}
+
+/// The loop of [`max_pool2d`], calling `keep(output index, input index)` with each
+/// window's first maximum.
+#[inline(always)]
+fn max_pool2d_with<T: Float>(
+    geom: &PoolGeometry,
+    x: &[T],
+    out: &mut [T],
+    mut keep: impl FnMut(usize, usize),
+) {
     let (plane_in, plane_out) = (geom.h * geom.w, geom.oh * geom.ow);
     assert_eq!(x.len(), geom.planes * plane_in, "max_pool2d: input length");
     assert_eq!(
@@ -144,7 +175,6 @@ pub fn max_pool2d<T: Float>(geom: &PoolGeometry, x: &[T], out: &mut [T], argmax:
         geom.planes * plane_out,
         "max_pool2d: output length"
     );
-    assert_eq!(argmax.len(), out.len(), "max_pool2d: argmax length");
     for p in 0..geom.planes {
         for oy in 0..geom.oh {
             for ox in 0..geom.ow {
@@ -174,7 +204,7 @@ pub fn max_pool2d<T: Float>(geom: &PoolGeometry, x: &[T], out: &mut [T], argmax:
                 }
                 let o = p * plane_out + oy * geom.ow + ox;
                 out[o] = best;
-                argmax[o] = at;
+                keep(o, at);
             }
         }
     }

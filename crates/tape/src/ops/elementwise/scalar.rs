@@ -75,6 +75,8 @@ pub fn scalar_backward<T: Float>(
         | Op::MaxPool2d { .. }
         | Op::AvgPool2d { .. }
         | Op::Pad { .. }
+        | Op::Clamp { .. }
+        | Op::Where { .. }
         | Op::Custom { .. } => false,
     }
 }
