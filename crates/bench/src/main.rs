@@ -71,16 +71,17 @@ pub struct Args {
     pub anomaly: bool,
 }
 
-const USAGE: &str = "usage: descent-bench <W1|W2|W3|W4|W5|W6|W8|W9|all>[,...] [--reps K] [--n N] \
+const USAGE: &str = "usage: descent-bench <W1|W2|W3|W4|W5|W6|W8|W9|W10|all>[,...] [--reps K] [--n N] \
                      [--threads T] [--dump DIR] [--mem [--limit] [--prealloc]] \
                      [--only descent|limit] [--anomaly]";
 
 const HELP: &str = "\
 Runs the reference workloads W1..W6 and prints one JSON line each (W2: one per variant).
 W8 (an LSTM training step) and W9 (a Hessian-vector product of W3's loss, beside one
-gradient) run only when named.
+gradient) run only when named, as does W10 (a 512-2048-2048-10 MLP, batch 16: wide layers,
+small batch).
 
-  <W1|..|W6|W8|W9|all>[,...] the workloads, in order (`all`: W1, W6, W4, W2, W3, W5)
+  <W1|..|W6|W8|W9|W10|all>[,...] the workloads, in order (`all`: W1, W6, W4, W2, W3, W5)
   --reps K               timed repetitions after one warm-up; times are medians (default 5)
   --n N                  W1's step count (10,000) / W6's chain length (1,000,000)
   --threads T            the size of rayon's pool (default: one thread per core)
@@ -152,7 +153,7 @@ fn parse_args(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Com
                         "ALL" => a
                             .workloads
                             .extend(["W1", "W6", "W4", "W2", "W3", "W5"].map(String::from)),
-                        w @ ("W1" | "W2" | "W3" | "W4" | "W5" | "W6" | "W8" | "W9") => {
+                        w @ ("W1" | "W2" | "W3" | "W4" | "W5" | "W6" | "W8" | "W9" | "W10") => {
                             a.workloads.push(w.into())
                         }
                         other => return Err(format!("unknown workload {other}\n{USAGE}")),
@@ -210,6 +211,7 @@ fn main() -> ExitCode {
                 "W5" => harness::w5::bench(&args),
                 "W8" => harness::w8::bench(&args),
                 "W9" => harness::w9::bench(&args),
+                "W10" => harness::w10::bench(&args),
                 _ => harness::w6::bench(&args),
             };
         }
@@ -278,6 +280,7 @@ mod tests {
         assert!(err(&[]).starts_with("no workload given\nusage:"));
         assert!(err(&["W7"]).starts_with("unknown workload W7"));
         assert_eq!(run(&["w8"]).workloads, ["W8"]);
+        assert_eq!(run(&["w10"]).workloads, ["W10"]);
         assert!(
             err(&["W1", "--reps"]).contains("--reps"),
             "{}",
