@@ -40,13 +40,19 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let threads: usize = args.next().map_or(1, |s| s.parse().expect("a thread count"));
-    let reps: usize = args.next().map_or(200, |s| s.parse().expect("a call count"));
+    let threads: usize = args
+        .next()
+        .map_or(1, |s| s.parse().expect("a thread count"));
+    let reps: usize = args
+        .next()
+        .map_or(200, |s| s.parse().expect("a call count"));
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global()
         .expect("the global pool, once");
-    println!("descent, {threads} thread(s): median µs a call and GFLOP/s; packed = the gemm crate, now = kernels::gemm");
+    println!(
+        "descent, {threads} thread(s): median µs a call and GFLOP/s; packed = the gemm crate, now = kernels::gemm"
+    );
     for &(layout, m, k, n) in SHAPES {
         let a: Vec<f32> = normal(1, m * k).into_iter().map(|x| x as f32).collect();
         let b: Vec<f32> = normal(2, k * n).into_iter().map(|x| x as f32).collect();

@@ -78,14 +78,16 @@ pub(crate) fn small_gemm<T: Float>(
         Form::Axpy => AXPY_NR,
         Form::Dot => DOT_NR,
     };
-    // Blocks of whole tiles, as many as threads (fewer when n is narrow).
+    // Blocks of whole tiles, as many as threads (fewer when n is narrow: every block
+    // starts inside the matrix).
     let tiles = n.div_ceil(nr);
-    let blocks = threads.min(tiles);
+    let tiles_per_block = tiles.div_ceil(threads.min(tiles));
+    let blocks = tiles.div_ceil(tiles_per_block);
     if blocks <= 1 {
         run(form, a, b, &s, beta, 0, n, &mut RowsOf::Whole(c, n));
         return true;
     }
-    let per = tiles.div_ceil(blocks) * nr;
+    let per = tiles_per_block * nr;
     // Each block's columns of every row of c, as disjoint slices.
     let mut parts: Vec<Vec<&mut [T]>> = (0..blocks).map(|_| Vec::with_capacity(m)).collect();
     for row in c.chunks_exact_mut(n) {
@@ -471,10 +473,14 @@ mod tests {
     /// `c`, and every element is summed by the same operations in any block.
     #[test]
     fn split_small_products_match_one_thread_bit_for_bit() {
-        for &(m, k, n) in &[(16, 300, 1100), (7, 257, 1031)] {
+        // The last: five column tiles of `x·Wᵀ` for up to 7 threads.
+        for &(m, k, n) in &[(16, 300, 1100), (7, 257, 1031), (16, 6600, 10)] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i as f32) * 0.37).sin()).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i as f32) * 0.71).cos()).collect();
             for tb in [false, true] {
+                if !tb && n < AXPY_MIN_COLS {
+                    continue;
+                }
                 let run = |threads: usize| {
                     let mut c = vec![0.5f32; m * n];
                     assert!(small_gemm(
@@ -492,7 +498,7 @@ mod tests {
                     c
                 };
                 let one = run(1);
-                for threads in [2, 3, 4] {
+                for threads in [2, 3, 4, 7] {
                     let many = run(threads);
                     assert!(
                         one.iter()
