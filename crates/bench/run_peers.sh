@@ -5,6 +5,8 @@
 # medians and ratios to docs/PERFORMANCE-TABLE.md (see shared/docs/WORKLOADS.md).
 #
 #   crates/bench/run_peers.sh [--reps K] [--rounds R] [--workloads W1,W3] [--out FILE]
+#   (W10, the wide-layer small-batch MLP, runs only when named: --workloads W3,W10; its
+#   peers are crates/bench/w10_peers.py)
 #   crates/bench/run_peers.sh --table-only target/peers-run/<stamp> [--rounds R] [--reps K]
 #                                          (rebuild the table from kept JSON lines)
 #
@@ -102,9 +104,9 @@ has_w() { case ",$workloads," in *",$1,"*) return 0 ;; esac; return 1; }
 
 for r in $(seq 1 "$rounds"); do
   echo "round $r" >&2
-  for w in W1 W2 W3 W4 W5 W6; do
+  for w in W1 W2 W3 W4 W5 W6 W10; do
     has_w "$w" || continue
-    case "$w" in W3|W4|W5) threads="1 2" ;; *) threads="1" ;; esac
+    case "$w" in W3|W4|W5|W10) threads="1 2" ;; *) threads="1" ;; esac
     wreps="$reps"; [ "$w" = W6 ] && wreps=$(( reps < 2 ? reps : 2 ))
     for t in $threads; do
       cpus=0; [ "$t" = 2 ] && cpus=0,1
@@ -112,6 +114,11 @@ for r in $(seq 1 "$rounds"); do
       run "${f}_descent.jsonl" "$cpus" "$root" "$bench" "$w" --threads "$t" --reps "$wreps"
       if [ "$w" = W5 ]; then   # peak memory in a fresh process, as the peers measure it
         run "${f}_descent-mem.jsonl" "$cpus" "$root" "$bench" W5 --mem --threads "$t"
+      fi
+      if [ "$w" = W10 ]; then
+        [ $have_torch = 1 ] && run "${f}_torch.jsonl" "$cpus" "$here" "$TORCH_PY" w10_peers.py --peer torch --threads "$t" --reps "$wreps"
+        [ $have_jax = 1 ] && run "${f}_jax.jsonl" "$cpus" "$here" "$JAX_PY" w10_peers.py --peer jax --threads "$t" --reps "$wreps"
+        continue
       fi
       [ $have_torch = 1 ] && run "${f}_torch.jsonl" "$cpus" "$peers" "$TORCH_PY" torch_workloads.py --workload "$w" --threads "$t" --reps "$wreps"
       [ $have_jax = 1 ] && run "${f}_jax.jsonl" "$cpus" "$peers" "$JAX_PY" jax_workloads.py --workload "$w" --threads "$t" --reps "$wreps"
@@ -136,7 +143,7 @@ def main_time(d):
     """(metric name, value) of a JSON line: the workload's headline time."""
     w = d["workload"]
     if w == "W1": return "us/step", d["us_per_step"]["median"]
-    if w in ("W2", "W3", "W5"): return "ms/step", d["ms_per_step"]["median"]
+    if w in ("W2", "W3", "W5", "W10"): return "ms/step", d["ms_per_step"]["median"]
     if w == "W4": return "ms/batch", d["ms_per_batch"]["median"]
     if w == "W6":
         if "ns_per_op_backward" in d:
@@ -154,7 +161,7 @@ rows = {}   # (workload, threads, impl, variant, metric) -> {round: value}
 w4_workers = {}   # threads -> {round: [each thread's median us a sample]}
 checks = {}
 for path in sorted(glob.glob(os.path.join(raw, "r*_*.jsonl"))):
-    m = re.match(r"r(\d+)_(W\d)_t(\d)_(.+)\.jsonl", os.path.basename(path))
+    m = re.match(r"r(\d+)_(W\d+)_t(\d)_(.+)\.jsonl", os.path.basename(path))
     rnd, w, t, impl = int(m.group(1)), m.group(2), int(m.group(3)), m.group(4)
     for line in open(path):
         try:

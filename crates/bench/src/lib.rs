@@ -18,6 +18,7 @@ pub mod npz;
 pub mod rss;
 pub mod stats;
 pub mod w1;
+pub mod w10;
 pub mod w2;
 pub mod w3;
 pub mod w4;

@@ -71,17 +71,18 @@ pub struct Args {
     pub anomaly: bool,
 }
 
-const USAGE: &str = "usage: descent-bench <W1|W2|W3|W4|W5|W5R|W6|W7|W8|W9|all>[,...] [--reps K] [--n N] \
+const USAGE: &str = "usage: descent-bench <W1|W2|W3|W4|W5|W5R|W6|W7|W8|W9|W10|all>[,...] [--reps K] [--n N] \
                      [--threads T] [--dump DIR] [--mem [--limit] [--prealloc]] \
                      [--only descent|limit] [--anomaly]";
 
 const HELP: &str = "\
 Runs the reference workloads W1..W6 and prints one JSON line each (W2: one per variant).
 W7 (a CNN training step), W8 (an LSTM training step), W9 (a Hessian-vector product of
-W3's loss, beside one gradient) and W5R (W5's RNN over 1,000 steps, plain against
-activation checkpointing: peak memory and time) run only when named.
+W3's loss, beside one gradient), W10 (a 512-2048-2048-10 MLP, batch 16: wide layers,
+small batch) and W5R (W5's RNN over 1,000 steps, plain against activation
+checkpointing: peak memory and time) run only when named.
 
-  <W1|..|W9|W5R|all>[,...] the workloads, in order (`all`: W1, W6, W4, W2, W3, W5)
+  <W1|..|W10|W5R|all>[,...] the workloads, in order (`all`: W1, W6, W4, W2, W3, W5)
   --reps K               timed repetitions after one warm-up; times are medians (default 5)
   --n N                  W1's step count (10,000) / W6's chain length (1,000,000)
   --threads T            the size of rayon's pool (default: one thread per core)
@@ -154,7 +155,7 @@ fn parse_args(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Com
                             .workloads
                             .extend(["W1", "W6", "W4", "W2", "W3", "W5"].map(String::from)),
                         w @ ("W1" | "W2" | "W3" | "W4" | "W5" | "W5R" | "W6" | "W7" | "W8"
-                        | "W9") => a.workloads.push(w.into()),
+                        | "W9" | "W10") => a.workloads.push(w.into()),
                         other => return Err(format!("unknown workload {other}\n{USAGE}")),
                     }
                 }
@@ -212,6 +213,7 @@ fn main() -> ExitCode {
                 "W7" => harness::w7::bench(&args),
                 "W8" => harness::w8::bench(&args),
                 "W9" => harness::w9::bench(&args),
+                "W10" => harness::w10::bench(&args),
                 _ => harness::w6::bench(&args),
             };
         }
@@ -278,9 +280,11 @@ mod tests {
     #[test]
     fn mistakes_are_named() {
         assert!(err(&[]).starts_with("no workload given\nusage:"));
-        assert!(err(&["W10"]).starts_with("unknown workload W10"));
+        assert!(err(&["W11"]).starts_with("unknown workload W11"));
         assert_eq!(run(&["w8"]).workloads, ["W8"]);
         assert_eq!(run(&["w7"]).workloads, ["W7"]);
+        assert_eq!(run(&["w10"]).workloads, ["W10"]);
+        assert_eq!(run(&["w5r"]).workloads, ["W5R"]);
         assert!(
             err(&["W1", "--reps"]).contains("--reps"),
             "{}",

@@ -4,6 +4,7 @@
 //! allocator.
 
 pub mod w1;
+pub mod w10;
 pub mod w2;
 pub mod w3;
 pub mod w4;

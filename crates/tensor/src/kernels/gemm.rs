@@ -27,7 +27,32 @@ pub fn gemm<T: Float>(
     beta: T,
     c: &mut [T],
 ) {
-    gemm_on(a, ta, b, tb, m, k, n, beta, c, None);
+    gemm_on(a, ta, b, tb, m, k, n, beta, c, None, true);
+}
+
+/// [`gemm()`] always through the `gemm` crate (after the unpacked vector paths): the
+/// path products with a small side took before `small_gemm`, kept for the benchmark
+/// that compares the two (`crates/bench/benches/small_side.rs`).
+///
+/// ```
+/// let (a, b, mut c) = ([1.0f32, 2.0], [3.0f32, 4.0], [0.0f32]);
+/// descent_tensor::kernels::gemm_packed(&a, false, &b, false, 1, 2, 1, 0.0, &mut c);
+/// assert_eq!(c, [11.0]);
+/// ```
+#[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_packed<T: Float>(
+    a: &[T],
+    ta: bool,
+    b: &[T],
+    tb: bool,
+    m: usize,
+    k: usize,
+    n: usize,
+    beta: T,
+    c: &mut [T],
+) {
+    gemm_on(a, ta, b, tb, m, k, n, beta, c, None, false);
 }
 
 /// [`gemm()`] on at most `threads` of rayon's threads (`None`: all of the current pool).
@@ -43,6 +68,7 @@ fn gemm_on<T: Float>(
     beta: T,
     c: &mut [T],
     threads: Option<usize>,
+    small_side: bool,
 ) {
     // The raw-pointer call below relies on these: checked always, not only in debug.
     assert!(
@@ -63,6 +89,9 @@ fn gemm_on<T: Float>(
         return;
     }
     if gemm_thin(a, ta, b, tb, m, k, n, beta, c) {
+        return;
+    }
+    if small_side && super::small_gemm::small_gemm(a, ta, b, tb, m, k, n, beta, c, threads) {
         return;
     }
     // Strides in elements, (row, column), of op(a) as [m, k] and op(b) as [k, n].
@@ -161,7 +190,7 @@ impl<T: Float> Product<'_, T> {
             beta,
             c,
         } = self;
-        gemm_on(a, ta, b, tb, m, k, n, beta, c, threads);
+        gemm_on(a, ta, b, tb, m, k, n, beta, c, threads, true);
     }
 
     fn volume(&self) -> usize {
@@ -205,7 +234,7 @@ pub fn gemm_pair<T: Float>(x: Product<'_, T>, y: Product<'_, T>) {
 
 /// Below this many multiply-adds (`m·n·k`) a product runs on one thread: splitting a
 /// smaller one costs more in rayon's overhead than it saves.
-const PARALLEL_GEMM_VOLUME: usize = 1 << 20;
+pub(crate) const PARALLEL_GEMM_VOLUME: usize = 1 << 20;
 
 #[inline(always)]
 fn scale_c<T: Float>(x: T, beta: T) -> T {

@@ -25,6 +25,7 @@ mod layout;
 mod matmul;
 mod pool;
 mod reduce;
+mod small_gemm;
 mod softmax;
 mod sum;
 #[cfg(test)]
@@ -48,7 +49,7 @@ pub use sum::sum_all;
 // Hidden from the docs: the pieces the tape's ops build their kernels from (lanes,
 // broadcast loops, paired products); public only because `descent-tape` calls them.
 #[doc(hidden)]
-pub use self::gemm::{Product, gemm_pair};
+pub use self::gemm::{Product, gemm_packed, gemm_pair};
 #[doc(hidden)]
 pub use broadcast::{for_each_broadcast, sum_to_shape_scaled_acc, zip_broadcast};
 #[doc(hidden)]

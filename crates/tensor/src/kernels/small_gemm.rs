@@ -1,0 +1,513 @@
+//! Matrix products of a small batch against a wide layer, without packing: 16 rows or
+//! fewer of `x` (or of the output's gradient `g`) against a weight of 1024 columns or
+//! more, as `x·Wᵀ` (the forward pass of a layer with `W [out, in]`) and `g·W` (the
+//! input's gradient). The `gemm` crate packs the weight into blocks on every call; with
+//! so few rows to reuse each packed block, packing costs about as much as the product,
+//! which is bound by reading the weight once from memory (`docs/GEMM.md`, "Small
+//! sides"). These loops read every operand where it lies.
+//!
+//! Two forms, each computing every element of the result by the same operations
+//! wherever it falls in a tile or a thread's block, so the result does not depend on
+//! the number of threads:
+//! - [`axpy_product`], for `b` stored `[k, n]`: a tile of rows of `c` gathers
+//!   `Σ_p a[i, p]·b[p, j..]` over `p` in order, one chain of sums per element;
+//! - [`dot_product`], for `b` stored `[n, k]` (transposed): each element is a dot
+//!   product of two contiguous rows in eight lanes.
+//!
+//! Work is split across rayon's threads by blocks of columns of `c` only, never along
+//! the sum. The weight gradient `gᵀ·x` (a short sum over the batch) stays with the
+//! `gemm` crate, which measured faster there.
+
+use crate::Float;
+
+/// Columns of `c` in one tile of [`axpy_product`] (two 256-bit vectors of f32).
+const AXPY_NR: usize = 16;
+/// Rows of `c` in one tile of [`axpy_product`].
+const AXPY_MR: usize = 4;
+/// Rows of `a` in one tile of [`dot_product`].
+const DOT_MR: usize = 4;
+/// Rows of `b` (columns of `c`) in one tile of [`dot_product`].
+const DOT_NR: usize = 2;
+
+/// Rows of `c` at or below which [`small_gemm`] takes a product (at 32 and 64 rows the
+/// `gemm` crate measured as fast or faster, `docs/GEMM.md`).
+pub(crate) const SMALL_ROWS: usize = 16;
+/// Columns of `c` from which [`small_gemm`] takes a `g·W` product (at 512 it measured
+/// slower than the `gemm` crate).
+const AXPY_MIN_COLS: usize = 1024;
+/// Below this many multiply-adds the `gemm` crate keeps the product, whatever its
+/// shape: small products are where the existing tests and snapshots live, and there
+/// packing is cheap.
+const SMALL_GEMM_MIN_VOLUME: usize = 1 << 18;
+
+/// `c = op(a) op(b) + beta c` (the contract of [`gemm()`](super::gemm())) when the
+/// product has a small side and a layout these loops cover; returns `false`, having
+/// done nothing, otherwise. `threads`: rayon threads to split over (`None`: the pool).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn small_gemm<T: Float>(
+    a: &[T],
+    ta: bool,
+    b: &[T],
+    tb: bool,
+    m: usize,
+    k: usize,
+    n: usize,
+    beta: T,
+    c: &mut [T],
+    threads: Option<usize>,
+) -> bool {
+    let volume = m.saturating_mul(k).saturating_mul(n);
+    if volume < SMALL_GEMM_MIN_VOLUME {
+        return false;
+    }
+    let form = match (ta, tb) {
+        // g·W (and x·W with W [in, out]): few rows of c, a wide b.
+        (false, false) if m <= SMALL_ROWS && n >= AXPY_MIN_COLS => Form::Axpy,
+        // x·Wᵀ (W [out, in]): few rows of c, both operands contiguous along the sum.
+        (false, true) if m <= SMALL_ROWS => Form::Dot,
+        _ => return false,
+    };
+    let s = Shape { m, k, n };
+    let threads = if volume < super::gemm::PARALLEL_GEMM_VOLUME {
+        1
+    } else {
+        threads.unwrap_or_else(rayon::current_num_threads).max(1)
+    };
+    let c = &mut c[..m * n];
+    let nr = match form {
+        Form::Axpy => AXPY_NR,
+        Form::Dot => DOT_NR,
+    };
+    // Blocks of whole tiles, as many as threads (fewer when n is narrow: every block
+    // starts inside the matrix).
+    let tiles = n.div_ceil(nr);
+    let tiles_per_block = tiles.div_ceil(threads.min(tiles));
+    let blocks = tiles.div_ceil(tiles_per_block);
+    if blocks <= 1 {
+        run(form, a, b, &s, beta, 0, n, &mut RowsOf::Whole(c, n));
+        return true;
+    }
+    let per = tiles_per_block * nr;
+    // Each block's columns of every row of c, as disjoint slices.
+    let mut parts: Vec<Vec<&mut [T]>> = (0..blocks).map(|_| Vec::with_capacity(m)).collect();
+    for row in c.chunks_exact_mut(n) {
+        let mut rest = row;
+        for part in parts.iter_mut() {
+            let (head, tail) = rest.split_at_mut(per.min(rest.len()));
+            part.push(head);
+            rest = tail;
+        }
+    }
+    rayon::scope(|scope| {
+        for (i, part) in parts.into_iter().enumerate() {
+            let s = &s;
+            let j0 = i * per;
+            let j1 = (j0 + per).min(n);
+            scope.spawn(move |_| {
+                let mut part = part;
+                run(form, a, b, s, beta, j0, j1, &mut RowsOf::Parts(&mut part));
+            });
+        }
+    });
+    true
+}
+
+/// Which loops a product takes.
+#[derive(Clone, Copy)]
+enum Form {
+    Axpy,
+    Dot,
+}
+
+/// The extents of a product: `a` is `[m, k]`; `b` is `[k, n]` for [`Form::Axpy`],
+/// `[n, k]` for [`Form::Dot`].
+struct Shape {
+    m: usize,
+    k: usize,
+    n: usize,
+}
+
+/// Rows of `c` a block writes: the whole matrix (row length given), or one slice per
+/// row holding the block's columns.
+enum RowsOf<'a, 'b, T> {
+    Whole(&'a mut [T], usize),
+    Parts(&'a mut [&'b mut [T]]),
+}
+
+impl<T> RowsOf<'_, '_, T> {
+    /// Row `i`'s elements of the block, the first being column `j0` of `c`.
+    #[inline(always)]
+    fn row(&mut self, i: usize, j0: usize) -> &mut [T] {
+        match self {
+            RowsOf::Whole(c, n) => &mut c[i * *n + j0..(i + 1) * *n],
+            RowsOf::Parts(rows) => rows[i],
+        }
+    }
+}
+
+/// Columns `j0..j1` of `c`, in vector instructions where the processor has them.
+#[allow(clippy::too_many_arguments)]
+fn run<T: Float>(
+    form: Form,
+    a: &[T],
+    b: &[T],
+    s: &Shape,
+    beta: T,
+    j0: usize,
+    j1: usize,
+    c: &mut RowsOf<'_, '_, T>,
+) {
+    crate::vectorized(
+        #[inline(always)]
+        || match form {
+            Form::Axpy => axpy_product(a, b, s, beta, j0, j1, c),
+            Form::Dot => dot_product(a, b, s, beta, j0, j1, c),
+        },
+    );
+}
+
+#[inline(always)]
+fn scale<T: Float>(x: T, beta: T) -> T {
+    if beta == T::zero() {
+        T::zero()
+    } else {
+        x * beta
+    }
+}
+
+/// Visits the tiles of rows `0..m` by columns `j0..j1` (`mr × nr` ones, then the
+/// narrower ones of the edges), each block of columns for every row tile in turn: the
+/// block of the large operand `b` is read from memory once, then from cache.
+#[inline(always)]
+fn for_each_tile(
+    m: usize,
+    j0: usize,
+    j1: usize,
+    mr: usize,
+    nr: usize,
+    mut tile: impl FnMut(usize, usize, bool, bool),
+) {
+    let (mfull, jfull) = (m / mr * mr, j0 + (j1 - j0) / nr * nr);
+    let mut j = j0;
+    while j < j1 {
+        let wide = j < jfull;
+        let mut i = 0;
+        while i < mfull {
+            tile(i, j, true, wide);
+            i += mr;
+        }
+        for i in mfull..m {
+            tile(i, j, false, wide);
+        }
+        j += if wide { nr } else { 1 };
+    }
+}
+
+/// Terms of the sum a tile of [`axpy_product`] adds before it stores its sums and
+/// goes on with the next columns: the rows of `b` it walks stay in the TLB and the
+/// level-1 cache for the next row tile.
+const AXPY_KC: usize = 128;
+
+/// `c[i, j] = beta c[i, j] + Σ_p a[i, p]·b[p, j]` for columns `j0..j1`, `b` stored
+/// `[k, n]`. Every element is one chain of products and sums, `((beta c + a₀b₀) +
+/// a₁b₁) + …` in the order of `p` (a product rounded, then added: never fused, so
+/// that vector lanes and scalar edges agree), whichever tile holds it; the sum is cut into
+/// blocks of [`AXPY_KC`] terms, each block adding into `c`, which leaves that chain
+/// unchanged.
+#[inline(always)]
+fn axpy_product<T: Float>(
+    a: &[T],
+    b: &[T],
+    s: &Shape,
+    beta: T,
+    j0: usize,
+    j1: usize,
+    c: &mut RowsOf<'_, '_, T>,
+) {
+    let mut p0 = 0;
+    while p0 < s.k {
+        let p1 = (p0 + AXPY_KC).min(s.k);
+        let beta = if p0 == 0 { beta } else { T::one() };
+        for_each_tile(
+            s.m,
+            j0,
+            j1,
+            AXPY_MR,
+            AXPY_NR,
+            #[inline(always)]
+            |i, j, rows, cols| match (rows, cols) {
+                (true, true) => {
+                    axpy_tile::<T, AXPY_MR, AXPY_NR>(a, b, s, beta, p0, p1, i, j, j0, c)
+                }
+                (true, false) => axpy_tile::<T, AXPY_MR, 1>(a, b, s, beta, p0, p1, i, j, j0, c),
+                (false, true) => axpy_tile::<T, 1, AXPY_NR>(a, b, s, beta, p0, p1, i, j, j0, c),
+                (false, false) => axpy_tile::<T, 1, 1>(a, b, s, beta, p0, p1, i, j, j0, c),
+            },
+        );
+        p0 = p1;
+    }
+}
+
+/// One `MR × NR` tile of [`axpy_product`] at row `i`, column `j` of `c`, terms
+/// `p0..p1` of the sum, starting from `beta c`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn axpy_tile<T: Float, const MR: usize, const NR: usize>(
+    a: &[T],
+    b: &[T],
+    s: &Shape,
+    beta: T,
+    p0: usize,
+    p1: usize,
+    i: usize,
+    j: usize,
+    j0: usize,
+    c: &mut RowsOf<'_, '_, T>,
+) {
+    let mut acc = [[T::zero(); NR]; MR];
+    for (r, acc) in acc.iter_mut().enumerate() {
+        let row: &[T; NR] = c.row(i + r, j0)[j - j0..j - j0 + NR]
+            .try_into()
+            .expect("a tile's columns");
+        for (acc, &x) in acc.iter_mut().zip(row) {
+            *acc = scale(x, beta);
+        }
+    }
+    for p in p0..p1 {
+        let bp: &[T; NR] = b[p * s.n + j..p * s.n + j + NR]
+            .try_into()
+            .expect("a tile's columns");
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let x = a[(i + r) * s.k + p];
+            for (acc, &y) in acc.iter_mut().zip(bp) {
+                *acc += x * y;
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        c.row(i + r, j0)[j - j0..j - j0 + NR].copy_from_slice(acc);
+    }
+}
+
+/// `c[i, j] = beta c[i, j] + Σ_p a[i, p]·b[j, p]` for columns `j0..j1`, `a` stored
+/// `[m, k]` and `b` `[n, k]`: tiles of [`DOT_MR`] rows of `a` by [`DOT_NR`] rows of
+/// `b`, each element a dot product in eight lanes.
+#[inline(always)]
+fn dot_product<T: Float>(
+    a: &[T],
+    b: &[T],
+    s: &Shape,
+    beta: T,
+    j0: usize,
+    j1: usize,
+    c: &mut RowsOf<'_, '_, T>,
+) {
+    for_each_tile(
+        s.m,
+        j0,
+        j1,
+        DOT_MR,
+        DOT_NR,
+        #[inline(always)]
+        |i, j, rows, cols| match (rows, cols) {
+            (true, true) => dot_tile::<T, DOT_MR, DOT_NR>(a, b, s, beta, i, j, j0, c),
+            (true, false) => dot_tile::<T, DOT_MR, 1>(a, b, s, beta, i, j, j0, c),
+            (false, true) => dot_tile::<T, 1, DOT_NR>(a, b, s, beta, i, j, j0, c),
+            (false, false) => dot_tile::<T, 1, 1>(a, b, s, beta, i, j, j0, c),
+        },
+    );
+}
+
+/// One `MR × NR` tile of [`dot_product`] at row `i`, column `j` of `c`: lane `l` of
+/// element `(r, q)` is a chain of sums of the products `a[i + r, p]·b[j + q, p]`
+/// over `p ≡ l (mod 8)` in order; the lanes are added pairwise, then the last
+/// `k mod 8` terms in order, then `beta c`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn dot_tile<T: Float, const MR: usize, const NR: usize>(
+    a: &[T],
+    b: &[T],
+    s: &Shape,
+    beta: T,
+    i: usize,
+    j: usize,
+    j0: usize,
+    c: &mut RowsOf<'_, '_, T>,
+) {
+    let k = s.k;
+    let ar: [&[T]; MR] = std::array::from_fn(
+        #[inline(always)]
+        |r| &a[(i + r) * k..(i + r + 1) * k],
+    );
+    let br: [&[T]; NR] = std::array::from_fn(
+        #[inline(always)]
+        |q| &b[(j + q) * k..(j + q + 1) * k],
+    );
+    let mut acc = [[[T::zero(); 8]; NR]; MR];
+    let full = k / 8 * 8;
+    let mut p = 0;
+    while p < full {
+        let bv: [[T; 8]; NR] = br.map(
+            #[inline(always)]
+            |r| eight(r, p),
+        );
+        for (acc, ar) in acc.iter_mut().zip(ar) {
+            let x = eight(ar, p);
+            for (l, y) in acc.iter_mut().zip(&bv) {
+                for t in 0..8 {
+                    l[t] += x[t] * y[t];
+                }
+            }
+        }
+        p += 8;
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        let row = &mut c.row(i + r, j0)[j - j0..j - j0 + NR];
+        for (q, (x, l)) in row.iter_mut().zip(acc).enumerate() {
+            let mut v = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+            for (&u, &w) in ar[r][full..].iter().zip(&br[q][full..]) {
+                v += u * w;
+            }
+            *x = scale(*x, beta) + v;
+        }
+    }
+}
+
+/// Eight elements of `s` from `p` on.
+#[inline(always)]
+fn eight<T: Float>(s: &[T], p: usize) -> [T; 8] {
+    s[p..p + 8].try_into().expect("eight")
+}
+
+#[cfg(test)]
+#[cfg_attr(miri, ignore = "large products; these loops hold no unsafe code")]
+mod tests {
+    use super::*;
+    use crate::View;
+    use crate::kernels::swap_axes;
+    use crate::kernels::testing::naive;
+
+    /// The two layouts this path takes, on shapes that are multiples of no tile (rows
+    /// 1 to 16, sums not a multiple of eight), with NaN in an overwritten `c` and both
+    /// betas, in f32 and f64, against the naive product; and the layouts and shapes it
+    /// leaves to the `gemm` crate are refused.
+    #[test]
+    fn small_products_match_naive_in_both_layouts() {
+        fn check<T: Float>(m: usize, k: usize, n: usize) {
+            let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
+            let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.71).cos()).collect();
+            let want = naive(&a, &b, m, k, n);
+            let mut bt = vec![0.0; k * n];
+            swap_axes::<f64, false>(View::new(&[k, n], &b), 0, 1, &mut bt);
+            let cast = |v: &[f64]| -> Vec<T> { v.iter().map(|&x| T::from_f64(x)).collect() };
+            let (a, b, bt) = (cast(&a), cast(&b), cast(&bt));
+            let tol = if T::NAME == "f32" { 2e-3 } else { 1e-11 };
+            for (tb, bd) in [(false, &b), (true, &bt)] {
+                let mut c = vec![T::nan(); m * n];
+                assert!(small_gemm(
+                    &a,
+                    false,
+                    bd,
+                    tb,
+                    m,
+                    k,
+                    n,
+                    T::zero(),
+                    &mut c,
+                    None
+                ));
+                let mut acc = vec![T::from_f64(0.5); m * n];
+                assert!(small_gemm(
+                    &a,
+                    false,
+                    bd,
+                    tb,
+                    m,
+                    k,
+                    n,
+                    T::one(),
+                    &mut acc,
+                    None
+                ));
+                for i in 0..m * n {
+                    let (x, y) = (c[i].as_f64(), acc[i].as_f64());
+                    assert!(
+                        (x - want[i]).abs() < tol,
+                        "{m}x{k}x{n} tb={tb}: {x} {}",
+                        want[i]
+                    );
+                    assert!(
+                        (y - want[i] - 0.5).abs() < tol,
+                        "{m}x{k}x{n} tb={tb} accumulate"
+                    );
+                }
+            }
+        }
+        for &(m, k, n) in &[
+            (16, 261, 1029),
+            (13, 100, 1030),
+            (1, 300, 1100),
+            (5, 67, 1031),
+        ] {
+            check::<f32>(m, k, n);
+            check::<f64>(m, k, n);
+        }
+        let (a, b) = (vec![1f32; 64 * 512], vec![1f32; 512 * 2048]);
+        let mut c = vec![0f32; 64 * 2048];
+        // 17 rows; a g·W narrower than 1024 columns; a transposed a; a tiny product.
+        assert!(!small_gemm(
+            &a, false, &b, false, 17, 512, 1024, 0.0, &mut c, None
+        ));
+        assert!(!small_gemm(
+            &a, false, &b, false, 16, 512, 1000, 0.0, &mut c, None
+        ));
+        assert!(!small_gemm(
+            &a, true, &b, false, 16, 512, 1024, 0.0, &mut c, None
+        ));
+        assert!(!small_gemm(
+            &a, false, &b, true, 16, 8, 1024, 0.0, &mut c, None
+        ));
+    }
+
+    /// Any number of threads gives the bits of one: the blocks split the columns of
+    /// `c`, and every element is summed by the same operations in any block.
+    #[test]
+    fn split_small_products_match_one_thread_bit_for_bit() {
+        // The last: five column tiles of `x·Wᵀ` for up to 7 threads.
+        for &(m, k, n) in &[(16, 300, 1100), (7, 257, 1031), (16, 6600, 10)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i as f32) * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i as f32) * 0.71).cos()).collect();
+            for tb in [false, true] {
+                if !tb && n < AXPY_MIN_COLS {
+                    continue;
+                }
+                let run = |threads: usize| {
+                    let mut c = vec![0.5f32; m * n];
+                    assert!(small_gemm(
+                        &a,
+                        false,
+                        &b,
+                        tb,
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        &mut c,
+                        Some(threads)
+                    ));
+                    c
+                };
+                let one = run(1);
+                for threads in [2, 3, 4, 7] {
+                    let many = run(threads);
+                    assert!(
+                        one.iter()
+                            .zip(&many)
+                            .all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{m}x{k}x{n} tb={tb} on {threads} threads"
+                    );
+                }
+            }
+        }
+    }
+}
