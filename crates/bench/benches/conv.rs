@@ -1,11 +1,17 @@
-//! Convolution on a small CNN's shapes (f32, batch 32, 28 × 28, 3 × 3 kernels, padding 1,
-//! with bias): the first layer (1 → 8 channels, input without gradient, as a network's
-//! input) and the second (8 → 16, input with gradient), each forward alone and forward
-//! plus backward (`sum` of the output as the loss; the input and parameters recorded
-//! afresh on a reset tape inside the timed span, as a training step does).
-//! `cargo bench -p descent-bench --bench conv`; `crates/bench/conv_torch.py` times the
-//! same in PyTorch eager. Samples are split across rayon's global pool (one thread per
-//! core unless `RAYON_NUM_THREADS` says otherwise).
+//! Convolution on two small CNNs' shapes (f32, 3 × 3 kernels, padding 1, with bias), each
+//! layer forward alone and forward plus backward (`sum` of the output as the loss; the
+//! input and parameters recorded afresh on a reset tape inside the timed span, as a
+//! training step does); the first layer's input without gradient (as a network's input),
+//! the second's with:
+//! - batch 32 of 28 × 28: 1 → 8 and 8 → 16 channels (`crates/bench/conv_torch.py` times
+//!   the same in PyTorch eager);
+//! - W7's (the `cnn_digits` CNN, batch 64 of 8 × 8): 1 → 32 on `[64, 1, 8, 8]`, 32 → 64 on
+//!   `[64, 32, 4, 4]`, and the 2 × 2 max pooling after the first (W7 in `descent-bench`
+//!   times the whole step beside PyTorch eager, `w7_torch.py`).
+//!
+//! `cargo bench -p descent-bench --bench conv` (`-- 64x` for W7's shapes alone). Samples
+//! are split across rayon's global pool (one thread per core unless `RAYON_NUM_THREADS`
+//! says otherwise).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use descent::prelude::*;
@@ -18,13 +24,13 @@ fn value(shape: &[usize], seed: usize) -> Tensor<f32> {
     })
 }
 
-fn layer(c: &mut Criterion, cin: usize, cout: usize, input_grad: bool) {
-    let x = value(&[32, cin, 28, 28], 1);
+fn layer(c: &mut Criterion, batch: usize, cin: usize, cout: usize, side: usize, input_grad: bool) {
+    let x = value(&[batch, cin, side, side], 1);
     let w = value(&[cout, cin, 3, 3], 2).map(|v| v * 0.3);
     let b = value(&[cout], 3);
     let o = Conv2dOptions::new().padding(1);
     let tape = Tape::<f32>::new();
-    let mut group = c.benchmark_group(format!("conv2d/32x{cin}x28x28_to_{cout}"));
+    let mut group = c.benchmark_group(format!("conv2d/{batch}x{cin}x{side}x{side}_to_{cout}"));
     group.bench_function("forward", |bench| {
         bench.iter(|| {
             tape.reset();
@@ -49,9 +55,27 @@ fn layer(c: &mut Criterion, cin: usize, cout: usize, input_grad: bool) {
     group.finish();
 }
 
+fn pool(c: &mut Criterion) {
+    let x = value(&[64, 32, 8, 8], 4);
+    let tape = Tape::<f32>::new();
+    let mut group = c.benchmark_group("max_pool2d/64x32x8x8");
+    group.bench_function("forward_backward", |bench| {
+        bench.iter(|| {
+            tape.reset();
+            let xv = tape.var(x.clone());
+            let grads = xv.max_pool2d(Pool2dOptions::new(2)).sum().backward();
+            black_box(grads.wrt(xv).data()[0]);
+        })
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
-    layer(c, 1, 8, false);
-    layer(c, 8, 16, true);
+    layer(c, 32, 1, 8, 28, false);
+    layer(c, 32, 8, 16, 28, true);
+    layer(c, 64, 1, 32, 8, false);
+    layer(c, 64, 32, 64, 4, true);
+    pool(c);
 }
 
 criterion_group!(conv, benches);
