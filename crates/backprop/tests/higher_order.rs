@@ -669,86 +669,194 @@ fn padding_and_max_pooling() {
     not_differentiable(grad(m, &[x]), "max_pool2d");
 }
 
-/// Convolution and average pooling: tangents against the fast reverse walk
-/// (`⟨J v, u⟩ = ⟨v, Jᵀ u⟩`); their recorded backward is refused by name.
+/// Convolution and average pooling: their recorded backward is `conv_input_grad`,
+/// `conv_weight_grad` and a sum for the bias, or `avg_pool2d_backward`, the fast
+/// rule's kernels as ops, so first order is bit for bit; second order is checked over
+/// a grid of options (stride, padding, dilation, groups, bias or not, batch 1 and 2).
 #[test]
-fn convolution_and_average_pooling_tangents() {
+fn convolution_and_average_pooling() {
     let r = &mut rng("conv");
-    let cases = vec![
-        Case {
-            name: "conv2d",
-            inputs: vec![
-                uniform(r, &[2, 4, 5, 6], -1.0, 1.0),
-                uniform(r, &[6, 2, 3, 2], -1.0, 1.0),
-                uniform(r, &[6], -1.0, 1.0),
-            ],
-            build: Box::new(|v| {
-                let o = Conv2dOptions::new()
-                    .stride([2, 1])
-                    .padding(1)
-                    .dilation([1, 2])
-                    .groups(2);
-                v[0].conv2d(v[1], Some(v[2]), o)
-            }),
-            bound: 0.0,
-        },
-        Case {
-            name: "conv1d",
-            inputs: vec![
-                uniform(r, &[3, 2, 9], -1.0, 1.0),
-                uniform(r, &[4, 2, 3], -1.0, 1.0),
-            ],
-            build: Box::new(|v| v[0].conv1d(v[1], None, Conv1dOptions::new().stride(2).padding(2))),
-            bound: 0.0,
-        },
-        one(
-            "avg_pool2d",
-            uniform(r, &[2, 3, 5, 4], -1.0, 1.0),
-            0.0,
-            |x| x.avg_pool2d(Pool2dOptions::new(2).padding(1).ceil_mode(true)),
-        ),
+    let mut cases = Vec::new();
+    // (stride, padding, dilation, groups, bias, batch)
+    let grid: [([usize; 2], [usize; 2], [usize; 2], usize, bool, usize); 6] = [
+        ([1, 1], [0, 0], [1, 1], 1, false, 1),
+        ([2, 1], [1, 1], [1, 2], 2, true, 2),
+        ([1, 2], [2, 0], [2, 1], 1, true, 1),
+        ([2, 2], [1, 2], [1, 1], 4, false, 2),
+        ([3, 1], [0, 1], [2, 2], 2, true, 2),
+        ([1, 1], [1, 1], [1, 1], 1, true, 3),
     ];
-    for case in &cases {
-        let tape = Tape::new();
-        let (vars, y, f) = scalar_of(&tape, case, &case.inputs);
-        let v = directions(case, "t");
-        let u = uniform(&mut rng(&format!("{}u", case.name)), &y.shape(), -1.0, 1.0);
-        let tv: Vec<Var<'_, f64>> = v.iter().map(|t| tape.constant(t)).collect();
-        let jv = jvp(y, &vars, &tv).unwrap().value();
-        let lhs: f64 = jv.data().iter().zip(u.data()).map(|(a, b)| a * b).sum();
-        let grads = backward((y * tape.constant(&u)).sum()).unwrap();
-        let rhs: f64 = vars
-            .iter()
-            .zip(&v)
-            .map(|(x, d)| {
-                grads
-                    .wrt(*x)
-                    .data()
-                    .iter()
-                    .zip(d.data())
-                    .map(|(a, b)| a * b)
-                    .sum::<f64>()
-            })
+    for (k, &(stride, padding, dilation, groups, bias, n)) in grid.iter().enumerate() {
+        let o = Conv2dOptions::new()
+            .stride(stride)
+            .padding(padding)
+            .dilation(dilation)
+            .groups(groups);
+        let mut inputs = vec![
+            uniform(r, &[n, 4, 5, 6], -1.0, 1.0),
+            uniform(r, &[4, 4 / groups, 3, 2], -1.0, 1.0),
+        ];
+        if bias {
+            inputs.push(uniform(r, &[4], -1.0, 1.0));
+        }
+        cases.push(Case {
+            name: [
+                "conv2d_0", "conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "conv2d_5",
+            ][k],
+            inputs,
+            build: Box::new(move |v| v[0].conv2d(v[1], v.get(2).copied(), o)),
+            bound: 0.0,
+        });
+    }
+    for (name, n, bias, o) in [
+        (
+            "conv1d",
+            3,
+            false,
+            Conv1dOptions::new().stride(2).padding(2),
+        ),
+        (
+            "conv1d_bias",
+            1,
+            true,
+            Conv1dOptions::new().dilation(2).groups(2).padding(1),
+        ),
+    ] {
+        let mut inputs = vec![
+            uniform(r, &[n, 2, 9], -1.0, 1.0),
+            uniform(r, &[4, 2 / o.groups, 3], -1.0, 1.0),
+        ];
+        if bias {
+            inputs.push(uniform(r, &[4], -1.0, 1.0));
+        }
+        cases.push(Case {
+            name,
+            inputs,
+            build: Box::new(move |v| v[0].conv1d(v[1], v.get(2).copied(), o)),
+            bound: 0.0,
+        });
+    }
+    cases.push(one(
+        "avg_pool2d",
+        uniform(r, &[2, 3, 5, 4], -1.0, 1.0),
+        0.0,
+        |x| x.avg_pool2d(Pool2dOptions::new(2).padding(1).ceil_mode(true)),
+    ));
+    cases.push(one(
+        "avg_pool2d_overlapping",
+        uniform(r, &[1, 2, 6, 5], -1.0, 1.0),
+        0.0,
+        |x| x.avg_pool2d(Pool2dOptions::new([3, 2]).stride([2, 1]).padding([1, 0])),
+    ));
+    // The new ops themselves, each with both operands variables.
+    let o = Conv2dOptions::new()
+        .stride(2)
+        .padding(1)
+        .dilation([1, 2])
+        .groups(2);
+    cases.push(Case {
+        name: "conv_input_grad",
+        inputs: vec![
+            uniform(r, &[2, 4, 3, 2], -1.0, 1.0),
+            uniform(r, &[4, 1, 3, 2], -1.0, 1.0),
+        ],
+        build: Box::new(move |v| v[0].conv2d_input_grad(v[1], &[2, 2, 5, 4], o)),
+        bound: 0.0,
+    });
+    cases.push(Case {
+        name: "conv_weight_grad",
+        inputs: vec![
+            uniform(r, &[2, 2, 5, 4], -1.0, 1.0),
+            uniform(r, &[2, 4, 3, 2], -1.0, 1.0),
+        ],
+        build: Box::new(move |v| v[0].conv2d_weight_grad(v[1], &[4, 1, 3, 2], o)),
+        bound: 0.0,
+    });
+    let o1 = Conv1dOptions::new().stride(2).padding(1);
+    cases.push(Case {
+        name: "conv1d_input_grad",
+        inputs: vec![
+            uniform(r, &[2, 3, 4], -1.0, 1.0),
+            uniform(r, &[3, 2, 3], -1.0, 1.0),
+        ],
+        build: Box::new(move |v| v[0].conv1d_input_grad(v[1], &[2, 2, 8], o1)),
+        bound: 0.0,
+    });
+    cases.push(Case {
+        name: "conv1d_weight_grad",
+        inputs: vec![
+            uniform(r, &[2, 2, 8], -1.0, 1.0),
+            uniform(r, &[2, 3, 4], -1.0, 1.0),
+        ],
+        build: Box::new(move |v| v[0].conv1d_weight_grad(v[1], &[3, 2, 3], o1)),
+        bound: 0.0,
+    });
+    cases.push(one(
+        "avg_pool2d_backward",
+        uniform(r, &[2, 3, 3, 3], -1.0, 1.0),
+        0.0,
+        |g| {
+            g.avg_pool2d_backward(
+                &[2, 3, 5, 4],
+                Pool2dOptions::new(2).padding(1).ceil_mode(true),
+            )
+        },
+    ));
+    for case in cases {
+        check(case, false);
+    }
+}
+
+/// A small CNN, `tanh` between layers, through `grad` of a gradient: a gradient
+/// penalty `‖∂L/∂x‖²` (WGAN-GP style) differentiated to the weights, against central
+/// finite differences of the penalty itself.
+#[test]
+fn gradient_penalty_through_a_convolution() {
+    let r = &mut rng("penalty");
+    let x = uniform(r, &[2, 2, 6, 6], -1.0, 1.0);
+    let w1 = uniform(r, &[4, 1, 3, 3], -0.8, 0.8);
+    let b1 = uniform(r, &[4], -0.5, 0.5);
+    let w2 = uniform(r, &[3, 4, 3], -0.8, 0.8);
+    fn penalty<'t>(tape: &'t Tape<f64>, x: &Tensor<f64>, w: [Var<'t, f64>; 3]) -> Var<'t, f64> {
+        let xv = tape.var(x);
+        let h = xv
+            .conv2d(
+                w[0],
+                Some(w[1]),
+                Conv2dOptions::new().padding(1).stride(2).groups(2),
+            )
+            .tanh()
+            .avg_pool2d(Pool2dOptions::new(2).padding(1).ceil_mode(true));
+        let s = h.shape();
+        let h = h.reshape(&[s[0], s[1], s[2] * s[3]]);
+        let l = h
+            .conv1d(w[2], None, Conv1dOptions::new().padding(1))
+            .tanh()
             .sum();
-        assert!(
-            (lhs - rhs).abs() <= 1e-12 * lhs.abs().max(1.0),
-            "{}: <Jv, u> = {lhs} but <v, J^T u> = {rhs}",
-            case.name
-        );
-        let err = grad(f, &vars).expect_err("the recorded backward is not written");
-        let op = match &err {
-            descent_backprop::Error::Tape(descent_tape::Error::HigherOrderUnsupported {
-                op,
-                ..
-            }) => *op,
-            other => panic!("{}: {other}", case.name),
-        };
-        assert_eq!(op, case.name);
-        assert!(
-            err.to_string()
-                .contains("forward-mode tangents through it work"),
-            "{err}"
-        );
+        let gx = grad(l, &[xv]).unwrap()[0];
+        (gx * gx).sum()
+    }
+    let tape = Tape::new();
+    let ws = [tape.var(&w1), tape.var(&b1), tape.var(&w2)];
+    let p = penalty(&tape, &x, ws);
+    let got = grad(p, &ws).unwrap();
+    let h = 1e-6;
+    for (k, t) in [&w1, &b1, &w2].into_iter().enumerate() {
+        for i in 0..t.data().len() {
+            let at = |d: f64| {
+                let tape = Tape::new();
+                let mut ts = [w1.clone(), b1.clone(), w2.clone()];
+                ts[k] = Tensor::from_fn(t.shape(), |j| t.data()[j] + if j == i { d } else { 0.0 });
+                let ws = [tape.var(&ts[0]), tape.var(&ts[1]), tape.var(&ts[2])];
+                penalty(&tape, &x, ws).value().data()[0]
+            };
+            let fd = (at(h) - at(-h)) / (2.0 * h);
+            let g = got[k].value().data()[i];
+            assert!(
+                (g - fd).abs() <= 1e-6 * fd.abs().max(1.0),
+                "operand {k}[{i}]: {g} vs {fd}"
+            );
+        }
     }
 }
 

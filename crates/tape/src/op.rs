@@ -265,6 +265,19 @@ pub enum Op {
         /// How many operands (2, or 3 with a bias).
         count: u32,
     },
+    /// The input gradient of a convolution (the transposed convolution of an output
+    /// gradient with the weight), as an op so that it can be differentiated again;
+    /// operands: the output gradient and the weight.
+    ConvInputGrad {
+        /// The tape slot holding stride, padding, dilation, groups and the input's shape.
+        options: u32,
+    },
+    /// The weight gradient of a convolution (the correlation of the input with an
+    /// output gradient), as an op; operands: the input and the output gradient.
+    ConvWeightGrad {
+        /// The tape slot holding stride, padding, dilation, groups and the weight's shape.
+        options: u32,
+    },
     /// Maximum over windows of the last two axes.
     MaxPool2d {
         /// The tape slot holding kernel, stride, padding, ceil mode and the position of
@@ -274,6 +287,12 @@ pub enum Op {
     /// Mean over windows of the last two axes.
     AvgPool2d {
         /// The tape slot holding kernel, stride, padding and ceil mode.
+        options: u32,
+    },
+    /// The input gradient of an average pooling (each output's gradient spread over
+    /// its window), as an op; the operand is the output gradient.
+    AvgPool2dBackward {
+        /// The tape slot holding kernel, stride, padding, ceil mode and the input's shape.
         options: u32,
     },
     /// Zeros added before and after trailing axes.
@@ -334,8 +353,11 @@ impl Op {
             Op::BceWithLogits => "bce_with_logits",
             Op::Conv1d { .. } => "conv1d",
             Op::Conv2d { .. } => "conv2d",
+            Op::ConvInputGrad { .. } => "conv_input_grad",
+            Op::ConvWeightGrad { .. } => "conv_weight_grad",
             Op::MaxPool2d { .. } => "max_pool2d",
             Op::AvgPool2d { .. } => "avg_pool2d",
+            Op::AvgPool2dBackward { .. } => "avg_pool2d_backward",
             Op::Pad { .. } => "pad",
             Op::Clamp { .. } => "clamp",
             Op::Where { .. } => "where_cond",
@@ -367,6 +389,7 @@ impl Op {
             | Op::CrossEntropy { .. }
             | Op::MaxPool2d { .. }
             | Op::AvgPool2d { .. }
+            | Op::AvgPool2dBackward { .. }
             | Op::Pad { .. }
             | Op::Clamp { .. } => Operands::Inline(1),
             Op::Binary(_)
@@ -375,6 +398,8 @@ impl Op {
             | Op::Mse
             | Op::BceWithLogits
             | Op::ScatterAdd { .. }
+            | Op::ConvInputGrad { .. }
+            | Op::ConvWeightGrad { .. }
             | Op::Where { .. } => Operands::Inline(2),
             Op::Concat { first, count, .. }
             | Op::Stack { first, count, .. }
@@ -444,8 +469,11 @@ impl fmt::Display for Op {
             // them after the name (`Op::write_options`).
             Op::Conv1d { .. }
             | Op::Conv2d { .. }
+            | Op::ConvInputGrad { .. }
+            | Op::ConvWeightGrad { .. }
             | Op::MaxPool2d { .. }
             | Op::AvgPool2d { .. }
+            | Op::AvgPool2dBackward { .. }
             | Op::Pad { .. }
             | Op::Clamp { .. } => f.write_str(self.name()),
             // The rule's own name follows in `TapeRead::write_node_head`.
@@ -461,8 +489,11 @@ impl Op {
         match *self {
             Op::Conv1d { options, .. }
             | Op::Conv2d { options, .. }
+            | Op::ConvInputGrad { options }
+            | Op::ConvWeightGrad { options }
             | Op::MaxPool2d { options }
-            | Op::AvgPool2d { options } => Some(options),
+            | Op::AvgPool2d { options }
+            | Op::AvgPool2dBackward { options } => Some(options),
             Op::Pad { widths } => Some(widths),
             Op::Clamp { bounds } => Some(bounds),
             Op::Var
@@ -514,6 +545,35 @@ impl Op {
                 pair(4),
                 data[6]
             ),
+            // A one-axis convolution's gradient keeps a 3-d shape after the options.
+            Op::ConvInputGrad { .. } | Op::ConvWeightGrad { .. } if data.len() == 10 => write!(
+                f,
+                "(stride {}, padding {}, dilation {}, groups {}, {} {:?})",
+                data[1],
+                data[3],
+                data[5],
+                data[6],
+                if matches!(self, Op::ConvInputGrad { .. }) {
+                    "input"
+                } else {
+                    "weight"
+                },
+                &data[7..]
+            ),
+            Op::ConvInputGrad { .. } | Op::ConvWeightGrad { .. } => write!(
+                f,
+                "(stride {:?}, padding {:?}, dilation {:?}, groups {}, {} {:?})",
+                pair(0),
+                pair(2),
+                pair(4),
+                data[6],
+                if matches!(self, Op::ConvInputGrad { .. }) {
+                    "input"
+                } else {
+                    "weight"
+                },
+                &data[7..]
+            ),
             Op::MaxPool2d { .. } | Op::AvgPool2d { .. } => write!(
                 f,
                 "(kernel {:?}, stride {:?}, padding {:?}{})",
@@ -521,6 +581,15 @@ impl Op {
                 pair(2),
                 pair(4),
                 if data[6] == 1 { ", ceil_mode" } else { "" }
+            ),
+            Op::AvgPool2dBackward { .. } => write!(
+                f,
+                "(kernel {:?}, stride {:?}, padding {:?}{}, input {:?})",
+                pair(0),
+                pair(2),
+                pair(4),
+                if data[6] == 1 { ", ceil_mode" } else { "" },
+                &data[7..]
             ),
             Op::Pad { .. } => write!(f, "({data:?})"),
             Op::Clamp { .. } => {

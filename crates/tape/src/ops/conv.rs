@@ -9,6 +9,13 @@
 //! they are kept on the tape in an integer slot, `[stride_h, stride_w, pad_h, pad_w,
 //! dilation_h, dilation_w, groups]`, which the op names.
 
+mod grads;
+
+pub(crate) use grads::{
+    conv_input_grad_backward, conv_input_grad_jvp, conv_input_grad_vjp, conv_weight_grad_backward,
+    conv_weight_grad_jvp, conv_weight_grad_vjp,
+};
+
 use super::{BackwardCtx, Contributions, DiffCtx, GradSink, Op};
 use crate::Var;
 use crate::error::{Error, Result};
@@ -412,15 +419,15 @@ pub(crate) fn conv_backward<T: Float, S: GradSink<T>>(
     let g = cx.g.data();
     if cx.arity() == 3 && cx.needs(2) {
         let gb = sink.grad_mut(cx.parent(2));
-        kernels::conv2d_backward_acc(&geom, x.data(), w.data(), g, None, None, Some(gb));
+        kernels::conv2d_backward_acc(&geom, g, None, None, Some(gb));
     }
     if cx.needs(0) {
         let gx = sink.grad_mut(cx.parent(0));
-        kernels::conv2d_backward_acc(&geom, x.data(), w.data(), g, Some(gx), None, None);
+        kernels::conv2d_backward_acc(&geom, g, Some((w.data(), gx)), None, None);
     }
     if cx.needs(1) {
         let gw = sink.grad_mut(cx.parent(1));
-        kernels::conv2d_backward_acc(&geom, x.data(), w.data(), g, None, Some(gw), None);
+        kernels::conv2d_backward_acc(&geom, g, None, Some((x.data(), gw)), None);
     }
 }
 
@@ -468,11 +475,43 @@ pub(crate) fn conv_jvp<'t, T: Float>(
     Ok(out)
 }
 
-/// The differentiable backward of a convolution would record the transposed
-/// convolution (input gradient) and the correlation of input and output gradient
-/// (weight gradient) as ops; neither is written yet, so asking is an error.
-pub(crate) fn conv_vjp<'t, T: Float>(cx: &DiffCtx<'t, T>) -> Result<Contributions<'t, T>> {
-    Err(cx.higher_order_unsupported(
-        "its input and weight gradients (a transposed convolution and a correlation) are not recorded as ops",
-    ))
+/// Differentiable backward of `conv1d` and `conv2d`, recorded: the input gradient
+/// `conv_input_grad(g, w)` (the transposed convolution), the weight gradient
+/// `conv_weight_grad(x, g)` (the correlation of the input with `g`), and the bias
+/// gradient `g` summed over samples and positions (`sum_axis`, positions first, as the
+/// fast rule adds them). Each is the fast rule's kernel run as an op, so the values are
+/// the fast rule's, bit for bit.
+pub(crate) fn conv_vjp<'t, T: Float>(
+    options: u32,
+    one_axis: bool,
+    cx: &DiffCtx<'t, T>,
+    g: Var<'t, T>,
+) -> Result<Contributions<'t, T>> {
+    let (_, d) = cx.indices(options);
+    let o = Conv2dOptions {
+        stride: [d[0], d[1]],
+        padding: [d[2], d[3]],
+        dilation: [d[4], d[5]],
+        groups: d[6],
+    };
+    let (x, w) = (cx.input(0), cx.input(1));
+    let mut out: Contributions<'t, T> = smallvec::smallvec![None, None];
+    if cx.needs(0) {
+        out[0] = Some(grads::input_grad(g, w, &cx.shape(0), o, one_axis)?);
+    }
+    if cx.needs(1) {
+        out[1] = Some(grads::weight_grad(x, g, &cx.shape(1), o, one_axis)?);
+    }
+    if cx.arity() == 3 {
+        out.push(if cx.needs(2) {
+            // [n, c_out, positions]: each sample's row summed, then the samples in order.
+            let gs = g.shape();
+            let positions: usize = gs[2..].iter().product();
+            let rows = g.try_reshape(&[gs[0], gs[1], positions])?;
+            Some(rows.try_sum_axis(2, false)?.try_sum_axis(0, false)?)
+        } else {
+            None
+        });
+    }
+    Ok(out)
 }

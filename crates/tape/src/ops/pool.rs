@@ -3,8 +3,13 @@
 //! `avg_pool2d` (backward: spread evenly over the window), and `global_avg_pool2d`, a
 //! composite of two means.
 //!
+//! `avg_pool2d`'s backward is also an op, `avg_pool2d_backward` (linear, with
+//! `avg_pool2d` as its adjoint), so that a gradient through an average pooling can be
+//! differentiated again.
+//!
 //! The options live in a tape slot: `[kh, kw, sh, sw, ph, pw, ceil_mode]`, followed for
-//! `max_pool2d` by the flat input index of each output's maximum.
+//! `max_pool2d` by the flat input index of each output's maximum, for
+//! `avg_pool2d_backward` by the input's shape.
 
 use super::{BackwardCtx, Contributions, DiffCtx, GradSink, Op};
 use crate::Var;
@@ -134,6 +139,41 @@ impl<'t, T: Float> Var<'t, T> {
         pool(self, options, false)
     }
 
+    /// The input gradient of [`Var::avg_pool2d`] as an op: `self`, an output gradient
+    /// `g [n, c, oh, ow]`, each element divided by its window's size and added to every
+    /// input position of its window, giving `input_shape [n, c, h, w]`:
+    ///
+    /// `gx[b, c, i, j] = Σ_{windows (y, x) ∋ (i, j)} g[b, c, y, x] / |window(y, x)|`.
+    ///
+    /// It is linear, and `avg_pool2d` is its adjoint: with `u` shaped like the input,
+    /// `∂⟨u, gx⟩/∂g = avg_pool2d(u)`. Recorded as an op so that a gradient through an
+    /// average pooling can be differentiated again. PyTorch:
+    /// `torch.ops.aten.avg_pool2d_backward(g, x, kernel, stride, padding, ceil_mode,
+    /// count_include_pad=True, None)`.
+    ///
+    /// ```
+    /// use descent_tape::{Pool2dOptions, Tape};
+    /// use descent_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let g = tape.var(Tensor::new(&[1, 1, 1, 2], vec![4.0, 8.0]).unwrap());
+    /// let gx = g.avg_pool2d_backward(&[1, 1, 2, 4], Pool2dOptions::new(2));
+    /// assert_eq!(gx.value().data(), &[1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]);
+    /// ```
+    pub fn avg_pool2d_backward(self, input_shape: &[usize], options: Pool2dOptions) -> Var<'t, T> {
+        Var::unwrap_or_panic(self.try_avg_pool2d_backward(input_shape, options))
+    }
+
+    /// The fallible form of [`Var::avg_pool2d_backward`]: an error naming the op, the
+    /// shapes and the node when `input_shape` would not be pooled (as
+    /// [`Var::try_avg_pool2d`]'s errors) or `self` is not the shape its pooling gives.
+    pub fn try_avg_pool2d_backward(
+        self,
+        input_shape: &[usize],
+        options: Pool2dOptions,
+    ) -> Result<Var<'t, T>> {
+        pool_backward(self, input_shape, options)
+    }
+
     /// The mean over the last two axes of `x [n, c, h, w]`, giving `[n, c]`: the mean
     /// of the width axis, then of the height axis (a composite of two `mean_axis`, with
     /// no rule of its own). PyTorch: `x.mean(dim=(2, 3))`, or
@@ -240,6 +280,79 @@ fn pool<'t, T: Float>(x: Var<'t, T>, o: Pool2dOptions, max: bool) -> Result<Var<
     Ok(y)
 }
 
+/// Records `avg_pool2d_backward(g)`, giving `input_shape`.
+fn pool_backward<'t, T: Float>(
+    g: Var<'t, T>,
+    input_shape: &[usize],
+    o: Pool2dOptions,
+) -> Result<Var<'t, T>> {
+    let name = "avg_pool2d_backward";
+    let tape = g.tape;
+    tape.check(name, &g)?;
+    let geom = {
+        let inner = tape.inner.borrow();
+        let gs = inner.shape(g.id);
+        let fail = |reason: String| Error::Shape {
+            op: name,
+            reason,
+            node: inner.node_ref(g.id),
+        };
+        let dims: [usize; 4] = input_shape.try_into().map_err(|_| {
+            fail(format!(
+                "the input shape {} must be [n, c, h, w]",
+                ShapeDisplay(input_shape)
+            ))
+        })?;
+        let geom =
+            PoolGeometry::new(dims, o.kernel, o.stride, o.padding, o.ceil_mode).map_err(|e| {
+                fail(format!(
+                    "input shape {}, kernel {:?}, stride {:?}, padding {:?}: {e}",
+                    ShapeDisplay(input_shape),
+                    o.kernel,
+                    o.stride,
+                    o.padding
+                ))
+            })?;
+        let want = [dims[0], dims[1], geom.oh, geom.ow];
+        if gs != want {
+            return Err(fail(format!(
+                "the output gradient {} must be {}, the pooling of the input shape {}",
+                ShapeDisplay(gs),
+                ShapeDisplay(&want),
+                ShapeDisplay(input_shape)
+            )));
+        }
+        geom
+    };
+    let slot = {
+        let mut inner = tape.inner.borrow_mut();
+        let mut data = o.slot_data().to_vec();
+        data.extend_from_slice(input_shape);
+        Tape::push_indices(&mut inner, &[11], &data)
+    };
+    let shape: descent_tensor::Shape = input_shape.into();
+    tape.record(
+        Op::AvgPool2dBackward { options: slot },
+        &[g],
+        |inner, pool| {
+            let mut buf = pool.take(descent_tensor::numel(&shape))?;
+            buf.fill(T::zero());
+            kernels::avg_pool2d_backward_acc(&geom, inner.view(g.id).data(), &mut buf);
+            Ok(Output::Tensor(Tensor::new(&shape, buf)?))
+        },
+    )
+}
+
+/// The options in a slot's first seven numbers.
+fn options_of(d: &[usize]) -> Pool2dOptions {
+    Pool2dOptions {
+        kernel: [d[0], d[1]],
+        stride: [d[2], d[3]],
+        padding: [d[4], d[5]],
+        ceil_mode: d[6] == 1,
+    }
+}
+
 /// Backward of `max_pool2d`: each output's gradient to its window's maximum.
 pub(crate) fn max_pool2d_backward<T: Float, S: GradSink<T>>(
     options: u32,
@@ -310,21 +423,69 @@ pub(crate) fn avg_pool2d_jvp<'t, T: Float>(
 ) -> Result<Option<Var<'t, T>>> {
     let Some(tx) = t[0] else { return Ok(None) };
     let (_, d) = cx.indices(options);
-    let o = Pool2dOptions {
-        kernel: [d[0], d[1]],
-        stride: [d[2], d[3]],
-        padding: [d[4], d[5]],
-        ceil_mode: d[6] == 1,
-    };
-    Ok(Some(pool(tx, o, false)?))
+    Ok(Some(pool(tx, options_of(&d), false)?))
 }
 
-/// The differentiable backward of `avg_pool2d` would spread the gradient over each
-/// window with recorded ops; not written yet, so asking is an error.
-pub(crate) fn avg_pool2d_vjp<'t, T: Float>(cx: &DiffCtx<'t, T>) -> Result<Contributions<'t, T>> {
-    Err(cx.higher_order_unsupported(
-        "its input gradient (each output's gradient spread over its window) is not recorded as ops",
-    ))
+/// Differentiable backward of `avg_pool2d`: `avg_pool2d_backward(g)`, recorded (the
+/// fast rule's kernel as an op, so the same values, bit for bit).
+pub(crate) fn avg_pool2d_vjp<'t, T: Float>(
+    options: u32,
+    cx: &DiffCtx<'t, T>,
+    g: Var<'t, T>,
+) -> Result<Contributions<'t, T>> {
+    if !cx.needs(0) {
+        return Ok(smallvec::smallvec![None]);
+    }
+    let (_, d) = cx.indices(options);
+    let gx = pool_backward(g, &cx.shape(0), options_of(&d))?;
+    Ok(smallvec::smallvec![Some(gx)])
+}
+
+/// Backward of `avg_pool2d_backward` (linear, its adjoint is `avg_pool2d`): the
+/// average pooling of the cotangent, added to the output gradient's gradient.
+pub(crate) fn avg_pool2d_backward_backward<T: Float, S: GradSink<T>>(
+    options: u32,
+    cx: &BackwardCtx<'_, T>,
+    sink: &mut S,
+) {
+    if cx.needs(0) {
+        let (_, data) = cx.indices(options);
+        let geom = geometry_of(&data[7..], data).expect("checked when recorded");
+        let (dst, fresh) = sink.grad_for_write(cx.parent(0));
+        if fresh {
+            kernels::avg_pool2d(&geom, cx.g.data(), dst);
+        } else {
+            let mut tmp = vec![T::zero(); dst.len()];
+            kernels::avg_pool2d(&geom, cx.g.data(), &mut tmp);
+            for (d, t) in dst.iter_mut().zip(tmp) {
+                *d += t;
+            }
+        }
+    }
+}
+
+/// Differentiable backward of `avg_pool2d_backward`: `avg_pool2d` of the cotangent.
+pub(crate) fn avg_pool2d_backward_vjp<'t, T: Float>(
+    options: u32,
+    cx: &DiffCtx<'t, T>,
+    u: Var<'t, T>,
+) -> Result<Contributions<'t, T>> {
+    if !cx.needs(0) {
+        return Ok(smallvec::smallvec![None]);
+    }
+    let (_, d) = cx.indices(options);
+    Ok(smallvec::smallvec![Some(pool(u, options_of(&d), false)?)])
+}
+
+/// Tangent of `avg_pool2d_backward` (linear): itself applied to the tangent.
+pub(crate) fn avg_pool2d_backward_jvp<'t, T: Float>(
+    options: u32,
+    cx: &DiffCtx<'t, T>,
+    t: &[Option<Var<'t, T>>],
+) -> Result<Option<Var<'t, T>>> {
+    let Some(tg) = t[0] else { return Ok(None) };
+    let (_, d) = cx.indices(options);
+    Ok(Some(pool_backward(tg, &d[7..], options_of(&d))?))
 }
 
 /// A window whose maximum is reached twice has no derivative there (the fast rule's

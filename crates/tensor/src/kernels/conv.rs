@@ -501,7 +501,13 @@ fn conv_block<T: Float>(
 }
 
 /// Backward: adds the input gradient to `gx` and the weight and bias gradients to `gw`
-/// and `gb` (each only when given), from the output gradient `gout`.
+/// and `gb` (each only when asked), from the output gradient `gout`.
+///
+/// Each product reads only the operand it needs: the input gradient (the transposed
+/// convolution of `gout` with the weight) is asked as `Some((weight, gx))`, the weight
+/// gradient (the correlation of the input with `gout`) as `Some((x, gw))`. So the
+/// transposed convolution and the correlation run on their own, with no dummy operand,
+/// as the recorded ops `conv_input_grad` and `conv_weight_grad` of descent-tape do.
 ///
 /// The weight and bias gradients are sums over the batch, taken in a split that
 /// depends on the batch size only (see the module's doc): the same bits on any number
@@ -512,7 +518,7 @@ fn conv_block<T: Float>(
 /// let g = ConvGeometry::new([1, 1, 2, 2], [1, 1, 2, 2], [1, 1], [0, 0], [1, 1], 1).unwrap();
 /// let (x, w) = ([1.0, 2.0, 3.0, 4.0], [0.5, 0.0, 0.0, -1.0]);
 /// let (mut gx, mut gw, mut gb) = ([0.0; 4], [0.0; 4], [0.0]);
-/// conv2d_backward_acc(&g, &x, &w, &[2.0], Some(&mut gx), Some(&mut gw), Some(&mut gb));
+/// conv2d_backward_acc(&g, &[2.0], Some((&w, &mut gx)), Some((&x, &mut gw)), Some(&mut gb));
 /// assert_eq!(gx, [1.0, 0.0, 0.0, -2.0]); // gout · w
 /// assert_eq!(gw, [2.0, 4.0, 6.0, 8.0]); // gout · x
 /// assert_eq!(gb, [2.0]);
@@ -522,18 +528,32 @@ fn conv_block<T: Float>(
 /// If a slice's length does not match the geometry.
 pub fn conv2d_backward_acc<T: Float>(
     geom: &ConvGeometry,
-    x: &[T],
-    weight: &[T],
     gout: &[T],
-    gx: Option<&mut [T]>,
-    gw: Option<&mut [T]>,
+    input_grad: Option<(&[T], &mut [T])>,
+    weight_grad: Option<(&[T], &mut [T])>,
     gb: Option<&mut [T]>,
 ) {
     let (in_len, l) = (geom.c_in * geom.h * geom.w, geom.positions());
     let out_len = geom.c_out * l;
     let w_len = geom.c_out * geom.patch();
-    assert_eq!(x.len(), geom.n * in_len, "conv2d backward: input length");
-    assert_eq!(weight.len(), w_len, "conv2d backward: weight length");
+    let (weight, gx) = input_grad.unzip();
+    let (x, gw) = weight_grad.unzip();
+    if let Some(x) = x {
+        assert_eq!(x.len(), geom.n * in_len, "conv2d backward: input length");
+    }
+    if let Some(weight) = weight {
+        assert_eq!(weight.len(), w_len, "conv2d backward: weight length");
+    }
+    if let Some(gx) = gx.as_deref() {
+        assert_eq!(
+            gx.len(),
+            geom.n * in_len,
+            "conv2d backward: input gradient length"
+        );
+    }
+    if let Some(gw) = gw.as_deref() {
+        assert_eq!(gw.len(), w_len, "conv2d backward: weight gradient length");
+    }
     assert_eq!(
         gout.len(),
         geom.n * out_len,
@@ -575,7 +595,7 @@ pub fn conv2d_backward_acc<T: Float>(
             backward_block(
                 geom,
                 table,
-                &x[first * in_len..last * in_len],
+                x.map(|x| &x[first * in_len..last * in_len]),
                 weight,
                 &gout[first * out_len..last * out_len],
                 gxb,
@@ -626,8 +646,8 @@ pub fn conv2d_backward_acc<T: Float>(
 fn backward_block<T: Float>(
     geom: &ConvGeometry,
     table: Option<&[u32]>,
-    x: &[T],
-    weight: &[T],
+    x: Option<&[T]>,
+    weight: Option<&[T]>,
     gout: &[T],
     mut gx: Option<&mut [T]>,
     mut gw: Option<&mut [T]>,
@@ -641,7 +661,6 @@ fn backward_block<T: Float>(
     let samples = gout.len() / out_len;
     let ld = samples * l;
     for g in 0..geom.groups {
-        let wg = &weight[g * cout_g * patch..(g + 1) * cout_g * patch];
         let go: &[T] = if samples == 1 {
             &gout[g * cout_g * l..(g + 1) * cout_g * l]
         } else {
@@ -655,7 +674,7 @@ fn backward_block<T: Float>(
             }
             go
         };
-        if let Some(gw) = gw.as_deref_mut() {
+        if let (Some(gw), Some(x)) = (gw.as_deref_mut(), x) {
             let colg: &[T] = if samples == 1 && geom.is_pointwise() {
                 &x[g * in_g..(g + 1) * in_g]
             } else {
@@ -670,7 +689,8 @@ fn backward_block<T: Float>(
             let gwg = &mut gw[g * cout_g * patch..(g + 1) * cout_g * patch];
             gemm(go, false, colg, true, cout_g, ld, patch, T::one(), gwg);
         }
-        if let Some(gx) = gx.as_deref_mut() {
+        if let (Some(gx), Some(weight)) = (gx.as_deref_mut(), weight) {
+            let wg = &weight[g * cout_g * patch..(g + 1) * cout_g * patch];
             if samples == 1 && geom.is_pointwise() {
                 // The patch matrix is the input: the product adds into it directly.
                 let gxg = &mut gx[g * in_g..(g + 1) * in_g];

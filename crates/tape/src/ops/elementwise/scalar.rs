@@ -74,6 +74,9 @@ pub fn scalar_backward<T: Float>(
         | Op::Conv2d { .. }
         | Op::MaxPool2d { .. }
         | Op::AvgPool2d { .. }
+        | Op::AvgPool2dBackward { .. }
+        | Op::ConvInputGrad { .. }
+        | Op::ConvWeightGrad { .. }
         | Op::Pad { .. }
         | Op::Clamp { .. }
         | Op::Where { .. }
