@@ -4,6 +4,7 @@
 //! `suites_complete` test fails when a file of `tests/` is missing from this list.
 
 mod classic_graphs;
+mod conv_grad_ops;
 mod conv_snapshots;
 mod determinism;
 mod determinism_conv;

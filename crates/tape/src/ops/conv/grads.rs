@@ -49,7 +49,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// let y = x.conv2d(w, None, Conv2dOptions::new());
     /// // The input gradient of Σ u ⊙ y, as backward computes it.
     /// let gx = u.conv2d_input_grad(w, &[1, 1, 3, 3], Conv2dOptions::new());
-    /// assert_eq!(gx.value(), (y * u).sum().backward().wrt(x));
+    /// assert_eq!(gx.value(), (y * u).sum().backward().wrt(x).to_tensor());
     /// assert_eq!(gx.value().data(), &[1.0, 2.0, 0.0, 3.0, 3.0, -2.0, 0.0, -3.0, -4.0]);
     /// ```
     pub fn conv2d_input_grad(
@@ -128,7 +128,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// let u = tape.constant(Tensor::from_fn(&[1, 1, 2, 2], |i| 1.0 + i as f64));
     /// let y = x.conv2d(w, None, Conv2dOptions::new());
     /// let gw = x.conv2d_weight_grad(u, &[1, 1, 2, 2], Conv2dOptions::new());
-    /// assert_eq!(gw.value(), (y * u).sum().backward().wrt(w));
+    /// assert_eq!(gw.value(), (y * u).sum().backward().wrt(w).to_tensor());
     /// assert_eq!(gw.value().data(), &[27.0, 37.0, 57.0, 67.0]);
     /// ```
     pub fn conv2d_weight_grad(
