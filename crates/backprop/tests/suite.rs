@@ -3,6 +3,7 @@
 //! here; `cargo test --test suite <module>` runs one of them. The root package's
 //! `suites_complete` test fails when a file of `tests/` is missing from this list.
 
+mod conv_hvp_jax;
 mod flow;
 mod higher_order;
 mod higher_order_snapshots;
