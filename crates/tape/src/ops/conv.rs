@@ -5,6 +5,10 @@
 //! `conv2d_backward_acc` (im2col and GEMM); a one-axis convolution runs as a
 //! two-axis one of height 1.
 //!
+//! The recorded backward (for gradients of gradients) is written with two ops of its
+//! own, `conv_input_grad` and `conv_weight_grad` (`conv/grads.rs`), which run the same
+//! kernels; the three ops' rules close over each other, to any order.
+//!
 //! The options (stride, padding, dilation, groups) do not fit in the 16-byte `Op`:
 //! they are kept on the tape in an integer slot, `[stride_h, stride_w, pad_h, pad_w,
 //! dilation_h, dilation_w, groups]`, which the op names.
@@ -184,8 +188,10 @@ impl<'t, T: Float> Var<'t, T> {
     /// Backward: `∂L/∂x` is the transposed convolution of the output gradient with the
     /// weight (`W[g]ᵀ @ gout`, scattered back to the input positions each patch read),
     /// `∂L/∂weight[g] = Σ_b gout[b, g] @ patches(x[b, g])ᵀ`, and `∂L/∂bias[o]` the sum
-    /// of `gout[:, o]`. PyTorch: `torch.nn.functional.conv2d(x, weight, bias, stride,
-    /// padding, dilation, groups)`.
+    /// of `gout[:, o]`. The first two are ops too ([`Var::conv2d_input_grad`],
+    /// [`Var::conv2d_weight_grad`]), so the gradient can be differentiated again.
+    /// PyTorch: `torch.nn.functional.conv2d(x, weight, bias, stride, padding, dilation,
+    /// groups)`.
     ///
     /// ```
     /// use descent_tape::{Conv2dOptions, Tape};

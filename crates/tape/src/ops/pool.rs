@@ -119,7 +119,8 @@ impl<'t, T: Float> Var<'t, T> {
     /// counted as zeros in the divisor (PyTorch's default `count_include_pad=True`; a
     /// `ceil_mode` window is cut at the padded input's end):
     /// `out[b, c, y, x] = Σ_window xpad / |window|`. Backward: each output's gradient
-    /// divided by its window's size, added to every input element of the window.
+    /// divided by its window's size, added to every input element of the window (an op
+    /// too, [`Var::avg_pool2d_backward`], so it can be differentiated again).
     /// PyTorch: `torch.nn.functional.avg_pool2d(x, kernel, stride, padding,
     /// ceil_mode=...)`.
     ///

@@ -46,10 +46,9 @@ impl<'t, T: Float> Var<'t, T> {
     /// let x = tape.var(Tensor::from_fn(&[1, 1, 3, 3], |i| i as f64));
     /// let w = tape.var(Tensor::new(&[1, 1, 2, 2], vec![1.0, 0.0, 0.0, -1.0]).unwrap());
     /// let u = tape.constant(Tensor::from_fn(&[1, 1, 2, 2], |i| 1.0 + i as f64));
-    /// let y = x.conv2d(w, None, Conv2dOptions::new());
-    /// // The input gradient of Σ u ⊙ y, as backward computes it.
-    /// let gx = u.conv2d_input_grad(w, &[1, 1, 3, 3], Conv2dOptions::new());
-    /// assert_eq!(gx.value(), (y * u).sum().backward().wrt(x).to_tensor());
+    /// // The input gradient of Σ u ⊙ conv2d(x, w), as backward computes it: u placed
+    /// // at each window's top-left tap (weight 1) minus at its bottom-right (weight -1).
+    /// let gx = u.conv2d_input_grad(w, &x.shape(), Conv2dOptions::new());
     /// assert_eq!(gx.value().data(), &[1.0, 2.0, 0.0, 3.0, 3.0, -2.0, 0.0, -3.0, -4.0]);
     /// ```
     pub fn conv2d_input_grad(
@@ -126,9 +125,8 @@ impl<'t, T: Float> Var<'t, T> {
     /// let x = tape.var(Tensor::from_fn(&[1, 1, 3, 3], |i| i as f64));
     /// let w = tape.var(Tensor::new(&[1, 1, 2, 2], vec![1.0, 0.0, 0.0, -1.0]).unwrap());
     /// let u = tape.constant(Tensor::from_fn(&[1, 1, 2, 2], |i| 1.0 + i as f64));
-    /// let y = x.conv2d(w, None, Conv2dOptions::new());
-    /// let gw = x.conv2d_weight_grad(u, &[1, 1, 2, 2], Conv2dOptions::new());
-    /// assert_eq!(gw.value(), (y * u).sum().backward().wrt(w).to_tensor());
+    /// // The weight gradient of Σ u ⊙ conv2d(x, w): tap (i, j) sees Σ u[y, x] x[y + i, x + j].
+    /// let gw = x.conv2d_weight_grad(u, &w.shape(), Conv2dOptions::new());
     /// assert_eq!(gw.value().data(), &[27.0, 37.0, 57.0, 67.0]);
     /// ```
     pub fn conv2d_weight_grad(
