@@ -678,7 +678,8 @@ fn convolution_and_average_pooling() {
     let r = &mut rng("conv");
     let mut cases = Vec::new();
     // (stride, padding, dilation, groups, bias, batch)
-    let grid: [([usize; 2], [usize; 2], [usize; 2], usize, bool, usize); 6] = [
+    type Options = ([usize; 2], [usize; 2], [usize; 2], usize, bool, usize);
+    let grid: [Options; 6] = [
         ([1, 1], [0, 0], [1, 1], 1, false, 1),
         ([2, 1], [1, 1], [1, 2], 2, true, 2),
         ([1, 2], [2, 0], [2, 1], 1, true, 1),
