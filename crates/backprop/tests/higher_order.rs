@@ -897,3 +897,57 @@ fn selection_ops() {
         check(case, false);
     }
 }
+
+/// The one op that still refuses higher order: a `custom` op given without recorded
+/// rules. A convolution and an average pooling before it are no longer refused, so the
+/// error names the custom op and its node.
+#[test]
+fn a_custom_op_without_recorded_rules_is_refused_by_name() {
+    use descent_tape::ops::custom::CustomOp;
+    use descent_tensor::View;
+    struct Triple;
+    impl CustomOp<f64> for Triple {
+        fn name(&self) -> &'static str {
+            "triple"
+        }
+        fn backward(
+            &self,
+            _: &[View<'_, f64>],
+            _: View<'_, f64>,
+            g: View<'_, f64>,
+            _: &[bool],
+        ) -> Vec<Option<Tensor<f64>>> {
+            let data = g.data().iter().map(|g| 3.0 * g).collect();
+            vec![Some(Tensor::new(g.shape(), data).unwrap())]
+        }
+    }
+    let tape = Tape::<f64>::new();
+    let x = tape.var(uniform(&mut rng("custom"), &[1, 2, 4, 4], -1.0, 1.0));
+    let w = tape.var(uniform(&mut rng("custom w"), &[2, 1, 3, 3], -1.0, 1.0));
+    let p = x
+        .conv2d(w, None, Conv2dOptions::new().padding(1).groups(2))
+        .avg_pool2d(Pool2dOptions::new(2));
+    let tripled = p.value().map(|v| 3.0 * v);
+    let t = tape
+        .try_custom(std::rc::Rc::new(Triple), &[p], tripled)
+        .unwrap();
+    let f = (t * t).sum();
+    // First order through it works; the recorded backward is refused, naming it.
+    assert!(backward(f).is_ok());
+    let err = grad(f, &[x, w]).expect_err("a custom op without a vjp is refused");
+    match &err {
+        descent_backprop::Error::Tape(descent_tape::Error::HigherOrderUnsupported {
+            op, ..
+        }) => assert_eq!(*op, "custom"),
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("node 4 (custom"), "{err}");
+    // Without the custom op, the same graph differentiates twice.
+    let g = (p * p).sum();
+    let r = &mut rng("custom v");
+    let v = [
+        uniform(r, &[1, 2, 4, 4], -1.0, 1.0),
+        uniform(r, &[2, 1, 3, 3], -1.0, 1.0),
+    ];
+    assert!(hvp_with(g, &[x, w], &v, HvpMode::ForwardOverReverse).is_ok());
+}
