@@ -394,19 +394,7 @@ fn random_programs_second_order_and_tangents_match_jax() {
             }
             None
         };
-        // Convolution and average pooling have no recorded backward yet: a program
-        // through them must be refused by name (never answered wrongly); a program that
-        // holds one off the output's path is answered as any other.
-        let refusable = ["conv2d", "avg_pool2d"]
-            .iter()
-            .any(|op| program.text.contains(&format!("= {op} ")));
         for mode in [HvpMode::ForwardOverReverse, HvpMode::ReverseOverReverse] {
-            if refusable
-                && let Err(e) = hvp_with(r.output, &vars, &dirs, mode)
-                && e.to_string().contains("cannot be differentiated yet")
-            {
-                continue;
-            }
             match hvp_with(r.output, &vars, &dirs, mode) {
                 Ok(hv) => {
                     for (n, (h, want)) in hv.iter().zip(program.hvp).enumerate() {

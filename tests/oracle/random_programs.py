@@ -125,8 +125,6 @@ WEIGHT.update({"matmul": 2.5, "matmul_t": 1.5, "sum": 0.4, "mean": 0.4})
 WEIGHT.update({"cross_entropy": 0.7, "mse": 0.7, "bce_with_logits": 0.7})
 WEIGHT.update({op: 0.5 for op in SCALAR})
 WEIGHT.update({"conv2d": 1.5, "max_pool2d": 1.2, "avg_pool2d": 1.0})
-# conv2d and avg_pool2d have no recorded backward in descent: the Rust test expects
-# the second order of a program through them refused, and checks its tangent.
 
 
 # Ops drawn fewer than RARE times so far get RARE_BOOST times their weight.

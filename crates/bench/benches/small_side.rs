@@ -26,7 +26,8 @@ use std::time::Duration;
 
 /// `(layout, m, k, n)`: W10's products (batch 16, 512 -> 2048 -> 2048), issue 23's
 /// (batch 32 against 1024 x 1024, and its 1024x32x256 weight gradient), and batches
-/// of 8 and 64 against 1024 x 1024.
+/// of 8 and 64 against 1024 x 1024; W8's (an LSTM step, batch 32, hidden 128: the
+/// recurrent product and its two gradients, and the input projection over all 50 steps).
 pub const SHAPES: &[(&str, usize, usize, usize)] = &[
     ("xWt", 16, 512, 2048),
     ("xWt", 16, 2048, 2048),
@@ -44,6 +45,11 @@ pub const SHAPES: &[(&str, usize, usize, usize)] = &[
     ("xWt", 64, 1024, 1024),
     ("gW", 64, 1024, 1024),
     ("gtx", 1024, 64, 1024),
+    ("xWt", 32, 128, 512),
+    ("gW", 32, 512, 128),
+    ("gtx", 512, 32, 128),
+    ("xWt", 1600, 32, 512),
+    ("gtx", 512, 1600, 32),
 ];
 
 fn randn(seed: u64, n: usize) -> Vec<f32> {

@@ -279,7 +279,7 @@ impl<'t, T: Float> Var<'t, T> {
                     &mut buf,
                     1,
                     #[inline(always)]
-                    |offset, block| {
+                    move |offset, block| {
                         for (y, &v) in block.iter_mut().zip(&xd[offset..]) {
                             *y = OP.apply(v);
                         }
@@ -383,7 +383,7 @@ pub(crate) fn unary_backward<T: Float, S: GradSink<T>>(
             fresh,
             [g, x, y],
             #[inline(always)]
-            |[g, x, y]| g * OP.derivative(x, y),
+            move |[g, x, y]| g * OP.derivative(x, y),
         )
     });
 }
@@ -452,7 +452,7 @@ pub(crate) fn binary_backward<T: Float, S: GradSink<T>>(
                             fresh,
                             [cx.g.data()],
                             #[inline(always)]
-                            |[g]| sign * g,
+                            move |[g]| sign * g,
                         );
                     } else {
                         kernels::sum_to_shape_scaled_acc(

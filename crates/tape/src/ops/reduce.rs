@@ -219,7 +219,7 @@ fn spread<T: Float, S: GradSink<T>>(share: T, cx: &BackwardCtx<'_, T>, sink: &mu
         fresh,
         [],
         #[inline(always)]
-        |[]| share,
+        move |[]| share,
     );
 }
 

@@ -331,7 +331,7 @@ pub(crate) fn clamp_backward<T: Float, S: GradSink<T>>(
         fresh,
         [cx.g.data(), cx.input(0).data()],
         #[inline(always)]
-        |[g, x]| if lo <= x && x <= hi { g } else { T::zero() },
+        move |[g, x]| if lo <= x && x <= hi { g } else { T::zero() },
     );
 }
 

@@ -75,7 +75,7 @@ pub fn zip_broadcast<T: Float>(
             out,
             1,
             #[inline(always)]
-            |at, block| {
+            move |at, block| {
                 let (ad, bd) = (&ad[at..at + block.len()], &bd[at..at + block.len()]);
                 for ((o, &x), &y) in block.iter_mut().zip(ad).zip(bd) {
                     *o = f(x, y);
@@ -88,7 +88,7 @@ pub fn zip_broadcast<T: Float>(
             out,
             1,
             #[inline(always)]
-            |at, block| {
+            move |at, block| {
                 for (o, &x) in block.iter_mut().zip(&ad[at..]) {
                     *o = f(x, y);
                 }
@@ -100,7 +100,7 @@ pub fn zip_broadcast<T: Float>(
             out,
             1,
             #[inline(always)]
-            |at, block| {
+            move |at, block| {
                 for (o, &y) in block.iter_mut().zip(&bd[at..]) {
                     *o = f(x, y);
                 }
@@ -113,7 +113,7 @@ pub fn zip_broadcast<T: Float>(
             out,
             row,
             #[inline(always)]
-            |at, block| {
+            move |at, block| {
                 for (orow, arow) in block.chunks_exact_mut(row).zip(ad[at..].chunks_exact(row)) {
                     for ((o, &x), &y) in orow.iter_mut().zip(arow).zip(bd) {
                         *o = f(x, y);
@@ -127,7 +127,7 @@ pub fn zip_broadcast<T: Float>(
             out,
             row,
             #[inline(always)]
-            |at, block| {
+            move |at, block| {
                 for (orow, brow) in block.chunks_exact_mut(row).zip(bd[at..].chunks_exact(row)) {
                     for ((o, &x), &y) in orow.iter_mut().zip(ad).zip(brow) {
                         *o = f(x, y);
