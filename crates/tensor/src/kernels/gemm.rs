@@ -98,7 +98,8 @@ fn gemm_on<T: Float>(
     let (a_rs, a_cs) = if ta { (1, m) } else { (k, 1) };
     let (b_rs, b_cs) = if tb { (1, k) } else { (n, 1) };
     // Small products never ask rayon for its pool (which would start it).
-    let parallelism = if m * n * k < PARALLEL_GEMM_VOLUME {
+    let volume = m * n * k;
+    let parallelism = if volume < PARALLEL_GEMM_VOLUME {
         ::gemm::Parallelism::None
     } else {
         match threads.unwrap_or_else(rayon::current_num_threads) {
@@ -106,6 +107,16 @@ fn gemm_on<T: Float>(
             t => ::gemm::Parallelism::Rayon(t),
         }
     };
+    // The `gemm` crate enters rayon once per block of the sum and of the columns. From
+    // a thread outside the pool each entry hands a job to the pool and puts the caller
+    // to sleep until it is done: hundreds of context switches a step for W8, which
+    // made two threads slower than one (`docs/PERFORMANCE.md`, "Entering the pool
+    // once"). Moved onto a thread of the pool first, the product enters it once.
+    if matches!(parallelism, ::gemm::Parallelism::Rayon(_))
+        && rayon::current_thread_index().is_none()
+    {
+        return rayon::scope(|_| gemm_on(a, ta, b, tb, m, k, n, beta, c, threads, small_side));
+    }
     // SAFETY: `gemm::gemm` reads `m·k` elements of `a` at offsets `i·a_rs + p·a_cs`
     // (i < m, p < k), `k·n` of `b` at `p·b_rs + j·b_cs`, and writes `m·n` of `c` at
     // `i·n + j`. The largest offsets are `m·k - 1`, `k·n - 1` and `m·n - 1`, within the
@@ -233,8 +244,11 @@ pub fn gemm_pair<T: Float>(x: Product<'_, T>, y: Product<'_, T>) {
 }
 
 /// Below this many multiply-adds (`m·n·k`) a product runs on one thread: splitting a
-/// smaller one costs more in rayon's overhead than it saves.
-pub(crate) const PARALLEL_GEMM_VOLUME: usize = 1 << 20;
+/// smaller one costs more in rayon's overhead than it saves. Measured on two cores
+/// (`docs/PERFORMANCE.md`, "Entering the pool once"): W8's 32x128x512 products (2^21)
+/// took 64 µs on one thread and 69-87 µs split in two, and W8 on two threads took
+/// 36-38 ms a step against 25 on one while they were split.
+pub(crate) const PARALLEL_GEMM_VOLUME: usize = 1 << 22;
 
 #[inline(always)]
 fn scale_c<T: Float>(x: T, beta: T) -> T {
@@ -492,13 +506,18 @@ mod tests {
     )]
     fn split_products_match_one_thread_bit_for_bit() {
         for &(m, k, n) in &[
-            (256, 96, 48),
-            (40, 96, 300),
-            (130, 64, 129),
-            (512, 40, 64),
+            // All above PARALLEL_GEMM_VOLUME (2^22), with edges that are not whole tiles.
+            (256, 96, 192),
+            (40, 384, 300),
+            (130, 256, 129),
+            (512, 160, 64),
             (128, 784, 512),
             (784, 128, 512),
         ] {
+            assert!(
+                m * k * n >= PARALLEL_GEMM_VOLUME,
+                "{m}x{k}x{n} would not be split"
+            );
             let a: Vec<f32> = (0..m * k).map(|i| ((i as f32) * 0.37).sin()).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i as f32) * 0.71).cos()).collect();
             for (ta, tb) in [(false, false), (true, false), (false, true)] {

@@ -473,8 +473,14 @@ mod tests {
     /// `c`, and every element is summed by the same operations in any block.
     #[test]
     fn split_small_products_match_one_thread_bit_for_bit() {
-        // The last: five column tiles of `x·Wᵀ` for up to 7 threads.
-        for &(m, k, n) in &[(16, 300, 1100), (7, 257, 1031), (16, 6600, 10)] {
+        // All above PARALLEL_GEMM_VOLUME (2^22). The last: five column tiles of `x·Wᵀ`
+        // for up to 7 threads.
+        for &(m, k, n) in &[(16, 300, 1100), (7, 600, 1031), (16, 26_300, 10)] {
+            let volume = m * k * n;
+            assert!(
+                volume >= super::super::gemm::PARALLEL_GEMM_VOLUME,
+                "{volume}"
+            );
             let a: Vec<f32> = (0..m * k).map(|i| ((i as f32) * 0.37).sin()).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i as f32) * 0.71).cos()).collect();
             for tb in [false, true] {
