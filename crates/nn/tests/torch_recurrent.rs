@@ -230,3 +230,35 @@ fn the_step_nodes_carry_the_gradient_through_time() {
     assert!(out.steps[5].value().data().iter().all(|v| v.is_finite()));
     let _ = loss_of(None);
 }
+
+#[test]
+fn a_layer_records_each_of_its_cells_in_one_scope() {
+    // The binding of a layer's parameters and its steps share the layer's scope
+    // (`lstm/l0`), so a report grouped by scope shows each layer once.
+    let mut store = ParamStore::<f64>::new();
+    let lstm = Recurrent::new(
+        &mut store,
+        "lstm",
+        RecurrentConfig::new(CellKind::Lstm, 3, 4).layers(2),
+        &mut init::rng(5),
+    );
+    let tape = Tape::new();
+    let x = tape.constant(Tensor::from_fn(&[2, 3, 3], |i| i as f64 / 18.0));
+    let out = lstm.forward(&tape, &store, x, None);
+    let read = tape.read();
+    let mut scopes: Vec<&str> = (0..read.nodes().len())
+        .map(|i| read.scope_of(descent_tape::NodeId::from_index(i)))
+        .collect();
+    scopes.dedup();
+    scopes.sort_unstable();
+    scopes.dedup();
+    assert_eq!(scopes, ["", "lstm", "lstm/l0", "lstm/l1"]);
+    // The step outputs and the bound weights of layer 0 are in its scope.
+    let weight = read
+        .names()
+        .find(|(_, name)| *name == "lstm.weight_hh_l0")
+        .map(|(id, _)| id)
+        .expect("the recurrent weight of layer 0 is bound");
+    assert_eq!(read.scope_of(weight), "lstm/l0");
+    assert_eq!(read.scope_of(out.steps[0].id()), "lstm/l1");
+}

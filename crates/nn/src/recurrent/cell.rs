@@ -241,6 +241,17 @@ impl Cell {
         store: &ParamStore<T>,
     ) -> Result<BoundCell<'a, 't, T>, Error> {
         let _scope = tape.scope(&self.name);
+        self.try_bind_in_current_scope(tape, store)
+    }
+
+    /// [`Cell::try_bind`] recorded in the tape's current scope, for a layer that
+    /// records each of its cells in a scope of its own (`lstm/l0`, not `lstm/lstm.l0`
+    /// for the binding and `lstm/l0` for the steps).
+    pub(crate) fn try_bind_in_current_scope<'a, 't, T: Float>(
+        &'a self,
+        tape: &'t Tape<T>,
+        store: &ParamStore<T>,
+    ) -> Result<BoundCell<'a, 't, T>, Error> {
         let bind = |id| tape.try_param(store, id);
         Ok(BoundCell {
             cell: self,

@@ -311,8 +311,8 @@ impl Recurrent {
         let (mut last_h, mut last_c) = (Vec::with_capacity(layers), Vec::with_capacity(layers));
         let mut steps = Vec::new();
         for (k, cell) in self.layers.iter().enumerate() {
-            let bound = cell.try_bind(tape, store)?;
             let _layer = tape.scope(&format!("l{k}"));
+            let bound = cell.try_bind_in_current_scope(tape, store)?;
             let mut state = match &initial {
                 Some(s) => State {
                     h: s.h.try_slice(0, k, k + 1)?.try_reshape(&[batch, hidden])?,
