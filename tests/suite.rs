@@ -3,6 +3,7 @@
 //! here; `cargo test --test suite <module>` runs one of them. The root package's
 //! `suites_complete` test fails when a file of `tests/` is missing from this list.
 
+mod broadcast_rows;
 mod classic_graphs;
 mod conv_grad_ops;
 mod conv_snapshots;

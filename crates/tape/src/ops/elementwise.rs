@@ -17,6 +17,7 @@ pub use crate::op::{BinaryOp, UnaryOp};
 use descent_tensor::{Float, Tensor, broadcast_shapes, for_each_block, kernels, numel};
 use fixed::{with_fixed_binary, with_fixed_unary};
 
+mod broadcast_mul;
 mod diff;
 mod fixed;
 mod number;
@@ -480,6 +481,10 @@ pub(crate) fn binary_backward<T: Float, S: GradSink<T>>(
                     );
                 }
             }
+            return;
+        }
+        BinaryOp::Mul => {
+            broadcast_mul::backward(cx, sink);
             return;
         }
         _ => {}

@@ -146,7 +146,14 @@ impl<'t, T: Float> Var<'t, T> {
             }
             let mut buf = pool.take(numel(shape))?;
             let xd = x.data();
-            kernels::for_each_broadcast(shape, x.shape(), x.shape(), |o, i, _| buf[o] = xd[i]);
+            kernels::for_each_broadcast_row(shape, x.shape(), x.shape(), |r| {
+                let row = &mut buf[r.out..r.out + r.len];
+                if r.a_step == 1 {
+                    row.copy_from_slice(&xd[r.a..r.a + r.len]);
+                } else {
+                    row.fill(xd[r.a]);
+                }
+            });
             Ok(Output::Tensor(Tensor::new(shape, buf)?))
         })
     }

@@ -13,33 +13,82 @@ pub fn for_each_broadcast(
     b_shape: &[usize],
     mut f: impl FnMut(usize, usize, usize),
 ) {
+    for_each_broadcast_row(out_shape, a_shape, b_shape, |row| {
+        for k in 0..row.len {
+            f(row.out + k, row.a + k * row.a_step, row.b + k * row.b_step);
+        }
+    });
+}
+
+/// One row (the last axis) of a broadcast: `len` elements of the output from
+/// `out`, reading the operands from `a` and `b` in steps of `a_step` and `b_step`
+/// (1 along the row, 0 where the operand is broadcast over it).
+#[derive(Clone, Copy, Debug)]
+pub struct BroadcastRow {
+    /// The row's first index in the output.
+    pub out: usize,
+    /// The first index in `a`.
+    pub a: usize,
+    /// `a`'s step along the row: 1, or 0 when `a` is broadcast along it.
+    pub a_step: usize,
+    /// The first index in `b`.
+    pub b: usize,
+    /// `b`'s step along the row.
+    pub b_step: usize,
+    /// The row's length (the output's last extent).
+    pub len: usize,
+}
+
+/// Calls `f` for every row (last axis) of `out_shape`, in order, where `a_shape` and
+/// `b_shape` broadcast to `out_shape`: the index arithmetic once a row, so that the
+/// caller's loop along the row runs over slices (and vectorizes).
+///
+/// ```
+/// use descent_tensor::kernels::for_each_broadcast_row;
+/// // [2, 3] times [2, 1]: each row of a against one element of b.
+/// let mut rows = Vec::new();
+/// for_each_broadcast_row(&[2, 3], &[2, 3], &[2, 1], |r| rows.push((r.out, r.a, r.b, r.b_step)));
+/// assert_eq!(rows, [(0, 0, 0, 0), (3, 3, 1, 0)]);
+/// ```
+pub fn for_each_broadcast_row(
+    out_shape: &[usize],
+    a_shape: &[usize],
+    b_shape: &[usize],
+    mut f: impl FnMut(BroadcastRow),
+) {
     let n = numel(out_shape);
     if n == 0 {
         return;
     }
-    if a_shape == out_shape && b_shape == out_shape {
-        for i in 0..n {
-            f(i, i, i);
-        }
+    let nd = out_shape.len();
+    if nd == 0 || (a_shape == out_shape && b_shape == out_shape) {
+        f(BroadcastRow {
+            out: 0,
+            a: 0,
+            a_step: 1,
+            b: 0,
+            b_step: 1,
+            len: n,
+        });
         return;
     }
     let sa = broadcast_strides(a_shape, out_shape);
     let sb = broadcast_strides(b_shape, out_shape);
-    let nd = out_shape.len();
-    if nd == 0 {
-        f(0, 0, 0);
-        return;
-    }
     let inner = out_shape[nd - 1];
-    let (ia, ib) = (sa[nd - 1], sb[nd - 1]);
+    let (a_step, b_step) = (sa[nd - 1], sb[nd - 1]);
     let outer = n / inner;
     let mut idx: smallvec::SmallVec<[usize; 4]> = smallvec::smallvec![0; nd];
     let (mut base_a, mut base_b) = (0usize, 0usize);
     let mut o = 0;
     for _ in 0..outer {
-        for j in 0..inner {
-            f(o + j, base_a + j * ia, base_b + j * ib);
-        }
+        f(BroadcastRow {
+            out: o,
+            a: base_a,
+            a_step,
+            b: base_b,
+            b_step,
+            len: inner,
+        });
         o += inner;
         // Advance the odometer over all axes but the last.
         let mut axis = nd - 1;
@@ -139,8 +188,35 @@ pub fn zip_broadcast<T: Float>(
         crate::vectorized(
             #[inline(always)]
             || {
-                for_each_broadcast(out_shape, a.shape(), b.shape(), |o, i, j| {
-                    out[o] = f(ad[i], bd[j]);
+                for_each_broadcast_row(out_shape, a.shape(), b.shape(), |r| {
+                    let out = &mut out[r.out..r.out + r.len];
+                    // The common rows as slices, which vectorize: `[.., n] * [.., 1]`
+                    // (a LayerNorm's scale by its row statistics) and its mirror.
+                    match (r.a_step, r.b_step) {
+                        (1, 1) => {
+                            let (ad, bd) = (&ad[r.a..r.a + r.len], &bd[r.b..r.b + r.len]);
+                            for ((o, &x), &y) in out.iter_mut().zip(ad).zip(bd) {
+                                *o = f(x, y);
+                            }
+                        }
+                        (1, 0) => {
+                            let y = bd[r.b];
+                            for (o, &x) in out.iter_mut().zip(&ad[r.a..r.a + r.len]) {
+                                *o = f(x, y);
+                            }
+                        }
+                        (0, 1) => {
+                            let x = ad[r.a];
+                            for (o, &y) in out.iter_mut().zip(&bd[r.b..r.b + r.len]) {
+                                *o = f(x, y);
+                            }
+                        }
+                        (sa, sb) => {
+                            for (k, o) in out.iter_mut().enumerate() {
+                                *o = f(ad[r.a + k * sa], bd[r.b + k * sb]);
+                            }
+                        }
+                    }
                 })
             },
         );
@@ -207,8 +283,22 @@ fn sum_to_shape_loops<T: Float>(g: View<'_, T>, target: &[usize], scale: T, out:
             }
         }
     } else {
-        for_each_broadcast(g.shape(), g.shape(), target, |_, i, j| {
-            out[j] += scale * gd[i];
+        // Row by row, each element added in the order of the element-wise walk (so
+        // the same bits): a row summed into one element (`[.., n]` to `[.., 1]`, a
+        // LayerNorm's statistics) or added along a row of `out`.
+        for_each_broadcast_row(g.shape(), g.shape(), target, |r| {
+            let row = &gd[r.a..r.a + r.len];
+            if r.b_step == 0 {
+                let mut acc = out[r.b];
+                for &x in row {
+                    acc += scale * x;
+                }
+                out[r.b] = acc;
+            } else {
+                for (o, &x) in out[r.b..r.b + r.len].iter_mut().zip(row) {
+                    *o += scale * x;
+                }
+            }
         });
     }
 }
@@ -216,6 +306,76 @@ fn sum_to_shape_loops<T: Float>(g: View<'_, T>, target: &[usize], scale: T, out:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The element of `shape` (broadcast to `out`) read at the output's flat index `o`,
+    /// by NumPy's rule, without strides.
+    fn naive_index(shape: &[usize], out: &[usize], mut o: usize) -> usize {
+        let mut coords = vec![0; out.len()];
+        for axis in (0..out.len()).rev() {
+            coords[axis] = o % out[axis];
+            o /= out[axis];
+        }
+        let lead = out.len() - shape.len();
+        let mut i = 0;
+        for (axis, &e) in shape.iter().enumerate() {
+            i = i * e + if e == 1 { 0 } else { coords[lead + axis] };
+        }
+        i
+    }
+
+    /// Every kind of row the general path meets (both operands along the row, one
+    /// broadcast over it, both broadcast, a 0-d operand, leading axes broadcast)
+    /// gives what the broadcast rule gives element by element, and `broadcast_to`'s
+    /// copy (`for_each_broadcast_row` with one operand) the same.
+    #[test]
+    fn broadcast_rows_match_the_rule_element_by_element() {
+        let cases: &[(&[usize], &[usize])] = &[
+            (&[2, 3, 4], &[2, 3, 1]),
+            (&[2, 3, 1], &[2, 3, 4]),
+            (&[2, 1, 4], &[1, 3, 4]),
+            (&[2, 3, 1], &[1, 3, 1]),
+            (&[3, 1], &[1, 5]),
+            (&[4], &[2, 3, 4]),
+            (&[], &[2, 3]),
+            (&[2, 1, 1], &[2, 1, 1]),
+            (&[0, 3], &[1, 3]),
+        ];
+        for &(sa, sb) in cases {
+            let out_shape = crate::shape::broadcast_shapes(sa, sb).expect("broadcastable");
+            let ad: Vec<f64> = (0..numel(sa)).map(|i| i as f64 * 0.5 + 1.0).collect();
+            let bd: Vec<f64> = (0..numel(sb)).map(|i| 3.0 - i as f64 * 0.25).collect();
+            let mut out = vec![f64::NAN; numel(&out_shape)];
+            zip_broadcast(
+                View::new(sa, &ad),
+                View::new(sb, &bd),
+                &out_shape,
+                &mut out,
+                |x, y| x * y - x,
+            );
+            for (o, &got) in out.iter().enumerate() {
+                let (x, y) = (
+                    ad[naive_index(sa, &out_shape, o)],
+                    bd[naive_index(sb, &out_shape, o)],
+                );
+                assert_eq!(got, x * y - x, "{sa:?} with {sb:?}, element {o}");
+            }
+            let mut seen = vec![usize::MAX; out.len()];
+            for_each_broadcast(&out_shape, sa, sb, |o, i, j| {
+                assert_eq!(
+                    (i, j),
+                    (
+                        naive_index(sa, &out_shape, o),
+                        naive_index(sb, &out_shape, o)
+                    )
+                );
+                seen[o] = o;
+            });
+            assert!(
+                seen.iter().enumerate().all(|(o, &s)| s == o),
+                "{sa:?} {sb:?}"
+            );
+        }
+    }
 
     #[test]
     fn sum_to_shape_reverses_broadcast() {

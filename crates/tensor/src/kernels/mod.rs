@@ -51,7 +51,10 @@ pub use sum::sum_all;
 #[doc(hidden)]
 pub use self::gemm::{Product, gemm_packed, gemm_pair};
 #[doc(hidden)]
-pub use broadcast::{for_each_broadcast, sum_to_shape_scaled_acc, zip_broadcast};
+pub use broadcast::{
+    BroadcastRow, for_each_broadcast, for_each_broadcast_row, sum_to_shape_scaled_acc,
+    zip_broadcast,
+};
 #[doc(hidden)]
 pub use layout::{axis_lanes, axis_lanes2_acc};
 #[doc(hidden)]
