@@ -379,8 +379,8 @@ fn eight<T: Float>(s: &[T], p: usize) -> [T; 8] {
     s[p..p + 8].try_into().expect("eight")
 }
 
-#[cfg(test)]
-#[cfg_attr(miri, ignore = "large products; these loops hold no unsafe code")]
+// Not under Miri: large products, and these loops hold no `unsafe` code.
+#[cfg(all(test, not(miri)))]
 mod tests {
     use super::*;
     use crate::View;
