@@ -17,6 +17,15 @@ fn source(shape: &[usize], out: &[usize], mut o: usize) -> usize {
     })
 }
 
+fn assert_bits(got: &[f64], want: &[f64], what: &str) {
+    let same = got.len() == want.len()
+        && got
+            .iter()
+            .zip(want)
+            .all(|(g, w)| g.to_bits() == w.to_bits());
+    assert!(same, "{what}: {got:?} against {want:?}");
+}
+
 fn values(n: usize, seed: u64) -> Vec<f64> {
     // Irrational-looking values so that sums in another order would round differently.
     (0..n)
@@ -61,16 +70,16 @@ fn broadcast_products_match_the_element_by_element_rule_bit_for_bit() {
             want_a[i] += g * bd[j];
             want_b[j] += g * ad[i];
         }
-        for (got, want, name) in [
-            (grads.wrt(a).data().to_vec(), want_a, "a"),
-            (grads.wrt(b).data().to_vec(), want_b, "b"),
-        ] {
-            let same = got
-                .iter()
-                .zip(&want)
-                .all(|(g, w)| g.to_bits() == w.to_bits());
-            assert!(same, "{sa:?} * {sb:?}: ∂/∂{name} {got:?} against {want:?}");
-        }
+        assert_bits(
+            grads.wrt(a).data(),
+            &want_a,
+            &format!("{sa:?} * {sb:?}: ∂/∂a"),
+        );
+        assert_bits(
+            grads.wrt(b).data(),
+            &want_b,
+            &format!("{sa:?} * {sb:?}: ∂/∂b"),
+        );
 
         // A difference: its gradients are `g` and `-g` summed back down the broadcast
         // axes (the reverse rule of broadcasting, row by row).
@@ -81,16 +90,16 @@ fn broadcast_products_match_the_element_by_element_rule_bit_for_bit() {
             want_a[source(sa, &out_shape, o)] += g;
             want_b[source(sb, &out_shape, o)] += -g;
         }
-        for (got, want, name) in [
-            (grads.wrt(a).data().to_vec(), want_a, "a"),
-            (grads.wrt(b).data().to_vec(), want_b, "b"),
-        ] {
-            let same = got
-                .iter()
-                .zip(&want)
-                .all(|(g, w)| g.to_bits() == w.to_bits());
-            assert!(same, "{sa:?} - {sb:?}: ∂/∂{name} {got:?} against {want:?}");
-        }
+        assert_bits(
+            grads.wrt(a).data(),
+            &want_a,
+            &format!("{sa:?} - {sb:?}: ∂/∂a"),
+        );
+        assert_bits(
+            grads.wrt(b).data(),
+            &want_b,
+            &format!("{sa:?} - {sb:?}: ∂/∂b"),
+        );
 
         let expanded = a.broadcast_to(&out_shape);
         for (o, &v) in expanded.value().data().iter().enumerate() {
