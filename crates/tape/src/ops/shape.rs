@@ -473,9 +473,16 @@ pub(crate) fn transpose_backward<T: Float, S: GradSink<T>>(
 /// Backward of `reshape`: the gradient, element for element.
 pub(crate) fn reshape_backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, T>, sink: &mut S) {
     if cx.needs(0) {
-        for (d, &s) in sink.grad_mut(cx.parent(0)).iter_mut().zip(cx.g.data()) {
-            *d += s;
-        }
+        // Written, not zeroed and added, when the parent's buffer is fresh (W8 zeroed
+        // each step's gate gradient first: 2.6% of its step), and vectorised.
+        let (grad, fresh) = sink.grad_for_write(cx.parent(0));
+        super::elementwise::write_or_add(
+            grad,
+            fresh,
+            [cx.g.data()],
+            #[inline(always)]
+            |[g]| g,
+        );
     }
 }
 
