@@ -249,7 +249,6 @@ fn a_layer_records_each_of_its_cells_in_one_scope() {
     let mut scopes: Vec<&str> = (0..read.nodes().len())
         .map(|i| read.scope_of(descent_tape::NodeId::from_index(i)))
         .collect();
-    scopes.dedup();
     scopes.sort_unstable();
     scopes.dedup();
     assert_eq!(scopes, ["", "lstm", "lstm/l0", "lstm/l1"]);
