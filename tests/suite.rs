@@ -23,6 +23,7 @@ mod guide_snapshot;
 mod index_select;
 mod inspect;
 mod layout;
+mod lstm_ops;
 mod no_grad;
 mod no_grad_pool;
 mod number_ops;

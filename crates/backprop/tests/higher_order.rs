@@ -898,6 +898,53 @@ fn selection_ops() {
     }
 }
 
+/// The fused LSTM ops, each alone and as a whole cell: smooth everywhere, so to third
+/// order. Their differentiable rules record the fast rules' arithmetic in the same
+/// order (`(1 - y)(y + u)` for the gates; products; `(g·o)(1 - tanh²c)`), bit for bit.
+#[test]
+fn lstm_cell_ops_to_third_order() {
+    let r = &mut rng("lstm");
+    let cases = vec![
+        one("lstm_gates", uniform(r, &[2, 3, 8], -2.0, 2.0), 0.0, |x| {
+            x.lstm_gates()
+        }),
+        Case {
+            name: "lstm_cell",
+            inputs: vec![
+                uniform(r, &[2, 3, 8], -1.0, 1.0),
+                uniform(r, &[2, 3, 2], -2.0, 2.0),
+            ],
+            build: Box::new(|v| v[0].lstm_cell(v[1])),
+            bound: 0.0,
+        },
+        Case {
+            name: "lstm_hidden",
+            inputs: vec![
+                uniform(r, &[3, 12], -1.0, 1.0),
+                uniform(r, &[3, 3], -2.0, 2.0),
+            ],
+            build: Box::new(|v| v[0].lstm_hidden(v[1])),
+            bound: 0.0,
+        },
+        Case {
+            name: "lstm_cell_whole",
+            inputs: vec![
+                uniform(r, &[4, 8], -2.0, 2.0),
+                uniform(r, &[4, 2], -2.0, 2.0),
+            ],
+            build: Box::new(|v| {
+                let a = v[0].lstm_gates();
+                let c = a.lstm_cell(v[1]);
+                a.lstm_hidden(c) + c
+            }),
+            bound: 0.0,
+        },
+    ];
+    for case in cases {
+        check(case, true);
+    }
+}
+
 /// The one op that still refuses higher order: a `custom` op given without recorded
 /// rules. A convolution and an average pooling before it are no longer refused, so the
 /// error names the custom op and its node.

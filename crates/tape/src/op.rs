@@ -310,6 +310,15 @@ pub enum Op {
         /// The tape slot holding the mask and its shape.
         mask: u32,
     },
+    /// LSTM gate activations: sigmoid, sigmoid, tanh, sigmoid on the four `H`-wide
+    /// blocks of the last axis (PyTorch's order `i, f, g, o`).
+    LstmGates,
+    /// An LSTM cell state `f ⊙ c_prev + i ⊙ g`; operands: the gate activations and
+    /// the previous cell state.
+    LstmCell,
+    /// An LSTM hidden state `o ⊙ tanh(c)`; operands: the gate activations and the cell
+    /// state.
+    LstmHidden,
     /// An op whose backward rule is given by a [`CustomOp`](crate::ops::custom::CustomOp)
     /// kept on the tape (activation checkpointing records its segments so).
     Custom {
@@ -361,6 +370,9 @@ impl Op {
             Op::Pad { .. } => "pad",
             Op::Clamp { .. } => "clamp",
             Op::Where { .. } => "where_cond",
+            Op::LstmGates => "lstm_gates",
+            Op::LstmCell => "lstm_cell",
+            Op::LstmHidden => "lstm_hidden",
             Op::Custom { .. } => "custom",
         }
     }
@@ -391,7 +403,8 @@ impl Op {
             | Op::AvgPool2d { .. }
             | Op::AvgPool2dBackward { .. }
             | Op::Pad { .. }
-            | Op::Clamp { .. } => Operands::Inline(1),
+            | Op::Clamp { .. }
+            | Op::LstmGates => Operands::Inline(1),
             Op::Binary(_)
             | Op::MatMul
             | Op::MatMulT
@@ -400,7 +413,9 @@ impl Op {
             | Op::ScatterAdd { .. }
             | Op::ConvInputGrad { .. }
             | Op::ConvWeightGrad { .. }
-            | Op::Where { .. } => Operands::Inline(2),
+            | Op::Where { .. }
+            | Op::LstmCell
+            | Op::LstmHidden => Operands::Inline(2),
             Op::Concat { first, count, .. }
             | Op::Stack { first, count, .. }
             | Op::Conv1d { first, count, .. }
@@ -464,7 +479,10 @@ impl fmt::Display for Op {
             | Op::CrossEntropy { .. }
             | Op::Mse
             | Op::BceWithLogits
-            | Op::Where { .. } => f.write_str(self.name()),
+            | Op::Where { .. }
+            | Op::LstmGates
+            | Op::LstmCell
+            | Op::LstmHidden => f.write_str(self.name()),
             // Their attributes live in a tape slot: `TapeRead::write_node_head` prints
             // them after the name (`Op::write_options`).
             Op::Conv1d { .. }
@@ -522,6 +540,9 @@ impl Op {
             | Op::Mse
             | Op::BceWithLogits
             | Op::Where { .. }
+            | Op::LstmGates
+            | Op::LstmCell
+            | Op::LstmHidden
             | Op::Custom { .. } => None,
         }
     }
@@ -622,6 +643,9 @@ impl Op {
             | Op::Mse
             | Op::BceWithLogits
             | Op::Where { .. }
+            | Op::LstmGates
+            | Op::LstmCell
+            | Op::LstmHidden
             | Op::Custom { .. } => Ok(()),
         }
     }

@@ -15,6 +15,7 @@ pub mod matmul;
 pub mod num;
 pub mod pad;
 pub mod pool;
+pub mod recurrent;
 pub mod reduce;
 pub mod select;
 pub mod shape;
@@ -150,6 +151,9 @@ pub fn backward_node<T: Float, S: GradSink<T>>(
         Op::Pad { widths } => pad::pad_backward(widths, &cx, sink),
         Op::Clamp { bounds } => select::clamp_backward(bounds, &cx, sink),
         Op::Where { mask } => select::where_backward(mask, &cx, sink),
+        Op::LstmGates => recurrent::lstm_gates_backward(&cx, sink),
+        Op::LstmCell => recurrent::lstm_cell_backward(&cx, sink),
+        Op::LstmHidden => recurrent::lstm_hidden_backward(&cx, sink),
         Op::Custom { rule, .. } => custom::custom_backward(rule, &cx, sink),
     }
 }
@@ -288,6 +292,9 @@ pub fn vjp_node<'t, T: Float>(
         Op::Pad { widths } => pad::pad_vjp(widths, &cx, g),
         Op::Clamp { bounds } => select::clamp_vjp(bounds, &cx, g),
         Op::Where { mask } => select::where_vjp(mask, &cx, g),
+        Op::LstmGates => recurrent::lstm_gates_vjp(&cx, g),
+        Op::LstmCell => recurrent::lstm_cell_vjp(&cx, g),
+        Op::LstmHidden => recurrent::lstm_hidden_vjp(&cx, g),
         Op::Custom { rule, .. } => custom::custom_vjp(rule, &cx, g),
     }
 }
@@ -347,6 +354,9 @@ pub fn jvp_node<'t, T: Float>(
         Op::Pad { widths } => pad::pad_jvp(widths, &cx, t),
         Op::Clamp { bounds } => select::clamp_jvp(bounds, &cx, t),
         Op::Where { mask } => select::where_jvp(mask, &cx, t),
+        Op::LstmGates => recurrent::lstm_gates_jvp(&cx, t),
+        Op::LstmCell => recurrent::lstm_cell_jvp(&cx, t),
+        Op::LstmHidden => recurrent::lstm_hidden_jvp(&cx, t),
         Op::Custom { rule, .. } => custom::custom_jvp(rule, &cx, t),
     }
 }

@@ -80,6 +80,9 @@ pub fn scalar_backward<T: Float>(
         | Op::Pad { .. }
         | Op::Clamp { .. }
         | Op::Where { .. }
+        | Op::LstmGates
+        | Op::LstmCell
+        | Op::LstmHidden
         | Op::Custom { .. } => false,
     }
 }
