@@ -156,6 +156,9 @@ fn replay<'t>(tape: &'t Tape<f64>, program: &Program, line: &mut usize) -> Repla
 
             "pad" => v(0).pad(&list::<usize>(args[1])),
             "clamp" => v(0).clamp(num(1), num(2)),
+            "lstm_gates" => v(0).lstm_gates(),
+            "lstm_cell" => v(0).lstm_cell(v(1)),
+            "lstm_hidden" => v(0).lstm_hidden(v(1)),
             "where_cond" | "masked_fill" => {
                 let mask = Tensor::new(&list::<usize>(args[1]), list::<f64>(args[2]))
                     .expect("a mask of its shape");

@@ -19,6 +19,7 @@ A program is text, one value per line, `vK = <op> <operands...>`, K counting fro
     v7 = clamp v6 -0.5 inf      bounds (either may be infinite)
     v8 = where_cond v0 [3] [1,0,1] v7   mask shape, then the 0/1 mask, row-major
     v9 = masked_fill v8 [1,3] [0,1,1] 0.5   mask shape, mask, fill value
+    v10 = lstm_cell v5 v3       gates [.., 4H] (i, f, g, o), then the state [.., H]
 
 The last line's value is the program's output, always a scalar. Shapes are written
 `[2,3]`, `[]` for a scalar. Every number in the text is exact (Python's `repr`, which
@@ -115,6 +116,7 @@ OPS = (
     + ["index_select"]
     + ["pad", "conv2d", "max_pool2d", "avg_pool2d"]
     + ["clamp", "where_cond", "masked_fill"]
+    + ["lstm_gates", "lstm_cell", "lstm_hidden"]
     + ["softmax", "log_softmax"]
     + ["cross_entropy", "mse", "bce_with_logits"]
 )
@@ -342,6 +344,16 @@ def eval_line(line, env, inputs, concrete):
         x, value = val(args[0]), float(args[3])
         mask = np.asarray(parse_list(args[2]), dtype=bool).reshape(parse_list(args[1]))
         return jnp.where(jnp.asarray(mask), value, x)
+
+    if op in ("lstm_gates", "lstm_cell", "lstm_hidden"):
+        # The LSTM cell of torch.nn.LSTMCell, gates i, f, g, o along the last axis.
+        a = val(args[0])
+        i, f, g, o = jnp.split(a, 4, axis=-1)
+        if op == "lstm_gates":
+            sig = jax.nn.sigmoid
+            return jnp.concatenate([sig(i), sig(f), jnp.tanh(g), sig(o)], axis=-1)
+        c = val(args[1])
+        return f * c + i * g if op == "lstm_cell" else o * jnp.tanh(c)
 
     if op == "pad":
         # PyTorch's F.pad: (before, after) pairs from the last axis backwards.
@@ -839,6 +851,27 @@ class Gen:
                     return None
                 a, b = (X, Y) if self.coin(0.6) else (Y, X)
                 steps.append((f"where_cond {a} {fmt_list(cs)} {fmt_list(mask)} {b}", None, "op"))
+
+        elif op in ("lstm_gates", "lstm_cell", "lstm_hidden"):
+            # Gates [.., 4H]: an existing value whose last axis fits, or a new leaf
+            # (for the state ops, often passed through lstm_gates first, as in a cell).
+            if nd >= 1 and xs[-1] % 4 == 0 and self.coin(0.7):
+                A, lead, h = X, list(xs[:-1]), xs[-1] // 4
+            else:
+                lead = [self.extent() for _ in range(int(self.rng.integers(0, 3)))]
+                h = int(self.choice([1, 2]))
+                if np.prod(lead + [4 * h], dtype=np.int64) > MAX_NUMEL:
+                    return None
+                steps.append(self.leaf_step(tuple(lead + [4 * h])))
+                A = f"n{len(steps) - 1}"
+                if op != "lstm_gates" and self.coin(0.5):
+                    steps.append((f"lstm_gates {A}", None, "op"))
+                    A = f"n{len(steps) - 1}"
+            if op == "lstm_gates":
+                steps.append((f"lstm_gates {A}", None, "op"))
+            else:
+                C = self.operand(steps, tuple(lead + [h]))
+                steps.append((f"{op} {A} {C}", None, "op"))
 
         elif op == "pad":
             if nd == 0:
