@@ -111,11 +111,7 @@ fn fused<'t, T: Float>(x: Var<'t, T>, c_prev: Var<'t, T>) -> (Var<'t, T>, Var<'t
 
 /// Values, and gradients of `Σ w₁ ⊙ c + Σ w₂ ⊙ h` with respect to `x` and `c_prev`, of
 /// one cell built by `cell`.
-fn run<T: Float>(
-    cell: CellFn<T>,
-    x: &Tensor<T>,
-    c_prev: &Tensor<T>,
-) -> [Vec<T>; 4] {
+fn run<T: Float>(cell: CellFn<T>, x: &Tensor<T>, c_prev: &Tensor<T>) -> [Vec<T>; 4] {
     let tape = Tape::<T>::new();
     let (xv, cv) = (tape.var(x.clone()), tape.var(c_prev.clone()));
     let (c, h) = cell(xv, cv);

@@ -324,10 +324,14 @@ impl<'t, T: Float> BoundCell<'_, 't, T> {
 
     /// `x W_ihᵀ + b_ih` for any leading axes (`[batch, input]` or `[rows, input]`):
     /// the input's part of every gate, which a layer computes for all steps at once.
+    /// Every kind but the GRU adds `b_hh` here too (as `b_ih + b_hh`, one broadcast add
+    /// for all steps instead of one per step): only the GRU's `n` gate needs
+    /// `W_hn h + b_hn` on its own.
     pub(crate) fn project_input(&self, x: Var<'t, T>) -> Result<Var<'t, T>, Error> {
         let p = x.try_matmul_t(self.weight_ih)?;
         Ok(match self.bias {
-            Some((bi, _)) => p.try_add(bi)?,
+            Some((bi, _)) if self.cell.kind == CellKind::Gru => p.try_add(bi)?,
+            Some((bi, bh)) => p.try_add(bi.try_add(bh)?)?,
             None => p,
         })
     }
@@ -362,7 +366,7 @@ impl<'t, T: Float> BoundCell<'_, 't, T> {
             )));
         }
         let mut hp = state.h.try_matmul_t(self.weight_hh)?;
-        if let Some((_, bh)) = self.bias {
+        if let (Some((_, bh)), CellKind::Gru) = (self.bias, kind) {
             hp = hp.try_add(bh)?;
         }
         let gate = |v: Var<'t, T>, k: usize| v.try_slice(1, k * hidden, (k + 1) * hidden);
@@ -389,15 +393,13 @@ impl<'t, T: Float> BoundCell<'_, 't, T> {
                 }
             }
             CellKind::Lstm => {
-                let g = projected.try_add(hp)?;
-                let i = gate(g, 0)?.sigmoid();
-                let f = gate(g, 1)?.sigmoid();
-                let cand = gate(g, 2)?.tanh();
-                let o = gate(g, 3)?.sigmoid();
+                // The fused ops compute σ(i), σ(f), tanh(g), σ(o), then
+                // c = f ⊙ c_prev + i ⊙ g and h = o ⊙ tanh(c), without copying a gate out.
+                let gates = projected.try_add(hp)?.try_lstm_gates()?;
                 let c_prev = state.c.expect("checked above: an LSTM state has c");
-                let c = f.try_mul(c_prev)?.try_add(i.try_mul(cand)?)?;
+                let c = gates.try_lstm_cell(c_prev)?;
                 State {
-                    h: o.try_mul(c.tanh())?,
+                    h: gates.try_lstm_hidden(c)?,
                     c: Some(c),
                 }
             }

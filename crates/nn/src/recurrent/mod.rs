@@ -322,16 +322,16 @@ impl Recurrent {
                 },
                 None => bound.zero_state(batch),
             };
-            let width = self.kind.gates() * hidden;
             let in_width = input.shape()[2];
-            let projected = bound
-                .project_input(input.try_reshape(&[batch * time, in_width])?)?
-                .try_reshape(&[batch, time, width])?;
+            // Time-major rows: step t's part of the projection is rows t·B..(t+1)·B, one
+            // contiguous slice (batch-major, it was a strided copy and a reshape).
+            let time_major = input
+                .try_transpose(0, 1)?
+                .try_reshape(&[time * batch, in_width])?;
+            let projected = bound.project_input(time_major)?;
             steps.clear();
             for t in 0..time {
-                let p_t = projected
-                    .try_slice(1, t, t + 1)?
-                    .try_reshape(&[batch, width])?;
+                let p_t = projected.try_slice(0, t * batch, (t + 1) * batch)?;
                 state = bound.try_step_projected(p_t, state)?;
                 steps.push(state.h);
             }
