@@ -1,4 +1,4 @@
-//! The same seed gives bit-identical parameters after 100 training steps: run twice,
+//! The same seed gives bit-identical parameters after a dozen training steps: run twice,
 //! and on rayon pools of 1, 2 and 8 threads (large matrix products split across the
 //! pool; per-sample passes run on it).
 
@@ -8,8 +8,14 @@ use descent::optim::{Adam, clip_grad_norm};
 use descent::prelude::*;
 use rand::{Rng, SeedableRng};
 
-/// Trains a 64 -> 256 -> 128 -> 10 ReLU MLP (products of 2^20 multiply-adds and more,
-/// so the parallel GEMM split is exercised) for 100 steps of Adam with global-norm
+/// Widths of the MLP and the batch: the two hidden layers' products (`x·Wᵀ` forward,
+/// `gᵀ·x` and `g·W` backward) are of at least `PARALLEL_GEMM_VOLUME` multiply-adds, so
+/// the pool splits them.
+const WIDTHS: [usize; 4] = [64, 512, 128, 10];
+const BATCH: usize = 128;
+const STEPS: usize = 12;
+
+/// Trains a 64 -> 512 -> 128 -> 10 ReLU MLP for a dozen steps of Adam with global-norm
 /// clipping on seeded data; returns every parameter's bits.
 fn train(threads: usize) -> Vec<u32> {
     let pool = rayon::ThreadPoolBuilder::new()
@@ -18,7 +24,7 @@ fn train(threads: usize) -> Vec<u32> {
         .unwrap();
     pool.install(|| {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-        let (n, d) = (64, 64);
+        let (n, d) = (BATCH, WIDTHS[0]);
         let x = Tensor::new(
             &[n, d],
             (0..n * d).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
@@ -29,13 +35,13 @@ fn train(threads: usize) -> Vec<u32> {
         let mlp = Mlp::new(
             &mut store,
             "net",
-            &[d, 256, 128, 10],
+            &WIDTHS,
             Activation::Relu,
             &mut init::rng(5),
         );
         let mut opt = Adam::new(1e-3);
         let tape = Tape::<f32>::new();
-        for _ in 0..100 {
+        for _ in 0..STEPS {
             tape.reset();
             let logits = mlp.forward(&tape, &store, tape.constant(&x));
             let loss = logits.cross_entropy(&labels);
@@ -51,7 +57,13 @@ fn train(threads: usize) -> Vec<u32> {
 }
 
 #[test]
-fn a_hundred_training_steps_are_bit_identical_on_1_2_and_8_threads_and_across_runs() {
+fn training_steps_are_bit_identical_on_1_2_and_8_threads_and_across_runs() {
+    // Both hidden layers' products are large enough to be split; were the threshold
+    // raised past them, this test would no longer compare split products.
+    for layer in 0..2 {
+        let volume = BATCH * WIDTHS[layer] * WIDTHS[layer + 1];
+        assert!(volume >= descent::tensor::kernels::PARALLEL_GEMM_VOLUME);
+    }
     let one = train(1);
     assert_eq!(one, train(1), "two runs with the same seed differ");
     assert_eq!(one, train(2), "2 threads differ from 1");

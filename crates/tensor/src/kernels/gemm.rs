@@ -248,7 +248,11 @@ pub fn gemm_pair<T: Float>(x: Product<'_, T>, y: Product<'_, T>) {
 /// (`docs/PERFORMANCE.md`, "Entering the pool once"): W8's 32x128x512 products (2^21)
 /// took 64 µs on one thread and 69-87 µs split in two, and W8 on two threads took
 /// 36-38 ms a step against 25 on one while they were split.
-pub(crate) const PARALLEL_GEMM_VOLUME: usize = 1 << 22;
+///
+/// ```
+/// assert_eq!(descent_tensor::kernels::PARALLEL_GEMM_VOLUME, 1 << 22);
+/// ```
+pub const PARALLEL_GEMM_VOLUME: usize = 1 << 22;
 
 #[inline(always)]
 fn scale_c<T: Float>(x: T, beta: T) -> T {

@@ -31,7 +31,7 @@ mod sum;
 #[cfg(test)]
 mod testing;
 
-pub use self::gemm::gemm;
+pub use self::gemm::{PARALLEL_GEMM_VOLUME, gemm};
 pub use broadcast::sum_to_shape_acc;
 pub use conv::{ConvGeometry, ConvGeometryError, WEIGHT_CHUNKS, conv2d, conv2d_backward_acc};
 pub use layout::{
