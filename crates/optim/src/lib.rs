@@ -79,7 +79,7 @@ pub use clip::{clip_grad_norm, clip_grad_norm_exact, clip_grad_norm_per_param, c
 pub use error::Error;
 pub use groups::ParamGroups;
 pub use nadam::NAdam;
-pub use optimizer::{Optimizer, check_grads};
+pub use optimizer::{Optimizer, PARALLEL_UPDATE_LEN, check_grads};
 pub use radam::RAdam;
 pub use rmsprop::RmsProp;
 pub use schedule::{

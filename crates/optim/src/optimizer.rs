@@ -311,8 +311,16 @@ pub(crate) fn closed_unit_interval(op: &'static str, what: &str, value: f64) -> 
 }
 
 /// Parameters with fewer elements than this update on the calling thread: below it,
-/// handing chunks to rayon costs more than the arithmetic.
-const PARALLEL_UPDATE_LEN: usize = 1 << 16;
+/// handing chunks to rayon costs more than the arithmetic. At 2^16, W8's recurrent
+/// weight (512 × 128) was updated on two threads, and W8 on two threads was 10-15%
+/// slower than on one; with every other split disabled as well it was not
+/// (`docs/PERFORMANCE.md`, "W8 with the LSTM cell fused"). The bits of an update do
+/// not depend on which side of it a parameter falls.
+///
+/// ```
+/// assert_eq!(descent_optim::PARALLEL_UPDATE_LEN, 1 << 18);
+/// ```
+pub const PARALLEL_UPDATE_LEN: usize = 1 << 18;
 /// The piece of a large parameter one rayon task updates.
 const UPDATE_CHUNK: usize = 1 << 14;
 

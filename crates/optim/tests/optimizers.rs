@@ -416,8 +416,10 @@ fn bits_of(store: &ParamStore<f32>, id: ParamId) -> Vec<u32> {
 
 #[test]
 fn large_parameters_update_the_same_on_any_number_of_threads() {
-    const N: usize = 100_003;
+    const N: usize = 300_007;
     const SMALL: usize = 1_000;
+    // Large enough to be split, whatever the threshold is raised to.
+    const { assert!(N >= descent_optim::PARALLEL_UPDATE_LEN) };
     let configs: Vec<fn() -> Sgd<f32>> = vec![
         || Sgd::new(0.1),
         || Sgd::new(0.1).weight_decay(0.01),
