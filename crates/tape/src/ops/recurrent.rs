@@ -60,26 +60,20 @@ impl<'t, T: Float> Var<'t, T> {
             if width > 0 {
                 let xd = x.data();
                 let hidden = width / GATES;
-                for_each_block(
+                for_rows(
                     &mut buf,
                     width,
                     #[inline(always)]
-                    move |offset, block| {
-                        for (row, ys) in block.chunks_exact_mut(width).enumerate() {
-                            let xs = &xd[offset + row * width..][..width];
-                            for (k, (y, x)) in ys
-                                .chunks_exact_mut(hidden)
-                                .zip(xs.chunks_exact(hidden))
-                                .enumerate()
-                            {
-                                if k == 2 {
-                                    for (y, &v) in y.iter_mut().zip(x) {
-                                        *y = v.kernel_tanh();
-                                    }
-                                } else {
-                                    for (y, &v) in y.iter_mut().zip(x) {
-                                        *y = sigmoid(v);
-                                    }
+                    move |r, ys| {
+                        let xs = blocks(xd, r, hidden);
+                        for (k, y) in blocks_mut(ys, hidden).into_iter().enumerate() {
+                            if k == 2 {
+                                for (y, &v) in y.iter_mut().zip(xs[k]) {
+                                    *y = v.kernel_tanh();
+                                }
+                            } else {
+                                for (y, &v) in y.iter_mut().zip(xs[k]) {
+                                    *y = sigmoid(v);
                                 }
                             }
                         }
@@ -118,20 +112,17 @@ impl<'t, T: Float> Var<'t, T> {
                 let (ad, cd) = (a.data(), c.data());
                 let mut buf = pool.take(c.len())?;
                 if hidden > 0 {
-                    for_each_block(
+                    for_rows(
                         &mut buf,
                         hidden,
                         #[inline(always)]
-                        move |offset, block| {
-                            for (row, out) in block.chunks_exact_mut(hidden).enumerate() {
-                                let r = offset / hidden + row;
-                                let [i, f, g, _] = blocks(ad, r, hidden);
-                                let cp = &cd[r * hidden..][..hidden];
-                                let (i, f, g, cp) =
-                                    (&i[..hidden], &f[..hidden], &g[..hidden], &cp[..hidden]);
-                                for (j, y) in out.iter_mut().enumerate() {
-                                    *y = f[j] * cp[j] + i[j] * g[j];
-                                }
+                        move |r, out| {
+                            let [i, f, g, _] = blocks(ad, r, hidden);
+                            let cp = row(cd, r, hidden);
+                            let (i, f, g, cp) =
+                                (&i[..hidden], &f[..hidden], &g[..hidden], &cp[..hidden]);
+                            for (j, y) in out.iter_mut().enumerate() {
+                                *y = f[j] * cp[j] + i[j] * g[j];
                             }
                         },
                     );
@@ -165,19 +156,16 @@ impl<'t, T: Float> Var<'t, T> {
             let (ad, cd) = (a.data(), cv.data());
             let mut buf = pool.take(cv.len())?;
             if hidden > 0 {
-                for_each_block(
+                for_rows(
                     &mut buf,
                     hidden,
                     #[inline(always)]
-                    move |offset, block| {
-                        for (row, out) in block.chunks_exact_mut(hidden).enumerate() {
-                            let r = offset / hidden + row;
-                            let o = blocks(ad, r, hidden)[3];
-                            let cr = &cd[r * hidden..][..hidden];
-                            let (o, cr) = (&o[..hidden], &cr[..hidden]);
-                            for (j, y) in out.iter_mut().enumerate() {
-                                *y = o[j] * cr[j].kernel_tanh();
-                            }
+                    move |r, out| {
+                        let o = blocks(ad, r, hidden)[3];
+                        let cr = row(cd, r, hidden);
+                        let (o, cr) = (&o[..hidden], &cr[..hidden]);
+                        for (j, y) in out.iter_mut().enumerate() {
+                            *y = o[j] * cr[j].kernel_tanh();
                         }
                     },
                 );
@@ -229,6 +217,29 @@ fn blocks_mut<T>(data: &mut [T], hidden: usize) -> [&mut [T]; GATES] {
     [i, f, g, &mut o[..hidden]]
 }
 
+/// Runs `f(r, row)` over the rows of `width` elements of `out` (`r` counting from the
+/// first row), in blocks of whole rows as [`for_each_block`] splits them: on the pool for
+/// a large `out`, compiled for the widest vectors. Mark `f` `#[inline(always)]`.
+#[inline(always)]
+fn for_rows<T: Float>(out: &mut [T], width: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    for_each_block(
+        out,
+        width,
+        #[inline(always)]
+        move |offset, block| {
+            for (row, data) in block.chunks_exact_mut(width).enumerate() {
+                f(offset / width + row, data);
+            }
+        },
+    );
+}
+
+/// Row `r` of `[rows, hidden]` data.
+#[inline(always)]
+fn row<T>(data: &[T], r: usize, hidden: usize) -> &[T] {
+    &data[r * hidden..][..hidden]
+}
+
 /// Writes `term` of the inputs' elements `j` into `out[j]` on a first reach (`0 + term`,
 /// the bits of adding into zeros), or adds it. The inputs are cut to `out`'s length
 /// and indexed, the form LLVM vectorises (as `elementwise::write_or_add`).
@@ -271,21 +282,18 @@ pub(crate) fn lstm_gates_backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_,
     let hidden = width / GATES;
     let (g, y) = (cx.g.data(), cx.out.data());
     let (grad, fresh) = sink.grad_for_write(cx.parent(0));
-    for_each_block(
+    for_rows(
         grad,
         width,
         #[inline(always)]
-        move |offset, block| {
-            for (row, ds) in block.chunks_exact_mut(width).enumerate() {
-                let r = offset / width + row;
-                let (gs, ys) = (blocks(g, r, hidden), blocks(y, r, hidden));
-                for (k, d) in blocks_mut(ds, hidden).into_iter().enumerate() {
-                    let u = gate_shift::<T>(k);
-                    let (gk, yk) = (gs[k], ys[k]);
-                    put(d, fresh, [gk, yk], move |[g, y]| {
-                        g * ((T::one() - y) * (y + u))
-                    });
-                }
+        move |r, ds| {
+            let (gs, ys) = (blocks(g, r, hidden), blocks(y, r, hidden));
+            for (k, d) in blocks_mut(ds, hidden).into_iter().enumerate() {
+                let u = gate_shift::<T>(k);
+                let (gk, yk) = (gs[k], ys[k]);
+                put(d, fresh, [gk, yk], move |[g, y]| {
+                    g * ((T::one() - y) * (y + u))
+                });
             }
         },
     );
@@ -332,39 +340,33 @@ pub(crate) fn lstm_cell_backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, 
     let (g, a, cp) = (cx.g.data(), cx.input(0).data(), cx.input(1).data());
     if cx.needs(0) {
         let (grad, fresh) = sink.grad_for_write(cx.parent(0));
-        for_each_block(
+        for_rows(
             grad,
             GATES * hidden,
             #[inline(always)]
-            move |offset, block| {
-                for (row, ds) in block.chunks_exact_mut(GATES * hidden).enumerate() {
-                    let r = offset / (GATES * hidden) + row;
-                    let [i, _, gg, _] = blocks(a, r, hidden);
-                    let (gr, cr) = (&g[r * hidden..][..hidden], &cp[r * hidden..][..hidden]);
-                    let [di, df, dg, d_o] = blocks_mut(ds, hidden);
-                    put(di, fresh, [gr, gg], |[g, x]| g * x);
-                    put(df, fresh, [gr, cr], |[g, x]| g * x);
-                    put(dg, fresh, [gr, i], |[g, x]| g * x);
-                    if fresh {
-                        d_o.fill(T::zero());
-                    }
+            move |r, ds| {
+                let [i, _, gg, _] = blocks(a, r, hidden);
+                let (gr, cr) = (row(g, r, hidden), row(cp, r, hidden));
+                let [di, df, dg, d_o] = blocks_mut(ds, hidden);
+                put(di, fresh, [gr, gg], |[g, x]| g * x);
+                put(df, fresh, [gr, cr], |[g, x]| g * x);
+                put(dg, fresh, [gr, i], |[g, x]| g * x);
+                if fresh {
+                    d_o.fill(T::zero());
                 }
             },
         );
     }
     if cx.needs(1) {
         let (grad, fresh) = sink.grad_for_write(cx.parent(1));
-        for_each_block(
+        for_rows(
             grad,
             hidden,
             #[inline(always)]
-            move |offset, block| {
-                for (row, d) in block.chunks_exact_mut(hidden).enumerate() {
-                    let r = offset / hidden + row;
-                    let f = blocks(a, r, hidden)[1];
-                    let gr = &g[r * hidden..][..hidden];
-                    put(d, fresh, [gr, f], |[g, f]| g * f);
-                }
+            move |r, d| {
+                let f = blocks(a, r, hidden)[1];
+                let gr = row(g, r, hidden);
+                put(d, fresh, [gr, f], |[g, f]| g * f);
             },
         );
     }
@@ -451,41 +453,35 @@ pub(crate) fn lstm_hidden_backward<T: Float, S: GradSink<T>>(
     let (g, a, c) = (cx.g.data(), cx.input(0).data(), cx.input(1).data());
     if cx.needs(0) {
         let (grad, fresh) = sink.grad_for_write(cx.parent(0));
-        for_each_block(
+        for_rows(
             grad,
             GATES * hidden,
             #[inline(always)]
-            move |offset, block| {
-                for (row, ds) in block.chunks_exact_mut(GATES * hidden).enumerate() {
-                    let r = offset / (GATES * hidden) + row;
-                    let (gr, cr) = (&g[r * hidden..][..hidden], &c[r * hidden..][..hidden]);
-                    let [di, df, dg, d_o] = blocks_mut(ds, hidden);
-                    if fresh {
-                        di.fill(T::zero());
-                        df.fill(T::zero());
-                        dg.fill(T::zero());
-                    }
-                    put(d_o, fresh, [gr, cr], |[g, c]| g * c.kernel_tanh());
+            move |r, ds| {
+                let (gr, cr) = (row(g, r, hidden), row(c, r, hidden));
+                let [di, df, dg, d_o] = blocks_mut(ds, hidden);
+                if fresh {
+                    di.fill(T::zero());
+                    df.fill(T::zero());
+                    dg.fill(T::zero());
                 }
+                put(d_o, fresh, [gr, cr], |[g, c]| g * c.kernel_tanh());
             },
         );
     }
     if cx.needs(1) {
         let (grad, fresh) = sink.grad_for_write(cx.parent(1));
-        for_each_block(
+        for_rows(
             grad,
             hidden,
             #[inline(always)]
-            move |offset, block| {
-                for (row, d) in block.chunks_exact_mut(hidden).enumerate() {
-                    let r = offset / hidden + row;
-                    let o = blocks(a, r, hidden)[3];
-                    let (gr, cr) = (&g[r * hidden..][..hidden], &c[r * hidden..][..hidden]);
-                    put(d, fresh, [gr, o, cr], |[g, o, c]| {
-                        let th = c.kernel_tanh();
-                        (g * o) * (T::one() - th * th)
-                    });
-                }
+            move |r, d| {
+                let o = blocks(a, r, hidden)[3];
+                let (gr, cr) = (row(g, r, hidden), row(c, r, hidden));
+                put(d, fresh, [gr, o, cr], |[g, o, c]| {
+                    let th = c.kernel_tanh();
+                    (g * o) * (T::one() - th * th)
+                });
             },
         );
     }
