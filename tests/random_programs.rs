@@ -159,6 +159,8 @@ fn replay<'t>(tape: &'t Tape<f64>, program: &Program, line: &mut usize) -> Repla
             "lstm_gates" => v(0).lstm_gates(),
             "lstm_cell" => v(0).lstm_cell(v(1)),
             "lstm_hidden" => v(0).lstm_hidden(v(1)),
+            "gru_gates" => v(0).gru_gates(v(1)),
+            "gru_hidden" => v(0).gru_hidden(v(1)),
             "where_cond" | "masked_fill" => {
                 let mask = Tensor::new(&list::<usize>(args[1]), list::<f64>(args[2]))
                     .expect("a mask of its shape");

@@ -18,6 +18,7 @@ mod fuzz_regressions;
 mod gradcheck_conv;
 mod gradcheck_ops;
 mod gradcheck_select;
+mod gru_ops;
 mod guide;
 mod guide_snapshot;
 mod index_select;

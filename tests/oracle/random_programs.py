@@ -116,7 +116,7 @@ OPS = (
     + ["index_select"]
     + ["pad", "conv2d", "max_pool2d", "avg_pool2d"]
     + ["clamp", "where_cond", "masked_fill"]
-    + ["lstm_gates", "lstm_cell", "lstm_hidden"]
+    + ["lstm_gates", "lstm_cell", "lstm_hidden", "gru_gates", "gru_hidden"]
     + ["softmax", "log_softmax"]
     + ["cross_entropy", "mse", "bce_with_logits"]
 )
@@ -344,6 +344,17 @@ def eval_line(line, env, inputs, concrete):
         x, value = val(args[0]), float(args[3])
         mask = np.asarray(parse_list(args[2]), dtype=bool).reshape(parse_list(args[1]))
         return jnp.where(jnp.asarray(mask), value, x)
+
+    if op in ("gru_gates", "gru_hidden"):
+        # The GRU cell of torch.nn.GRUCell, gates r, z, n along the last axis.
+        a, b = val(args[0]), val(args[1])
+        if op == "gru_gates":
+            pr, pz, pn = jnp.split(a, 3, axis=-1)
+            qr, qz, qn = jnp.split(b, 3, axis=-1)
+            r = jax.nn.sigmoid(pr + qr)
+            return jnp.concatenate([r, jax.nn.sigmoid(pz + qz), jnp.tanh(pn + r * qn)], axis=-1)
+        _, z, n = jnp.split(a, 3, axis=-1)
+        return (1 - z) * n + z * b
 
     if op in ("lstm_gates", "lstm_cell", "lstm_hidden"):
         # The LSTM cell of torch.nn.LSTMCell, gates i, f, g, o along the last axis.
@@ -851,6 +862,28 @@ class Gen:
                     return None
                 a, b = (X, Y) if self.coin(0.6) else (Y, X)
                 steps.append((f"where_cond {a} {fmt_list(cs)} {fmt_list(mask)} {b}", None, "op"))
+
+        elif op in ("gru_gates", "gru_hidden"):
+            # Gates [.., 3H]: an existing value whose last axis fits, or a new leaf.
+            if nd >= 1 and xs[-1] % 3 == 0 and self.coin(0.7):
+                A, lead, h = X, list(xs[:-1]), xs[-1] // 3
+            else:
+                lead = [self.extent() for _ in range(int(self.rng.integers(0, 3)))]
+                h = int(self.choice([1, 2]))
+                if np.prod(lead + [3 * h], dtype=np.int64) > MAX_NUMEL:
+                    return None
+                steps.append(self.leaf_step(tuple(lead + [3 * h])))
+                A = f"n{len(steps) - 1}"
+            if op == "gru_gates":
+                Q = self.operand(steps, tuple(lead + [3 * h]))
+                steps.append((f"gru_gates {A} {Q}", None, "op"))
+            else:
+                if self.coin(0.5):
+                    Q = self.operand(steps, tuple(lead + [3 * h]))
+                    steps.append((f"gru_gates {A} {Q}", None, "op"))
+                    A = f"n{len(steps) - 1}"
+                H = self.operand(steps, tuple(lead + [h]))
+                steps.append((f"gru_hidden {A} {H}", None, "op"))
 
         elif op in ("lstm_gates", "lstm_cell", "lstm_hidden"):
             # Gates [.., 4H]: an existing value whose last axis fits, or a new leaf

@@ -945,6 +945,47 @@ fn lstm_cell_ops_to_third_order() {
     }
 }
 
+/// The fused GRU ops, each alone and as a whole cell, to third order. Their
+/// differentiable rules record the fast rules' arithmetic in the same order, bit for
+/// bit.
+#[test]
+fn gru_cell_ops_to_third_order() {
+    let r = &mut rng("gru");
+    let cases = vec![
+        Case {
+            name: "gru_gates",
+            inputs: vec![
+                uniform(r, &[2, 3, 6], -2.0, 2.0),
+                uniform(r, &[2, 3, 6], -2.0, 2.0),
+            ],
+            build: Box::new(|v| v[0].gru_gates(v[1])),
+            bound: 0.0,
+        },
+        Case {
+            name: "gru_hidden",
+            inputs: vec![
+                uniform(r, &[3, 9], -1.0, 1.0),
+                uniform(r, &[3, 3], -2.0, 2.0),
+            ],
+            build: Box::new(|v| v[0].gru_hidden(v[1])),
+            bound: 0.0,
+        },
+        Case {
+            name: "gru_cell_whole",
+            inputs: vec![
+                uniform(r, &[4, 6], -2.0, 2.0),
+                uniform(r, &[4, 6], -2.0, 2.0),
+                uniform(r, &[4, 2], -2.0, 2.0),
+            ],
+            build: Box::new(|v| v[0].gru_gates(v[1]).gru_hidden(v[2])),
+            bound: 0.0,
+        },
+    ];
+    for case in cases {
+        check(case, true);
+    }
+}
+
 /// The one op that still refuses higher order: a `custom` op given without recorded
 /// rules. A convolution and an average pooling before it are no longer refused, so the
 /// error names the custom op and its node.

@@ -319,6 +319,12 @@ pub enum Op {
     /// An LSTM hidden state `o ⊙ tanh(c)`; operands: the gate activations and the cell
     /// state.
     LstmHidden,
+    /// GRU gates `[σ(p_r + q_r) | σ(p_z + q_z) | tanh(p_n + r ⊙ q_n)]`; operands: the
+    /// input's projection `p` and the hidden state's `q`.
+    GruGates,
+    /// A GRU hidden state `n + z ⊙ (h - n)`; operands: the gates and the previous hidden
+    /// state.
+    GruHidden,
     /// An op whose backward rule is given by a [`CustomOp`](crate::ops::custom::CustomOp)
     /// kept on the tape (activation checkpointing records its segments so).
     Custom {
@@ -373,6 +379,8 @@ impl Op {
             Op::LstmGates => "lstm_gates",
             Op::LstmCell => "lstm_cell",
             Op::LstmHidden => "lstm_hidden",
+            Op::GruGates => "gru_gates",
+            Op::GruHidden => "gru_hidden",
             Op::Custom { .. } => "custom",
         }
     }
@@ -415,7 +423,9 @@ impl Op {
             | Op::ConvWeightGrad { .. }
             | Op::Where { .. }
             | Op::LstmCell
-            | Op::LstmHidden => Operands::Inline(2),
+            | Op::LstmHidden
+            | Op::GruGates
+            | Op::GruHidden => Operands::Inline(2),
             Op::Concat { first, count, .. }
             | Op::Stack { first, count, .. }
             | Op::Conv1d { first, count, .. }
@@ -482,7 +492,9 @@ impl fmt::Display for Op {
             | Op::Where { .. }
             | Op::LstmGates
             | Op::LstmCell
-            | Op::LstmHidden => f.write_str(self.name()),
+            | Op::LstmHidden
+            | Op::GruGates
+            | Op::GruHidden => f.write_str(self.name()),
             // Their attributes live in a tape slot: `TapeRead::write_node_head` prints
             // them after the name (`Op::write_options`).
             Op::Conv1d { .. }
@@ -543,6 +555,8 @@ impl Op {
             | Op::LstmGates
             | Op::LstmCell
             | Op::LstmHidden
+            | Op::GruGates
+            | Op::GruHidden
             | Op::Custom { .. } => None,
         }
     }
@@ -646,6 +660,8 @@ impl Op {
             | Op::LstmGates
             | Op::LstmCell
             | Op::LstmHidden
+            | Op::GruGates
+            | Op::GruHidden
             | Op::Custom { .. } => Ok(()),
         }
     }

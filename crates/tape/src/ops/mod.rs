@@ -154,6 +154,8 @@ pub fn backward_node<T: Float, S: GradSink<T>>(
         Op::LstmGates => recurrent::lstm_gates_backward(&cx, sink),
         Op::LstmCell => recurrent::lstm_cell_backward(&cx, sink),
         Op::LstmHidden => recurrent::lstm_hidden_backward(&cx, sink),
+        Op::GruGates => recurrent::gru_gates_backward(&cx, sink),
+        Op::GruHidden => recurrent::gru_hidden_backward(&cx, sink),
         Op::Custom { rule, .. } => custom::custom_backward(rule, &cx, sink),
     }
 }
@@ -295,6 +297,8 @@ pub fn vjp_node<'t, T: Float>(
         Op::LstmGates => recurrent::lstm_gates_vjp(&cx, g),
         Op::LstmCell => recurrent::lstm_cell_vjp(&cx, g),
         Op::LstmHidden => recurrent::lstm_hidden_vjp(&cx, g),
+        Op::GruGates => recurrent::gru_gates_vjp(&cx, g),
+        Op::GruHidden => recurrent::gru_hidden_vjp(&cx, g),
         Op::Custom { rule, .. } => custom::custom_vjp(rule, &cx, g),
     }
 }
@@ -357,6 +361,8 @@ pub fn jvp_node<'t, T: Float>(
         Op::LstmGates => recurrent::lstm_gates_jvp(&cx, t),
         Op::LstmCell => recurrent::lstm_cell_jvp(&cx, t),
         Op::LstmHidden => recurrent::lstm_hidden_jvp(&cx, t),
+        Op::GruGates => recurrent::gru_gates_jvp(&cx, t),
+        Op::GruHidden => recurrent::gru_hidden_jvp(&cx, t),
         Op::Custom { rule, .. } => custom::custom_jvp(rule, &cx, t),
     }
 }

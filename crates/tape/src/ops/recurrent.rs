@@ -7,7 +7,13 @@
 //!
 //! Gates follow PyTorch's order along the last axis: `i, f, g, o`, each `H` wide, so a
 //! pre-activation row is `[x_i | x_f | x_g | x_o]` (`4H` numbers), as `nn.LSTM`'s
-//! `weight_ih_l0` rows produce it.
+//! `weight_ih_l0` rows produce it. The GRU's two fused ops are in `recurrent/gru.rs`.
+
+mod gru;
+pub(crate) use gru::{
+    gru_gates_backward, gru_gates_jvp, gru_gates_vjp, gru_hidden_backward, gru_hidden_jvp,
+    gru_hidden_vjp,
+};
 
 use super::{BackwardCtx, Contributions, DiffCtx, GradSink, Op, add_opt};
 use crate::Var;
@@ -65,8 +71,8 @@ impl<'t, T: Float> Var<'t, T> {
                     width,
                     #[inline(always)]
                     move |r, ys| {
-                        let xs = blocks(xd, r, hidden);
-                        for (k, y) in blocks_mut(ys, hidden).into_iter().enumerate() {
+                        let xs = blocks::<_, GATES>(xd, r, hidden);
+                        for (k, y) in blocks_mut::<_, GATES>(ys, hidden).into_iter().enumerate() {
                             if k == 2 {
                                 for (y, &v) in y.iter_mut().zip(xs[k]) {
                                     *y = v.kernel_tanh();
@@ -107,7 +113,7 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn try_lstm_cell(self, c_prev: Var<'t, T>) -> Result<Var<'t, T>> {
         self.tape
             .record(Op::LstmCell, &[self, c_prev], |inner, pool| {
-                let hidden = check_state(inner, "lstm_cell", self, c_prev)?;
+                let hidden = check_state(inner, "lstm_cell", GATES, self, c_prev)?;
                 let (a, c) = (inner.view(self.id), inner.view(c_prev.id));
                 let (ad, cd) = (a.data(), c.data());
                 let mut buf = pool.take(c.len())?;
@@ -117,7 +123,7 @@ impl<'t, T: Float> Var<'t, T> {
                         hidden,
                         #[inline(always)]
                         move |r, out| {
-                            let [i, f, g, _] = blocks(ad, r, hidden);
+                            let [i, f, g, _] = blocks::<_, GATES>(ad, r, hidden);
                             let cp = row(cd, r, hidden);
                             let (i, f, g, cp) =
                                 (&i[..hidden], &f[..hidden], &g[..hidden], &cp[..hidden]);
@@ -151,7 +157,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// [`Var::try_lstm_cell`].
     pub fn try_lstm_hidden(self, c: Var<'t, T>) -> Result<Var<'t, T>> {
         self.tape.record(Op::LstmHidden, &[self, c], |inner, pool| {
-            let hidden = check_state(inner, "lstm_hidden", self, c)?;
+            let hidden = check_state(inner, "lstm_hidden", GATES, self, c)?;
             let (a, cv) = (inner.view(self.id), inner.view(c.id));
             let (ad, cd) = (a.data(), cv.data());
             let mut buf = pool.take(cv.len())?;
@@ -161,7 +167,7 @@ impl<'t, T: Float> Var<'t, T> {
                     hidden,
                     #[inline(always)]
                     move |r, out| {
-                        let o = blocks(ad, r, hidden)[3];
+                        let o = blocks::<_, GATES>(ad, r, hidden)[3];
                         let cr = row(cd, r, hidden);
                         let (o, cr) = (&o[..hidden], &cr[..hidden]);
                         for (j, y) in out.iter_mut().enumerate() {
@@ -175,25 +181,26 @@ impl<'t, T: Float> Var<'t, T> {
     }
 }
 
-/// The hidden size `H` when `gates` is `[.., 4H]` and `state` is `[.., H]` with the same
-/// leading axes; otherwise an error naming `op`, both shapes and both nodes.
+/// The hidden size `H` when `gates` is `[.., count·H]` and `state` is `[.., H]` with the
+/// same leading axes; otherwise an error naming `op`, both shapes and both nodes.
 fn check_state<T: Float>(
     inner: &Inner<T>,
     op: &'static str,
+    count: usize,
     gates: Var<'_, T>,
     state: Var<'_, T>,
 ) -> Result<usize> {
     let (a, c) = (inner.shape(gates.id), inner.shape(state.id));
     if let (Some((&w, lead_a)), Some((&h, lead_c))) = (a.split_last(), c.split_last())
         && lead_a == lead_c
-        && w == GATES * h
+        && w == count * h
     {
         return Ok(h);
     }
     Err(Error::Shapes {
         op,
         reason: format!(
-            "gate activations {} and state {} should be [.., 4H] and [.., H] with the same leading axes",
+            "gate activations {} and state {} should be [.., {count}H] and [.., H] with the same leading axes",
             ShapeDisplay(a),
             ShapeDisplay(c)
         ),
@@ -201,20 +208,18 @@ fn check_state<T: Float>(
     })
 }
 
-/// The four gate blocks of row `r` of `[rows, 4H]` data.
+/// The `K` gate blocks of row `r` of `[rows, K·H]` data.
 #[inline(always)]
-fn blocks<T>(data: &[T], r: usize, hidden: usize) -> [&[T]; GATES] {
-    let row = &data[r * GATES * hidden..][..GATES * hidden];
+fn blocks<T, const K: usize>(data: &[T], r: usize, hidden: usize) -> [&[T]; K] {
+    let row = &data[r * K * hidden..][..K * hidden];
     std::array::from_fn(|k| &row[k * hidden..][..hidden])
 }
 
-/// The four gate blocks of one `4H` row, for writing.
+/// The `K` gate blocks of one `K·H` row, for writing.
 #[inline(always)]
-fn blocks_mut<T>(data: &mut [T], hidden: usize) -> [&mut [T]; GATES] {
-    let (i, rest) = data.split_at_mut(hidden);
-    let (f, rest) = rest.split_at_mut(hidden);
-    let (g, o) = rest.split_at_mut(hidden);
-    [i, f, g, &mut o[..hidden]]
+fn blocks_mut<T, const K: usize>(data: &mut [T], hidden: usize) -> [&mut [T]; K] {
+    let mut parts = data.chunks_exact_mut(hidden.max(1));
+    std::array::from_fn(|_| parts.next().expect("a row of K blocks"))
 }
 
 /// Runs `f(r, row)` over the rows of `width` elements of `out` (`r` counting from the
@@ -287,8 +292,11 @@ pub(crate) fn lstm_gates_backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_,
         width,
         #[inline(always)]
         move |r, ds| {
-            let (gs, ys) = (blocks(g, r, hidden), blocks(y, r, hidden));
-            for (k, d) in blocks_mut(ds, hidden).into_iter().enumerate() {
+            let (gs, ys) = (
+                blocks::<_, GATES>(g, r, hidden),
+                blocks::<_, GATES>(y, r, hidden),
+            );
+            for (k, d) in blocks_mut::<_, GATES>(ds, hidden).into_iter().enumerate() {
                 let u = gate_shift::<T>(k);
                 let (gk, yk) = (gs[k], ys[k]);
                 put(d, fresh, [gk, yk], move |[g, y]| {
@@ -345,9 +353,9 @@ pub(crate) fn lstm_cell_backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, 
             GATES * hidden,
             #[inline(always)]
             move |r, ds| {
-                let [i, _, gg, _] = blocks(a, r, hidden);
+                let [i, _, gg, _] = blocks::<_, GATES>(a, r, hidden);
                 let (gr, cr) = (row(g, r, hidden), row(cp, r, hidden));
-                let [di, df, dg, d_o] = blocks_mut(ds, hidden);
+                let [di, df, dg, d_o] = blocks_mut::<_, GATES>(ds, hidden);
                 put(di, fresh, [gr, gg], |[g, x]| g * x);
                 put(df, fresh, [gr, cr], |[g, x]| g * x);
                 put(dg, fresh, [gr, i], |[g, x]| g * x);
@@ -364,7 +372,7 @@ pub(crate) fn lstm_cell_backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, 
             hidden,
             #[inline(always)]
             move |r, d| {
-                let f = blocks(a, r, hidden)[1];
+                let f = blocks::<_, GATES>(a, r, hidden)[1];
                 let gr = row(g, r, hidden);
                 put(d, fresh, [gr, f], |[g, f]| g * f);
             },
@@ -372,13 +380,16 @@ pub(crate) fn lstm_cell_backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, 
     }
 }
 
-/// The four gate blocks of a recorded `[.., 4H]` node, as slices along its last axis.
-fn gate_vars<'t, T: Float>(a: Var<'t, T>) -> Result<[Var<'t, T>; GATES]> {
+/// The `K` gate blocks of a recorded `[.., K·H]` node, as slices along its last axis.
+fn gate_vars<'t, T: Float, const K: usize>(a: Var<'t, T>) -> Result<[Var<'t, T>; K]> {
     let shape = a.shape();
     let axis = shape.len() as isize - 1;
-    let hidden = shape[shape.len() - 1] / GATES;
-    let part = |k: usize| a.try_slice(axis, k * hidden, (k + 1) * hidden);
-    Ok([part(0)?, part(1)?, part(2)?, part(3)?])
+    let hidden = shape[shape.len() - 1] / K;
+    let mut parts = Vec::with_capacity(K);
+    for k in 0..K {
+        parts.push(a.try_slice(axis, k * hidden, (k + 1) * hidden)?);
+    }
+    Ok(std::array::from_fn(|k| parts[k]))
 }
 
 /// The `[.., 4H]` contribution made of four blocks, zeros standing in for `None`.
@@ -398,7 +409,7 @@ pub(crate) fn lstm_cell_vjp<'t, T: Float>(
     g: Var<'t, T>,
 ) -> Result<Contributions<'t, T>> {
     let (a, cp) = (cx.input(0), cx.input(1));
-    let [i, f, gg, _] = gate_vars(a)?;
+    let [i, f, gg, _] = gate_vars::<_, GATES>(a)?;
     let da = if cx.needs(0) {
         Some(join_gates(
             cx,
@@ -426,10 +437,10 @@ pub(crate) fn lstm_cell_jvp<'t, T: Float>(
     t: &[Option<Var<'t, T>>],
 ) -> Result<Option<Var<'t, T>>> {
     let (a, cp) = (cx.input(0), cx.input(1));
-    let [i, f, gg, _] = gate_vars(a)?;
+    let [i, f, gg, _] = gate_vars::<_, GATES>(a)?;
     let mut out = None;
     if let Some(ta) = t[0] {
-        let [ti, tf, tg, _] = gate_vars(ta)?;
+        let [ti, tf, tg, _] = gate_vars::<_, GATES>(ta)?;
         out = add_opt(out, Some(tf.try_mul(cp)?))?;
         out = add_opt(out, Some(ti.try_mul(gg)?))?;
         out = add_opt(out, Some(i.try_mul(tg)?))?;
@@ -459,7 +470,7 @@ pub(crate) fn lstm_hidden_backward<T: Float, S: GradSink<T>>(
             #[inline(always)]
             move |r, ds| {
                 let (gr, cr) = (row(g, r, hidden), row(c, r, hidden));
-                let [di, df, dg, d_o] = blocks_mut(ds, hidden);
+                let [di, df, dg, d_o] = blocks_mut::<_, GATES>(ds, hidden);
                 if fresh {
                     di.fill(T::zero());
                     df.fill(T::zero());
@@ -476,7 +487,7 @@ pub(crate) fn lstm_hidden_backward<T: Float, S: GradSink<T>>(
             hidden,
             #[inline(always)]
             move |r, d| {
-                let o = blocks(a, r, hidden)[3];
+                let o = blocks::<_, GATES>(a, r, hidden)[3];
                 let (gr, cr) = (row(g, r, hidden), row(c, r, hidden));
                 put(d, fresh, [gr, o, cr], |[g, o, c]| {
                     let th = c.kernel_tanh();
@@ -501,7 +512,7 @@ pub(crate) fn lstm_hidden_vjp<'t, T: Float>(
         None
     };
     let dc = if cx.needs(1) {
-        let o = gate_vars(a)?[3];
+        let o = gate_vars::<_, GATES>(a)?[3];
         let slope = th.try_mul(th)?.try_rsub_scalar(T::one())?;
         Some(g.try_mul(o)?.try_mul(slope)?)
     } else {
@@ -519,10 +530,10 @@ pub(crate) fn lstm_hidden_jvp<'t, T: Float>(
     let th = c.try_tanh()?;
     let mut out = None;
     if let Some(ta) = t[0] {
-        out = add_opt(out, Some(gate_vars(ta)?[3].try_mul(th)?))?;
+        out = add_opt(out, Some(gate_vars::<_, GATES>(ta)?[3].try_mul(th)?))?;
     }
     if let Some(tc) = t[1] {
-        let o = gate_vars(a)?[3];
+        let o = gate_vars::<_, GATES>(a)?[3];
         let slope = th.try_mul(th)?.try_rsub_scalar(T::one())?;
         out = add_opt(out, Some(o.try_mul(slope)?.try_mul(tc)?))?;
     }

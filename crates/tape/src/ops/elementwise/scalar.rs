@@ -83,6 +83,8 @@ pub fn scalar_backward<T: Float>(
         | Op::LstmGates
         | Op::LstmCell
         | Op::LstmHidden
+        | Op::GruGates
+        | Op::GruHidden
         | Op::Custom { .. } => false,
     }
 }
