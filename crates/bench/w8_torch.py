@@ -7,7 +7,10 @@ values from the SplitMix64 recipe of w8.rs (the same numbers). Each repetition s
 from the initial values: 3 warm-up steps, 20 timed; prints one JSON line with the median
 ms per step over the repetitions and the final loss.
 
-Usage: python w8_torch.py [--threads N] [--reps K]   (pin with taskset as descent-bench)
+With `--gru`, an nn.GRU in place of the LSTM (weights of 3 gates, the same seeds): the
+peer of `descent-bench W8 --gru`.
+
+Usage: python w8_torch.py [--threads N] [--reps K] [--gru]   (pin with taskset as descent-bench)
 """
 import argparse
 import json
@@ -39,22 +42,22 @@ def unif_sym(seed, n, bound):
     return (2.0 * uniform(seed, n) - 1.0) * bound
 
 
-def data():
+def data(gates=4):
     n = BATCH * NBATCH
     x = normal(801, n * SEQ * INPUT).astype(np.float32).reshape(n, SEQ, INPUT)
     teacher = normal(802, INPUT * CLASSES).reshape(INPUT, CLASSES)
     labels = np.argmax(x.astype(np.float64).mean(axis=1) @ teacher, axis=1)
     bound = 1.0 / math.sqrt(HIDDEN)
-    shapes = [("weight_ih_l0", (4 * HIDDEN, INPUT)), ("weight_hh_l0", (4 * HIDDEN, HIDDEN)),
-              ("bias_ih_l0", (4 * HIDDEN,)), ("bias_hh_l0", (4 * HIDDEN,)),
+    shapes = [("weight_ih_l0", (gates * HIDDEN, INPUT)), ("weight_hh_l0", (gates * HIDDEN, HIDDEN)),
+              ("bias_ih_l0", (gates * HIDDEN,)), ("bias_hh_l0", (gates * HIDDEN,)),
               ("head.weight", (CLASSES, HIDDEN)), ("head.bias", (CLASSES,))]
     params = {name: unif_sym(811 + i, int(np.prod(s)), bound).astype(np.float32).reshape(s)
               for i, (name, s) in enumerate(shapes)}
     return torch.from_numpy(x), torch.from_numpy(labels), params
 
 
-def rep(x, labels, params):
-    lstm = torch.nn.LSTM(INPUT, HIDDEN, batch_first=True)
+def rep(x, labels, params, gru=False):
+    lstm = (torch.nn.GRU if gru else torch.nn.LSTM)(INPUT, HIDDEN, batch_first=True)
     head = torch.nn.Linear(HIDDEN, CLASSES)
     with torch.no_grad():
         for name, p in lstm.named_parameters():
@@ -80,12 +83,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--gru", action="store_true", help="a GRU layer in place of the LSTM")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    x, labels, params = data()
-    rep(x, labels, params)  # warm-up repetition
-    times, losses = zip(*(rep(x, labels, params) for _ in range(a.reps)))
-    print(json.dumps({"peer": "torch", "workload": "W8", "threads": a.threads, "torch": torch.__version__,
+    x, labels, params = data(3 if a.gru else 4)
+    rep(x, labels, params, a.gru)  # warm-up repetition
+    times, losses = zip(*(rep(x, labels, params, a.gru) for _ in range(a.reps)))
+    print(json.dumps({"peer": "torch", "workload": "W8", "cell": "gru" if a.gru else "lstm",
+                      "threads": a.threads, "torch": torch.__version__,
                       "ms_per_step": {"median": float(np.median(times)), "min": min(times), "max": max(times)},
                       "final_loss": losses[-1]}))
 

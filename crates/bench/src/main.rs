@@ -69,11 +69,13 @@ pub struct Args {
     pub only: Option<String>,
     /// W3 and W6: also run with anomaly detection on.
     pub anomaly: bool,
+    /// W8: a GRU layer in place of the LSTM.
+    pub gru: bool,
 }
 
 const USAGE: &str = "usage: descent-bench <W1|W2|W3|W4|W5|W5R|W6|W7|W8|W9|W10|all>[,...] [--reps K] [--n N] \
                      [--threads T] [--dump DIR] [--mem [--limit] [--prealloc]] \
-                     [--only descent|limit] [--anomaly]";
+                     [--only descent|limit] [--anomaly] [--gru]";
 
 const HELP: &str = "\
 Runs the reference workloads W1..W6 and prints one JSON line each (W2: one per variant).
@@ -92,6 +94,7 @@ checkpointing: peak memory and time) run only when named.
   --prealloc             with W6 --mem: give descent's tape its final capacity up front
   --only descent|limit   W6: time one side alone (for profilers)
   --anomaly              W3, W6: also run with anomaly detection on, report the cost
+  --gru                  W8: a GRU layer in place of the LSTM (not a reference workload)
   -h, --help             this help
 
 Pin with `taskset -c 0` (1 thread) or `taskset -c 0,1` (2 threads) as the peers are pinned.";
@@ -127,6 +130,7 @@ fn parse_args(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Com
         prealloc: false,
         only: None,
         anomaly: false,
+        gru: false,
     };
     let mut p = lexopt::Parser::from_args(args);
     let text = |e: lexopt::Error| e.to_string();
@@ -142,6 +146,7 @@ fn parse_args(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Com
             Long("limit") => a.limit = true,
             Long("prealloc") => a.prealloc = true,
             Long("anomaly") => a.anomaly = true,
+            Long("gru") => a.gru = true,
             Long("only") => match p.value().map_err(text)?.to_str() {
                 Some(w @ ("descent" | "limit")) => a.only = Some(w.into()),
                 _ => return Err("--only takes `descent` or `limit`".into()),
@@ -168,6 +173,9 @@ fn parse_args(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Com
     }
     if a.only.is_some() && a.workloads != ["W6"] {
         return Err("--only applies to W6 alone".into());
+    }
+    if a.gru && a.workloads != ["W8"] {
+        return Err("--gru applies to W8 alone".into());
     }
     if a.mem && a.workloads != ["W6"] && a.workloads != ["W5"] {
         return Err("--mem measures W6 or W5 alone: run `-- W6 --mem` or `-- W5 --mem`".into());
@@ -268,6 +276,8 @@ mod tests {
             Some("limit")
         );
         assert_eq!(run(&["W4", "--dump", "out"]).dump.as_deref(), Some("out"));
+        assert!(run(&["W8", "--gru"]).gru);
+        assert_eq!(err(&["W3", "--gru"]), "--gru applies to W8 alone");
     }
 
     #[test]

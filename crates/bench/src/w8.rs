@@ -15,7 +15,7 @@
 use crate::w4::{normal, unif_sym};
 use descent::backprop::backward_into;
 use descent::nn::Linear;
-use descent::nn::recurrent::Recurrent;
+use descent::nn::recurrent::{CellKind, Recurrent};
 use descent::optim::{Optimizer, Sgd};
 use descent::prelude::*;
 use descent::tape::ParamStore;
@@ -54,6 +54,12 @@ pub struct Data {
 impl Data {
     /// Draws everything from seeds 801, 802, 811..816.
     pub fn new() -> Self {
+        Self::for_cell(CellKind::Lstm)
+    }
+
+    /// [`Data::new`] with the recurrent weights shaped for `kind` (`gates × 128` rows,
+    /// under `lstm.*` whatever the kind), from the same seeds.
+    pub fn for_cell(kind: CellKind) -> Self {
         let n = BATCH * NBATCH;
         let x: Vec<f32> = normal(801, n * SEQ * INPUT)
             .into_iter()
@@ -77,7 +83,7 @@ impl Data {
             .collect();
         let bound = 1.0 / (HIDDEN as f64).sqrt();
         let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<_>>();
-        let gates = 4 * HIDDEN;
+        let gates = kind.gates() * HIDDEN;
         let shapes: [(&str, Vec<usize>); 6] = [
             ("lstm.weight_ih_l0", vec![gates, INPUT]),
             ("lstm.weight_hh_l0", vec![gates, HIDDEN]),
@@ -118,7 +124,7 @@ impl Default for Data {
 pub struct Model {
     /// Every parameter, under PyTorch's names.
     pub store: ParamStore<f32>,
-    /// `lstm`: one layer, 32 -> 128.
+    /// `lstm`: one layer, 32 -> 128 (a GRU under the same name with `--gru`).
     pub lstm: Recurrent,
     /// `head`: 128 -> 10.
     pub head: Linear,
@@ -129,15 +135,19 @@ pub struct Model {
 impl Model {
     /// The initial parameters of `data` and a fresh optimiser.
     pub fn new(data: &Data) -> Self {
+        Self::for_cell(data, CellKind::Lstm)
+    }
+
+    /// [`Model::new`] with a recurrent layer of `kind` (its weights from
+    /// [`Data::for_cell`] of the same kind).
+    pub fn for_cell(data: &Data, kind: CellKind) -> Self {
         let mut store = ParamStore::new();
-        let lstm = Recurrent::lstm(
-            &mut store,
-            "lstm",
-            INPUT,
-            HIDDEN,
-            1,
-            &mut descent::nn::init::rng(0),
-        );
+        let rng = &mut descent::nn::init::rng(0);
+        let lstm = match kind {
+            CellKind::Lstm => Recurrent::lstm(&mut store, "lstm", INPUT, HIDDEN, 1, rng),
+            CellKind::Gru => Recurrent::gru(&mut store, "lstm", INPUT, HIDDEN, 1, rng),
+            other => panic!("W8 runs an LSTM or a GRU, not {other:?}"),
+        };
         let head = Linear::new(
             &mut store,
             "head",

@@ -2,6 +2,7 @@
 
 use super::{Line, secs};
 use crate::Args;
+use descent::nn::recurrent::CellKind;
 use descent::prelude::*;
 use descent_bench::alloc_count;
 use descent_bench::stats::Summary;
@@ -11,8 +12,13 @@ use std::time::Instant;
 
 /// One repetition from the initial values: 3 warm-up steps, 20 timed. Returns
 /// `(ms per step, final loss)`.
-fn rep(tape: &Tape<f32>, data: &w8::Data, grads: &mut Gradients<f32>) -> (f64, f64) {
-    let mut model = w8::Model::new(data);
+fn rep(
+    tape: &Tape<f32>,
+    data: &w8::Data,
+    kind: CellKind,
+    grads: &mut Gradients<f32>,
+) -> (f64, f64) {
+    let mut model = w8::Model::for_cell(data, kind);
     let mut t0 = Instant::now();
     let mut loss = f64::NAN;
     for k in 0..w8::WARMUP + w8::STEPS {
@@ -25,17 +31,22 @@ fn rep(tape: &Tape<f32>, data: &w8::Data, grads: &mut Gradients<f32>) -> (f64, f
 }
 
 pub fn bench(args: &Args) -> bool {
-    let data = w8::Data::new();
+    let kind = if args.gru {
+        CellKind::Gru
+    } else {
+        CellKind::Lstm
+    };
+    let data = w8::Data::for_cell(kind);
     let tape = Tape::<f32>::new();
     let mut grads = Gradients::empty();
     let (mut times, mut losses) = (Vec::new(), Vec::new());
     for _ in 0..args.reps {
-        let (ms, loss) = rep(&tape, &data, &mut grads);
+        let (ms, loss) = rep(&tape, &data, kind, &mut grads);
         times.push(ms);
         losses.push(loss);
     }
     let allocs = {
-        let mut model = w8::Model::new(&data);
+        let mut model = w8::Model::for_cell(&data, kind);
         for k in 0..3 {
             w8::step(&tape, &mut model, &data, k, &mut grads);
         }
@@ -57,7 +68,11 @@ pub fn bench(args: &Args) -> bool {
         "final_loss_all": losses,
         "correct": same && losses[0].is_finite(),
         "allocs_per_step": allocs,
-        "shape": "LSTM 32 -> 128, 50 steps, batch 32, head 128 -> 10, f32, SGD 0.1",
+        "cell": if args.gru { "gru" } else { "lstm" },
+        "shape": format!(
+            "{} 32 -> 128, 50 steps, batch 32, head 128 -> 10, f32, SGD 0.1",
+            if args.gru { "GRU" } else { "LSTM" }
+        ),
     }));
     j.print();
     same

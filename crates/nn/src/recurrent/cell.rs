@@ -369,7 +369,6 @@ impl<'t, T: Float> BoundCell<'_, 't, T> {
         if let (Some((_, bh)), CellKind::Gru) = (self.bias, kind) {
             hp = hp.try_add(bh)?;
         }
-        let gate = |v: Var<'t, T>, k: usize| v.try_slice(1, k * hidden, (k + 1) * hidden);
         Ok(match kind {
             CellKind::RnnTanh => State {
                 h: projected.try_add(hp)?.tanh(),
@@ -380,15 +379,12 @@ impl<'t, T: Float> BoundCell<'_, 't, T> {
                 c: None,
             },
             CellKind::Gru => {
-                let r = gate(projected, 0)?.try_add(gate(hp, 0)?)?.sigmoid();
-                let z = gate(projected, 1)?.try_add(gate(hp, 1)?)?.sigmoid();
-                let n = gate(projected, 2)?
-                    .try_add(r.try_mul(gate(hp, 2)?)?)?
-                    .tanh();
-                // (1 - z) n + z h, written n + z (h - n): one op fewer, the same value
-                // to rounding.
+                // The fused ops compute r = σ(p_r + q_r), z = σ(p_z + q_z),
+                // n = tanh(p_n + r ⊙ q_n), then h' = n + z ⊙ (h - n), without copying a
+                // gate out of either projection.
+                let gates = projected.try_gru_gates(hp)?;
                 State {
-                    h: n.try_add(z.try_mul(state.h.try_sub(n)?)?)?,
+                    h: gates.try_gru_hidden(state.h)?,
                     c: None,
                 }
             }
