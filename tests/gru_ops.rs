@@ -4,43 +4,14 @@
 //! error messages, and a backward pass as an insta snapshot. Their second derivatives
 //! and tangents are in descent-backprop's `higher_order.rs`, their agreement with JAX
 //! in `random_programs.rs`, and the GRU layer built on them against PyTorch in
-//! descent-nn's `torch_recurrent.rs`.
+//! descent-nn's `torch_recurrent.rs`. The helpers are `lstm_ops.rs`'s.
 
+use crate::lstm_ops::{check, max_rel, refused, uniform, weighted, with_last};
 use descent::backprop::{RenderOptions, render};
 use descent::prelude::*;
 use descent::tensor::Float;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
-fn uniform(rng: &mut ChaCha8Rng, shape: &[usize], bound: f64) -> Tensor<f64> {
-    Tensor::from_fn(shape, |_| rng.random_range(-bound..bound))
-}
-
-fn check<F>(what: &str, inputs: &[Tensor<f64>], f: F)
-where
-    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>]) -> Var<'t, f64>,
-{
-    let report =
-        gradcheck(inputs, f, GradCheckOptions::default()).unwrap_or_else(|e| panic!("{what}: {e}"));
-    let total: usize = inputs.iter().map(Tensor::len).sum();
-    assert_eq!(report.checked, total, "{what}: {report}");
-    assert!(report.passed(), "{what}: {report}");
-}
-
-/// `Σ w ⊙ y` with a fixed, position-dependent `w`, so no two gradients coincide.
-fn weighted<'t>(tape: &'t Tape<f64>, y: Var<'t, f64>) -> Var<'t, f64> {
-    let shape = y.shape();
-    let n = descent::tensor::numel(&shape);
-    let w = Tensor::new(&shape, (0..n).map(|i| 0.3 + 0.17 * i as f64).collect()).unwrap();
-    (y * tape.constant(w)).sum()
-}
-
-fn with_last(lead: &[usize], last: usize) -> Vec<usize> {
-    let mut s = lead.to_vec();
-    s.push(last);
-    s
-}
 
 #[test]
 fn each_op_passes_a_gradient_check() {
@@ -108,13 +79,6 @@ fn run<T: Float>(cell: CellFn<T>, inputs: &[Tensor<T>; 3]) -> [Vec<T>; 4] {
     ]
 }
 
-fn max_rel<T: Float>(got: &[T], want: &[T]) -> f64 {
-    got.iter()
-        .zip(want)
-        .map(|(g, w)| (g.as_f64() - w.as_f64()).abs() / w.as_f64().abs().max(1.0))
-        .fold(0.0, f64::max)
-}
-
 /// The fused ops compute the composite's value bit for bit (the same functions in the
 /// same order); gradients differ by rounding only (`tanh`'s derivative is `(1 - n)(1 + n)`
 /// against `1 - n²`, and sums meet in another order).
@@ -168,44 +132,6 @@ fn a_backward_pass_through_one_cell() {
     let grads = loss.backward();
     let text = render(&tape, Some(&grads), &RenderOptions::default());
     insta::assert_snapshot!("gru_cell_backward", text);
-}
-
-fn panic_message<R>(f: impl FnOnce() -> R) -> String {
-    let payload = match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(_) => panic!("expected a panic, but the call returned"),
-        Err(payload) => payload,
-    };
-    match (
-        payload.downcast_ref::<String>(),
-        payload.downcast_ref::<&str>(),
-    ) {
-        (Some(s), _) => s.clone(),
-        (None, Some(s)) => (*s).to_owned(),
-        (None, None) => panic!("the panic payload is not a string"),
-    }
-}
-
-/// The fallible form fails naming every needle, records nothing, and the panicking
-/// form panics with the same message.
-fn refused<T>(
-    tape: &Tape<f64>,
-    fallible: impl FnOnce() -> descent::tape::Result<T>,
-    panicking: impl FnOnce() -> T,
-    needles: &[&str],
-) {
-    let before = tape.len();
-    let message = match fallible() {
-        Ok(_) => panic!("expected an error, got Ok"),
-        Err(e) => e.to_string(),
-    };
-    assert_eq!(tape.len(), before, "a refused op must record nothing");
-    assert_eq!(panic_message(panicking), message);
-    for needle in needles {
-        assert!(
-            message.contains(needle),
-            "message lacks {needle:?}: {message}"
-        );
-    }
 }
 
 #[test]

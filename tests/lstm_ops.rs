@@ -4,7 +4,8 @@
 //! (f64 and f32), their error messages, and a backward pass as an insta snapshot.
 //! Their second derivatives and tangents are in descent-backprop's `higher_order.rs`,
 //! their agreement with JAX in `random_programs.rs`, and the LSTM layer built on them
-//! against PyTorch in descent-nn's `torch_recurrent.rs`.
+//! against PyTorch in descent-nn's `torch_recurrent.rs`. `gru_ops.rs` uses this file's
+//! helpers for the GRU's ops.
 
 use descent::backprop::{RenderOptions, render};
 use descent::prelude::*;
@@ -13,11 +14,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-fn uniform(rng: &mut ChaCha8Rng, shape: &[usize], bound: f64) -> Tensor<f64> {
+pub(crate) fn uniform(rng: &mut ChaCha8Rng, shape: &[usize], bound: f64) -> Tensor<f64> {
     Tensor::from_fn(shape, |_| rng.random_range(-bound..bound))
 }
 
-fn check<F>(what: &str, inputs: &[Tensor<f64>], f: F)
+pub(crate) fn check<F>(what: &str, inputs: &[Tensor<f64>], f: F)
 where
     F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>]) -> Var<'t, f64>,
 {
@@ -29,7 +30,7 @@ where
 }
 
 /// `Σ w ⊙ y` with a fixed, position-dependent `w`, so no two gradients coincide.
-fn weighted<'t>(tape: &'t Tape<f64>, y: Var<'t, f64>) -> Var<'t, f64> {
+pub(crate) fn weighted<'t>(tape: &'t Tape<f64>, y: Var<'t, f64>) -> Var<'t, f64> {
     let shape = y.shape();
     let n = descent::tensor::numel(&shape);
     let w = Tensor::new(&shape, (0..n).map(|i| 0.3 + 0.17 * i as f64).collect()).unwrap();
@@ -40,7 +41,7 @@ fn weighted<'t>(tape: &'t Tape<f64>, y: Var<'t, f64>) -> Var<'t, f64> {
 /// batch of sequences.
 const LEADS: [&[usize]; 3] = [&[], &[3], &[2, 3]];
 
-fn with_last(lead: &[usize], last: usize) -> Vec<usize> {
+pub(crate) fn with_last(lead: &[usize], last: usize) -> Vec<usize> {
     let mut s = lead.to_vec();
     s.push(last);
     s
@@ -128,7 +129,7 @@ fn run<T: Float>(cell: CellFn<T>, x: &Tensor<T>, c_prev: &Tensor<T>) -> [Vec<T>;
     ]
 }
 
-fn max_rel<T: Float>(got: &[T], want: &[T]) -> f64 {
+pub(crate) fn max_rel<T: Float>(got: &[T], want: &[T]) -> f64 {
     got.iter()
         .zip(want)
         .map(|(g, w)| (g.as_f64() - w.as_f64()).abs() / w.as_f64().abs().max(1.0))
@@ -190,7 +191,7 @@ fn a_backward_pass_through_one_cell() {
     insta::assert_snapshot!("lstm_cell_backward", text);
 }
 
-fn panic_message<R>(f: impl FnOnce() -> R) -> String {
+pub(crate) fn panic_message<R>(f: impl FnOnce() -> R) -> String {
     let payload = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(_) => panic!("expected a panic, but the call returned"),
         Err(payload) => payload,
@@ -207,7 +208,7 @@ fn panic_message<R>(f: impl FnOnce() -> R) -> String {
 
 /// The fallible form fails naming every needle, records nothing, and the panicking
 /// form panics with the same message.
-fn refused<T>(
+pub(crate) fn refused<T>(
     tape: &Tape<f64>,
     fallible: impl FnOnce() -> descent::tape::Result<T>,
     panicking: impl FnOnce() -> T,

@@ -111,30 +111,19 @@ impl<'t, T: Float> Var<'t, T> {
     /// both nodes unless `self` is `[.., 4H]` and `c_prev` is `[.., H]` with the same
     /// leading axes.
     pub fn try_lstm_cell(self, c_prev: Var<'t, T>) -> Result<Var<'t, T>> {
-        self.tape
-            .record(Op::LstmCell, &[self, c_prev], |inner, pool| {
-                let hidden = check_state(inner, "lstm_cell", GATES, self, c_prev)?;
-                let (a, c) = (inner.view(self.id), inner.view(c_prev.id));
-                let (ad, cd) = (a.data(), c.data());
-                let mut buf = pool.take(c.len())?;
-                if hidden > 0 {
-                    for_rows(
-                        &mut buf,
-                        hidden,
-                        #[inline(always)]
-                        move |r, out| {
-                            let [i, f, g, _] = blocks::<_, GATES>(ad, r, hidden);
-                            let cp = row(cd, r, hidden);
-                            let (i, f, g, cp) =
-                                (&i[..hidden], &f[..hidden], &g[..hidden], &cp[..hidden]);
-                            for (j, y) in out.iter_mut().enumerate() {
-                                *y = f[j] * cp[j] + i[j] * g[j];
-                            }
-                        },
-                    );
+        self.record_state_op(
+            Op::LstmCell,
+            GATES,
+            c_prev,
+            #[inline(always)]
+            |gates, cp, out| {
+                let [i, f, g, _] = blocks::<_, GATES>(gates, 0, out.len());
+                let cp = &cp[..out.len()];
+                for (j, y) in out.iter_mut().enumerate() {
+                    *y = f[j] * cp[j] + i[j] * g[j];
                 }
-                Ok(Output::Tensor(Tensor::new(c.shape(), buf)?))
-            })
+            },
+        )
     }
 
     /// The LSTM hidden state from gate activations `self` (`[.., 4H]`) and the cell
@@ -156,27 +145,45 @@ impl<'t, T: Float> Var<'t, T> {
     /// The fallible form of [`Var::lstm_hidden`], with the errors of
     /// [`Var::try_lstm_cell`].
     pub fn try_lstm_hidden(self, c: Var<'t, T>) -> Result<Var<'t, T>> {
-        self.tape.record(Op::LstmHidden, &[self, c], |inner, pool| {
-            let hidden = check_state(inner, "lstm_hidden", GATES, self, c)?;
-            let (a, cv) = (inner.view(self.id), inner.view(c.id));
-            let (ad, cd) = (a.data(), cv.data());
-            let mut buf = pool.take(cv.len())?;
+        self.record_state_op(
+            Op::LstmHidden,
+            GATES,
+            c,
+            #[inline(always)]
+            |gates, c, out| {
+                let o = blocks::<_, GATES>(gates, 0, out.len())[3];
+                let c = &c[..out.len()];
+                for (j, y) in out.iter_mut().enumerate() {
+                    *y = o[j] * c[j].kernel_tanh();
+                }
+            },
+        )
+    }
+
+    /// Records an op from gates `self` (`[.., count·H]`) and a state (`[.., H]`, the
+    /// same leading axes) to a new `[.., H]` state, row by row: `kernel(gates_row,
+    /// state_row, out_row)`. Mark `kernel` `#[inline(always)]`.
+    fn record_state_op(
+        self,
+        op: Op,
+        count: usize,
+        state: Var<'t, T>,
+        kernel: impl Fn(&[T], &[T], &mut [T]) + Sync,
+    ) -> Result<Var<'t, T>> {
+        self.tape.record(op, &[self, state], |inner, pool| {
+            let hidden = check_state(inner, op.name(), count, self, state)?;
+            let (a, s) = (inner.view(self.id), inner.view(state.id));
+            let (ad, sd) = (a.data(), s.data());
+            let mut buf = pool.take(s.len())?;
             if hidden > 0 {
                 for_rows(
                     &mut buf,
                     hidden,
                     #[inline(always)]
-                    move |r, out| {
-                        let o = blocks::<_, GATES>(ad, r, hidden)[3];
-                        let cr = row(cd, r, hidden);
-                        let (o, cr) = (&o[..hidden], &cr[..hidden]);
-                        for (j, y) in out.iter_mut().enumerate() {
-                            *y = o[j] * cr[j].kernel_tanh();
-                        }
-                    },
+                    move |r, out| kernel(row(ad, r, count * hidden), row(sd, r, hidden), out),
                 );
             }
-            Ok(Output::Tensor(Tensor::new(cv.shape(), buf)?))
+            Ok(Output::Tensor(Tensor::new(s.shape(), buf)?))
         })
     }
 }

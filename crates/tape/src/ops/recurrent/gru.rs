@@ -9,7 +9,7 @@
 //! projection `q = h W_hhᵀ + b_hh` stays whole because the `n` gate scales its part by
 //! `r` (`n = tanh(p_n + r ⊙ q_n)`).
 
-use super::{blocks, blocks_mut, check_state, for_rows, put, row};
+use super::{blocks, blocks_mut, for_rows, put, row};
 use crate::Var;
 use crate::error::{Error, Result};
 use crate::ops::activation::sigmoid;
@@ -108,27 +108,19 @@ impl<'t, T: Float> Var<'t, T> {
     /// and both nodes unless `self` is `[.., 3H]` and `h` is `[.., H]` with the same
     /// leading axes.
     pub fn try_gru_hidden(self, h: Var<'t, T>) -> Result<Var<'t, T>> {
-        self.tape.record(Op::GruHidden, &[self, h], |inner, pool| {
-            let hidden = check_state(inner, "gru_hidden", GATES, self, h)?;
-            let (a, hv) = (inner.view(self.id), inner.view(h.id));
-            let (ad, hd) = (a.data(), hv.data());
-            let mut buf = pool.take(hv.len())?;
-            if hidden > 0 {
-                for_rows(
-                    &mut buf,
-                    hidden,
-                    #[inline(always)]
-                    move |r, out| {
-                        let [_, z, n] = blocks::<T, GATES>(ad, r, hidden);
-                        let hr = row(hd, r, hidden);
-                        for (j, y) in out.iter_mut().enumerate() {
-                            *y = n[j] + z[j] * (hr[j] - n[j]);
-                        }
-                    },
-                );
-            }
-            Ok(Output::Tensor(Tensor::new(hv.shape(), buf)?))
-        })
+        self.record_state_op(
+            Op::GruHidden,
+            GATES,
+            h,
+            #[inline(always)]
+            |gates, h, out| {
+                let [_, z, n] = blocks::<_, GATES>(gates, 0, out.len());
+                let h = &h[..out.len()];
+                for (j, y) in out.iter_mut().enumerate() {
+                    *y = n[j] + z[j] * (h[j] - n[j]);
+                }
+            },
+        )
     }
 }
 
