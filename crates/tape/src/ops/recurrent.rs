@@ -1,7 +1,7 @@
 //! The element-wise part of an LSTM cell as three fused ops, with their three rules
 //! side by side: `lstm_gates` (the gate activations), `lstm_cell` (the new cell state)
 //! and `lstm_hidden` (the new hidden state). Written from `slice`, `sigmoid`, `tanh`,
-//! `mul` and `add`, one step records fourteen nodes and copies every gate out of the
+//! `mul` and `add`, one step records thirteen nodes and copies every gate out of the
 //! pre-activations; fused, it records three and copies nothing (W8 in
 //! `docs/PERFORMANCE.md` measures what that saves).
 //!

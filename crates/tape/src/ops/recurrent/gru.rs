@@ -1,7 +1,7 @@
 //! The element-wise part of a GRU cell as two fused ops, with their three rules side by
 //! side: `gru_gates` (the three gates from the input's and the hidden state's
 //! projections) and `gru_hidden` (the new hidden state). Written from `slice`,
-//! `sigmoid`, `tanh`, `mul`, `add` and `sub`, one step records fifteen nodes and copies
+//! `sigmoid`, `tanh`, `mul`, `add` and `sub`, one step records sixteen nodes and copies
 //! every gate out of both projections; fused, it records two and copies nothing.
 //!
 //! Gates follow PyTorch's order along the last axis: `r, z, n`, each `H` wide, as
