@@ -399,12 +399,14 @@ fn gate_vars<'t, T: Float, const K: usize>(a: Var<'t, T>) -> Result<[Var<'t, T>;
     Ok(std::array::from_fn(|k| parts[k]))
 }
 
-/// The `[.., 4H]` contribution made of four blocks, zeros standing in for `None`.
-fn join_gates<'t, T: Float>(
+/// `K` gate blocks of shape `block` (`[.., H]`) joined along the last axis, zeros
+/// standing in for `None`.
+fn join_gates<'t, T: Float, const K: usize>(
     cx: &DiffCtx<'t, T>,
-    parts: [Option<Var<'t, T>>; GATES],
+    block: &[usize],
+    parts: [Option<Var<'t, T>>; K],
 ) -> Result<Var<'t, T>> {
-    let zero = cx.zeros(&cx.shape(1));
+    let zero = cx.zeros(block);
     let parts = parts.map(|p| p.unwrap_or(zero));
     Var::try_concat(&parts, -1)
 }
@@ -420,6 +422,7 @@ pub(crate) fn lstm_cell_vjp<'t, T: Float>(
     let da = if cx.needs(0) {
         Some(join_gates(
             cx,
+            &cx.shape(1),
             [
                 Some(g.try_mul(gg)?),
                 Some(g.try_mul(cp)?),
@@ -514,7 +517,11 @@ pub(crate) fn lstm_hidden_vjp<'t, T: Float>(
     let (a, c) = (cx.input(0), cx.input(1));
     let th = c.try_tanh()?;
     let da = if cx.needs(0) {
-        Some(join_gates(cx, [None, None, None, Some(g.try_mul(th)?)])?)
+        Some(join_gates(
+            cx,
+            &cx.shape(1),
+            [None, None, None, Some(g.try_mul(th)?)],
+        )?)
     } else {
         None
     };

@@ -9,7 +9,7 @@
 //! projection `q = h W_hhᵀ + b_hh` stays whole because the `n` gate scales its part by
 //! `r` (`n = tanh(p_n + r ⊙ q_n)`).
 
-use super::{blocks, blocks_mut, for_rows, put, row};
+use super::{blocks, blocks_mut, for_rows, join_gates, put, row};
 use crate::Var;
 use crate::error::{Error, Result};
 use crate::ops::activation::sigmoid;
@@ -230,11 +230,7 @@ pub(crate) fn gru_gates_jvp<'t, T: Float>(
     if let Some(last) = block.last_mut() {
         *last /= GATES;
     }
-    let zero = cx.zeros(&block);
-    Ok(Some(Var::try_concat(
-        &[tr.unwrap_or(zero), tz.unwrap_or(zero), tn.unwrap_or(zero)],
-        -1,
-    )?))
+    Ok(Some(join_gates(cx, &block, [tr, tz, tn])?))
 }
 
 /// Backward of `gru_hidden`: `gz += g (h - n)`, `gn += g (1 - z)` (nothing to `r`: zeros
@@ -285,10 +281,9 @@ pub(crate) fn gru_hidden_vjp<'t, T: Float>(
     let (a, h) = (cx.input(0), cx.input(1));
     let [_, z, n] = gate_vars(a)?;
     let da = if cx.needs(0) {
-        let zero = cx.zeros(&cx.shape(1));
         let dz = g.try_mul(h.try_sub(n)?)?;
         let dn = g.try_mul(z.try_rsub_scalar(T::one())?)?;
-        Some(Var::try_concat(&[zero, dz, dn], -1)?)
+        Some(join_gates(cx, &cx.shape(1), [None, Some(dz), Some(dn)])?)
     } else {
         None
     };
