@@ -5,8 +5,8 @@
 //!
 //! ```text
 //! cargo build --release --manifest-path crates/mpi/Cargo.toml --example w3_step
-//! RAYON_NUM_THREADS=1 mpirun -x RAYON_NUM_THREADS -np 1 target/release/examples/w3_step
-//! RAYON_NUM_THREADS=1 mpirun -x RAYON_NUM_THREADS -np 2 target/release/examples/w3_step
+//! RAYON_NUM_THREADS=1 mpirun -x RAYON_NUM_THREADS -np 1 crates/mpi/target/release/examples/w3_step
+//! RAYON_NUM_THREADS=1 mpirun -x RAYON_NUM_THREADS -np 2 crates/mpi/target/release/examples/w3_step
 //! ```
 //!
 //! Each rank prints one line per reduction (ordered chain, then MPI's all-reduce): the
@@ -19,7 +19,7 @@
 
 use descent_backprop::Backward;
 use descent_mpi::{DataParallel, Reduction};
-use descent_optim::{MicroBatches, Optimizer, Sgd};
+use descent_optim::{FlatGrads, MicroBatches, Optimizer, Sgd};
 use descent_tape::{ParamStore, Tape};
 use descent_tensor::Tensor;
 use mpi::traits::*;
@@ -95,13 +95,14 @@ fn main() -> Result<(), Box<dyn Error>> {
         let (mut times, mut comms, mut computes, mut opts) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let compute = std::cell::Cell::new(Duration::ZERO);
+        let mut mean = FlatGrads::zeros_like(&store);
         let mut last = 0.0;
         for k in 0..WARMUP + steps {
             world.barrier();
             dp.take_comm_time();
             let t = Instant::now();
             compute.set(Duration::ZERO);
-            let (mean, loss) = dp.gradient_mean(&store, batches, |r: Range<usize>| {
+            let loss = dp.gradient_mean_into(&store, batches, &mut mean, |r: Range<usize>| {
                 let c = Instant::now();
                 let tape = Tape::new();
                 let n = r.len();

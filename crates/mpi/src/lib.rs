@@ -11,14 +11,16 @@
 //! - A step, [`DataParallel::gradient_mean`]: each global batch is cut into fixed
 //!   micro-batches ([`descent_optim::MicroBatches`]); each rank takes a contiguous
 //!   share and computes those micro-batches' gradients (summed over their samples);
-//!   the shares are combined **in micro-batch order** by a chain ([`Reduction::Ordered`]):
-//!   rank `r` receives the running sum from rank `r − 1`, adds its own micro-batches
-//!   one after the other, and hands it on; the last rank broadcasts the total. Every
-//!   addition is the one one process makes, so every bit is. The sum is then scaled by
-//!   `1 / global_batch` once, and every rank takes the same optimiser step.
-//!   [`Reduction::AllReduce`] is MPI's own `MPI_Allreduce` instead: fewer bytes and
-//!   messages on many machines, but its order of additions depends on the rank count
-//!   and on Open MPI's algorithm choice, so it is **not bit-stable**.
+//!   the shares are combined **in micro-batch order** ([`Reduction::Ordered`]): the
+//!   flat buffer is cut into one shard per rank, every rank sends each shard's owner
+//!   its micro-batches' values there, the owner adds them all in micro-batch order
+//!   and sends the summed shard to every rank. Every addition is the one one process
+//!   makes, so every bit is, and with one micro-batch per rank it sends what a ring
+//!   all-reduce sends. The sum is then scaled by `1 / global_batch` once, and every
+//!   rank takes the same optimiser step. [`Reduction::AllReduce`] is MPI's own
+//!   `MPI_Allreduce` instead: fewer bytes when ranks hold several micro-batches each,
+//!   but its order of additions depends on the rank count and on Open MPI's
+//!   algorithm choice, so it is **not bit-stable**.
 //! - DP-SGD ([`noisy_mean`]): per-sample clipping inside each micro-batch on its
 //!   rank, the noise drawn once from a stream seeded by the step that every rank
 //!   shares, in parameter order.

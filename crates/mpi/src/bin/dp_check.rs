@@ -20,7 +20,7 @@
 
 use descent_backprop::{Backward, PerSampleOptions, per_sample_grads};
 use descent_mpi::{DataParallel, Reduction, checkpoint, noisy_mean};
-use descent_optim::{FlatGrads, MicroBatches, Optimizer, Sgd, accumulate};
+use descent_optim::{FlatGrads, MicroBatches, Optimizer, Sgd, accumulate_mean};
 use descent_tape::{ParamGrads, ParamId, ParamStore, Tape, Var};
 use descent_tensor::Tensor;
 use std::error::Error;
@@ -242,7 +242,7 @@ fn reference(a: &Args) -> Result<(), Box<dyn Error>> {
     while progress.step < a.steps {
         let (samples, next) = batch(&progress);
         let batches = MicroBatches::new(samples.len(), MICRO)?;
-        let (sum, l) = if a.dp {
+        let (grads, l) = if a.dp {
             let opts = PerSampleOptions {
                 clip_norm: Some(CLIP),
                 chunk: MICRO,
@@ -251,31 +251,32 @@ fn reference(a: &Args) -> Result<(), Box<dyn Error>> {
             let out = per_sample_grads(&m.store, &samples, opts, |tape, &i| m.loss(tape, &[i]))?;
             let mut flat = FlatGrads::zeros_like(&m.store);
             flat.set(&out.sum)?;
-            (flat, out.losses.iter().sum::<f64>())
+            (flat, out.losses.iter().sum::<f64>() / samples.len() as f64)
         } else {
-            accumulate(&m.store, batches, |r: Range<usize>| {
+            accumulate_mean(&m.store, batches, |r: Range<usize>| {
                 m.micro(&samples[r], false)
             })?
         };
-        step(&mut m, &mut opt, &sum, samples.len(), progress.step, a.dp)?;
-        loss = l / samples.len() as f64;
+        step(&mut m, &mut opt, &grads, samples.len(), progress.step, a.dp)?;
+        loss = l;
         progress = next;
     }
     write_out(&a.out, &m.store, loss)
 }
 
-/// The step every process takes from the summed gradients.
+/// The step every process takes: from the summed gradients with DP-SGD, from the
+/// mean otherwise.
 fn step(
     m: &mut Model,
     opt: &mut Sgd<f32>,
-    sum: &FlatGrads<f32>,
+    grads: &FlatGrads<f32>,
     n: usize,
     k: u64,
     dp: bool,
 ) -> Result<(), Box<dyn Error>> {
     if dp {
         let g = noisy_mean(
-            sum,
+            grads,
             n,
             SIGMA,
             CLIP,
@@ -283,9 +284,7 @@ fn step(
         )?;
         opt.step(&mut m.store, &g)?;
     } else {
-        let mut mean = sum.clone();
-        mean.scale(1.0 / n as f32);
-        opt.step(&mut m.store, &mean)?;
+        opt.step(&mut m.store, grads)?;
     }
     Ok(())
 }
@@ -325,11 +324,12 @@ fn distributed(a: &Args) -> Result<(), Box<dyn Error>> {
         }
     }
     let mut loss = 0.0;
+    let mut grads = FlatGrads::zeros_like(&m.store);
     while progress.step < a.steps {
         let (samples, next) = batch(&progress);
         let batches = MicroBatches::new(samples.len(), MICRO)?;
         let k = progress.step;
-        let (sum, l) = dp.gradient_sum(&m.store, batches, |r: Range<usize>| {
+        let micro = |r: Range<usize>| {
             let out = m.micro(&samples[r], a.dp);
             if a.die == Some((dp.rank(), k)) {
                 eprintln!(
@@ -346,9 +346,15 @@ fn distributed(a: &Args) -> Result<(), Box<dyn Error>> {
                 std::thread::sleep(Duration::from_secs(3600));
             }
             out
-        })?;
-        step(&mut m, &mut opt, &sum, samples.len(), k, a.dp)?;
-        loss = l / samples.len() as f64;
+        };
+        // DP-SGD adds noise to the sum; the plain step takes the mean, formed in the
+        // reduction (scaled in cache) as accumulate_mean forms it on one process.
+        loss = if a.dp {
+            dp.gradient_sum_into(&m.store, batches, &mut grads, micro)? / samples.len() as f64
+        } else {
+            dp.gradient_mean_into(&m.store, batches, &mut grads, micro)?
+        };
+        step(&mut m, &mut opt, &grads, samples.len(), k, a.dp)?;
         progress = next;
         if let Some(dir) = &a.ckpt
             && progress.step % a.save_every == 0
