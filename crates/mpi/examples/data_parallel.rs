@@ -6,8 +6,8 @@
 //!
 //! ```text
 //! cargo build --release --manifest-path crates/mpi/Cargo.toml --example data_parallel
-//! mpirun -np 1 target/release/examples/data_parallel
-//! mpirun --oversubscribe -np 4 target/release/examples/data_parallel
+//! mpirun -np 1 crates/mpi/target/release/examples/data_parallel
+//! mpirun --oversubscribe -np 4 crates/mpi/target/release/examples/data_parallel
 //! ```
 //!
 //! (`--allow-run-as-root` as root.) Options: `--epochs E` (5), `--allreduce` (MPI's

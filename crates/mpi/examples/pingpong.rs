@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo build --release --manifest-path crates/mpi/Cargo.toml --example pingpong
-//! mpirun -np 2 target/release/examples/pingpong
+//! mpirun -np 2 crates/mpi/target/release/examples/pingpong
 //! ```
 //!
 //! (Blocking sends and receives: this measures the link, not descent's bounded waits.)
