@@ -46,6 +46,8 @@ for n in 1 2 3 4; do
   done
   RAYON_NUM_THREADS=2 run "$n" mpi --steps $steps --dp --out "dp_$n.txt"
   same ref_dp.txt "dp_$n.txt" "$n ranks: DP-SGD (per-sample clipping, noise once) == one process"
+  RAYON_NUM_THREADS=1 run "$n" mpi --steps $steps --sharded --out "sh_$n.txt"
+  same ref.txt "sh_$n.txt" "$n ranks: sharded optimiser step == one process"
   run "$n" mpi --steps $steps --allreduce --out "ar_$n.txt"
   if cmp -s ref.txt "ar_$n.txt"; then
     echo "note: $n ranks, all-reduce: same bits as one process this time"
@@ -59,6 +61,33 @@ done
 run 2 mpi --steps 4 --ckpt ck --out /dev/null
 run 3 mpi --steps $steps --ckpt ck --resume --out resumed.txt
 same ref.txt resumed.txt "2 ranks for 4 steps, checkpoint, 3 ranks to step $steps == one process"
+
+# The sharded optimiser's state across checkpoints: sharded on 2 ranks for 3 steps,
+# sharded on 3 ranks to step 6, plain on 4 ranks to the end; and plain to sharded.
+rm -rf ck
+run 2 mpi --steps 3 --sharded --ckpt ck --out /dev/null
+run 3 mpi --steps 6 --sharded --ckpt ck --resume --out /dev/null
+run 4 mpi --steps $steps --ckpt ck --resume --out resumed_sh.txt
+same ref.txt resumed_sh.txt "sharded on 2 then 3 ranks, checkpoints, plain on 4 ranks == one process"
+rm -rf ck
+run 3 mpi --steps 5 --ckpt ck --out /dev/null
+run 2 mpi --steps $steps --sharded --ckpt ck --resume --out resumed_sh2.txt
+same ref.txt resumed_sh2.txt "plain on 3 ranks, checkpoint, sharded on 2 ranks == one process"
+rm -rf ck
+# A NaN in one rank's gradient: every rank refuses the step with the same error.
+for flags in "" "--sharded"; do
+  set +e
+  run 3 mpi --steps $steps $flags --nan-rank 0 --nan-step 2 --out /dev/null >nan.log 2>&1
+  rc=$?
+  set -e
+  n_err="$(grep -c 'NonFinite' nan.log || true)"
+  if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$n_err" -lt 3 ]; then
+    echo "FAILED: a NaN gradient ($flags) gave exit code $rc and $n_err errors of 3"
+    cat nan.log
+    exit 1
+  fi
+  echo "ok: a NaN in rank 0's gradient ${flags:-(plain)}: the step refused on all 3 ranks: $(grep -m1 'NonFinite' nan.log)"
+done
 
 # A rank killed in the middle of step 6: the job ends (no hang), the checkpoint of
 # step 6 is intact, and a restart on 4 ranks ends where one process does.

@@ -9,7 +9,8 @@
 //! RAYON_NUM_THREADS=1 mpirun -x RAYON_NUM_THREADS -np 2 crates/mpi/target/release/examples/w3_step
 //! ```
 //!
-//! Each rank prints one line per reduction (ordered chain, then MPI's all-reduce): the
+//! Each rank prints one line per mode (the ordered reduction, MPI's all-reduce, then
+//! the ordered reduction with a [`ShardedOptimizer`]): the
 //! median step time, its median time computing its micro-batches' gradients, the
 //! median time it spent communicating (the reduction and broadcast, waits for a slower
 //! rank included) and its share of the step, and the loss after the last step. Options: `--steps N` (30 timed, after 5 warm-up steps).
@@ -18,7 +19,7 @@
 //! fixed rule): the sizes, and so the work and the bytes, are W3's.
 
 use descent_backprop::Backward;
-use descent_mpi::{DataParallel, Reduction};
+use descent_mpi::{DataParallel, Reduction, ShardedOptimizer};
 use descent_optim::{FlatGrads, MicroBatches, Optimizer, Sgd};
 use descent_tape::{ParamStore, Tape};
 use descent_tensor::Tensor;
@@ -73,7 +74,11 @@ fn main() -> Result<(), Box<dyn Error>> {
                 % 10
         })
         .collect();
-    for reduction in [Reduction::Ordered, Reduction::AllReduce] {
+    for (mode, reduction) in [
+        ("ordered", Reduction::Ordered),
+        ("all-reduce", Reduction::AllReduce),
+        ("sharded", Reduction::Ordered),
+    ] {
         let dp = DataParallel::new(&world).with_reduction(reduction);
         let mut store = ParamStore::<f32>::new();
         let mut ids = Vec::new();
@@ -91,6 +96,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         dp.broadcast_params(&mut store)?;
         let mut opt = Sgd::new(0.01).momentum(0.9);
+        let mut sharded = if mode == "sharded" {
+            Some(ShardedOptimizer::new(&dp, &store, opt.clone())?)
+        } else {
+            None
+        };
         let batches = MicroBatches::new(GLOBAL, MICRO)?;
         let (mut times, mut comms, mut computes, mut opts) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -102,7 +112,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             dp.take_comm_time();
             let t = Instant::now();
             compute.set(Duration::ZERO);
-            let loss = dp.gradient_mean_into(&store, batches, &mut mean, |r: Range<usize>| {
+            let micro = |r: Range<usize>| {
                 let c = Instant::now();
                 let tape = Tape::new();
                 let n = r.len();
@@ -118,14 +128,24 @@ fn main() -> Result<(), Box<dyn Error>> {
                 let out = (grads, f64::from(loss.item()));
                 compute.set(compute.get() + c.elapsed());
                 Ok::<_, Box<dyn Error>>(out)
-            })?;
+            };
+            let loss = match &mut sharded {
+                Some(sh) => sh.gradient_mean(&dp, &store, batches, micro)?,
+                None => dp.gradient_mean_into(&store, batches, &mut mean, micro)?,
+            };
+            let reducing = dp.take_comm_time();
             let o = Instant::now();
-            opt.step(&mut store, &mean)?;
-            let opt_time = o.elapsed();
+            match &mut sharded {
+                Some(sh) => sh.step(&dp, &mut store)?,
+                None => opt.step(&mut store, &mean)?,
+            }
+            // The sharded step's gather of parameters counts as communicating.
+            let gathering = dp.take_comm_time();
+            let opt_time = o.elapsed().saturating_sub(gathering);
             let elapsed = t.elapsed();
             if k >= WARMUP {
                 times.push(elapsed);
-                comms.push(dp.take_comm_time());
+                comms.push(reducing + gathering);
                 computes.push(compute.get());
                 opts.push(opt_time);
             }
@@ -139,7 +159,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 continue;
             }
             println!(
-                "{{\"rank\": {}, \"ranks\": {}, \"threads\": {}, \"reduction\": \"{reduction:?}\", \"step_ms\": {:.3}, \"compute_ms\": {:.3}, \"comm_ms\": {:.3}, \"comm_share\": {:.3}, \"optimizer_ms\": {:.3}, \"elements\": {}, \"loss\": {last:e}, \"load\": \"{}\"}}",
+                "{{\"rank\": {}, \"ranks\": {}, \"threads\": {}, \"reduction\": \"{mode}\", \"step_ms\": {:.3}, \"compute_ms\": {:.3}, \"comm_ms\": {:.3}, \"comm_share\": {:.3}, \"optimizer_ms\": {:.3}, \"elements\": {}, \"loss\": {last:e}, \"load\": \"{}\"}}",
                 dp.rank(),
                 dp.size(),
                 rayon::current_num_threads(),

@@ -19,7 +19,7 @@
 //! of the rank count, so a run resumed from step `k` on any number of ranks takes the
 //! steps `k + 1, …` of one uninterrupted process, bit for bit.
 
-use crate::{DataParallel, Error};
+use crate::{DataParallel, Error, ShardedOptimizer};
 use descent_nn::checkpoint as ck;
 use descent_optim::Optimizer;
 use descent_tape::ParamStore;
@@ -134,6 +134,58 @@ pub fn save_local<T: Float, O: Optimizer<T> + ?Sized>(
         }
     }
     Ok(())
+}
+
+/// [`save`] for a [`ShardedOptimizer`]: every rank must call it (the ranks' parts of
+/// the optimiser's state are gathered first); rank 0 writes the whole state, as one
+/// process stepping the whole store would, so the checkpoint resumes on any number
+/// of ranks, sharded or not.
+///
+/// # Errors
+/// As [`save`], and the gather's [`Error::Sharding`] on every rank.
+pub fn save_sharded<T, O>(
+    dp: &DataParallel<'_>,
+    dir: impl AsRef<Path>,
+    store: &ParamStore<T>,
+    optimizer: &ShardedOptimizer<T, O>,
+    progress: Progress,
+) -> Result<(), Error>
+where
+    T: Float + Equivalence + 'static,
+    O: Optimizer<T> + Clone,
+{
+    let state = optimizer.state(dp, store)?;
+    if dp.rank() != 0 {
+        return Ok(());
+    }
+    // The wrapped optimiser's kind and settings, holding the whole state.
+    let mut whole = optimizer.inner().clone();
+    whole.load_state(store, state)?;
+    save_local(dir.as_ref(), store, &whole, progress)
+}
+
+/// [`load`] for a [`ShardedOptimizer`]: every rank loads the parameters and keeps its
+/// shard of the optimiser's state. Any checkpoint of the same store and optimiser
+/// kind will do, sharded or not, from any number of ranks.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_sharded<T, O>(
+    dp: &DataParallel<'_>,
+    dir: impl AsRef<Path>,
+    store: &mut ParamStore<T>,
+    optimizer: &mut ShardedOptimizer<T, O>,
+) -> Result<Option<Progress>, Error>
+where
+    T: Float + Equivalence + 'static,
+    O: Optimizer<T> + Clone,
+{
+    let mut whole = optimizer.inner().clone();
+    let Some(progress) = load(dp, dir, store, &mut whole)? else {
+        return Ok(None);
+    };
+    optimizer.load_state(store, whole.state(store))?;
+    Ok(Some(progress))
 }
 
 /// The files of the checkpoint `LATEST` names in `dir`, or `None` when there is none.

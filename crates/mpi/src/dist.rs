@@ -53,12 +53,12 @@ pub struct DataParallel<'c> {
 }
 
 /// What a step's reduction needs besides its result, kept from step to step.
-struct Scratch<T: Float> {
+pub(crate) struct Scratch<T: Float> {
     /// This rank's micro-batches' gradients, flat.
-    locals: Vec<FlatGrads<T>>,
+    pub(crate) locals: Vec<FlatGrads<T>>,
     /// The other ranks' micro-batches over this rank's shard (ordered), or this
     /// rank's own partial sum (all-reduce).
-    received: Vec<T>,
+    pub(crate) received: Vec<T>,
 }
 
 impl<T: Float> Default for Scratch<T> {
@@ -350,8 +350,97 @@ impl<'c> DataParallel<'c> {
         batches: MicroBatches,
         total: &mut FlatGrads<T>,
         scale: Option<T>,
-        mut micro_grad: F,
+        micro_grad: F,
     ) -> Result<f64, E>
+    where
+        T: Float + Equivalence + 'static,
+        G: ParamGradients<T>,
+        E: From<Error>,
+        F: FnMut(Range<usize>) -> Result<(G, f64), E>,
+    {
+        if !total.fits(store) {
+            *total = FlatGrads::zeros_like(store);
+        }
+        let (mut scratch, losses) = self.local_gradients(store, batches, micro_grad)?;
+        let locals = &scratch.locals;
+        let loss = match self.reduction {
+            Reduction::Ordered => {
+                let counts = self.counts(batches);
+                let slices: Vec<&[T]> = locals.iter().map(|f| f.as_slice()).collect();
+                let received = &mut scratch.received;
+                self.ordered_sum(total.as_mut_slice(), &slices, &counts, scale, received, 1);
+                self.ordered_loss(&losses, &counts)
+            }
+            Reduction::AllReduce => {
+                let mine = &mut scratch.received;
+                mine.clear();
+                mine.resize(total.len(), T::zero());
+                for f in &scratch.locals {
+                    for (a, &b) in mine.iter_mut().zip(f.as_slice()) {
+                        *a += b;
+                    }
+                }
+                self.all_reduce_sum(mine, total.as_mut_slice());
+                if let Some(s) = scale {
+                    total.scale(s);
+                }
+                let mut loss = [0.0f64];
+                self.all_reduce_sum(&[losses.iter().sum::<f64>()], &mut loss);
+                loss[0]
+            }
+        };
+        self.keep_scratch(scratch);
+        Ok(loss)
+    }
+
+    /// How many micro-batches of `batches` each rank computes.
+    pub(crate) fn counts(&self, batches: MicroBatches) -> Vec<usize> {
+        (0..self.size)
+            .map(|q| batches.share(q, self.size).len())
+            .collect()
+    }
+
+    /// The sum of every rank's micro-batch losses, in micro-batch order, on every rank.
+    pub(crate) fn ordered_loss(&self, losses: &[f64], counts: &[usize]) -> f64 {
+        self.ordered_loss_and_flags(losses, counts, 0.0).0
+    }
+
+    /// [`DataParallel::ordered_loss`], and the sum over ranks of `flag` in the same
+    /// exchange (the sharded step's count of ranks with a non-finite shard).
+    pub(crate) fn ordered_loss_and_flags(
+        &self,
+        losses: &[f64],
+        counts: &[usize],
+        flag: f64,
+    ) -> (f64, f64) {
+        // The flag rides with this rank's first loss (a rank without micro-batches
+        // sends one of its own), so each is added exactly once, in rank order.
+        let mut rows: Vec<[f64; 2]> = losses.iter().map(|&l| [l, 0.0]).collect();
+        let mut counts = counts.to_vec();
+        match rows.first_mut() {
+            Some(first) => first[1] = flag,
+            // −0.0: adding it leaves every number as it is, +0.0 and −0.0 included.
+            None => rows.push([-0.0, flag]),
+        }
+        for c in counts.iter_mut().filter(|c| **c == 0) {
+            *c = 1;
+        }
+        let rows: Vec<&[f64]> = rows.iter().map(|r| &r[..]).collect();
+        let mut out = [0.0f64; 2];
+        self.ordered_sum(&mut out, &rows, &counts, None, &mut Vec::new(), 2);
+        (out[0], out[1])
+    }
+
+    /// Runs `micro_grad` over this rank's micro-batches of `batches`, in order, and
+    /// copies each one's gradients into the step's scratch (kept from the last step
+    /// when the store's layout is unchanged; hand it back with
+    /// [`DataParallel::keep_scratch`]). Returns the scratch and the losses.
+    pub(crate) fn local_gradients<T, G, E, F>(
+        &self,
+        store: &ParamStore<T>,
+        batches: MicroBatches,
+        mut micro_grad: F,
+    ) -> Result<(Scratch<T>, Vec<f64>), E>
     where
         T: Float + Equivalence + 'static,
         G: ParamGradients<T>,
@@ -372,49 +461,18 @@ impl<'c> DataParallel<'c> {
         while locals.len() < share.len() {
             locals.push(FlatGrads::zeros_like(store));
         }
-        if !total.fits(store) {
-            *total = FlatGrads::zeros_like(store);
-        }
         let mut losses = Vec::new();
         for (i, flat) in share.zip(locals.iter_mut()) {
             let (g, l) = micro_grad(batches.range(i))?;
             flat.set(&g).map_err(|e| E::from(Error::from(e)))?;
             losses.push(l);
         }
-        let loss = match self.reduction {
-            Reduction::Ordered => {
-                let counts: Vec<usize> = (0..self.size)
-                    .map(|q| batches.share(q, self.size).len())
-                    .collect();
-                let slices: Vec<&[T]> = locals.iter().map(|f| f.as_slice()).collect();
-                let received = &mut scratch.received;
-                self.ordered_sum(total.as_mut_slice(), &slices, &counts, scale, received, 1);
-                let one: Vec<[f64; 1]> = losses.iter().map(|&l| [l]).collect();
-                let one: Vec<&[f64]> = one.iter().map(|l| &l[..]).collect();
-                let mut loss = [0.0f64];
-                self.ordered_sum(&mut loss, &one, &counts, None, &mut Vec::new(), 2);
-                loss[0]
-            }
-            Reduction::AllReduce => {
-                let mine = &mut scratch.received;
-                mine.clear();
-                mine.resize(total.len(), T::zero());
-                for f in locals.iter() {
-                    for (a, &b) in mine.iter_mut().zip(f.as_slice()) {
-                        *a += b;
-                    }
-                }
-                self.all_reduce_sum(mine, total.as_mut_slice());
-                if let Some(s) = scale {
-                    total.scale(s);
-                }
-                let mut loss = [0.0f64];
-                self.all_reduce_sum(&[losses.iter().sum::<f64>()], &mut loss);
-                loss[0]
-            }
-        };
+        Ok((scratch, losses))
+    }
+
+    /// Keeps `scratch` for the next step.
+    pub(crate) fn keep_scratch<T: Float>(&self, scratch: Scratch<T>) {
         *self.scratch.borrow_mut() = Some(Box::new(scratch));
-        Ok(loss)
     }
 
     /// [`DataParallel::gradient_sum`] multiplied by `1 / global_batch`: the mean

@@ -19,6 +19,19 @@ pub enum Error {
         /// That rank's parameter there.
         found: String,
     },
+    /// A [`ShardedOptimizer`](crate::ShardedOptimizer) cannot take this optimiser
+    /// or store, or the ranks' parts of its state do not fit together.
+    #[error("sharded optimiser: {0}")]
+    Sharding(String),
+    /// A step was refused on every rank because a rank's shard of the gradient holds
+    /// a NaN or an infinity: the lowest such rank, and where.
+    #[error("non-finite gradient on rank {rank}: {what}; the step was refused on every rank")]
+    NonFiniteGradient {
+        /// The lowest rank whose shard holds one.
+        rank: usize,
+        /// The parameter, element and value.
+        what: String,
+    },
     /// An optimiser, accumulation or micro-batch error.
     #[error(transparent)]
     Optim(#[from] descent_optim::Error),

@@ -75,7 +75,9 @@ mod dist;
 mod error;
 mod noise;
 mod reduce;
+mod sharded;
 
 pub use dist::{DataParallel, EXIT_PEER_LOST, Reduction};
 pub use error::Error;
 pub use noise::noisy_mean;
+pub use sharded::ShardedOptimizer;

@@ -27,10 +27,11 @@
 //! `docs/guide/distributed.md` has both measured.
 
 use crate::DataParallel;
+use descent_tensor::Float;
 use mpi::collective::SystemOperation;
 use mpi::datatype::Equivalence;
 use mpi::traits::*;
-use std::ops::{AddAssign, MulAssign, Range};
+use std::ops::Range;
 use std::time::Instant;
 
 /// Elements per message: 256 Ki elements (1 MiB of `f32`). Messages of a few MiB were
@@ -52,12 +53,11 @@ pub(crate) fn shard(n: usize, q: usize, p: usize) -> Range<usize> {
 /// one pass over each term and one over `total`, where zeroing `total`, adding each
 /// term in turn and scaling took a pass over `total` each (W3's shard is larger than
 /// this machine's L2). Each element's operations are the same, in the same order.
-fn sum_in_order<T: Copy + Default + AddAssign + MulAssign>(
-    total: &mut [T],
-    terms: &[&[T]],
-    scale: Option<T>,
-) {
+/// Returns whether every element of the result is finite (checked block by block
+/// while in cache, for the sharded step's refusal of a NaN).
+fn sum_in_order<T: Float>(total: &mut [T], terms: &[&[T]], scale: Option<T>) -> bool {
     const BLOCK: usize = 2048;
+    let mut finite = true;
     for (k, block) in total.chunks_mut(BLOCK).enumerate() {
         block.iter_mut().for_each(|x| *x = T::default());
         for term in terms {
@@ -68,7 +68,9 @@ fn sum_in_order<T: Copy + Default + AddAssign + MulAssign>(
         if let Some(s) = scale {
             block.iter_mut().for_each(|x| *x *= s);
         }
+        finite &= block.iter().fold(true, |ok, x| ok & x.is_finite());
     }
+    finite
 }
 
 impl DataParallel<'_> {
@@ -89,14 +91,39 @@ impl DataParallel<'_> {
         received: &mut Vec<T>,
         tag: i32,
     ) where
-        T: Equivalence + Copy + Default + AddAssign + MulAssign,
+        T: Float + Equivalence,
     {
         let t = Instant::now();
-        let (rank, size, n) = (self.rank, self.size, out.len());
+        let mine = shard(out.len(), self.rank, self.size);
+        let n = out.len();
+        self.scatter_sum(&mut out[mine], n, local, counts, scale, received, tag);
+        self.gather_shards(out, tag + GATHER_TAG);
+        self.comm_time.set(self.comm_time.get() + t.elapsed());
+    }
+
+    /// The scatter half of [`DataParallel::ordered_sum`]: this rank's shard of the
+    /// ordered sum (times `scale`) of buffers of `n` elements into `own`. The other
+    /// ranks' shards are not sent back. Returns whether `own` is all finite.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn scatter_sum<T>(
+        &self,
+        own: &mut [T],
+        n: usize,
+        local: &[&[T]],
+        counts: &[usize],
+        scale: Option<T>,
+        received: &mut Vec<T>,
+        tag: i32,
+    ) -> bool
+    where
+        T: Float + Equivalence,
+    {
+        let (rank, size) = (self.rank, self.size);
         assert_eq!(counts.len(), size, "one count per rank");
         assert_eq!(counts[rank], local.len(), "this rank's count");
         let mine = shard(n, rank, size);
         let m = mine.len();
+        assert_eq!(own.len(), m, "this rank's shard");
         // Every other rank's micro-batches over this rank's shard, rank by rank.
         let others: usize = counts.iter().sum::<usize>() - local.len();
         received.resize(m * others, T::default());
@@ -144,9 +171,7 @@ impl DataParallel<'_> {
                 terms.extend(theirs.by_ref().take(count));
             }
         }
-        sum_in_order(&mut out[mine], &terms, scale);
-        self.gather_shards(out, tag + GATHER_TAG);
-        self.comm_time.set(self.comm_time.get() + t.elapsed());
+        sum_in_order(own, &terms, scale)
     }
 
     /// Gives every rank every owner's shard of `out` ([`shard`]): this rank's is sent

@@ -4,9 +4,10 @@
 //!
 //! ```text
 //! dp_check reference --steps N [--dp] --out FILE          one process, no MPI
-//! dp_check mpi --steps N [--dp] [--allreduce] --out FILE  under mpirun
+//! dp_check mpi --steps N [--dp] [--allreduce] [--sharded] --out FILE  under mpirun
 //!     [--ckpt DIR] [--save-every K] [--resume]
 //!     [--die-rank R --die-step S]    rank R aborts in the middle of step S
+//!     [--nan-rank R --nan-step S]    rank R's gradient holds a NaN at step S
 //!     [--hang-rank R --hang-step S]  rank R stops answering at step S
 //! dp_check mismatch                  rank 1 holds another shape: the error names it
 //! ```
@@ -19,7 +20,7 @@
 //! step. FILE gets the final parameters' bits and the last loss's, one per line.
 
 use descent_backprop::{Backward, PerSampleOptions, per_sample_grads};
-use descent_mpi::{DataParallel, Reduction, checkpoint, noisy_mean};
+use descent_mpi::{DataParallel, Reduction, ShardedOptimizer, checkpoint, noisy_mean};
 use descent_optim::{FlatGrads, MicroBatches, Optimizer, Sgd, accumulate_mean};
 use descent_tape::{ParamGrads, ParamId, ParamStore, Tape, Var};
 use descent_tensor::Tensor;
@@ -171,11 +172,13 @@ struct Args {
     steps: u64,
     dp: bool,
     allreduce: bool,
+    sharded: bool,
     out: Option<PathBuf>,
     ckpt: Option<PathBuf>,
     save_every: u64,
     resume: bool,
     die: Option<(usize, u64)>,
+    nan: Option<(usize, u64)>,
     hang: Option<(usize, u64)>,
 }
 
@@ -187,6 +190,7 @@ fn args() -> Result<Args, Box<dyn Error>> {
     let mut it = std::env::args().skip(1);
     a.mode = it.next().ok_or("a mode: reference, mpi or mismatch")?;
     let mut die = (None, None);
+    let mut nan = (None, None);
     let mut hang = (None, None);
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or(format!("{flag} needs a value"));
@@ -194,18 +198,22 @@ fn args() -> Result<Args, Box<dyn Error>> {
             "--steps" => a.steps = val()?.parse()?,
             "--dp" => a.dp = true,
             "--allreduce" => a.allreduce = true,
+            "--sharded" => a.sharded = true,
             "--out" => a.out = Some(val()?.into()),
             "--ckpt" => a.ckpt = Some(val()?.into()),
             "--save-every" => a.save_every = val()?.parse()?,
             "--resume" => a.resume = true,
             "--die-rank" => die.0 = Some(val()?.parse()?),
             "--die-step" => die.1 = Some(val()?.parse()?),
+            "--nan-rank" => nan.0 = Some(val()?.parse()?),
+            "--nan-step" => nan.1 = Some(val()?.parse()?),
             "--hang-rank" => hang.0 = Some(val()?.parse()?),
             "--hang-step" => hang.1 = Some(val()?.parse()?),
             f => return Err(format!("unknown flag {f}").into()),
         }
     }
     a.die = die.0.zip(die.1);
+    a.nan = nan.0.zip(nan.1);
     a.hang = hang.0.zip(hang.1);
     Ok(a)
 }
@@ -313,10 +321,23 @@ fn distributed(a: &Args) -> Result<(), Box<dyn Error>> {
     }
     dp.broadcast_params(&mut m.store)?;
     let mut opt = sgd();
+    // Sharded: each rank steps only its shard of the parameters (and keeps that
+    // shard of the momentum); the bits must still be one process's.
+    let mut sharded = match (a.sharded, a.dp) {
+        (true, true) => {
+            return Err("--sharded takes no --dp (DP-SGD's noise needs the whole sum)".into());
+        }
+        (true, false) => Some(ShardedOptimizer::new(&dp, &m.store, sgd())?),
+        (false, _) => None,
+    };
     let mut progress = checkpoint::Progress::default();
     if a.resume {
         let dir = a.ckpt.as_ref().ok_or("--resume needs --ckpt")?;
-        if let Some(p) = checkpoint::load(&dp, dir, &mut m.store, &mut opt)? {
+        let loaded = match &mut sharded {
+            Some(sh) => checkpoint::load_sharded(&dp, dir, &mut m.store, sh)?,
+            None => checkpoint::load(&dp, dir, &mut m.store, &mut opt)?,
+        };
+        if let Some(p) = loaded {
             progress = p;
             if dp.rank() == 0 {
                 eprintln!("resumed at step {} on {} ranks", p.step, dp.size());
@@ -330,7 +351,13 @@ fn distributed(a: &Args) -> Result<(), Box<dyn Error>> {
         let batches = MicroBatches::new(samples.len(), MICRO)?;
         let k = progress.step;
         let micro = |r: Range<usize>| {
-            let out = m.micro(&samples[r], a.dp);
+            let mut out = m.micro(&samples[r], a.dp);
+            if a.nan == Some((dp.rank(), k))
+                && let Ok((g, _)) = &mut out
+                && let Some((_, t)) = g.iter_mut().last()
+            {
+                t.data_mut()[0] = f32::NAN;
+            }
             if a.die == Some((dp.rank(), k)) {
                 eprintln!(
                     "dp_check: rank {} dies in the middle of step {k} (--die-rank)",
@@ -349,17 +376,25 @@ fn distributed(a: &Args) -> Result<(), Box<dyn Error>> {
         };
         // DP-SGD adds noise to the sum; the plain step takes the mean, formed in the
         // reduction (scaled in cache) as accumulate_mean forms it on one process.
-        loss = if a.dp {
-            dp.gradient_sum_into(&m.store, batches, &mut grads, micro)? / samples.len() as f64
+        if let Some(sh) = &mut sharded {
+            loss = sh.gradient_mean(&dp, &m.store, batches, micro)?;
+            sh.step(&dp, &mut m.store)?;
         } else {
-            dp.gradient_mean_into(&m.store, batches, &mut grads, micro)?
-        };
-        step(&mut m, &mut opt, &grads, samples.len(), k, a.dp)?;
+            loss = if a.dp {
+                dp.gradient_sum_into(&m.store, batches, &mut grads, micro)? / samples.len() as f64
+            } else {
+                dp.gradient_mean_into(&m.store, batches, &mut grads, micro)?
+            };
+            step(&mut m, &mut opt, &grads, samples.len(), k, a.dp)?;
+        }
         progress = next;
         if let Some(dir) = &a.ckpt
             && progress.step % a.save_every == 0
         {
-            checkpoint::save(&dp, dir, &m.store, &opt, progress)?;
+            match &sharded {
+                Some(sh) => checkpoint::save_sharded(&dp, dir, &m.store, sh, progress)?,
+                None => checkpoint::save(&dp, dir, &m.store, &opt, progress)?,
+            }
         }
     }
     if dp.rank() == 0 {
