@@ -74,6 +74,25 @@ run 3 mpi --steps 5 --ckpt ck --out /dev/null
 run 2 mpi --steps $steps --sharded --ckpt ck --resume --out resumed_sh2.txt
 same ref.txt resumed_sh2.txt "plain on 3 ranks, checkpoint, sharded on 2 ranks == one process"
 rm -rf ck
+# Adam (AMSGrad): buffers and per-parameter step counts, sharded on 1..4 ranks, and a
+# sharded checkpoint written byte for byte as the plain step's.
+"$bin" reference --steps $steps --adam --out ref_adam.txt
+for n in 1 2 3 4; do
+  RAYON_NUM_THREADS=1 run "$n" mpi --steps $steps --adam --sharded --out "adam_$n.txt"
+  same ref_adam.txt "adam_$n.txt" "$n ranks: sharded Adam == one process"
+done
+run 2 mpi --steps 4 --adam --ckpt ck_plain --out /dev/null
+run 3 mpi --steps 4 --adam --sharded --ckpt ck_sharded --out /dev/null
+for f in optimizer.safetensors params.safetensors; do
+  if ! cmp -s "ck_plain/step-000000004/$f" "ck_sharded/step-000000004/$f"; then
+    echo "FAILED: the sharded checkpoint's $f differs from the plain step's"
+    exit 1
+  fi
+done
+echo "ok: a checkpoint of sharded Adam on 3 ranks == the plain step's on 2 ranks, byte for byte"
+run 2 mpi --steps $steps --adam --sharded --ckpt ck_sharded --resume --out adam_resumed.txt
+same ref_adam.txt adam_resumed.txt "sharded Adam resumed on 2 ranks == one process"
+rm -rf ck_plain ck_sharded
 # A NaN in one rank's gradient: every rank refuses the step with the same error.
 for flags in "" "--sharded"; do
   set +e

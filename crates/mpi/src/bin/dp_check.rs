@@ -8,6 +8,7 @@
 //!     [--ckpt DIR] [--save-every K] [--resume]
 //!     [--die-rank R --die-step S]    rank R aborts in the middle of step S
 //!     [--nan-rank R --nan-step S]    rank R's gradient holds a NaN at step S
+//! (either mode) [--adam]             Adam with AMSGrad instead of SGD with momentum
 //!     [--hang-rank R --hang-step S]  rank R stops answering at step S
 //! dp_check mismatch                  rank 1 holds another shape: the error names it
 //! ```
@@ -21,7 +22,7 @@
 
 use descent_backprop::{Backward, PerSampleOptions, per_sample_grads};
 use descent_mpi::{DataParallel, Reduction, ShardedOptimizer, checkpoint, noisy_mean};
-use descent_optim::{FlatGrads, MicroBatches, Optimizer, Sgd, accumulate_mean};
+use descent_optim::{Adam, FlatGrads, MicroBatches, Optimizer, Sgd, accumulate_mean};
 use descent_tape::{ParamGrads, ParamId, ParamStore, Tape, Var};
 use descent_tensor::Tensor;
 use std::error::Error;
@@ -173,6 +174,7 @@ struct Args {
     dp: bool,
     allreduce: bool,
     sharded: bool,
+    adam: bool,
     out: Option<PathBuf>,
     ckpt: Option<PathBuf>,
     save_every: u64,
@@ -199,6 +201,7 @@ fn args() -> Result<Args, Box<dyn Error>> {
             "--dp" => a.dp = true,
             "--allreduce" => a.allreduce = true,
             "--sharded" => a.sharded = true,
+            "--adam" => a.adam = true,
             "--out" => a.out = Some(val()?.into()),
             "--ckpt" => a.ckpt = Some(val()?.into()),
             "--save-every" => a.save_every = val()?.parse()?,
@@ -240,11 +243,15 @@ fn sgd() -> Sgd<f32> {
     Sgd::new(0.2).momentum(0.9)
 }
 
+/// With `--adam`: per-parameter step counts as well as buffers in its state.
+fn adam() -> Adam<f32> {
+    Adam::new(0.01).amsgrad(true)
+}
+
 /// One process, gradient accumulation (`descent_optim::accumulate`); with `--dp`,
 /// `per_sample_grads` over the whole global batch.
-fn reference(a: &Args) -> Result<(), Box<dyn Error>> {
+fn reference<O: Optimizer<f32>>(a: &Args, mut opt: O) -> Result<(), Box<dyn Error>> {
     let mut m = model();
-    let mut opt = sgd();
     let mut progress = checkpoint::Progress::default();
     let mut loss = 0.0;
     while progress.step < a.steps {
@@ -276,7 +283,7 @@ fn reference(a: &Args) -> Result<(), Box<dyn Error>> {
 /// mean otherwise.
 fn step(
     m: &mut Model,
-    opt: &mut Sgd<f32>,
+    opt: &mut impl Optimizer<f32>,
     grads: &FlatGrads<f32>,
     n: usize,
     k: u64,
@@ -297,7 +304,7 @@ fn step(
     Ok(())
 }
 
-fn distributed(a: &Args) -> Result<(), Box<dyn Error>> {
+fn distributed<O: Optimizer<f32> + Clone>(a: &Args, mut opt: O) -> Result<(), Box<dyn Error>> {
     let universe = mpi::initialize().ok_or("MPI is initialised already")?;
     let world = universe.world();
     let reduction = if a.allreduce {
@@ -320,14 +327,13 @@ fn distributed(a: &Args) -> Result<(), Box<dyn Error>> {
         }
     }
     dp.broadcast_params(&mut m.store)?;
-    let mut opt = sgd();
     // Sharded: each rank steps only its shard of the parameters (and keeps that
     // shard of the momentum); the bits must still be one process's.
     let mut sharded = match (a.sharded, a.dp) {
         (true, true) => {
             return Err("--sharded takes no --dp (DP-SGD's noise needs the whole sum)".into());
         }
-        (true, false) => Some(ShardedOptimizer::new(&dp, &m.store, sgd())?),
+        (true, false) => Some(ShardedOptimizer::new(&dp, &m.store, opt.clone())?),
         (false, _) => None,
     };
     let mut progress = checkpoint::Progress::default();
@@ -436,8 +442,10 @@ fn mismatch() -> Result<(), Box<dyn Error>> {
 fn main() -> Result<(), Box<dyn Error>> {
     let a = args()?;
     match a.mode.as_str() {
-        "reference" => reference(&a),
-        "mpi" => distributed(&a),
+        "reference" if a.adam => reference(&a, adam()),
+        "reference" => reference(&a, sgd()),
+        "mpi" if a.adam => distributed(&a, adam()),
+        "mpi" => distributed(&a, sgd()),
         "mismatch" => mismatch(),
         m => Err(format!("unknown mode {m}").into()),
     }
