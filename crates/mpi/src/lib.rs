@@ -21,6 +21,11 @@
 //!   `MPI_Allreduce` instead: fewer bytes when ranks hold several micro-batches each,
 //!   but its order of additions depends on the rank count and on Open MPI's
 //!   algorithm choice, so it is **not bit-stable**.
+//! - Sharded ([`ShardedOptimizer`], ZeRO's first stage): the mean gradient is not
+//!   assembled; each rank steps only its shard of the parameters, with only its shard
+//!   of the optimiser's state, and sends the new values to the others. Same bits,
+//!   same bytes sent, the optimiser's work and memory divided by the rank count;
+//!   its checkpoints are the plain step's, byte for byte.
 //! - DP-SGD ([`noisy_mean`]): per-sample clipping inside each micro-batch on its
 //!   rank, the noise drawn once from a stream seeded by the step that every rank
 //!   shares, in parameter order.
