@@ -33,6 +33,9 @@ const MADE_BY_COMMANDS: &[&str] = &[
     // `cargo fuzz run programs` keeps its corpus here; it is not committed
     // (docs/RELIABILITY.md).
     "fuzz/corpus/",
+    // The MPI crate is a workspace of its own: `cargo build --manifest-path
+    // crates/mpi/Cargo.toml` builds into its own target folder (docs/guide/distributed.md).
+    "crates/mpi/target/",
 ];
 
 fn repo_root() -> PathBuf {
