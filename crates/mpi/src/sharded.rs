@@ -39,6 +39,9 @@ struct Piece {
 /// to the others. Same bits as one process with gradient accumulation and the same
 /// optimiser, for any rank count; a rank's optimiser state is `1/p` of the whole.
 ///
+/// It always sums in micro-batch order (the [`DataParallel`]'s
+/// [`Reduction`](crate::Reduction) does not apply).
+///
 /// Build it after [`DataParallel::broadcast_params`] (or a checkpoint's load): it
 /// keeps this rank's shard of the parameters as the master copy that its optimiser
 /// steps, so a change to the store's values made behind its back is overwritten by
