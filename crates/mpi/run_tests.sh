@@ -93,6 +93,12 @@ echo "ok: a checkpoint of sharded Adam on 3 ranks == the plain step's on 2 ranks
 run 2 mpi --steps $steps --adam --sharded --ckpt ck_sharded --resume --out adam_resumed.txt
 same ref_adam.txt adam_resumed.txt "sharded Adam resumed on 2 ranks == one process"
 rm -rf ck_plain ck_sharded
+# A frozen parameter leaves a gap in the flat layout, which the shards skip.
+"$bin" reference --steps $steps --freeze b1 --out ref_frozen.txt
+for flags in "" "--sharded"; do
+  run 3 mpi --steps $steps --freeze b1 $flags --out frozen.txt
+  same ref_frozen.txt frozen.txt "3 ranks, b1 frozen ${flags:-(plain)} == one process"
+done
 # A NaN in one rank's gradient: every rank refuses the step with the same error.
 for flags in "" "--sharded"; do
   set +e

@@ -9,6 +9,7 @@
 //!     [--die-rank R --die-step S]    rank R aborts in the middle of step S
 //!     [--nan-rank R --nan-step S]    rank R's gradient holds a NaN at step S
 //! (either mode) [--adam]             Adam with AMSGrad instead of SGD with momentum
+//! (either mode) [--freeze NAME]      that parameter is not trained
 //!     [--hang-rank R --hang-step S]  rank R stops answering at step S
 //! dp_check mismatch                  rank 1 holds another shape: the error names it
 //! ```
@@ -175,6 +176,7 @@ struct Args {
     allreduce: bool,
     sharded: bool,
     adam: bool,
+    freeze: Option<String>,
     out: Option<PathBuf>,
     ckpt: Option<PathBuf>,
     save_every: u64,
@@ -202,6 +204,7 @@ fn args() -> Result<Args, Box<dyn Error>> {
             "--allreduce" => a.allreduce = true,
             "--sharded" => a.sharded = true,
             "--adam" => a.adam = true,
+            "--freeze" => a.freeze = Some(val()?),
             "--out" => a.out = Some(val()?.into()),
             "--ckpt" => a.ckpt = Some(val()?.into()),
             "--save-every" => a.save_every = val()?.parse()?,
@@ -239,6 +242,15 @@ fn write_out(
     Ok(())
 }
 
+/// With `--freeze NAME`: that parameter is not trained (a gap in the flat layout).
+fn freeze(m: &mut Model, a: &Args) -> Result<(), Box<dyn Error>> {
+    if let Some(name) = &a.freeze {
+        let id = m.store.find(name).ok_or(format!("no parameter {name}"))?;
+        m.store.set_requires_grad(id, false);
+    }
+    Ok(())
+}
+
 fn sgd() -> Sgd<f32> {
     Sgd::new(0.2).momentum(0.9)
 }
@@ -252,6 +264,7 @@ fn adam() -> Adam<f32> {
 /// `per_sample_grads` over the whole global batch.
 fn reference<O: Optimizer<f32>>(a: &Args, mut opt: O) -> Result<(), Box<dyn Error>> {
     let mut m = model();
+    freeze(&mut m, a)?;
     let mut progress = checkpoint::Progress::default();
     let mut loss = 0.0;
     while progress.step < a.steps {
@@ -314,6 +327,7 @@ fn distributed<O: Optimizer<f32> + Clone>(a: &Args, mut opt: O) -> Result<(), Bo
     };
     let dp = DataParallel::new(&world).with_reduction(reduction);
     let mut m = model();
+    freeze(&mut m, a)?;
     // Only rank 0's initial values count: the others start from garbage.
     if dp.rank() != 0 {
         let ids: Vec<_> = m.store.ids().collect();
@@ -444,8 +458,22 @@ fn main() -> Result<(), Box<dyn Error>> {
     match a.mode.as_str() {
         "reference" if a.adam => reference(&a, adam()),
         "reference" => reference(&a, sgd()),
-        "mpi" if a.adam => distributed(&a, adam()),
-        "mpi" => distributed(&a, sgd()),
+        "mpi" => {
+            let result = if a.adam {
+                distributed(&a, adam())
+            } else {
+                distributed(&a, sgd())
+            };
+            if let Err(e) = result {
+                // mpirun ends every rank as soon as one exits with an error: waiting a
+                // moment lets the other ranks, which fail at the same point, say so too
+                // (the checks count the ranks that refused a step).
+                eprintln!("Error: {e:?}");
+                std::thread::sleep(Duration::from_secs(1));
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         "mismatch" => mismatch(),
         m => Err(format!("unknown mode {m}").into()),
     }
