@@ -222,14 +222,12 @@ impl<T: Float + Equivalence + 'static, O: Optimizer<T>> ShardedOptimizer<T, O> {
         if self.non_finite_shards > 0.0 {
             let bad = descent_tape::non_finite_at(self.grads.as_slice());
             let worst = dp.min_over_ranks(bad.map_or(u64::MAX, |_| self.rank as u64));
-            let Ok(worst) = usize::try_from(worst)
-                .map_err(drop)
-                .and_then(|w| if w < dp.size() { Ok(w) } else { Err(()) })
-            else {
+            if worst >= dp.size() as u64 {
                 return Err(Error::Sharding(
                     "a rank counted a non-finite gradient that no rank then found".into(),
                 ));
-            };
+            }
+            let worst = worst as usize;
             let mine = match bad {
                 Some((i, v)) if worst == self.rank => self.describe(store, i, v),
                 _ => String::new(),
@@ -364,12 +362,7 @@ impl<T: Float + Equivalence + 'static, O: Optimizer<T>> ShardedOptimizer<T, O> {
                 .shape()
                 .to_vec();
             let (q0, k0, _) = group[0];
-            for (slot, _) in parts[q0]
-                .buffers
-                .iter()
-                .filter(|b| b.0 == k0)
-                .map(|b| (&b.1, ()))
-            {
+            for (_, slot, _) in parts[q0].buffers.iter().filter(|b| b.0 == k0) {
                 let mut values = Vec::new();
                 for &(q, k, _) in group {
                     let piece = parts[q].buffers.iter().find(|b| b.0 == k && &b.1 == slot);
