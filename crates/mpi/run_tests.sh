@@ -105,7 +105,8 @@ for flags in "" "--sharded"; do
   run 3 mpi --steps $steps $flags --nan-rank 0 --nan-step 2 --out /dev/null >nan.log 2>&1
   rc=$?
   set -e
-  n_err="$(grep -c 'NonFinite' nan.log || true)"
+  # Occurrences, not lines: the ranks' messages can interleave on one line.
+  n_err="$( (grep -o 'NonFinite' nan.log || true) | wc -l)"
   if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$n_err" -lt 3 ]; then
     echo "FAILED: a NaN gradient ($flags) gave exit code $rc and $n_err errors of 3"
     cat nan.log
