@@ -28,6 +28,9 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(debug_assertions)]
+#[doc(hidden)]
+pub mod dev_instances;
 mod error;
 mod flow;
 mod gradcheck;
