@@ -33,6 +33,11 @@
 //! - `--only descent|limit`: W6 timing runs only one side (for profilers:
 //!   `valgrind --tool=callgrind target/release/descent-bench W6 --n 30000 --only descent`);
 //!   the JSON line is then a profile aid, without the other side's figures.
+//! - `--on-pool`: the workloads run on a worker of rayon's pool (inside `rayon::scope`),
+//!   as a training loop inside `pool.install` does, so that the calling thread is one
+//!   of the `T` threads, as the peers' calling thread is one of theirs. Without it the
+//!   calling thread stays outside the pool and sleeps through every parallel section
+//!   (docs/PERFORMANCE.md, "Training on the pool"). JSON key `on_pool`.
 //!
 //! The timing run also reports memory from its first (warm-up) W6 run, as the peers
 //! do; that figure is clean only when W6 is the process's first workload.
@@ -71,11 +76,14 @@ pub struct Args {
     pub anomaly: bool,
     /// W8: a GRU layer in place of the LSTM.
     pub gru: bool,
+    /// Run the workloads on a worker of rayon's pool, so that the calling thread is
+    /// one of the `--threads` (as a loop inside `pool.install` runs).
+    pub on_pool: bool,
 }
 
 const USAGE: &str = "usage: descent-bench <W1|W2|W3|W4|W5|W5R|W6|W7|W8|W9|W10|all>[,...] [--reps K] [--n N] \
                      [--threads T] [--dump DIR] [--mem [--limit] [--prealloc]] \
-                     [--only descent|limit] [--anomaly] [--gru]";
+                     [--only descent|limit] [--anomaly] [--gru] [--on-pool]";
 
 const HELP: &str = "\
 Runs the reference workloads W1..W6 and prints one JSON line each (W2: one per variant).
@@ -95,6 +103,8 @@ checkpointing: peak memory and time) run only when named.
   --only descent|limit   W6: time one side alone (for profilers)
   --anomaly              W3, W6: also run with anomaly detection on, report the cost
   --gru                  W8: a GRU layer in place of the LSTM (not a reference workload)
+  --on-pool              run the workloads on a worker of rayon's pool (as inside
+                         `pool.install`): the calling thread is then one of the T threads
   -h, --help             this help
 
 Pin with `taskset -c 0` (1 thread) or `taskset -c 0,1` (2 threads) as the peers are pinned.";
@@ -131,6 +141,7 @@ fn parse_args(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Com
         only: None,
         anomaly: false,
         gru: false,
+        on_pool: false,
     };
     let mut p = lexopt::Parser::from_args(args);
     let text = |e: lexopt::Error| e.to_string();
@@ -147,6 +158,7 @@ fn parse_args(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Com
             Long("prealloc") => a.prealloc = true,
             Long("anomaly") => a.anomaly = true,
             Long("gru") => a.gru = true,
+            Long("on-pool") => a.on_pool = true,
             Long("only") => match p.value().map_err(text)?.to_str() {
                 Some(w @ ("descent" | "limit")) => a.only = Some(w.into()),
                 _ => return Err("--only takes `descent` or `limit`".into()),
@@ -203,34 +215,43 @@ fn main() -> ExitCode {
         eprintln!("cannot build a rayon pool of {n} threads: {e}");
         return ExitCode::FAILURE;
     }
-    let ok = if args.mem {
-        match args.workloads[0].as_str() {
-            "W5" => harness::w5::bench(&args),
-            _ => harness::w6::mem(&args),
-        }
+    let ok = if args.on_pool {
+        rayon::scope(|_| run(&args))
     } else {
-        let mut ok = true;
-        for w in &args.workloads {
-            ok &= match w.as_str() {
-                "W1" => harness::w1::bench(&args),
-                "W2" => harness::w2::bench(&args),
-                "W3" => harness::w3::bench(&args),
-                "W4" => harness::w4::bench(&args),
-                "W5" => harness::w5::bench(&args),
-                "W5R" => harness::w5r::bench(&args),
-                "W7" => harness::w7::bench(&args),
-                "W8" => harness::w8::bench(&args),
-                "W9" => harness::w9::bench(&args),
-                "W10" => harness::w10::bench(&args),
-                _ => harness::w6::bench(&args),
-            };
-        }
-        ok
+        run(&args)
     };
     if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Runs the workloads `args` names; `false` if a result failed its check.
+fn run(args: &Args) -> bool {
+    if args.mem {
+        match args.workloads[0].as_str() {
+            "W5" => harness::w5::bench(args),
+            _ => harness::w6::mem(args),
+        }
+    } else {
+        let mut ok = true;
+        for w in &args.workloads {
+            ok &= match w.as_str() {
+                "W1" => harness::w1::bench(args),
+                "W2" => harness::w2::bench(args),
+                "W3" => harness::w3::bench(args),
+                "W4" => harness::w4::bench(args),
+                "W5" => harness::w5::bench(args),
+                "W5R" => harness::w5r::bench(args),
+                "W7" => harness::w7::bench(args),
+                "W8" => harness::w8::bench(args),
+                "W9" => harness::w9::bench(args),
+                "W10" => harness::w10::bench(args),
+                _ => harness::w6::bench(args),
+            };
+        }
+        ok
     }
 }
 
@@ -277,6 +298,8 @@ mod tests {
         );
         assert_eq!(run(&["W4", "--dump", "out"]).dump.as_deref(), Some("out"));
         assert!(run(&["W8", "--gru"]).gru);
+        assert!(run(&["W3,W8", "--on-pool"]).on_pool);
+        assert!(!run(&["W3"]).on_pool);
         assert_eq!(err(&["W3", "--gru"]), "--gru applies to W8 alone");
     }
 

@@ -53,6 +53,7 @@ impl Line {
             "descent": env!("CARGO_PKG_VERSION"),
             "affinity": rss::affinity(),
             "gemm_threads": rayon::current_num_threads(),
+            "on_pool": args.on_pool,
         }));
         line
     }
