@@ -327,11 +327,11 @@ where
                 // is bound above, in the store's order); one norm routine for the
                 // project (`descent_tape::norm`), whose result is NaN or infinite
                 // exactly when an element is (or the norm itself passes f64's range).
-                let reached = || (0..grads.count()).filter_map(|i| grads.bound(i));
-                let norm = global_norm(reached().map(|(_, g)| g.data()));
+                let reached = || (0..grads.count()).filter_map(|i| Some((i, grads.bound(i)?)));
+                let norm = global_norm(reached().map(|(_, (_, g))| g.data()));
                 let finite = value.is_finite()
                     && (norm.is_finite()
-                        || reached().all(|(_, g)| g.data().iter().all(|x| x.is_finite())));
+                        || reached().all(|(_, (_, g))| g.data().iter().all(|x| x.is_finite())));
                 if !finite {
                     return match options.on_non_finite {
                         NonFinitePolicy::Stop => Err(Error::NonFiniteSample {
@@ -346,12 +346,12 @@ where
                     _ => T::one(),
                 };
                 let mut kept = options.keep_per_sample.then(zero);
-                for (id, g) in reached() {
-                    let dst = acc.get_mut(id).expect("accumulator has every parameter");
+                for (pos, (id, g)) in reached() {
+                    let dst = accumulator_entry(acc, pos, id);
                     vectorized(
                         #[inline(always)]
                         || {
-                            for (d, &x) in dst.data_mut().iter_mut().zip(g.data()) {
+                            for (d, &x) in dst.iter_mut().zip(g.data()) {
                                 *d += factor * x;
                             }
                         },
@@ -461,6 +461,19 @@ where
         Some(e) => Err(e),
         None => Ok(into_inner(total)),
     }
+}
+
+/// The accumulator's entry for `id`, bound at position `pos` of the sample's tape. The
+/// accumulator holds the parameters in binding order, so the position finds it without
+/// a lookup by id (a hash a parameter a sample, measurable on W4).
+fn accumulator_entry<T: Float>(acc: &mut ParamGrads<T>, pos: usize, id: ParamId) -> &mut [T] {
+    let in_place = pos < ParamGradients::count(acc) && ParamGradients::entry(acc, pos).0 == id;
+    if in_place {
+        ParamGradients::entry_mut(acc, pos)
+    } else {
+        acc.get_mut(id).map(Tensor::data_mut)
+    }
+    .expect("accumulator has every parameter")
 }
 
 /// Chunk sums that may wait to be added, beyond four per worker, while they take less

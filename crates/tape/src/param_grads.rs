@@ -325,9 +325,17 @@ impl<T: Float> ParamGrads<T> {
                         descent_tensor::ShapeDisplay(mine.shape()),
                         descent_tensor::ShapeDisplay(g.shape())
                     );
-                    for (a, &b) in mine.data_mut().iter_mut().zip(g.data()) {
-                        *a += b;
-                    }
+                    let (mine, g) = (mine.data_mut(), g.data());
+                    // In the processor's widest vectors: per-sample gradients add every
+                    // chunk's sum into the total through here.
+                    descent_tensor::vectorized(
+                        #[inline(always)]
+                        || {
+                            for (a, &b) in mine.iter_mut().zip(g) {
+                                *a += b;
+                            }
+                        },
+                    );
                 }
                 None => self.insert(id, g.to_tensor()),
             }
