@@ -98,14 +98,23 @@ impl<T: Float> GradSink<T> for Sink<'_, T> {
 pub fn backward_into<T: Float>(output: Var<'_, T>, grads: &mut Gradients<T>) -> Result<(), Error> {
     output.validate("backward")?;
     let read = output.tape().read();
-    if let descent_tape::Value::Tensor(_) = read.node_value(output.id()) {
+    // A tensor node holds a slot; read from the node's metadata, which the walk reads
+    // next anyway, rather than through its value.
+    if read.nodes()[output.id().index()].meta().slot().is_some() {
         drop(read);
-        return Err(Error::NotScalar {
-            id: output.id(),
-            shape: output.shape(),
-        });
+        return Err(not_scalar(output));
     }
     walk_read(output, read, View::scalar(&T::one()), grads)
+}
+
+/// The error for a walk from a tensor node, out of line.
+#[cold]
+#[inline(never)]
+fn not_scalar<T: Float>(output: Var<'_, T>) -> Error {
+    Error::NotScalar {
+        id: output.id(),
+        shape: output.shape(),
+    }
 }
 
 /// The walk from `output` (checked live), with the tape already borrowed as `read`.
