@@ -187,7 +187,12 @@ fn scalar_run<T: Float>(nodes: &[Node<T>], scalar: &mut [T], reached: &mut [u64]
 
 /// One step of the reverse walk: node `i`'s rule, if a gradient reached it and it
 /// requires one; hooks first, and anomaly checks when `ANOMALY`.
-#[inline(always)]
+///
+/// Out of line: inlined, every op's rule made the walk's entry a 10-12 KB function whose
+/// prologue and stack frame a scalar graph paid on every walk although its nodes take
+/// `scalar_run` (W1: 788 → 766 instructions a step, callgrind); a call per node that
+/// ends a run costs the tensor workloads nothing measurable (`compare_builds.sh`, W2-W6
+/// within 1% or faster).
 fn walk_node<T: Float, const ANOMALY: bool>(
     tape: &Tape<T>,
     read: &TapeRead<'_, T>,
