@@ -193,6 +193,7 @@ fn scalar_run<T: Float>(nodes: &[Node<T>], scalar: &mut [T], reached: &mut [u64]
 /// `scalar_run` (W1: 788 → 766 instructions a step, callgrind); a call per node that
 /// ends a run costs the tensor workloads nothing measurable (`compare_builds.sh`, W2-W6
 /// within 1% or faster).
+#[inline(never)]
 fn walk_node<T: Float, const ANOMALY: bool>(
     tape: &Tape<T>,
     read: &TapeRead<'_, T>,
