@@ -510,12 +510,8 @@ fn one_hot<T: Float>(shape: &[usize], at: usize) -> Tensor<T> {
 
 fn scalar_output<T: Float>(output: Var<'_, T>, op: &'static str) -> Result<(), Error> {
     output.validate(op)?;
-    let shape = output.shape();
-    if !shape.is_empty() {
-        return Err(Error::NotScalar {
-            id: output.id(),
-            shape,
-        });
+    if !output.shape().is_empty() {
+        return Err(crate::walk::not_scalar(output));
     }
     Ok(())
 }

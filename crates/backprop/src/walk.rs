@@ -107,10 +107,10 @@ pub fn backward_into<T: Float>(output: Var<'_, T>, grads: &mut Gradients<T>) -> 
     walk_read(output, read, View::scalar(&T::one()), grads)
 }
 
-/// The error for a walk from a tensor node, out of line.
+/// The error for a derivative taken of a non-scalar output, out of line.
 #[cold]
 #[inline(never)]
-fn not_scalar<T: Float>(output: Var<'_, T>) -> Error {
+pub(crate) fn not_scalar<T: Float>(output: Var<'_, T>) -> Error {
     Error::NotScalar {
         id: output.id(),
         shape: output.shape(),
