@@ -24,7 +24,10 @@
     doc = "| `plot` | `descent-plot` | pictures of gradient flow and training curves, SVG and PNG (feature `plot`, off in this build of the docs) |"
 )]
 //!
-//! The names most programs use are in [`prelude`].
+//! The names most programs use are in [`prelude`]. A binary that trains should install
+//! [`LineAligned`] as its global allocator (two lines, shown on its page): tensors'
+//! buffers then start on cache lines, as PyTorch's do, and loops over them run at the
+//! same speed whatever the heap's layout.
 //!
 //! ```
 //! use descent::prelude::*;
@@ -64,7 +67,7 @@ pub use descent_tensor as tensor;
 
 pub use descent_backprop::{Backward, Gradients, backward, backward_with, gradcheck};
 pub use descent_tape::{Tape, Var};
-pub use descent_tensor::{Float, Tensor};
+pub use descent_tensor::{Float, LineAligned, Tensor};
 
 /// The names most programs use: `use descent::prelude::*;`.
 pub mod prelude {

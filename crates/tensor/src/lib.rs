@@ -14,6 +14,9 @@
 //!   `docs/GEMM.md`).
 //! - [`bins`] keeps values a thread parks for its own later use (recycled buffers,
 //!   a dropped gradient store's vectors), so a warm training loop allocates nothing.
+//! - [`LineAligned`] is a global allocator a binary may install so that every large
+//!   buffer starts on a 64-byte cache line, as PyTorch's CPU tensors do: the speed of
+//!   loops over buffers then no longer depends on where the heap happened to put them.
 //! - A tensor prints as NumPy's do, honouring a precision (`{:.3}`) and showing only
 //!   the corners of one over 1,000 elements.
 //!
@@ -35,6 +38,7 @@ mod display;
 mod element;
 mod exp;
 pub mod kernels;
+mod line_alloc;
 #[cfg(feature = "ndarray")]
 mod ndarray_conv;
 mod pool;
@@ -46,6 +50,7 @@ mod tensor;
 mod ulp;
 
 pub use element::Float;
+pub use line_alloc::{LINE, LINE_ALIGNED_FROM, LineAligned};
 // Hidden from the docs: the buffer reuse of the tape and the gradient store.
 #[doc(hidden)]
 pub use pool::BufferPool;
