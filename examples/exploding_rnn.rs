@@ -43,6 +43,11 @@
 //! Run it with `cargo run --release --example exploding_rnn` (a few seconds).
 //! `tests/exploding_rnn.rs` checks both behaviours on a 30-step sequence.
 
+// Buffers of 1 KiB or more on cache lines, as the project recommends to a binary that
+// trains (`docs/PERFORMANCE.md`, "Buffers on cache lines").
+#[global_allocator]
+static ALLOC: descent::LineAligned = descent::LineAligned;
+
 use descent::nn::Linear;
 use descent::optim::{Error as OptimError, Optimizer, Sgd, clip_grad_norm};
 use descent::prelude::*;

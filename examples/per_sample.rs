@@ -26,6 +26,11 @@
 //! Run it with `cargo run --release --example per_sample` (`-- --noise 0` for clipping
 //! alone). `RAYON_NUM_THREADS` sets the number of threads; the results do not change.
 
+// Buffers of 1 KiB or more on cache lines, as the project recommends to a binary that
+// trains (`docs/PERFORMANCE.md`, "Buffers on cache lines").
+#[global_allocator]
+static ALLOC: descent::LineAligned = descent::LineAligned;
+
 use descent::backprop::{PerSampleOptions, per_sample_grads};
 use descent::data::{CsvOptions, read_csv};
 use descent::optim::{Optimizer, Sgd};

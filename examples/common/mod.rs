@@ -1,6 +1,12 @@
-//! What the examples without options of their own share: a command line that answers
-//! `--help` and refuses what it does not know. (Not an example itself: cargo builds
-//! `examples/*.rs` and `examples/*/main.rs` only.)
+//! What the examples share: a command line that answers `--help` and refuses what it
+//! does not know, and the allocator the project recommends to a binary that trains.
+//! (Not an example itself: cargo builds `examples/*.rs` and `examples/*/main.rs` only.)
+
+/// Every buffer of 1 KiB or more starts on a cache line, so the examples' speed does
+/// not depend on where the heap puts their tensors (`docs/PERFORMANCE.md`, "Buffers on
+/// cache lines").
+#[global_allocator]
+static ALLOC: descent::LineAligned = descent::LineAligned;
 
 use std::ffi::OsString;
 
