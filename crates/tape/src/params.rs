@@ -436,7 +436,7 @@ impl<T: Float> Tape<T> {
         if let Some(node) = bound {
             return Ok(self.handle(node));
         }
-        if self.no_grad.get() {
+        if self.grad_off() {
             return Ok(self.param_constant(store, id));
         }
         let v = self.shared_leaf(store.shared(id), Op::Var);

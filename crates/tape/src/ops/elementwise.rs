@@ -249,16 +249,12 @@ impl<'t, T: Float> Var<'t, T> {
             let node = &inner.nodes[self.id.index()];
             (node.meta, node.scalar)
         };
-        // Tensors, and anything recorded under `no_grad`, take the general path.
-        if m.slot().is_some() || tape.no_grad.get() {
+        // Tensors, and anything recorded under `no_grad` or with anomaly detection
+        // on, take the general path.
+        if m.slot().is_some() || !tape.plain_mode() {
             return None;
         }
         let y = op.apply(x);
-        // The flag first: off, it is the only test an op pays.
-        if tape.anomaly_detection() && !y.is_finite() {
-            // The general path records nothing and reports the anomaly.
-            return None;
-        }
         let id = inner.push(Op::Unary(op), [self.id, self.id], y, Meta::scalar_of(m, m));
         // The generation was checked above; the handle carries it on.
         Some(Var {
@@ -320,13 +316,10 @@ impl<'t, T: Float> Var<'t, T> {
             let node = &inner.nodes[rhs.id.index()];
             (node.meta, node.scalar)
         };
-        if ma.slot().is_some() || mb.slot().is_some() || tape.no_grad.get() {
+        if ma.slot().is_some() || mb.slot().is_some() || !tape.plain_mode() {
             return None;
         }
         let y = op.apply(a, b);
-        if tape.anomaly_detection() && !y.is_finite() {
-            return None;
-        }
         let id = inner.push(
             Op::Binary(op),
             [self.id, rhs.id],

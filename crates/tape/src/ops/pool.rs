@@ -255,7 +255,7 @@ fn pool<'t, T: Float>(x: Var<'t, T>, o: Pool2dOptions, max: bool) -> Result<Var<
     let (shape, keep) = {
         let inner = tape.inner.borrow();
         let s = inner.shape(x.id);
-        let keep = !tape.no_grad.get() && inner.requires_grad(x.id);
+        let keep = !tape.grad_off() && inner.requires_grad(x.id);
         ([s[0], s[1], geom.oh, geom.ow], keep)
     };
     let y = tape.record(op, &[x], |inner, pool| {

@@ -57,7 +57,7 @@ impl<T: Float> Tape<T> {
     /// assert!(x.exp().requires_grad());
     /// ```
     pub fn no_grad_guard(&self) -> NoGradGuard<'_, T> {
-        let previous = self.no_grad.replace(true);
+        let previous = self.set_mode(super::MODE_NO_GRAD, true);
         NoGradGuard {
             tape: self,
             previous,
@@ -67,7 +67,7 @@ impl<T: Float> Tape<T> {
     /// Whether ops recorded now can require a gradient (false inside
     /// [`Tape::no_grad`]).
     pub fn is_grad_enabled(&self) -> bool {
-        !self.no_grad.get()
+        !self.grad_off()
     }
 }
 
@@ -80,7 +80,7 @@ pub struct NoGradGuard<'t, T: Float> {
 
 impl<T: Float> Drop for NoGradGuard<'_, T> {
     fn drop(&mut self) {
-        self.tape.no_grad.set(self.previous);
+        self.tape.set_mode(super::MODE_NO_GRAD, self.previous);
     }
 }
 
