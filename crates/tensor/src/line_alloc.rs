@@ -61,9 +61,9 @@ fn system_block(size: usize) -> Option<Layout> {
 /// holds the offset) lies inside the system block.
 fn place(base: *mut u8) -> (*mut u8, usize) {
     let offset = LINE - base as usize % LINE;
-    // SAFETY (of the `add`): `offset <= LINE`, and the system block holds `LINE` bytes
-    // more than the block served from it.
-    (unsafe { base.add(offset) }, offset)
+    // In bounds for a system block from `system_block`, which holds `LINE` bytes more
+    // than the block served from it; `wrapping_add` keeps this function safe to call.
+    (base.wrapping_add(offset), offset)
 }
 
 /// Serves a large block from the system block `base` (null passes through): writes the
@@ -97,6 +97,24 @@ unsafe fn base_of(block: *mut u8) -> *mut u8 {
     }
 }
 
+/// `System`'s block for `layout` from `get` (its `alloc` or `alloc_zeroed`; a zeroed
+/// large block keeps the system's zero pages), or a large one carved on a line.
+///
+/// # Safety
+/// `GlobalAlloc::alloc`'s contract: `layout` has a non-zero size.
+unsafe fn obtain(layout: Layout, get: unsafe fn(&System, Layout) -> *mut u8) -> *mut u8 {
+    if !on_a_line(layout) {
+        // SAFETY: the caller's contract, passed on.
+        return unsafe { get(&System, layout) };
+    }
+    match system_block(layout.size()) {
+        // SAFETY: a non-zero layout; `serve` gets a fresh block of the size it needs
+        // and writes outside the caller's bytes.
+        Some(l) => unsafe { serve(get(&System, l)) },
+        None => std::ptr::null_mut(),
+    }
+}
+
 // SAFETY: a small block (or one asking for a line or more of alignment) is `System`'s,
 // with the caller's layout, unchanged. A large block is carved from a `System` block of
 // `LINE` more bytes at alignment 16 (`system_block`): it starts at the first line
@@ -109,28 +127,13 @@ unsafe fn base_of(block: *mut u8) -> *mut u8 {
 // `System` back its own pointer and layout. Nothing here unwinds or allocates.
 unsafe impl GlobalAlloc for LineAligned {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if !on_a_line(layout) {
-            // SAFETY: the caller's contract, passed on.
-            return unsafe { System.alloc(layout) };
-        }
-        match system_block(layout.size()) {
-            // SAFETY: a non-zero layout; `serve` gets a fresh block of the size it needs.
-            Some(l) => unsafe { serve(System.alloc(l)) },
-            None => std::ptr::null_mut(),
-        }
+        // SAFETY: the caller's contract, passed on.
+        unsafe { obtain(layout, <System as GlobalAlloc>::alloc) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !on_a_line(layout) {
-            // SAFETY: as for `alloc`.
-            return unsafe { System.alloc_zeroed(layout) };
-        }
-        // The system's zeroed allocation, so that large blocks keep its zero pages.
-        match system_block(layout.size()) {
-            // SAFETY: as for `alloc`; `serve` writes outside the caller's bytes.
-            Some(l) => unsafe { serve(System.alloc_zeroed(l)) },
-            None => std::ptr::null_mut(),
-        }
+        // SAFETY: the caller's contract, passed on.
+        unsafe { obtain(layout, <System as GlobalAlloc>::alloc_zeroed) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
