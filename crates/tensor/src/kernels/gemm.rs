@@ -117,36 +117,164 @@ fn gemm_on<T: Float>(
     {
         return rayon::scope(|_| gemm_on(a, ta, b, tb, m, k, n, beta, c, threads, small_side));
     }
-    // SAFETY: `gemm::gemm` reads `m·k` elements of `a` at offsets `i·a_rs + p·a_cs`
-    // (i < m, p < k), `k·n` of `b` at `p·b_rs + j·b_cs`, and writes `m·n` of `c` at
-    // `i·n + j`. The largest offsets are `m·k - 1`, `k·n - 1` and `m·n - 1`, within the
-    // slices by the assert above; every offset fits `isize` because a slice never holds
-    // more than `isize::MAX` bytes. `c` is borrowed mutably, so it aliases neither
-    // `a` nor `b`. With `read_dst = false` (beta = 0) `c` is only written, so NaN in
-    // it does not leak into the result, as for the empty sum above. The call is
-    // exercised under Miri (`.ci/run`'s Miri step runs this module's `gemm` tests).
-    unsafe {
-        ::gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            beta != T::zero(),
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            beta,
-            T::one(),
-            false,
-            false,
-            false,
-            parallelism,
-        );
+    if tb && volume >= PARALLEL_GEMM_VOLUME && n >= 2 * COLUMN_BLOCK {
+        let threads = match parallelism {
+            ::gemm::Parallelism::Rayon(t) => t,
+            ::gemm::Parallelism::None => 1,
+        };
+        return gemm_column_blocks(a, ta, b, m, k, n, beta, c, threads);
+    }
+    let ops = Operands {
+        a: a.as_ptr(),
+        a_strides: (a_rs, a_cs),
+        b: b.as_ptr(),
+        b_strides: (b_rs, b_cs),
+        c: c.as_mut_ptr(),
+        ldc: n,
+    };
+    // SAFETY: the pointers and strides are those of the whole slices `a`, `b` and `c`,
+    // which the assert above checked to hold `m·k`, `k·n` and `m·n` elements; `c` is
+    // borrowed mutably, so it aliases neither `a` nor `b`.
+    unsafe { ops.multiply(m, k, n, 0, n, beta, parallelism) };
+}
+
+/// The operands of one product as [`Operands::multiply`] reads them: row and column
+/// strides in elements of `op(a)` as `[m, k]` and `op(b)` as `[k, n]`, and `c`
+/// row-major with rows `ldc` apart.
+#[derive(Clone, Copy)]
+struct Operands<T> {
+    a: *const T,
+    a_strides: (usize, usize),
+    b: *const T,
+    b_strides: (usize, usize),
+    c: *mut T,
+    ldc: usize,
+}
+
+// SAFETY: `Operands` is a set of addresses handed to the threads of one product; each
+// thread writes only its own columns of `c` ([`gemm_column_blocks`]), and the borrows
+// the pointers came from outlive the scope the threads run in.
+unsafe impl<T: Send> Send for Operands<T> {}
+// SAFETY: as for `Send`: shared, it is only read (the addresses), never written.
+unsafe impl<T: Sync> Sync for Operands<T> {}
+
+impl<T: Float> Operands<T> {
+    /// `c[:, j0..j1] = op(a) op(b)[:, j0..j1] + beta c[:, j0..j1]` through the `gemm`
+    /// crate.
+    ///
+    /// # Safety
+    /// `a` must be valid for reads of `op(a)`'s `m·k` elements at offsets
+    /// `i·a_rs + p·a_cs`, `b` of `op(b)`'s at `p·b_rs + j·b_cs` (j < n), `c` for reads
+    /// and writes of `m` rows of `ldc ≥ n` elements, which nothing else reads or writes
+    /// in columns `j0..j1` during the call, and `c` must alias neither `a` nor `b`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn multiply(
+        self,
+        m: usize,
+        k: usize,
+        n: usize,
+        j0: usize,
+        j1: usize,
+        beta: T,
+        parallelism: ::gemm::Parallelism,
+    ) {
+        debug_assert!(j0 <= j1 && j1 <= n && n <= self.ldc);
+        let (a_rs, a_cs) = self.a_strides;
+        let (b_rs, b_cs) = self.b_strides;
+        // SAFETY: columns `j0..j1` of `op(b)` start `j0·b_cs` elements into `b` and of
+        // `c` `j0` into `c`; `gemm::gemm` then reads `op(a)` at `i·a_rs + p·a_cs`
+        // (i < m, p < k), `op(b)` at `p·b_rs + (j0 + j)·b_cs` and writes `c` at
+        // `i·ldc + j0 + j` (j < j1 - j0), all within what the caller vouched for; every
+        // offset fits `isize` because the memory behind a pointer never spans more than
+        // `isize::MAX` bytes. With `read_dst = false` (beta = 0) `c` is only written, so
+        // NaN in it does not leak into the result, as for the empty sum above. The call
+        // is exercised under Miri (`.ci/miri` runs this module's `gemm` tests).
+        unsafe {
+            ::gemm::gemm(
+                m,
+                j1 - j0,
+                k,
+                self.c.add(j0),
+                1,
+                self.ldc as isize,
+                beta != T::zero(),
+                self.a,
+                a_cs as isize,
+                a_rs as isize,
+                self.b.add(j0 * b_cs),
+                b_cs as isize,
+                b_rs as isize,
+                beta,
+                T::one(),
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    }
+}
+
+/// Columns of `c` in one block of [`gemm_column_blocks`].
+const COLUMN_BLOCK: usize = 128;
+
+/// `c = op(a) b[n, k]ᵀ + beta c` (`x·Wᵀ`, a layer's forward pass with `W [out, in]`)
+/// as products of blocks of [`COLUMN_BLOCK`] columns of `c` (rows of `W`), whatever
+/// the number of threads, spread over `threads` threads. Handed the whole product, the
+/// `gemm` crate packs the transposed operand on the calling thread before it splits
+/// the work: with its AVX-512 kernels two threads then took as long as one (W3's
+/// 128x784x512: 726 and 722 µs, `docs/PERFORMANCE.md`, "x·Wᵀ on two threads"). Each
+/// block packs its own rows.
+///
+/// The blocks are the same on any number of threads, and each is one call of the
+/// crate on one thread, so the results are the same bits on any number of threads
+/// (`split_products_match_one_thread_bit_for_bit`). (Blocks as many as threads would
+/// not be: a block of one column takes the crate's matrix-vector path, which sums in
+/// another order.)
+#[allow(clippy::too_many_arguments)]
+fn gemm_column_blocks<T: Float>(
+    a: &[T],
+    ta: bool,
+    b: &[T],
+    m: usize,
+    k: usize,
+    n: usize,
+    beta: T,
+    c: &mut [T],
+    threads: usize,
+) {
+    let ops = Operands {
+        a: a.as_ptr(),
+        a_strides: if ta { (1, m) } else { (k, 1) },
+        b: b.as_ptr(),
+        b_strides: (1, k),
+        c: c.as_mut_ptr(),
+        ldc: n,
+    };
+    let width = COLUMN_BLOCK;
+    let blocks = n.div_ceil(width);
+    // Blocks `g·per..(g + 1)·per` for each of at most `threads` groups.
+    let per = blocks.div_ceil(threads.clamp(1, blocks));
+    let group = move |g: usize| {
+        for block in g * per..((g + 1) * per).min(blocks) {
+            let (j0, j1) = (block * width, ((block + 1) * width).min(n));
+            // SAFETY: the pointers are those of the whole slices, which `gemm_on`'s
+            // assert checked to hold `m·k`, `n·k` and `m·n` elements (`b` is `[n, k]`);
+            // `c` is borrowed mutably for the whole call, so it aliases neither
+            // operand, and the blocks `j0..j1` are disjoint, so no other thread
+            // touches these columns.
+            unsafe { ops.multiply(m, k, n, j0, j1, beta, ::gemm::Parallelism::None) };
+        }
+    };
+    let groups = blocks.div_ceil(per);
+    if groups == 1 {
+        group(0);
+    } else {
+        rayon::scope(|scope| {
+            for g in 0..groups {
+                scope.spawn(move |_| group(g));
+            }
+        });
     }
 }
 
@@ -509,29 +637,26 @@ mod tests {
         ignore = "too large for Miri; gemm_layouts_match_naive covers the call"
     )]
     fn split_products_match_one_thread_bit_for_bit() {
-        for &(m, k, n) in &[
-            // All above PARALLEL_GEMM_VOLUME (2^22), with edges that are not whole tiles.
-            (256, 96, 192),
-            (40, 384, 300),
-            (130, 256, 129),
-            (512, 160, 64),
-            (128, 784, 512),
-            (784, 128, 512),
-        ] {
+        fn check<T: Float>(m: usize, k: usize, n: usize) {
             assert!(
                 m * k * n >= PARALLEL_GEMM_VOLUME,
                 "{m}x{k}x{n} would not be split"
             );
-            let a: Vec<f32> = (0..m * k).map(|i| ((i as f32) * 0.37).sin()).collect();
-            let b: Vec<f32> = (0..k * n).map(|i| ((i as f32) * 0.71).cos()).collect();
-            for (ta, tb) in [(false, false), (true, false), (false, true)] {
+            let a: Vec<T> = (0..m * k)
+                .map(|i| T::from_f64((i as f64 * 0.37).sin()))
+                .collect();
+            let b: Vec<T> = (0..k * n)
+                .map(|i| T::from_f64((i as f64 * 0.71).cos()))
+                .collect();
+            let layouts = [(false, false), (true, false), (false, true), (true, true)];
+            for (ta, tb) in layouts {
                 let run = |threads: usize| {
                     let pool = rayon::ThreadPoolBuilder::new()
                         .num_threads(threads)
                         .build()
                         .unwrap();
-                    let mut c = vec![0.5f32; m * n];
-                    pool.install(|| gemm(&a, ta, &b, tb, m, k, n, 1.0, &mut c));
+                    let mut c = vec![T::from_f64(0.5); m * n];
+                    pool.install(|| gemm(&a, ta, &b, tb, m, k, n, T::one(), &mut c));
                     c
                 };
                 let one = run(1);
@@ -540,9 +665,57 @@ mod tests {
                     assert!(
                         one.iter()
                             .zip(&many)
-                            .all(|(x, y)| x.to_bits() == y.to_bits()),
-                        "{m}x{k}x{n} ta={ta} tb={tb} on {threads} threads"
+                            .all(|(x, y)| x.as_f64().to_bits() == y.as_f64().to_bits()),
+                        "{} {m}x{k}x{n} ta={ta} tb={tb} on {threads} threads",
+                        T::NAME
                     );
+                }
+            }
+        }
+        // All above PARALLEL_GEMM_VOLUME (2^22), with edges that are not whole tiles;
+        // with `tb`, those of 256 columns or more go by column blocks
+        // (`gemm_column_blocks`), also where `k` spans several of the crate's blocks
+        // of the sum (1100) and where the last block is one column wide (129, 257).
+        for &(m, k, n) in &[
+            (256, 96, 192),
+            (40, 384, 300),
+            (130, 256, 129),
+            (512, 160, 64),
+            (128, 784, 512),
+            (784, 128, 512),
+            (64, 784, 512),
+            (33, 1100, 700),
+            (70, 300, 257),
+        ] {
+            check::<f32>(m, k, n);
+        }
+        for &(m, k, n) in &[(128, 784, 512), (33, 1100, 700), (130, 256, 257)] {
+            check::<f64>(m, k, n);
+        }
+    }
+
+    /// The column blocks of `x·Wᵀ` on their own, small enough for Miri (which checks
+    /// their raw pointers): against the naive product, overwriting and accumulating,
+    /// with a last block narrower than the others.
+    #[test]
+    fn gemm_column_blocks_match_naive() {
+        let (m, k, n) = (3, 5, 2 * COLUMN_BLOCK + 5);
+        let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
+        let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.71).cos()).collect();
+        let want = naive(&a, &b, m, k, n);
+        let mut bt = vec![0.0; k * n];
+        swap_axes::<f64, false>(View::new(&[k, n], &b), 0, 1, &mut bt);
+        let mut at = vec![0.0; m * k];
+        swap_axes::<f64, false>(View::new(&[m, k], &a), 0, 1, &mut at);
+        for (ta, ad) in [(false, &a), (true, &at)] {
+            for threads in [1, 2, 3] {
+                let mut c = vec![f64::NAN; m * n];
+                gemm_column_blocks(ad, ta, &bt, m, k, n, 0.0, &mut c, threads);
+                let mut acc = vec![0.5; m * n];
+                gemm_column_blocks(ad, ta, &bt, m, k, n, 1.0, &mut acc, threads);
+                for i in 0..m * n {
+                    assert!((c[i] - want[i]).abs() < 1e-12, "ta={ta}, {threads} threads");
+                    assert!((acc[i] - want[i] - 0.5).abs() < 1e-12, "accumulate");
                 }
             }
         }
