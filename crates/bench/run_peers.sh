@@ -5,8 +5,12 @@
 # medians and ratios to docs/PERFORMANCE-TABLE.md (see shared/docs/WORKLOADS.md).
 #
 #   crates/bench/run_peers.sh [--reps K] [--rounds R] [--workloads W1,W3] [--out FILE]
+#                             [--features descent/avx512]
 #   (W10, the wide-layer small-batch MLP, runs only when named: --workloads W3,W10; its
 #   peers are crates/bench/w10_peers.py)
+#   --features builds descent-bench with those cargo features, into target/bench-features
+#   (the default build stays), and says so in the table's notes: the opt-in `avx512`
+#   feature is the one that matters on a processor with full-width AVX-512.
 #   crates/bench/run_peers.sh --table-only target/peers-run/<stamp> [--rounds R] [--reps K]
 #                                          (rebuild the table from kept JSON lines)
 #
@@ -34,14 +38,16 @@ rounds=2
 workloads="W1,W2,W3,W4,W5,W6"
 out="$root/docs/PERFORMANCE-TABLE.md"
 table_only=""
+features=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) reps="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
     --workloads) workloads="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
+    --features) features="$2"; shift 2 ;;
     --table-only) table_only="$2"; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -73,9 +79,17 @@ elif [ "${MICROGRAD:-0}" != 1 ]; then
 fi
 [ -z "$peers" ] && echo "shared/peers not found next to the repository: only descent runs" >> "$notes" && have_torch=0 && have_jax=0
 
-echo "building descent-bench (release)..." >&2
-(cd "$root" && cargo build --release -p descent-bench >&2) || { echo "build failed" >&2; exit 1; }
-bench="$root/target/release/descent-bench"
+if [ -n "$features" ]; then
+  echo "building descent-bench (release, --features $features)..." >&2
+  (cd "$root" && CARGO_TARGET_DIR="$root/target/bench-features" \
+    cargo build --release -p descent-bench --features "$features" >&2) || { echo "build failed" >&2; exit 1; }
+  bench="$root/target/bench-features/release/descent-bench"
+  echo "descent: built with \`--features $features\` (not the default build)" >> "$notes"
+else
+  echo "building descent-bench (release)..." >&2
+  (cd "$root" && cargo build --release -p descent-bench >&2) || { echo "build failed" >&2; exit 1; }
+  bench="$root/target/release/descent-bench"
+fi
 
 # candle (peers/candle, W1 and W3), built into target/peers; CANDLE=0 skips it.
 candle_bin="$root/target/peers/release/descent-peer-candle"
