@@ -84,29 +84,41 @@ pub fn non_finite_at<T: Float>(x: &[T]) -> Option<(usize, f64)> {
 
 /// [`non_finite_at`] on the calling thread.
 fn non_finite_in<T: Float>(x: &[T]) -> Option<(usize, f64)> {
-    const BLOCK: usize = 256;
-    for (b, block) in x.chunks(BLOCK).enumerate() {
-        let mut acc = [T::zero(); 16];
-        descent_tensor::vectorized(
-            #[inline(always)]
-            || {
-                let mut lanes = block.chunks_exact(16);
-                for c in &mut lanes {
-                    for k in 0..16 {
-                        acc[k] += c[k] * T::zero();
+    // One dispatch to the vector instructions for the whole slice, and four
+    // independent sums of 16 lanes: with one sum a block of 256 at a time, each add
+    // waited for the last and each block paid the dispatch, and the scan ran at about
+    // 10 GB/s from cache (W3's 535k-parameter check took 0.2 ms, as long as the
+    // update after it).
+    const BLOCK: usize = 1024;
+    let bad = descent_tensor::vectorized(
+        #[inline(always)]
+        || {
+            for (b, block) in x.chunks(BLOCK).enumerate() {
+                let mut acc = [[T::zero(); 16]; 4];
+                let mut quads = block.chunks_exact(64);
+                for c in &mut quads {
+                    for (j, sums) in acc.iter_mut().enumerate() {
+                        for (k, sum) in sums.iter_mut().enumerate() {
+                            *sum += c[16 * j + k] * T::zero();
+                        }
                     }
                 }
-                for (k, &v) in lanes.remainder().iter().enumerate() {
-                    acc[k] += v * T::zero();
+                for (k, &v) in quads.remainder().iter().enumerate() {
+                    acc[0][k % 16] += v * T::zero();
                 }
-            },
-        );
-        if acc.iter().any(|a| *a != T::zero()) {
-            let (k, v) = block.iter().enumerate().find(|(_, v)| !v.is_finite())?;
-            return Some((b * BLOCK + k, v.as_f64()));
-        }
-    }
-    None
+                if acc.iter().flatten().any(|a| *a != T::zero()) {
+                    return Some(b);
+                }
+            }
+            None
+        },
+    )?;
+    let start = bad * BLOCK;
+    let (k, v) = x[start..]
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !v.is_finite())?;
+    Some((start + k, v.as_f64()))
 }
 
 /// A position by [`ParamId`], O(1): a hash map from the whole id (key, version and
@@ -416,6 +428,50 @@ impl<'a, T: Float> IntoIterator for &'a ParamGrads<T> {
 mod tests {
     use super::*;
     use crate::ParamStore;
+
+    /// The first non-finite element wherever it falls (first, last, at and around the
+    /// scan's blocks of 1024 and its groups of 64, in the tail), with another after it,
+    /// in both element types and on the parallel path; none in finite extremes.
+    #[test]
+    fn non_finite_at_finds_the_first_bad_element() {
+        fn check<T: Float>() {
+            let finite = [
+                T::zero(),
+                -T::zero(),
+                T::max_value(),
+                T::min_positive_value(),
+            ];
+            for len in [1, 15, 63, 64, 65, 1023, 1024, 1025, 5000, 300_000] {
+                let mut x: Vec<T> = (0..len).map(|i| finite[i % finite.len()]).collect();
+                assert_eq!(non_finite_at(&x), None, "{} len {len}", T::NAME);
+                let spots = [0, len / 2, len.saturating_sub(1), 1024, 1087, 64, 63];
+                for (n, &at) in spots.iter().enumerate().filter(|(_, at)| **at < len) {
+                    let bad = [T::nan(), T::infinity(), T::neg_infinity()][n % 3];
+                    x[at] = bad;
+                    if at + 7 < len {
+                        x[at + 7] = T::nan();
+                    }
+                    let (i, v) = non_finite_at(&x).expect("a bad element");
+                    assert_eq!(i, at, "{} len {len}", T::NAME);
+                    assert!(v.is_nan() == bad.is_nan() && (v.is_nan() || v == bad.as_f64()));
+                    x[at] = T::one();
+                    if at + 7 < len {
+                        x[at + 7] = T::one();
+                    }
+                }
+            }
+        }
+        check::<f32>();
+        check::<f64>();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            check::<f32>();
+            check::<f64>();
+        });
+    }
 
     #[test]
     fn non_finite_is_found_in_any_block_and_lane() {
