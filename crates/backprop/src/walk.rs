@@ -175,8 +175,7 @@ fn scalar_run<T: Float>(nodes: &[Node<T>], scalar: &mut [T], reached: &mut [u64]
         }
         let g = scalar[i];
         let elementwise = scalar_backward(nodes, node, g, |p, d| {
-            scalar[p] += d;
-            reached[p / 64] |= 1 << (p % 64);
+            crate::gradients::accumulate(scalar, reached, p, d)
         });
         if !elementwise {
             return Some(i);
@@ -233,10 +232,9 @@ fn walk_node<T: Float, const ANOMALY: bool>(
                 // (sum, losses) may feed tensors, checked in full.
                 let elementwise = matches!(node.op(), Op::Unary(_) | Op::Binary(_));
                 let suspect = !elementwise
-                    || read
-                        .parents(id)
-                        .iter()
-                        .any(|p| !grads.scalar[p.index()].is_finite());
+                    || read.parents(id).iter().any(|p| {
+                        grads.is_reached(p.index()) && !grads.scalar[p.index()].is_finite()
+                    });
                 if suspect {
                     check_operands(read, grads, id, View::scalar(&g))?;
                 }

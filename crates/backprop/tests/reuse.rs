@@ -274,3 +274,39 @@ fn parameter_lookups_follow_the_bindings_of_each_walk() {
     assert!(grads.param(a).is_none(), "a is not bound this step");
     assert_eq!(grads.param(b).unwrap().data(), &[5.0]);
 }
+
+/// A reused store clears only its marks between walks, not its scalar gradients: a
+/// node reached in one walk (here with an infinite gradient) and not in the next of the
+/// same length reads as unreached, also to anomaly detection, and a node's first
+/// arrival is added to zero, not to the last walk's value (`-0.0` reads `0.0`, as
+/// adding into a zeroed gradient gives).
+#[test]
+fn stale_scalar_gradients_never_show() {
+    let tape = Tape::<f64>::new();
+    let mut grads = Gradients::empty();
+    for _ in 0..2 {
+        tape.reset();
+        let x = tape.var(1.0);
+        let y = tape.var(0.0);
+        backward_into(x / y, &mut grads).unwrap();
+        assert!(grads.wrt(x).item().is_infinite());
+        assert!(grads.wrt(y).item().is_infinite() || grads.wrt(y).item().is_nan());
+
+        tape.reset();
+        tape.set_anomaly_detection(true);
+        let x = tape.var(1.0);
+        let y = tape.var(0.0);
+        backward_into(x.exp(), &mut grads).unwrap();
+        assert_eq!(grads.wrt(x).item(), 1f64.exp());
+        assert_eq!(grads.wrt(y).item(), 0.0);
+        assert!(grads.get(y).is_none());
+        tape.set_anomaly_detection(false);
+
+        tape.reset();
+        let x = tape.var(1.0);
+        let y = tape.var(-0.0);
+        backward_into(x * y, &mut grads).unwrap();
+        assert_eq!(grads.wrt(x).item().to_bits(), 0.0f64.to_bits());
+        assert_eq!(grads.wrt(y).item(), 1.0);
+    }
+}
