@@ -217,7 +217,11 @@ impl<T: Float> Gradients<T> {
         // over 8 bytes a node, which was a `memset` call per walk for W1 and 8 MB for
         // W6's million nodes), and the bits are those of zeroing and adding.
         if self.scalar.len() == len {
-            self.reached.fill(0);
+            // One word (a graph of up to 64 nodes) is one store, not a `memset` call.
+            match self.reached.as_mut_slice() {
+                [word] => *word = 0,
+                words => words.fill(0),
+            }
         } else {
             self.resize(len);
         }

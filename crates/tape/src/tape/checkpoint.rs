@@ -59,6 +59,23 @@ impl Checkpoint {
     }
 }
 
+impl<T: Float> super::Inner<T> {
+    /// [`Tape::reset`]'s part for what only some tapes use: tensors, index lists,
+    /// names, scopes, custom rules.
+    fn clear_rarely_used(&mut self) {
+        self.param_names.clear();
+        for t in self.tensors.drain(..) {
+            t.release(&mut self.pool);
+        }
+        let spare = &mut self.spare_indices;
+        spare.extend(self.indices.drain(..).map(|ix| ix.data));
+        self.names.clear();
+        self.renamed.clear();
+        self.scopes.truncate(1);
+        self.custom.clear();
+    }
+}
+
 impl<T: Float> Tape<T> {
     /// Forgets every node, keeping the memory for the next recording. Handles made
     /// before the reset become stale: using one is an error, never a wrong value.
@@ -85,32 +102,18 @@ impl<T: Float> Tape<T> {
         inner.forget_bindings_after(0);
         inner.tensor_nodes.clear();
         // What only some tapes use is cleared only when used: a small scalar graph
-        // reset every step (W1) then pays a few length tests.
-        if !inner.param_names.is_empty() {
-            inner.param_names.clear();
-        }
-        if !inner.tensors.is_empty() {
-            for t in inner.tensors.drain(..) {
-                t.release(&mut inner.pool);
-            }
-        }
-        if !inner.indices.is_empty() {
-            let spare = &mut inner.spare_indices;
-            spare.extend(inner.indices.drain(..).map(|ix| ix.data));
-        }
-        if !inner.names.is_empty() {
-            inner.names.clear();
+        // reset every step (W1) then pays one test of the lengths together.
+        let rare = inner.param_names.len()
+            | inner.tensors.len()
+            | inner.indices.len()
+            | inner.names.len()
+            | inner.renamed.len()
+            | inner.custom.len()
+            | (inner.scopes.len() > 1) as usize;
+        if rare != 0 {
+            inner.clear_rarely_used();
         }
         inner.kept = 0;
-        if !inner.renamed.is_empty() {
-            inner.renamed.clear();
-        }
-        if inner.scopes.len() > 1 {
-            inner.scopes.truncate(1);
-        }
-        if !inner.custom.is_empty() {
-            inner.custom.clear();
-        }
         inner.current_scope = 0;
         let mut hooks = self.hooks.borrow_mut();
         if !hooks.is_empty() {
