@@ -675,7 +675,7 @@ mod tests {
         // All above PARALLEL_GEMM_VOLUME (2^22), with edges that are not whole tiles;
         // with `tb`, those of 256 columns or more go by column blocks
         // (`gemm_column_blocks`), also where `k` spans several of the crate's blocks
-        // of the sum (1100) and where the last block is one column wide (129, 257).
+        // of the sum (1100) and where the last block is one column wide (257).
         for &(m, k, n) in &[
             (256, 96, 192),
             (40, 384, 300),
