@@ -213,7 +213,7 @@ impl<T: Float> Gradients<T> {
         self.generation = read.generation();
         self.known = read.nodes().len();
         // Only the reached bits are cleared: a scalar gradient is written `0 + v` on
-        // its first arrival (`add_scalar`), so the old values need no zeroing (a pass
+        // its first arrival (`accumulate`), so the old values need no zeroing (a pass
         // over 8 bytes a node, which was a `memset` call per walk for W1 and 8 MB for
         // W6's million nodes), and the bits are those of zeroing and adding.
         if self.scalar.len() == len {

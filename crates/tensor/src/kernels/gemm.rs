@@ -151,12 +151,13 @@ struct Operands<T> {
     ldc: usize,
 }
 
-// SAFETY: `Operands` is a set of addresses handed to the threads of one product; each
-// thread writes only its own columns of `c` ([`gemm_column_blocks`]), and the borrows
-// the pointers came from outlive the scope the threads run in.
-unsafe impl<T: Send> Send for Operands<T> {}
+// SAFETY: `Operands` is a set of addresses handed to the threads of one product: they
+// all read `a` and `b` (so `T: Sync`) and each writes only its own columns of `c`
+// ([`gemm_column_blocks`]; so `T: Send`), and the borrows the pointers came from
+// outlive the scope the threads run in.
+unsafe impl<T: Send + Sync> Send for Operands<T> {}
 // SAFETY: as for `Send`: shared, it is only read (the addresses), never written.
-unsafe impl<T: Sync> Sync for Operands<T> {}
+unsafe impl<T: Send + Sync> Sync for Operands<T> {}
 
 impl<T: Float> Operands<T> {
     /// `c[:, j0..j1] = op(a) op(b)[:, j0..j1] + beta c[:, j0..j1]` through the `gemm`
@@ -251,13 +252,12 @@ fn gemm_column_blocks<T: Float>(
         c: c.as_mut_ptr(),
         ldc: n,
     };
-    let width = COLUMN_BLOCK;
-    let blocks = n.div_ceil(width);
+    let blocks = n.div_ceil(COLUMN_BLOCK);
     // Blocks `g·per..(g + 1)·per` for each of at most `threads` groups.
     let per = blocks.div_ceil(threads.clamp(1, blocks));
     let group = move |g: usize| {
         for block in g * per..((g + 1) * per).min(blocks) {
-            let (j0, j1) = (block * width, ((block + 1) * width).min(n));
+            let (j0, j1) = (block * COLUMN_BLOCK, ((block + 1) * COLUMN_BLOCK).min(n));
             // SAFETY: the pointers are those of the whole slices, which `gemm_on`'s
             // assert checked to hold `m·k`, `n·k` and `m·n` elements (`b` is `[n, k]`);
             // `c` is borrowed mutably for the whole call, so it aliases neither
