@@ -162,7 +162,29 @@ fn walk_read<'t, T: Float>(
 /// start. Works on bare slices, so their bounds stay in registers.
 #[inline(never)]
 fn scalar_run<T: Float>(nodes: &[Node<T>], scalar: &mut [T], reached: &mut [u64]) -> Option<usize> {
+    // A graph this small is in cache already: it pays no hints (W1).
+    if nodes.len() > PREFETCH_AHEAD {
+        scalar_run_with::<T, true>(nodes, scalar, reached)
+    } else {
+        scalar_run_with::<T, false>(nodes, scalar, reached)
+    }
+}
+
+/// [`scalar_run`], asking for the nodes ahead of the walk when `PREFETCH`.
+#[inline(always)]
+fn scalar_run_with<T: Float, const PREFETCH: bool>(
+    nodes: &[Node<T>],
+    scalar: &mut [T],
+    reached: &mut [u64],
+) -> Option<usize> {
     for (i, node) in nodes.iter().enumerate().rev() {
+        if PREFETCH {
+            // Unconditional, at node 0 near the start (a line already close): a branch
+            // here cost W6 0.6 ns of its 6 a node.
+            let ahead = i.saturating_sub(PREFETCH_AHEAD);
+            prefetch(nodes, ahead);
+            prefetch(scalar, ahead);
+        }
         let m = node.meta();
         if !m.requires_grad() {
             continue;
@@ -182,6 +204,32 @@ fn scalar_run<T: Float>(nodes: &[Node<T>], scalar: &mut [T], reached: &mut [u64]
         }
     }
     None
+}
+
+/// How many nodes ahead of the walk `scalar_run_with` asks for the nodes and gradients it
+/// will read: about 16 KB of nodes, within L1. A graph larger than the L2 cache walks
+/// memory backward faster than the processor's own prefetcher fetches it: W6's million
+/// nodes took 9.5-9.7 ns a node backward without the hint and 5.9-6.1 with it (96 nodes
+/// ahead: 6.9; 192: 6.6; 800-1,600: 6.0-6.6), where a graph that fits in L2 takes 4.4
+/// (`descent-bench W6 --n N`).
+const PREFETCH_AHEAD: usize = 400;
+
+/// Asks the processor to bring the cache line holding `slice[i]` close, for a walk that
+/// reads it soon. A hint: it changes no value and cannot fault, whatever `i` is.
+#[inline(always)]
+fn prefetch<E>(slice: &[E], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let line = slice.as_ptr().wrapping_add(i);
+        // SAFETY: `_mm_prefetch` is unsafe only for being a `target_feature(enable =
+        // "sse")` function, and SSE is part of every x86_64 target. PREFETCHT0 reads
+        // no value into the program, writes nothing and never faults, at any address;
+        // `wrapping_add` makes the address without the in-bounds rule of `add`.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (slice, i);
 }
 
 /// One step of the reverse walk: node `i`'s rule, if a gradient reached it and it
@@ -366,4 +414,37 @@ impl<T: Float> Backward<T> for Var<'_, T> {
 #[inline(never)]
 fn failed(e: Error) -> ! {
     panic!("{e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chain longer than the prefetch distance, so that the walk's hints point both
+    /// ahead of it and, near the start, at node 0; its gradient against the chain rule
+    /// carried forward by hand. Miri runs it (`.ci/miri`): the hints are `unsafe`.
+    #[test]
+    fn long_scalar_chain_matches_the_chain_rule_by_hand() {
+        let (x0, y0) = (0.3, -0.7);
+        let tape = Tape::<f64>::new();
+        let (x, y) = (tape.var(x0), tape.var(y0));
+        let mut v = x;
+        // (value, d/dx, d/dy) of the chain, forward.
+        let (mut value, mut dx, mut dy) = (x0, 1.0, 0.0);
+        for _ in 0..(PREFETCH_AHEAD + 100) / 3 {
+            v = (v * y + x).tanh();
+            let inner = value * y0 + x0;
+            let slope = 1.0 - inner.tanh().powi(2);
+            (dx, dy) = (slope * (dx * y0 + 1.0), slope * (dy * y0 + value));
+            value = inner.tanh();
+        }
+        assert!(tape.len() > PREFETCH_AHEAD);
+        let grads = backward(v).unwrap();
+        // Not bit for bit: Miri's `tanh` is off by a few units in the last place.
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs().max(1.0);
+        assert!(close(v.item(), value), "{} against {value}", v.item());
+        let (gx, gy) = (grads.wrt(x).item(), grads.wrt(y).item());
+        assert!(close(gx, dx), "d/dx {gx} against {dx}");
+        assert!(close(gy, dy), "d/dy {gy} against {dy}");
+    }
 }
