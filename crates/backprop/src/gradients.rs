@@ -26,8 +26,13 @@ use std::sync::OnceLock;
 pub struct Gradients<T: Float> {
     pub(crate) tape_uid: u64,
     pub(crate) generation: u64,
-    /// Gradient of each scalar node, by node id (0 where unreached or a tensor node).
+    /// Gradient of each scalar node, by node id, meaningful where `reached` says so:
+    /// the rest holds what an earlier walk left, and the vector may run past the output.
     pub(crate) scalar: Vec<T>,
+    /// The index of the walk's output, the last node covered; none is while `reached`
+    /// is empty (no walk yet). A `u32` (node ids are): the store stays within 256
+    /// bytes, which LLVM moves without a `memcpy` call (four a step in W1 when it grew).
+    pub(crate) output: u32,
     /// One bit a node: did a gradient reach it.
     pub(crate) reached: Vec<u64>,
     /// Gradient buffer of each tensor slot, `None` where unreached.
@@ -41,8 +46,6 @@ pub struct Gradients<T: Float> {
     /// largest unreached node, often a constant input), `zeros_len` elements long.
     pub(crate) zeros: OnceLock<Vec<T>>,
     pub(crate) zeros_len: usize,
-    /// What an unreached scalar node's lookup reads.
-    pub(crate) zero: T,
     /// Parameters bound on the tape, with their nodes, in binding order.
     pub(crate) bindings: Vec<(ParamId, NodeId)>,
     /// Positions in `bindings` by parameter, made on the first lookup by id (a step
@@ -61,14 +64,14 @@ impl<T: Float> Clone for Gradients<T> {
         Self {
             tape_uid: self.tape_uid,
             generation: self.generation,
-            scalar: self.scalar.clone(),
+            scalar: self.scalar[..self.len()].to_vec(),
+            output: self.output,
             reached: self.reached.clone(),
             tensor: self.tensor.clone(),
             shapes: self.shapes.clone(),
             slot_nodes: self.slot_nodes.clone(),
             zeros: OnceLock::new(),
             zeros_len: self.zeros_len,
-            zero: self.zero,
             bindings: self.bindings.clone(),
             binding_index: OnceLock::new(),
             known: self.known,
@@ -145,7 +148,8 @@ impl<T: Float> Kept<T> {
     fn give(&mut self) -> Gradients<T> {
         self.spare_bytes = 0;
         let mut v = self.vectors.take().unwrap_or_else(Vectors::new);
-        v.scalar.clear();
+        // The scalar gradients keep their length: a walk reads only those it marks
+        // reached, so they need no zeroing (for W6's million nodes, 8 MB a walk).
         v.reached.clear();
         v.tensor.clear();
         v.shapes.clear();
@@ -187,13 +191,13 @@ impl<T: Float> Gradients<T> {
             tape_uid: 0,
             generation: 0,
             scalar: v.scalar,
+            output: 0,
             reached: v.reached,
             tensor: v.tensor,
             shapes: v.shapes,
             slot_nodes: v.slot_nodes,
             zeros: OnceLock::new(),
             zeros_len: 0,
-            zero: T::zero(),
             bindings: v.bindings,
             binding_index: OnceLock::new(),
             known: 0,
@@ -216,7 +220,9 @@ impl<T: Float> Gradients<T> {
         // its first arrival (`accumulate`), so the old values need no zeroing (a pass
         // over 8 bytes a node, which was a `memset` call per walk for W1 and 8 MB for
         // W6's million nodes), and the bits are those of zeroing and adding.
-        if self.scalar.len() == len {
+        // The tape's ids are u32, so a walk covers at least one and at most 2^32 nodes.
+        self.output = (len - 1) as u32;
+        if self.reached.len() == len.div_ceil(64) && self.scalar.len() >= len {
             // One word (a graph of up to 64 nodes) is one store, not a `memset` call.
             match self.reached.as_mut_slice() {
                 [word] => *word = 0,
@@ -236,7 +242,9 @@ impl<T: Float> Gradients<T> {
     }
 
     fn resize(&mut self, len: usize) {
-        self.scalar.resize(len, T::zero());
+        if self.scalar.len() < len {
+            self.scalar.resize(len, T::zero());
+        }
         self.reached.clear();
         self.reached.resize(len.div_ceil(64), 0);
     }
@@ -466,7 +474,7 @@ impl<T: Float> Gradients<T> {
     #[inline]
     fn view_of(&self, id: NodeId) -> Option<View<'_, T>> {
         let i = id.index();
-        if i >= self.scalar.len() {
+        if i >= self.len() {
             return None;
         }
         if self.slot_nodes.is_empty() {
@@ -540,18 +548,23 @@ impl<T: Float> Gradients<T> {
                 let zeros = self.zeros.get_or_init(|| vec![T::zero(); self.zeros_len]);
                 View::new(shape, &zeros[..descent_tensor::numel(shape)])
             }
-            None => View::scalar(&self.zero),
+            None => View::scalar(T::ZERO_REF),
         }
     }
 
     /// Number of nodes covered (the output's id plus one).
+    #[inline]
     pub fn len(&self) -> usize {
-        self.scalar.len()
+        if self.reached.is_empty() {
+            0
+        } else {
+            self.output as usize + 1
+        }
     }
 
     /// True when no node is covered.
     pub fn is_empty(&self) -> bool {
-        self.scalar.is_empty()
+        self.reached.is_empty()
     }
 }
 
@@ -589,7 +602,7 @@ impl<T: Float> ParamGradients<T> for Gradients<T> {
             Some(s) => self.tensor[s].as_deref_mut(),
             None => {
                 let k = node.index();
-                (k < self.scalar.len() && self.is_reached(k))
+                (k < self.len() && self.is_reached(k))
                     .then(|| std::slice::from_mut(&mut self.scalar[k]))
             }
         }
@@ -636,7 +649,7 @@ impl<'t, T: Float> std::ops::Index<Var<'t, T>> for Gradients<T> {
 /// A summary: how many nodes the walk covered and how many a gradient reached.
 impl<T: Float> std::fmt::Display for Gradients<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let reached = (0..self.scalar.len())
+        let reached = (0..self.len())
             .filter(|&i| self.view_of(NodeId::from_index(i)).is_some())
             .count();
         write!(
@@ -644,7 +657,7 @@ impl<T: Float> std::fmt::Display for Gradients<T> {
             "gradients of tape #{} (generation {}): {reached} of {} nodes reached, {} parameters bound",
             self.tape_uid,
             self.generation,
-            self.scalar.len(),
+            self.len(),
             self.bindings.len()
         )
     }
@@ -652,13 +665,13 @@ impl<T: Float> std::fmt::Display for Gradients<T> {
 
 impl<T: Float> std::fmt::Debug for Gradients<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let reached = (0..self.scalar.len())
+        let reached = (0..self.len())
             .filter(|&i| self.view_of(NodeId::from_index(i)).is_some())
             .count();
         f.debug_struct("Gradients")
             .field("tape", &self.tape_uid)
             .field("generation", &self.generation)
-            .field("nodes", &self.scalar.len())
+            .field("nodes", &self.len())
             .field("reached", &reached)
             .finish()
     }

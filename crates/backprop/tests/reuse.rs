@@ -7,7 +7,7 @@
 //! Products large enough to compute both gradients side by side on two threads must
 //! give the bits that one thread gives.
 
-use descent_backprop::{Backward, Gradients, backward_into};
+use descent_backprop::{Backward, Gradients, backward, backward_into};
 use descent_tape::{Tape, Var};
 use descent_tensor::Tensor;
 
@@ -309,4 +309,37 @@ fn stale_scalar_gradients_never_show() {
         assert_eq!(grads.wrt(x).item().to_bits(), 0.0f64.to_bits());
         assert_eq!(grads.wrt(y).item(), 1.0);
     }
+}
+
+/// A store made after a larger one was dropped on this thread starts on its memory,
+/// whose scalar gradients are not zeroed: it covers only its own walk's nodes, and
+/// neither the dropped store's values nor the nodes past its output show.
+#[test]
+fn a_store_on_a_dropped_stores_memory_covers_only_its_walk() {
+    let tape = Tape::<f64>::new();
+    let x = tape.var(2.0);
+    let mut v = x;
+    for _ in 0..200 {
+        v = v * x;
+    }
+    drop(backward(v).unwrap());
+
+    tape.reset();
+    let a = tape.var(3.0);
+    let b = tape.var(5.0);
+    let loss = a * a;
+    let later = loss + b;
+    let grads = backward(loss).unwrap();
+    assert_eq!(grads.len(), loss.id().index() + 1);
+    assert_eq!(grads.wrt(a).item(), 6.0);
+    assert!(grads.get(b).is_none());
+    assert_eq!(grads.wrt(b).item(), 0.0);
+    assert!(grads.by_id(later.id()).is_none());
+    assert!(
+        grads.to_string().contains("2 of 3 nodes reached"),
+        "{grads}"
+    );
+    let copy = grads.clone();
+    assert_eq!(copy.len(), 3);
+    assert!(copy.by_id(later.id()).is_none());
 }

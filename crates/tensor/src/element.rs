@@ -32,6 +32,15 @@ pub trait Float:
 {
     /// The type's name as Rust spells it (`"f32"`, `"f64"`).
     const NAME: &'static str;
+    /// A zero that lives for the whole program, for a lookup that hands out a
+    /// reference to a zero it does not store.
+    ///
+    /// ```
+    /// use descent_tensor::Float;
+    /// let zero: &'static f64 = f64::ZERO_REF;
+    /// assert_eq!(*zero, 0.0);
+    /// ```
+    const ZERO_REF: &'static Self;
     /// Converts from `f64`, rounding to nearest where the type is narrower.
     fn from_f64(v: f64) -> Self;
     /// Converts to `f64` exactly.
@@ -140,6 +149,7 @@ pub trait Float:
 
 impl Float for f32 {
     const NAME: &'static str = "f32";
+    const ZERO_REF: &'static Self = &0.0;
     #[inline(always)]
     fn from_f64(v: f64) -> Self {
         v as f32
@@ -172,6 +182,7 @@ impl Float for f32 {
 
 impl Float for f64 {
     const NAME: &'static str = "f64";
+    const ZERO_REF: &'static Self = &0.0;
     #[inline(always)]
     fn from_f64(v: f64) -> Self {
         v
