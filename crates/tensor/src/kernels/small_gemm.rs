@@ -32,6 +32,24 @@ const DOT_NR: usize = 2;
 /// Rows of `c` at or below which [`small_gemm`] takes a product (at 32 and 64 rows the
 /// `gemm` crate measured as fast or faster, `docs/GEMM.md`).
 pub(crate) const SMALL_ROWS: usize = 16;
+/// Whether the `gemm` crate runs its AVX-512 kernels: built with the `avx512` feature,
+/// on a processor with AVX-512F. Its `g·W` with few rows then beats [`axpy_product`]'s
+/// eight-lane loops (16x2048x2048, one thread: 2,155 against 4,152 µs; 8x1024x1024: 252
+/// against 531), which this path then leaves to it. Its `x·Wᵀ` stays here: taking 32
+/// rows too measured 10% faster on one thread (1,201 against 1,328 µs at
+/// 32x1024x1024) but 14% slower on two (826 against 710).
+#[inline]
+fn gemm_runs_avx512() -> bool {
+    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(all(feature = "avx512", target_arch = "x86_64")))]
+    {
+        false
+    }
+}
+
 /// Columns of `c` from which [`small_gemm`] takes a `g·W` product (at 512 it measured
 /// slower than the `gemm` crate).
 const AXPY_MIN_COLS: usize = 1024;
@@ -56,17 +74,45 @@ pub(crate) fn small_gemm<T: Float>(
     c: &mut [T],
     threads: Option<usize>,
 ) -> bool {
+    let Some(form) = choose(ta, tb, m, k, n) else {
+        return false;
+    };
+    small_gemm_as(form, a, b, m, k, n, beta, c, threads);
+    true
+}
+
+/// Which loops take `op(a)[m, k] op(b)[k, n]`, if any.
+fn choose(ta: bool, tb: bool, m: usize, k: usize, n: usize) -> Option<Form> {
     let volume = m.saturating_mul(k).saturating_mul(n);
     if volume < SMALL_GEMM_MIN_VOLUME {
-        return false;
+        return None;
     }
-    let form = match (ta, tb) {
+    match (ta, tb) {
         // g·W (and x·W with W [in, out]): few rows of c, a wide b.
-        (false, false) if m <= SMALL_ROWS && n >= AXPY_MIN_COLS => Form::Axpy,
+        (false, false) if m <= SMALL_ROWS && n >= AXPY_MIN_COLS && !gemm_runs_avx512() => {
+            Some(Form::Axpy)
+        }
         // x·Wᵀ (W [out, in]): few rows of c, both operands contiguous along the sum.
-        (false, true) if m <= SMALL_ROWS => Form::Dot,
-        _ => return false,
-    };
+        (false, true) if m <= SMALL_ROWS => Some(Form::Dot),
+        _ => None,
+    }
+}
+
+/// [`small_gemm`]'s product by the loops of `form` (`b` stored `[k, n]` for
+/// [`Form::Axpy`], `[n, k]` for [`Form::Dot`]).
+#[allow(clippy::too_many_arguments)]
+fn small_gemm_as<T: Float>(
+    form: Form,
+    a: &[T],
+    b: &[T],
+    m: usize,
+    k: usize,
+    n: usize,
+    beta: T,
+    c: &mut [T],
+    threads: Option<usize>,
+) {
+    let volume = m.saturating_mul(k).saturating_mul(n);
     let s = Shape { m, k, n };
     let threads = if volume < super::gemm::PARALLEL_GEMM_VOLUME {
         1
@@ -85,7 +131,7 @@ pub(crate) fn small_gemm<T: Float>(
     let blocks = tiles.div_ceil(tiles_per_block);
     if blocks <= 1 {
         run(form, a, b, &s, beta, 0, n, &mut RowsOf::Whole(c, n));
-        return true;
+        return;
     }
     let per = tiles_per_block * nr;
     // Each block's columns of every row of c, as disjoint slices.
@@ -109,7 +155,6 @@ pub(crate) fn small_gemm<T: Float>(
             });
         }
     });
-    true
 }
 
 /// Which loops a product takes.
@@ -387,6 +432,12 @@ mod tests {
     use crate::kernels::swap_axes;
     use crate::kernels::testing::naive;
 
+    /// The loops for `b` stored `[n, k]` (`tb`) or `[k, n]`: the tests run both forms
+    /// whichever [`choose`] would pick on this build and processor.
+    fn form_of(tb: bool) -> Form {
+        if tb { Form::Dot } else { Form::Axpy }
+    }
+
     /// The two layouts this path takes, on shapes that are multiples of no tile (rows
     /// 1 to 16, sums not a multiple of eight), with NaN in an overwritten `c` and both
     /// betas, in f32 and f64, against the naive product; and the layouts and shapes it
@@ -404,31 +455,9 @@ mod tests {
             let tol = if T::NAME == "f32" { 2e-3 } else { 1e-11 };
             for (tb, bd) in [(false, &b), (true, &bt)] {
                 let mut c = vec![T::nan(); m * n];
-                assert!(small_gemm(
-                    &a,
-                    false,
-                    bd,
-                    tb,
-                    m,
-                    k,
-                    n,
-                    T::zero(),
-                    &mut c,
-                    None
-                ));
+                small_gemm_as(form_of(tb), &a, bd, m, k, n, T::zero(), &mut c, None);
                 let mut acc = vec![T::from_f64(0.5); m * n];
-                assert!(small_gemm(
-                    &a,
-                    false,
-                    bd,
-                    tb,
-                    m,
-                    k,
-                    n,
-                    T::one(),
-                    &mut acc,
-                    None
-                ));
+                small_gemm_as(form_of(tb), &a, bd, m, k, n, T::one(), &mut acc, None);
                 for i in 0..m * n {
                     let (x, y) = (c[i].as_f64(), acc[i].as_f64());
                     assert!(
@@ -454,6 +483,15 @@ mod tests {
         }
         let (a, b) = (vec![1f32; 64 * 512], vec![1f32; 512 * 2048]);
         let mut c = vec![0f32; 64 * 2048];
+        // Taken: an x·Wᵀ of 16 rows; a g·W of 16 rows unless the gemm crate runs its
+        // AVX-512 kernels, which are faster there.
+        assert!(small_gemm(
+            &a, false, &b, true, 16, 512, 1024, 0.0, &mut c, None
+        ));
+        assert_eq!(
+            small_gemm(&a, false, &b, false, 16, 512, 1024, 0.0, &mut c, None),
+            !gemm_runs_avx512()
+        );
         // 17 rows; a g·W narrower than 1024 columns; a transposed a; a tiny product.
         assert!(!small_gemm(
             &a, false, &b, false, 17, 512, 1024, 0.0, &mut c, None
@@ -489,18 +527,7 @@ mod tests {
                 }
                 let run = |threads: usize| {
                     let mut c = vec![0.5f32; m * n];
-                    assert!(small_gemm(
-                        &a,
-                        false,
-                        &b,
-                        tb,
-                        m,
-                        k,
-                        n,
-                        1.0,
-                        &mut c,
-                        Some(threads)
-                    ));
+                    small_gemm_as(form_of(tb), &a, &b, m, k, n, 1.0, &mut c, Some(threads));
                     c
                 };
                 let one = run(1);
