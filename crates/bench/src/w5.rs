@@ -151,15 +151,19 @@ pub fn step(
     tape.reset();
     let loss = loss(tape, &model.store, model.ids, data);
     backward_into(loss, grads).expect("a scalar loss");
+    let (value, nodes) = (f64::from(loss.item()), tape.len());
+    // Released before the step, as in W3: the tape shares the parameters' values with
+    // the store, so a step under a live tape would copy them (copy-on-write).
+    tape.reset();
     let norm = clip_grad_norm(&model.store, grads, CLIP).expect("finite gradients");
     model
         .sgd
         .step(&mut model.store, &*grads)
         .expect("finite gradients of the store's parameters");
     StepOut {
-        loss: f64::from(loss.item()),
+        loss: value,
         norm,
-        nodes: tape.len(),
+        nodes,
     }
 }
 

@@ -126,12 +126,16 @@ pub fn step(
         loss_plain(tape, model, data)
     };
     backward_into(loss, grads).expect("a scalar loss");
+    let value = f64::from(loss.item());
+    // Released before the step, as in W3: the tape shares the parameters' values with
+    // the store, so a step under a live tape would copy them (copy-on-write).
+    tape.reset();
     let norm = clip_grad_norm(&model.store, grads, w5::CLIP).expect("finite gradients");
     model
         .sgd
         .step(&mut model.store, &*grads)
         .expect("finite gradients");
-    (f64::from(loss.item()), norm)
+    (value, norm)
 }
 
 /// The gradients of the loss at `store`'s values, plainly and recomputed, in the

@@ -195,9 +195,13 @@ pub fn step(
     let (x, labels) = data.batch(k);
     let loss = loss(tape, model, x, labels);
     backward_into(loss, grads).expect("a scalar loss");
+    let value = f64::from(loss.item());
+    // Released before the step, as in W3: the tape shares the parameters' values with
+    // the store, so a step under a live tape would copy them (copy-on-write).
+    tape.reset();
     model
         .sgd
         .step(&mut model.store, &*grads)
         .expect("finite gradients of the store's parameters");
-    f64::from(loss.item())
+    value
 }
