@@ -187,13 +187,15 @@ Writes out/tour/loss.png, out/tour/gradient_flow.png and out/tour/model.safetens
             let norm = clip_grad_norm(&store, &mut grads, CLIP)?;
             max_norm = max_norm.max(norm);
             clipped += usize::from(norm > CLIP);
-            opt.step(&mut store, &grads)?;
-
             let l = f64::from(loss.item());
             step_losses.push(l);
             loss_sum += l * labels.len() as f64;
             right += accuracy(&logits.value(), labels) * labels.len() as f64;
             seen += labels.len();
+            // Everything read from the tape: released before the step, which then
+            // changes the parameters in place instead of copying them for the tape.
+            tape.reset();
+            opt.step(&mut store, &grads)?;
             bar.set_message(format!(
                 "loss {:.4}  acc {:5.1}%",
                 loss_sum / seen as f64,
