@@ -179,6 +179,28 @@ pub trait Optimizer<T: Float> {
 
     /// One step over every parameter that has a gradient in `grads`, read in place.
     ///
+    /// A parameter a live tape still holds (bound with `tape.param` and not released
+    /// by `tape.reset()` or dropping the tape) is copied before it changes, so that
+    /// the tape keeps its values ([`ParamStore::copies`] counts these copies). Reset
+    /// the tape first, once its loss and outputs are read, to step in place.
+    ///
+    /// ```
+    /// use descent_optim::{Optimizer, Sgd};
+    /// use descent_tape::{ParamStore, Tape};
+    /// use descent_tensor::Tensor;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let w = store.insert("w", Tensor::from([1.0, 2.0]));
+    /// let tape = Tape::new();
+    /// let loss = (tape.param(&store, w) * tape.param(&store, w)).sum();
+    /// let grads = descent_backprop::backward(loss).unwrap();
+    /// let value = loss.item();
+    /// tape.reset();
+    /// Sgd::new(0.1).step(&mut store, &grads).unwrap();
+    /// assert_eq!(value, 5.0);
+    /// assert_eq!(store.get(w).unwrap().data(), &[0.8, 1.6]);
+    /// assert_eq!(store.copies().count, 0);
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Config`], [`Error::UnknownParam`], [`Error::Shape`] or
     /// [`Error::NonFinite`], found before any parameter is touched.
