@@ -29,8 +29,8 @@ pub struct Gradients<T: Float> {
     /// Gradient of each scalar node, by node id, meaningful where `reached` says so:
     /// the rest holds what an earlier walk left, and the vector may run past the output.
     pub(crate) scalar: Vec<T>,
-    /// The index of the walk's output, the last node covered; none is while `reached`
-    /// is empty (no walk yet). A `u32` (node ids are): the store stays within 256
+    /// The index of the walk's output, the last node covered; no node is covered while
+    /// `reached` is empty (no walk yet). A `u32` (node ids are): the store stays within 256
     /// bytes, which LLVM moves without a `memcpy` call (four a step in W1 when it grew).
     pub(crate) output: u32,
     /// One bit a node: did a gradient reach it.

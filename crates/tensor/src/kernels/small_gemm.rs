@@ -34,10 +34,10 @@ const DOT_NR: usize = 2;
 pub(crate) const SMALL_ROWS: usize = 16;
 /// Whether the `gemm` crate runs its AVX-512 kernels: built with the `avx512` feature,
 /// on a processor with AVX-512F. Its `g·W` with few rows then beats [`axpy_product`]'s
-/// eight-lane loops (16x2048x2048, one thread: 2,062 against 4,170 µs; 8x1024x1024: 262
-/// against 526; `small_side_calls 1 100`), which this path then leaves to it. Its `x·Wᵀ` stays here: taking 32
-/// rows too measured 10% faster on one thread (1,201 against 1,328 µs at
-/// 32x1024x1024) but 14% slower on two (826 against 710).
+/// eight-lane loops (16x2048x2048, one thread: 2,062 against 4,170 µs; 8x1024x1024:
+/// 262 against 526; `small_side_calls 1 100`), which this path then leaves to it. Its
+/// `x·Wᵀ` stays here: taking 32 rows too measured 10% faster on one thread (1,201
+/// against 1,328 µs at 32x1024x1024) but 14% slower on two (826 against 710).
 #[inline]
 fn gemm_runs_avx512() -> bool {
     #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
