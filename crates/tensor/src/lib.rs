@@ -50,6 +50,7 @@ mod tensor;
 mod ulp;
 
 pub use element::Float;
+pub use kernels::{GemmKernels, gemm_kernels, set_gemm_kernels};
 pub use line_alloc::{LINE, LINE_ALIGNED_FROM, LineAligned};
 // Hidden from the docs: the buffer reuse of the tape and the gradient store.
 #[doc(hidden)]

@@ -2,8 +2,10 @@
 //! on row-major slices, with unpacked loops for a vector operand, and two products
 //! side by side.
 
+use super::gemm_kernels::uses_avx512;
 use super::sum::dot;
 use crate::Float;
+use gemm_common::Parallelism;
 
 /// `c = op(a) op(b) + beta c` for row-major matrices, where `op` optionally transposes.
 /// `a` is stored `[m, k]` (or `[k, m]` when `ta`), `b` is `[k, n]` (or `[n, k]`).
@@ -100,11 +102,11 @@ fn gemm_on<T: Float>(
     // Small products never ask rayon for its pool (which would start it).
     let volume = m * n * k;
     let parallelism = if volume < PARALLEL_GEMM_VOLUME {
-        ::gemm::Parallelism::None
+        Parallelism::None
     } else {
         match threads.unwrap_or_else(rayon::current_num_threads) {
-            0 | 1 => ::gemm::Parallelism::None,
-            t => ::gemm::Parallelism::Rayon(t),
+            0 | 1 => Parallelism::None,
+            t => Parallelism::Rayon(t),
         }
     };
     // The `gemm` crate enters rayon once per block of the sum and of the columns. From
@@ -112,19 +114,18 @@ fn gemm_on<T: Float>(
     // to sleep until it is done: hundreds of context switches a step for W8, which
     // made two threads slower than one (`docs/PERFORMANCE.md`, "Entering the pool
     // once"). Moved onto a thread of the pool first, the product enters it once.
-    if matches!(parallelism, ::gemm::Parallelism::Rayon(_))
-        && rayon::current_thread_index().is_none()
-    {
+    if matches!(parallelism, Parallelism::Rayon(_)) && rayon::current_thread_index().is_none() {
         return rayon::scope(|_| gemm_on(a, ta, b, tb, m, k, n, beta, c, threads, small_side));
     }
     if tb && volume >= PARALLEL_GEMM_VOLUME && n >= 2 * COLUMN_BLOCK {
         let threads = match parallelism {
-            ::gemm::Parallelism::Rayon(t) => t,
-            ::gemm::Parallelism::None => 1,
+            Parallelism::Rayon(t) => t,
+            Parallelism::None => 1,
         };
         return gemm_column_blocks(a, ta, b, m, k, n, beta, c, threads);
     }
     let ops = Operands {
+        avx512: uses_avx512::<T>(ta, tb, m, k, n),
         a: a.as_ptr(),
         a_strides: (a_rs, a_cs),
         b: b.as_ptr(),
@@ -143,6 +144,8 @@ fn gemm_on<T: Float>(
 /// row-major with rows `ldc` apart.
 #[derive(Clone, Copy)]
 struct Operands<T> {
+    /// Whether the product runs on the AVX-512 kernels (`gemm_kernels::uses_avx512`).
+    avx512: bool,
     a: *const T,
     a_strides: (usize, usize),
     b: *const T,
@@ -177,13 +180,13 @@ impl<T: Float> Operands<T> {
         j0: usize,
         j1: usize,
         beta: T,
-        parallelism: ::gemm::Parallelism,
+        parallelism: Parallelism,
     ) {
         debug_assert!(j0 <= j1 && j1 <= n && n <= self.ldc);
         let (a_rs, a_cs) = self.a_strides;
         let (b_rs, b_cs) = self.b_strides;
         // SAFETY: columns `j0..j1` of `op(b)` start `j0·b_cs` elements into `b` and of
-        // `c` `j0` into `c`; `gemm::gemm` then reads `op(a)` at `i·a_rs + p·a_cs`
+        // `c` `j0` into `c`; the `gemm` crate then reads `op(a)` at `i·a_rs + p·a_cs`
         // (i < m, p < k), `op(b)` at `p·b_rs + (j0 + j)·b_cs` and writes `c` at
         // `i·ldc + j0 + j` (j < j1 - j0), all within what the caller vouched for; every
         // offset fits `isize` because the memory behind a pointer never spans more than
@@ -191,7 +194,8 @@ impl<T: Float> Operands<T> {
         // NaN in it does not leak into the result, as for the empty sum above. The call
         // is exercised under Miri (`.ci/miri` runs this module's `gemm` tests).
         unsafe {
-            ::gemm::gemm(
+            super::gemm_kernels::gemm(
+                self.avx512,
                 m,
                 j1 - j0,
                 k,
@@ -207,9 +211,6 @@ impl<T: Float> Operands<T> {
                 b_rs as isize,
                 beta,
                 T::one(),
-                false,
-                false,
-                false,
                 parallelism,
             );
         }
@@ -245,6 +246,7 @@ fn gemm_column_blocks<T: Float>(
     threads: usize,
 ) {
     let ops = Operands {
+        avx512: uses_avx512::<T>(ta, true, m, k, n),
         a: a.as_ptr(),
         a_strides: if ta { (1, m) } else { (k, 1) },
         b: b.as_ptr(),
@@ -263,7 +265,7 @@ fn gemm_column_blocks<T: Float>(
             // `c` is borrowed mutably for the whole call, so it aliases neither
             // operand, and the blocks `j0..j1` are disjoint, so no other thread
             // touches these columns.
-            unsafe { ops.multiply(m, k, n, j0, j1, beta, ::gemm::Parallelism::None) };
+            unsafe { ops.multiply(m, k, n, j0, j1, beta, Parallelism::None) };
         }
     };
     let groups = blocks.div_ceil(per);

@@ -12,7 +12,9 @@
 //! - `reduce`: sum and max along an axis, and their reverse rules;
 //! - `softmax`: softmax, log-softmax and log-sum-exp;
 //! - `layout`: transposes, slices, concatenation, gather, and lanes along an axis;
-//! - `gemm`: the one call into the `gemm` crate (the crate's only `unsafe`);
+//! - `gemm`: matrix products through the `gemm` crate, and unpacked loops for a vector;
+//! - `gemm_kernels`: which of that crate's kernel sets (AVX2, AVX-512) runs a product,
+//!   and the call into it;
 //! - `matmul`: 2-d and batched matrix products and their gradients;
 //! - `conv`: convolution by im2col and GEMM, and its two backward products;
 //! - `pool`: max and average pooling and their reverse rules;
@@ -21,6 +23,7 @@
 mod broadcast;
 mod conv;
 mod gemm;
+mod gemm_kernels;
 mod layout;
 mod matmul;
 mod pool;
@@ -32,6 +35,7 @@ mod sum;
 mod testing;
 
 pub use self::gemm::{PARALLEL_GEMM_VOLUME, gemm};
+pub use self::gemm_kernels::{GemmKernels, gemm_kernels, set_gemm_kernels};
 pub use broadcast::sum_to_shape_acc;
 pub use conv::{ConvGeometry, ConvGeometryError, WEIGHT_CHUNKS, conv2d, conv2d_backward_acc};
 pub use layout::{

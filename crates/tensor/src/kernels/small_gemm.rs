@@ -18,6 +18,7 @@
 //! the sum. The weight gradient `gᵀ·x` (a short sum over the batch) stays with the
 //! `gemm` crate, which measured faster there.
 
+use super::gemm_kernels::uses_avx512;
 use crate::Float;
 
 /// Columns of `c` in one tile of [`axpy_product`] (two 256-bit vectors of f32).
@@ -32,24 +33,6 @@ const DOT_NR: usize = 2;
 /// Rows of `c` at or below which [`small_gemm`] takes a product (at 32 and 64 rows the
 /// `gemm` crate measured as fast or faster, `docs/GEMM.md`).
 pub(crate) const SMALL_ROWS: usize = 16;
-/// Whether the `gemm` crate runs its AVX-512 kernels: built with the `avx512` feature,
-/// on a processor with AVX-512F. Its `g·W` with few rows then beats [`axpy_product`]'s
-/// eight-lane loops (16x2048x2048, one thread: 2,062 against 4,170 µs; 8x1024x1024:
-/// 262 against 526; `small_side_calls 1 100`), which this path then leaves to it. Its
-/// `x·Wᵀ` stays here: taking 32 rows too measured 10% faster on one thread (1,201
-/// against 1,328 µs at 32x1024x1024) but 14% slower on two (826 against 710).
-#[inline]
-fn gemm_runs_avx512() -> bool {
-    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(all(feature = "avx512", target_arch = "x86_64")))]
-    {
-        false
-    }
-}
-
 /// Columns of `c` from which [`small_gemm`] takes a `g·W` product (at 512 it measured
 /// slower than the `gemm` crate).
 const AXPY_MIN_COLS: usize = 1024;
@@ -74,7 +57,7 @@ pub(crate) fn small_gemm<T: Float>(
     c: &mut [T],
     threads: Option<usize>,
 ) -> bool {
-    let Some(form) = choose(ta, tb, m, k, n) else {
+    let Some(form) = choose::<T>(ta, tb, m, k, n) else {
         return false;
     };
     small_gemm_as(form, a, b, m, k, n, beta, c, threads);
@@ -82,16 +65,26 @@ pub(crate) fn small_gemm<T: Float>(
 }
 
 /// Which loops take `op(a)[m, k] op(b)[k, n]`, if any.
-fn choose(ta: bool, tb: bool, m: usize, k: usize, n: usize) -> Option<Form> {
+fn choose<T: Float>(ta: bool, tb: bool, m: usize, k: usize, n: usize) -> Option<Form> {
     let volume = m.saturating_mul(k).saturating_mul(n);
     if volume < SMALL_GEMM_MIN_VOLUME {
         return None;
     }
     match (ta, tb) {
         // g·W (and x·W with W [in, out]): few rows of c, a wide b.
-        (false, false) if m <= SMALL_ROWS && n >= AXPY_MIN_COLS && !gemm_runs_avx512() => {
+        // Where the `gemm` crate runs it on AVX-512 kernels, they beat these eight-lane
+        // loops (16x2048x2048, one thread: 2,062 against 4,170 µs; 8x1024x1024: 262
+        // against 526; `small_side_calls 1 100`), and the product is left to them.
+        (false, false)
+            if m <= SMALL_ROWS
+                && n >= AXPY_MIN_COLS
+                && !uses_avx512::<T>(false, false, m, k, n) =>
+        {
             Some(Form::Axpy)
         }
+        // x·Wᵀ stays here whatever the kernels: taking 32 rows too under AVX-512
+        // measured 10% faster on one thread (1,201 against 1,328 µs at 32x1024x1024)
+        // but 14% slower on two (826 against 710).
         // x·Wᵀ (W [out, in]): few rows of c, both operands contiguous along the sum.
         (false, true) if m <= SMALL_ROWS => Some(Form::Dot),
         _ => None,
@@ -490,7 +483,7 @@ mod tests {
         ));
         assert_eq!(
             small_gemm(&a, false, &b, false, 16, 512, 1024, 0.0, &mut c, None),
-            !gemm_runs_avx512()
+            !uses_avx512::<f32>(false, false, 16, 512, 1024)
         );
         // 17 rows; a g·W narrower than 1024 columns; a transposed a; a tiny product.
         assert!(!small_gemm(
