@@ -237,6 +237,9 @@ the loss curve in out/char_rnn/loss.png, then 400 sampled characters.",
         if clip_grad_norm(&store, &mut grads, CLIP)? > CLIP {
             clipped += 1;
         }
+        // Released before the step, the tape no longer shares the parameters' values,
+        // so the step updates them in place instead of copying them.
+        tape.reset();
         adam.step(&mut store, &grads)?;
         if step % EVERY == 0 || step == steps {
             last_held = held_out_loss(&model, &mut store, held_out);

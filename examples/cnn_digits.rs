@@ -149,11 +149,14 @@ accuracy, what no_grad saves, and the gradient flow of the last step as a pictur
                 ));
             }
             clip_grad_norm(&store, &mut grads, CLIP)?;
-            opt.step(&mut store, &grads)?;
             let n = labels.len();
             loss_sum += f64::from(loss.item()) * n as f64;
             right += accuracy(&logits.value(), labels) * n as f64;
             seen += n;
+            // Released before the step, the tape no longer shares the parameters'
+            // values, so the step updates them in place instead of copying them.
+            tape.reset();
+            opt.step(&mut store, &grads)?;
             bar.set_message(format!(
                 "loss {:.4}  acc {:5.1}%",
                 loss_sum / seen as f64,

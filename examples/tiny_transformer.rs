@@ -220,6 +220,9 @@ sequences and their predictions.",
         loss_sum += f64::from(loss.item());
         let mut grads = loss.backward();
         clip_grad_norm(&store, &mut grads, CLIP)?;
+        // Released before the step, the tape no longer shares the parameters' values,
+        // so the step updates them in place instead of copying them.
+        tape.reset();
         opt.step(&mut store, &grads)?;
         if step % 100 == 0 {
             (token_acc, seq_acc) = accuracy(&predict(&model, &mut store, &test), &test_target);
