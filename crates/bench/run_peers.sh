@@ -9,8 +9,9 @@
 #   (W10, the wide-layer small-batch MLP, runs only when named: --workloads W3,W10; its
 #   peers are crates/bench/w10_peers.py)
 #   --features builds descent-bench with those cargo features, into target/bench-features
-#   (the default build stays), and says so in the table's notes: the opt-in `avx512`
-#   feature is the one that matters on a processor with full-width AVX-512.
+#   (the default build stays), and says so in the table's notes: the `avx512` feature
+#   runs every product on AVX-512 kernels (the default build does on Intel processors,
+#   except where AVX2 measured faster).
 #   crates/bench/run_peers.sh --table-only target/peers-run/<stamp> [--rounds R] [--reps K]
 #                                          (rebuild the table from kept JSON lines)
 #

@@ -20,11 +20,14 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// the set (never on the number of threads). [`GemmKernels::Avx2`] gives the same bits
 /// on every x86-64 processor with AVX2 and FMA.
 ///
-/// ```
+/// ```standalone_crate
+/// // (Its own process: the setting is the whole program's.)
 /// use descent_tensor::{GemmKernels, gemm_kernels, set_gemm_kernels};
+/// let before = gemm_kernels();
+/// // The same bits on every x86-64 processor with AVX2 and FMA, from here on.
 /// set_gemm_kernels(GemmKernels::Avx2);
 /// assert_eq!(gemm_kernels(), GemmKernels::Avx2);
-/// set_gemm_kernels(GemmKernels::ByProcessor);
+/// set_gemm_kernels(before);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GemmKernels {
@@ -61,8 +64,9 @@ pub fn set_gemm_kernels(kernels: GemmKernels) {
 ///
 /// ```
 /// use descent_tensor::{GemmKernels, gemm_kernels};
-/// // The default, unless something set it.
-/// assert_eq!(gemm_kernels(), GemmKernels::default());
+/// // `GemmKernels::default()` unless a program chose otherwise.
+/// let kernels: GemmKernels = gemm_kernels();
+/// println!("matrix products run on {kernels:?}");
 /// ```
 pub fn gemm_kernels() -> GemmKernels {
     match SETTING.load(Ordering::Relaxed) {
@@ -142,13 +146,13 @@ pub(crate) fn uses_avx512<T: Float>(ta: bool, tb: bool, m: usize, k: usize, n: u
     }
 }
 
-/// On an Intel Xeon (Sapphire Rapids) with AVX-512, the products where the AVX2 kernels
+/// On an Intel Xeon with AVX-512 (the project's machine), the products where the AVX2 kernels
 /// measured faster than the AVX-512 ones: an `f32` `x·Wᵀ` (`b` transposed) of fewer
 /// than 64 rows whose sum runs over a multiple of 512 elements (a row stride of a
 /// multiple of 2 KiB), 1.2-1.5x slower on AVX-512 at 17-32 rows (1024x1024: 1,054
 /// against 1,333 µs at 32 rows). Every other layer shape measured (batch 8-512, widths
-/// 64-4096, both other layouts, `f64`) ran 0.4-0.9x the AVX2 time on AVX-512
-/// (`gemm_kernels_calls`; `docs/PERFORMANCE.md`, "AVX-512 by processor").
+/// 64-4096, both other layouts, `f64`) ran 0.4-1.0x the AVX2 time on AVX-512, most of
+/// them 0.5-0.8x (`gemm_kernels_calls`; `docs/PERFORMANCE.md`, "AVX-512 by processor").
 fn avx2_measured_faster<T: Float>(ta: bool, tb: bool, m: usize, k: usize, _n: usize) -> bool {
     TypeId::of::<T>() == TypeId::of::<f32>() && !ta && tb && m < 64 && k.is_multiple_of(512)
 }
