@@ -4,8 +4,9 @@
 //! loop runs four `f32` lanes at a time even where AVX2 offers eight. [`vectorized`]
 //! chooses at run time, through `pulp` (which `gemm` already uses for its kernels).
 
-/// Runs `f` compiled for the widest vector instructions this processor offers (AVX2
-/// and FMA on x86-64 where present, checked once and cached), or for the baseline.
+/// Runs `f` compiled for the vector instructions this processor offers: AVX-512 where
+/// the matrix products use it ([`GemmKernels`](crate::GemmKernels)), else AVX2 and FMA
+/// on x86-64 where present (checked once and cached), else the baseline.
 ///
 /// Only code inlined into `f` gains: a loop written in the closure, or a function it
 /// calls marked `#[inline(always)]`. Floating-point results are the same bit for bit
@@ -25,7 +26,25 @@
 /// ```
 #[inline(always)]
 pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
-    pulp::Arch::new().dispatch(f)
+    #[cfg(target_arch = "x86_64")]
+    {
+        // AVX-512 where the matrix products run it too (`GemmKernels`): W5 measured
+        // 10-15% faster with these loops on AVX-512 on an Intel Xeon, and on AMD Zen 4
+        // AVX-512 measured no faster (docs/ARCHITECTURE.md).
+        if crate::kernels::loops_use_avx512()
+            && let Some(simd) = pulp::x86::V4::try_new()
+        {
+            return pulp::Simd::vectorize(simd, f);
+        }
+        match pulp::x86::V3::try_new() {
+            Some(simd) => pulp::Simd::vectorize(simd, f),
+            None => f(),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        pulp::Arch::new().dispatch(f)
+    }
 }
 
 /// Elements from which [`for_each_block`] splits its work across rayon's pool: 2^17

@@ -146,6 +146,19 @@ pub(crate) fn uses_avx512<T: Float>(ta: bool, tb: bool, m: usize, k: usize, n: u
     }
 }
 
+/// Whether the project's own loops ([`vectorized`](crate::vectorized)) run on AVX-512:
+/// where the processor has it and the setting would run products on it (on Intel for
+/// [`GemmKernels::ByProcessor`]). Their results are the same bits either way.
+pub(crate) fn loops_use_avx512() -> bool {
+    let p = processor();
+    p.avx512
+        && match gemm_kernels() {
+            GemmKernels::Avx2 => false,
+            GemmKernels::Avx512 => true,
+            GemmKernels::ByProcessor => !p.amd,
+        }
+}
+
 /// On an Intel Xeon with AVX-512 (the project's machine), the products where the AVX2 kernels
 /// measured faster than the AVX-512 ones: an `f32` `x·Wᵀ` (`b` transposed) of fewer
 /// than 64 rows whose sum runs over a multiple of 512 elements (a row stride of a

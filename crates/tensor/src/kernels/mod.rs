@@ -35,6 +35,7 @@ mod sum;
 mod testing;
 
 pub use self::gemm::{PARALLEL_GEMM_VOLUME, gemm};
+pub(crate) use self::gemm_kernels::loops_use_avx512;
 pub use self::gemm_kernels::{GemmKernels, gemm_kernels, set_gemm_kernels};
 pub use broadcast::sum_to_shape_acc;
 pub use conv::{ConvGeometry, ConvGeometryError, WEIGHT_CHUNKS, conv2d, conv2d_backward_acc};
