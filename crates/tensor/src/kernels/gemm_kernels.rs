@@ -12,6 +12,7 @@
 use crate::Float;
 use gemm_common::Parallelism;
 use std::any::TypeId;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Which kernels run the matrix products of every thread, set by [`set_gemm_kernels`].
@@ -86,21 +87,8 @@ struct Processor {
 }
 
 fn processor() -> Processor {
-    static CODE: AtomicU8 = AtomicU8::new(0);
-    let code = match CODE.load(Ordering::Relaxed) {
-        0 => {
-            let p = detect();
-            let code = 8 | u8::from(p.avx512) | u8::from(p.fma) << 1 | u8::from(p.amd) << 2;
-            CODE.store(code, Ordering::Relaxed);
-            code
-        }
-        code => code,
-    };
-    Processor {
-        avx512: code & 1 != 0,
-        fma: code & 2 != 0,
-        amd: code & 4 != 0,
-    }
+    static PROCESSOR: OnceLock<Processor> = OnceLock::new();
+    *PROCESSOR.get_or_init(detect)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -109,11 +97,8 @@ fn detect() -> Processor {
     // run the instruction, reports no AVX-512 anyway).
     let amd = !cfg!(miri) && {
         let leaf = std::arch::x86_64::__cpuid(0);
-        let vendor: Vec<u8> = [leaf.ebx, leaf.edx, leaf.ecx]
-            .iter()
-            .flat_map(|r| r.to_le_bytes())
-            .collect();
-        vendor == b"AuthenticAMD"
+        [leaf.ebx, leaf.edx, leaf.ecx]
+            == [b"Auth", b"enti", b"cAMD"].map(|b| u32::from_le_bytes(*b))
     };
     Processor {
         avx512: std::arch::is_x86_feature_detected!("avx512f"),
@@ -135,33 +120,32 @@ fn detect() -> Processor {
 /// Whether `op(a)[m, k] op(b)[k, n]` in `T` (`b` stored `[n, k]` when `tb`) runs on
 /// the AVX-512 kernels, under the current setting on this processor.
 pub(crate) fn uses_avx512<T: Float>(ta: bool, tb: bool, m: usize, k: usize, n: usize) -> bool {
-    let p = processor();
-    if !p.avx512 {
-        return false;
-    }
-    match gemm_kernels() {
-        GemmKernels::Avx2 => false,
-        GemmKernels::Avx512 => true,
-        GemmKernels::ByProcessor => !p.amd && !avx2_measured_faster::<T>(ta, tb, m, k, n),
-    }
+    let kernels = gemm_kernels();
+    avx512_under(kernels)
+        && !(kernels == GemmKernels::ByProcessor && avx2_measured_faster::<T>(ta, tb, m, k, n))
 }
 
 /// Whether the project's own loops ([`vectorized`](crate::vectorized)) run on AVX-512:
 /// where the processor has it and the setting would run products on it (on Intel for
 /// [`GemmKernels::ByProcessor`]). Their results are the same bits either way.
 pub(crate) fn loops_use_avx512() -> bool {
+    avx512_under(gemm_kernels())
+}
+
+/// Whether `kernels` lets anything run on AVX-512 on this processor.
+fn avx512_under(kernels: GemmKernels) -> bool {
     let p = processor();
     p.avx512
-        && match gemm_kernels() {
+        && match kernels {
             GemmKernels::Avx2 => false,
             GemmKernels::Avx512 => true,
             GemmKernels::ByProcessor => !p.amd,
         }
 }
 
-/// On an Intel Xeon with AVX-512 (the project's machine), the products where the AVX2 kernels
-/// measured faster than the AVX-512 ones: an `f32` `x·Wᵀ` (`b` transposed) of fewer
-/// than 64 rows whose sum runs over a multiple of 512 elements (a row stride of a
+/// On an Intel Xeon with AVX-512 (the project's machine), the products where the AVX2
+/// kernels measured faster than the AVX-512 ones: an `f32` `x·Wᵀ` (`b` transposed) of
+/// fewer than 64 rows whose sum runs over a multiple of 512 elements (a row stride of a
 /// multiple of 2 KiB), 1.2-1.5x slower on AVX-512 at 17-32 rows (1024x1024: 1,054
 /// against 1,333 µs at 32 rows). Every other layer shape measured (batch 8-512, widths
 /// 64-4096, both other layouts, `f64`) ran 0.4-1.0x the AVX2 time on AVX-512, most of
@@ -181,8 +165,9 @@ mod avx2 {
 
     macro_rules! avx2_gemm {
         ($name: ident, $t: ty, $ukr: path, $lanes: expr) => {
-            /// The crate's `gemm_basic` for these kernels; arguments as `gemm_basic`'s
-            /// after its transposition to a column-major destination.
+            /// The crate's `gemm_basic` for these kernels, with its signature (what
+            /// `get_gemm_fn` returns): arguments as after the crate's transposition
+            /// to a column-major destination.
             ///
             /// # Safety
             /// The processor has AVX2 and FMA, and the pointers and strides satisfy
@@ -204,6 +189,9 @@ mod avx2 {
                 rhs_rs: isize,
                 alpha: $t,
                 beta: $t,
+                conj_dst: bool,
+                conj_lhs: bool,
+                conj_rhs: bool,
                 parallelism: Parallelism,
             ) {
                 use $ukr as ukr;
@@ -238,9 +226,9 @@ mod avx2 {
                         rhs_rs,
                         alpha,
                         beta,
-                        false,
-                        false,
-                        false,
+                        conj_dst,
+                        conj_lhs,
+                        conj_rhs,
                         |a, b, c| a * b + c,
                         &ukr::UKR,
                         &ukr::H_UKR,
@@ -297,61 +285,44 @@ pub(crate) unsafe fn gemm<T: Float>(
             m, n, dst_cs, dst_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs,
         )
     };
-    let own = |p: Processor| avx512 || !cfg!(target_arch = "x86_64") || !p.fma;
-    let p = processor();
+    // The crate's entry picks AVX-512 where the processor has it, else AVX2, else
+    // portable code; descent's AVX2 instantiation replaces it where AVX2 is wanted.
+    let crate_entry = avx512 || !processor().fma;
     macro_rules! call {
         ($t: ty, $crate_fn: expr, $avx2_fn: ident) => {{
+            #[cfg(target_arch = "x86_64")]
+            let multiply = if crate_entry {
+                $crate_fn
+            } else {
+                avx2::$avx2_fn
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let multiply = $crate_fn;
             // SAFETY: `T` is `$t` (checked by the caller's `TypeId`), so the casts
             // change no value, and the rest is this function's contract; the AVX2
             // kernels run only where `processor()` found AVX2 and FMA.
             unsafe {
-                let dst = dst as *mut $t;
-                let (lhs, rhs) = (lhs as *const $t, rhs as *const $t);
-                let alpha = *(&alpha as *const T as *const $t);
-                let beta = *(&beta as *const T as *const $t);
-                if own(p) {
-                    $crate_fn(
-                        m,
-                        n,
-                        k,
-                        dst,
-                        dst_cs,
-                        dst_rs,
-                        read_dst,
-                        lhs,
-                        lhs_cs,
-                        lhs_rs,
-                        rhs,
-                        rhs_cs,
-                        rhs_rs,
-                        alpha,
-                        beta,
-                        false,
-                        false,
-                        false,
-                        parallelism,
-                    )
-                } else {
-                    #[cfg(target_arch = "x86_64")]
-                    avx2::$avx2_fn(
-                        m,
-                        n,
-                        k,
-                        dst,
-                        dst_cs,
-                        dst_rs,
-                        read_dst,
-                        lhs,
-                        lhs_cs,
-                        lhs_rs,
-                        rhs,
-                        rhs_cs,
-                        rhs_rs,
-                        alpha,
-                        beta,
-                        parallelism,
-                    )
-                }
+                multiply(
+                    m,
+                    n,
+                    k,
+                    dst as *mut $t,
+                    dst_cs,
+                    dst_rs,
+                    read_dst,
+                    lhs as *const $t,
+                    lhs_cs,
+                    lhs_rs,
+                    rhs as *const $t,
+                    rhs_cs,
+                    rhs_rs,
+                    *(&alpha as *const T as *const $t),
+                    *(&beta as *const T as *const $t),
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                )
             }
         }};
     }
