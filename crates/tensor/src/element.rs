@@ -28,6 +28,7 @@ pub trait Float:
     + MulAssign
     + DivAssign
     + Sum
+    + crate::kernels::DotLanes
     + 'static
 {
     /// The type's name as Rust spells it (`"f32"`, `"f64"`).

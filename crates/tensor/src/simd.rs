@@ -26,6 +26,13 @@
 /// ```
 #[inline(always)]
 pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    with_simd(f)
+}
+
+/// Runs `op` with the vector instructions [`vectorized`] would choose, handing it
+/// `pulp`'s token for them, for loops written in explicit vectors.
+#[inline(always)]
+pub(crate) fn with_simd<Op: pulp::WithSimd>(op: Op) -> Op::Output {
     #[cfg(target_arch = "x86_64")]
     {
         // AVX-512 where the matrix products run it too (`GemmKernels`): W5 measured
@@ -34,16 +41,30 @@ pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
         if crate::kernels::loops_use_avx512()
             && let Some(simd) = pulp::x86::V4::try_new()
         {
-            return pulp::Simd::vectorize(simd, f);
+            return pulp::Simd::vectorize(simd, op);
         }
         match pulp::x86::V3::try_new() {
-            Some(simd) => pulp::Simd::vectorize(simd, f),
-            None => f(),
+            Some(simd) => pulp::Simd::vectorize(simd, op),
+            None => pulp::Simd::vectorize(pulp::Scalar::new(), op),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        pulp::Arch::new().dispatch(f)
+        pulp::Arch::new().dispatch(op)
+    }
+}
+
+/// Whether [`with_simd`] runs fused multiply-adds in hardware: on x86-64 where the
+/// processor has AVX2 and FMA (without them `f32::mul_add` is a call into the C
+/// library), and always on aarch64.
+pub(crate) fn fused_in_hardware() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        pulp::x86::V3::try_new().is_some()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        cfg!(target_arch = "aarch64")
     }
 }
 

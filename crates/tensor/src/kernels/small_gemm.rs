@@ -1,7 +1,7 @@
-//! Matrix products of a small batch against a wide layer, without packing: 16 rows or
-//! fewer of `x` (or of the output's gradient `g`) against a weight of 1024 columns or
-//! more, as `x·Wᵀ` (the forward pass of a layer with `W [out, in]`) and `g·W` (the
-//! input's gradient). The `gemm` crate packs the weight into blocks on every call; with
+//! Matrix products of a small batch against a wide layer, without packing: a few rows
+//! of `x` (or of the output's gradient `g`) against a wide weight, as `x·Wᵀ` (the
+//! forward pass of a layer with `W [out, in]`; up to 32 rows, [`dot_rows`]) and `g·W`
+//! (the input's gradient; up to 16 rows against 1024 columns or more). The `gemm` crate packs the weight into blocks on every call; with
 //! so few rows to reuse each packed block, packing costs about as much as the product,
 //! which is bound by reading the weight once from memory (`docs/GEMM.md`, "Small
 //! sides"). These loops read every operand where it lies.
@@ -12,7 +12,8 @@
 //! - [`axpy_product`], for `b` stored `[k, n]`: a tile of rows of `c` gathers
 //!   `Σ_p a[i, p]·b[p, j..]` over `p` in order, one chain of sums per element;
 //! - [`dot_product`], for `b` stored `[n, k]` (transposed): each element is a dot
-//!   product of two contiguous rows in eight lanes.
+//!   product of two contiguous rows in fused multiply-adds on whole vectors
+//!   ([`DotLanes`]).
 //!
 //! Work is split across rayon's threads by blocks of columns of `c` only, never along
 //! the sum. The weight gradient `gᵀ·x` (a short sum over the batch) stays with the
@@ -26,13 +27,14 @@ const AXPY_NR: usize = 16;
 /// Rows of `c` in one tile of [`axpy_product`].
 const AXPY_MR: usize = 4;
 /// Rows of `a` in one tile of [`dot_product`].
-const DOT_MR: usize = 4;
+const DOT_MR: usize = 2;
 /// Rows of `b` (columns of `c`) in one tile of [`dot_product`].
-const DOT_NR: usize = 2;
+const DOT_NR: usize = 4;
 
-/// Rows of `c` at or below which [`small_gemm`] takes a product (at 32 and 64 rows the
-/// `gemm` crate measured as fast or faster, `docs/GEMM.md`).
-pub(crate) const SMALL_ROWS: usize = 16;
+/// Rows of `c` at or below which [`small_gemm`] takes a `g·W` product (at 32 and 64
+/// rows the `gemm` crate measured as fast or faster, `docs/GEMM.md`), and `x·Wᵀ` with a
+/// short sum ([`dot_rows`]).
+const SMALL_ROWS: usize = 16;
 /// Columns of `c` from which [`small_gemm`] takes a `g·W` product (at 512 it measured
 /// slower than the `gemm` crate).
 const AXPY_MIN_COLS: usize = 1024;
@@ -72,7 +74,7 @@ fn choose<T: Float>(ta: bool, tb: bool, m: usize, k: usize, n: usize) -> Option<
     }
     match (ta, tb) {
         // g·W (and x·W with W [in, out]): few rows of c, a wide b.
-        // Where the `gemm` crate runs it on AVX-512 kernels, they beat these eight-lane
+        // Where the `gemm` crate runs it on AVX-512 kernels, they beat these
         // loops (16x2048x2048, one thread: 2,062 against 4,170 µs; 8x1024x1024: 262
         // against 526; `small_side_calls 1 100`), and the product is left to them.
         (false, false)
@@ -82,12 +84,27 @@ fn choose<T: Float>(ta: bool, tb: bool, m: usize, k: usize, n: usize) -> Option<
         {
             Some(Form::Axpy)
         }
-        // x·Wᵀ stays here whatever the kernels: taking 32 rows too under AVX-512
-        // measured 10% faster on one thread (1,201 against 1,328 µs at 32x1024x1024)
-        // but 14% slower on two (826 against 710).
         // x·Wᵀ (W [out, in]): few rows of c, both operands contiguous along the sum.
-        (false, true) if m <= SMALL_ROWS => Some(Form::Dot),
+        (false, true) if m <= dot_rows::<T>(k) && crate::simd::fused_in_hardware() => {
+            Some(Form::Dot)
+        }
         _ => None,
+    }
+}
+
+/// The most rows of `a` [`Form::Dot`] takes for a sum of `k` terms, where it measured
+/// faster than the `gemm` crate on both kernel sets, one thread and two, against
+/// weights of 512 to 2048 rows and 300 to 2048 columns (`docs/GEMM.md`, "Dot products
+/// in fused vectors"):
+/// - `f32`: 16 rows; 32 when the sum has 512 terms or more (at 24 and 32 rows with
+///   300 terms the crate's AVX-512 kernels were up to 1.2x faster; at 48 and 64 rows
+///   they were faster from 300 to 784 terms, level beyond);
+/// - `f64`: 8 rows (at 16 the crate's AVX-512 kernels were 1.05-1.34x faster).
+fn dot_rows<T>(k: usize) -> usize {
+    match (size_of::<T>(), k) {
+        (8, _) => 8,
+        (_, 512..) => 2 * SMALL_ROWS,
+        _ => SMALL_ROWS,
     }
 }
 
@@ -195,13 +212,21 @@ fn run<T: Float>(
     j1: usize,
     c: &mut RowsOf<'_, '_, T>,
 ) {
-    crate::vectorized(
-        #[inline(always)]
-        || match form {
-            Form::Axpy => axpy_product(a, b, s, beta, j0, j1, c),
-            Form::Dot => dot_product(a, b, s, beta, j0, j1, c),
-        },
-    );
+    match form {
+        Form::Axpy => crate::vectorized(
+            #[inline(always)]
+            || axpy_product(a, b, s, beta, j0, j1, c),
+        ),
+        Form::Dot => crate::simd::with_simd(DotBlock {
+            a,
+            b,
+            s,
+            beta,
+            j0,
+            j1,
+            c,
+        }),
+    }
 }
 
 #[inline(always)]
@@ -327,11 +352,61 @@ fn axpy_tile<T: Float, const MR: usize, const NR: usize>(
     }
 }
 
+/// [`dot_product`]'s arguments, run by [`with_simd`](crate::simd::with_simd) in the
+/// vector instructions it chooses.
+struct DotBlock<'x, 'r, 'c, T> {
+    a: &'x [T],
+    b: &'x [T],
+    s: &'x Shape,
+    beta: T,
+    j0: usize,
+    j1: usize,
+    c: &'x mut RowsOf<'r, 'c, T>,
+}
+
+impl<T: Float> pulp::WithSimd for DotBlock<'_, '_, '_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let DotBlock {
+            a,
+            b,
+            s,
+            beta,
+            j0,
+            j1,
+            c,
+        } = self;
+        dot_product(simd, a, b, s, beta, j0, j1, c);
+    }
+}
+
 /// `c[i, j] = beta c[i, j] + Σ_p a[i, p]·b[j, p]` for columns `j0..j1`, `a` stored
-/// `[m, k]` and `b` `[n, k]`: tiles of [`DOT_MR`] rows of `a` by [`DOT_NR`] rows of
-/// `b`, each element a dot product in eight lanes.
+/// `[m, k]` and `b` `[n, k]`, by tiles of [`DOT_MR`] rows of `a` and [`DOT_NR`] of `b`
+/// (eight sums in registers, six operands loaded for eight multiply-adds), and the
+/// narrower tiles of the edges. Each element is a dot product in `simd`'s vectors
+/// ([`DotLanes::dot_tile`]), the same whichever tile holds it.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn dot_product<T: Float>(
+fn dot_product<S: pulp::Simd, T: Float>(
+    simd: S,
+    a: &[T],
+    b: &[T],
+    s: &Shape,
+    beta: T,
+    j0: usize,
+    j1: usize,
+    c: &mut RowsOf<'_, '_, T>,
+) {
+    dot_tiles::<S, T, DOT_MR, DOT_NR>(simd, a, b, s, beta, j0, j1, c);
+}
+
+/// [`dot_product`] by tiles of `MR` rows of `a` and `NR` of `b`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn dot_tiles<S: pulp::Simd, T: Float, const MR: usize, const NR: usize>(
+    simd: S,
     a: &[T],
     b: &[T],
     s: &Shape,
@@ -344,25 +419,23 @@ fn dot_product<T: Float>(
         s.m,
         j0,
         j1,
-        DOT_MR,
-        DOT_NR,
+        MR,
+        NR,
         #[inline(always)]
         |i, j, rows, cols| match (rows, cols) {
-            (true, true) => dot_tile::<T, DOT_MR, DOT_NR>(a, b, s, beta, i, j, j0, c),
-            (true, false) => dot_tile::<T, DOT_MR, 1>(a, b, s, beta, i, j, j0, c),
-            (false, true) => dot_tile::<T, 1, DOT_NR>(a, b, s, beta, i, j, j0, c),
-            (false, false) => dot_tile::<T, 1, 1>(a, b, s, beta, i, j, j0, c),
+            (true, true) => dot_tile::<S, T, MR, NR>(simd, a, b, s, beta, i, j, j0, c),
+            (true, false) => dot_tile::<S, T, MR, 1>(simd, a, b, s, beta, i, j, j0, c),
+            (false, true) => dot_tile::<S, T, 1, NR>(simd, a, b, s, beta, i, j, j0, c),
+            (false, false) => dot_tile::<S, T, 1, 1>(simd, a, b, s, beta, i, j, j0, c),
         },
     );
 }
 
-/// One `MR × NR` tile of [`dot_product`] at row `i`, column `j` of `c`: lane `l` of
-/// element `(r, q)` is a chain of sums of the products `a[i + r, p]·b[j + q, p]`
-/// over `p ≡ l (mod 8)` in order; the lanes are added pairwise, then the last
-/// `k mod 8` terms in order, then `beta c`.
+/// One `MR × NR` tile of [`dot_product`] at row `i`, column `j` of `c`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn dot_tile<T: Float, const MR: usize, const NR: usize>(
+fn dot_tile<S: pulp::Simd, T: Float, const MR: usize, const NR: usize>(
+    simd: S,
     a: &[T],
     b: &[T],
     s: &Shape,
@@ -373,49 +446,120 @@ fn dot_tile<T: Float, const MR: usize, const NR: usize>(
     c: &mut RowsOf<'_, '_, T>,
 ) {
     let k = s.k;
-    let ar: [&[T]; MR] = std::array::from_fn(
-        #[inline(always)]
-        |r| &a[(i + r) * k..(i + r + 1) * k],
-    );
-    let br: [&[T]; NR] = std::array::from_fn(
-        #[inline(always)]
-        |q| &b[(j + q) * k..(j + q + 1) * k],
-    );
-    let mut acc = [[[T::zero(); 8]; NR]; MR];
-    let full = k / 8 * 8;
-    let mut p = 0;
-    while p < full {
-        let bv: [[T; 8]; NR] = br.map(
-            #[inline(always)]
-            |r| eight(r, p),
-        );
-        for (acc, ar) in acc.iter_mut().zip(ar) {
-            let x = eight(ar, p);
-            for (l, y) in acc.iter_mut().zip(&bv) {
-                for t in 0..8 {
-                    l[t] += x[t] * y[t];
-                }
-            }
-        }
-        p += 8;
+    let mut ar: [&[T]; MR] = [&[]; MR];
+    for (r, ar) in ar.iter_mut().enumerate() {
+        *ar = &a[(i + r) * k..(i + r + 1) * k];
     }
-    for (r, acc) in acc.iter().enumerate() {
+    let mut br: [&[T]; NR] = [&[]; NR];
+    for (q, br) in br.iter_mut().enumerate() {
+        *br = &b[(j + q) * k..(j + q + 1) * k];
+    }
+    let dots = T::dot_tile(simd, ar, br);
+    for (r, dots) in dots.iter().enumerate() {
         let row = &mut c.row(i + r, j0)[j - j0..j - j0 + NR];
-        for (q, (x, l)) in row.iter_mut().zip(acc).enumerate() {
-            let mut v = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
-            for (&u, &w) in ar[r][full..].iter().zip(&br[q][full..]) {
-                v += u * w;
-            }
+        for (x, &v) in row.iter_mut().zip(dots) {
             *x = scale(*x, beta) + v;
         }
     }
 }
 
-/// Eight elements of `s` from `p` on.
-#[inline(always)]
-fn eight<T: Float>(s: &[T], p: usize) -> [T; 8] {
-    s[p..p + 8].try_into().expect("eight")
+/// Dot products of rows in explicit vectors, for `f32` and `f64` (a supertrait of
+/// [`Float`], unnameable outside this module).
+pub trait DotLanes: Sized {
+    /// `[r][q] = Σ_p a[r][p]·b[q][p]`, every row `k` long: lane `l` of a vector of `S`
+    /// holds the chain of fused multiply-adds of the terms `p ≡ l` modulo the lanes,
+    /// in order (the last, partial vector padded with zeros, which add nothing to a
+    /// lane: it holds +0 or a sum that is not −0); then `pulp` adds the lanes (by
+    /// halves on x86-64). The result depends on the vector width of `S`, never on the
+    /// tile: the same for an element in any tile, block or thread.
+    fn dot_tile<S: pulp::Simd, const MR: usize, const NR: usize>(
+        simd: S,
+        a: [&[Self]; MR],
+        b: [&[Self]; NR],
+    ) -> [[Self; NR]; MR];
 }
+
+/// [`DotLanes`] for one element type, through `pulp`'s operations on its vectors.
+macro_rules! dot_lanes {
+    ($t:ty, $vec:ident, $as_simd:ident, $splat:ident, $mul_add:ident, $partial_load:ident, $reduce_sum:ident) => {
+        impl DotLanes for $t {
+            #[inline(always)]
+            fn dot_tile<S: pulp::Simd, const MR: usize, const NR: usize>(
+                simd: S,
+                a: [&[$t]; MR],
+                b: [&[$t]; NR],
+            ) -> [[$t; NR]; MR] {
+                // Loops rather than `array::map`: a closure `map` does not inline runs
+                // without the caller's vector instructions, each `pulp` operation then a
+                // call.
+                let mut av: [&[S::$vec]; MR] = [&[]; MR];
+                let mut at: [&[$t]; MR] = [&[]; MR];
+                for ((av, at), a) in av.iter_mut().zip(&mut at).zip(a) {
+                    (*av, *at) = S::$as_simd(a);
+                }
+                let mut bv: [&[S::$vec]; NR] = [&[]; NR];
+                let mut bt: [&[$t]; NR] = [&[]; NR];
+                for ((bv, bt), b) in bv.iter_mut().zip(&mut bt).zip(b) {
+                    (*bv, *bt) = S::$as_simd(b);
+                }
+                // Every row is as long, so every row has as many whole vectors.
+                let vectors = av.first().map_or(0, |r| r.len());
+                let zero = simd.$splat(0.0);
+                let mut acc = [[zero; NR]; MR];
+                for v in 0..vectors {
+                    let mut y = [zero; NR];
+                    for (y, bv) in y.iter_mut().zip(&bv) {
+                        *y = bv[v];
+                    }
+                    for (acc, av) in acc.iter_mut().zip(&av) {
+                        let x = av[v];
+                        for (acc, &y) in acc.iter_mut().zip(&y) {
+                            *acc = simd.$mul_add(x, y, *acc);
+                        }
+                    }
+                }
+                if at.first().is_some_and(|r| !r.is_empty()) {
+                    let mut y = [zero; NR];
+                    for (y, bt) in y.iter_mut().zip(&bt) {
+                        *y = simd.$partial_load(bt);
+                    }
+                    for (acc, at) in acc.iter_mut().zip(&at) {
+                        let x = simd.$partial_load(at);
+                        for (acc, &y) in acc.iter_mut().zip(&y) {
+                            *acc = simd.$mul_add(x, y, *acc);
+                        }
+                    }
+                }
+                let mut dots = [[0.0; NR]; MR];
+                for (dots, acc) in dots.iter_mut().zip(&acc) {
+                    for (dot, &acc) in dots.iter_mut().zip(acc) {
+                        *dot = simd.$reduce_sum(acc);
+                    }
+                }
+                dots
+            }
+        }
+    };
+}
+
+dot_lanes!(
+    f32,
+    f32s,
+    as_simd_f32s,
+    splat_f32s,
+    mul_add_f32s,
+    partial_load_f32s,
+    reduce_sum_f32s
+);
+dot_lanes!(
+    f64,
+    f64s,
+    as_simd_f64s,
+    splat_f64s,
+    mul_add_f64s,
+    partial_load_f64s,
+    reduce_sum_f64s
+);
 
 // Not under Miri: large products, and these loops hold no `unsafe` code.
 #[cfg(all(test, not(miri)))]
@@ -476,11 +620,32 @@ mod tests {
         }
         let (a, b) = (vec![1f32; 64 * 512], vec![1f32; 512 * 2048]);
         let mut c = vec![0f32; 64 * 2048];
-        // Taken: an x·Wᵀ of 16 rows; a g·W of 16 rows unless the gemm crate runs its
-        // AVX-512 kernels, which are faster there.
-        assert!(small_gemm(
-            &a, false, &b, true, 16, 512, 1024, 0.0, &mut c, None
+        // Taken where the processor fuses multiply-adds: an x·Wᵀ of 16 rows, of 32 rows
+        // with a sum of 512 terms (but not 33 rows, nor 17 with 511 terms); in f64 of
+        // 8 rows, not 9. A g·W of 16 rows unless the gemm crate runs its AVX-512
+        // kernels, which are faster there.
+        let fused = crate::simd::fused_in_hardware();
+        for (rows, k, taken) in [(16, 512, true), (32, 512, true), (33, 512, false)] {
+            assert_eq!(
+                small_gemm(&a, false, &b, true, rows, k, 1024, 0.0, &mut c, None),
+                taken && fused,
+                "{rows}x{k}"
+            );
+        }
+        assert!(!small_gemm(
+            &a, false, &b, true, 17, 511, 1024, 0.0, &mut c, None
         ));
+        let (a64, b64) = (vec![1f64; 16 * 512], vec![1f64; 512 * 1024]);
+        let mut c64 = vec![0f64; 16 * 1024];
+        for (rows, taken) in [(8, true), (9, false)] {
+            assert_eq!(
+                small_gemm(
+                    &a64, false, &b64, true, rows, 512, 1024, 0.0, &mut c64, None
+                ),
+                taken && fused,
+                "f64 {rows} rows"
+            );
+        }
         assert_eq!(
             small_gemm(&a, false, &b, false, 16, 512, 1024, 0.0, &mut c, None),
             !uses_avx512::<f32>(false, false, 16, 512, 1024)
@@ -498,6 +663,41 @@ mod tests {
         assert!(!small_gemm(
             &a, false, &b, true, 16, 8, 1024, 0.0, &mut c, None
         ));
+    }
+
+    /// An element of `x·Wᵀ` is the same bits whichever tile computes it: the whole
+    /// product (full tiles, and the narrower ones of the edges) against each row of
+    /// `a` times each row of `b` alone (a 1 × 1 tile), in f32 and f64, with sums that
+    /// end in a partial vector and one that does not.
+    #[test]
+    fn dot_elements_do_not_depend_on_the_tile() {
+        fn check<T: Float>(m: usize, k: usize, n: usize) {
+            let a: Vec<T> = (0..m * k)
+                .map(|i| T::from_f64((i as f64 * 0.37).sin()))
+                .collect();
+            let b: Vec<T> = (0..n * k)
+                .map(|i| T::from_f64((i as f64 * 0.71).cos()))
+                .collect();
+            let mut whole = vec![T::zero(); m * n];
+            small_gemm_as(Form::Dot, &a, &b, m, k, n, T::zero(), &mut whole, Some(1));
+            for i in 0..m {
+                for j in 0..n {
+                    let mut one = [T::zero()];
+                    let (a, b) = (&a[i * k..(i + 1) * k], &b[j * k..(j + 1) * k]);
+                    small_gemm_as(Form::Dot, a, b, 1, k, 1, T::zero(), &mut one, Some(1));
+                    assert_eq!(
+                        one[0].as_f64().to_bits(),
+                        whole[i * n + j].as_f64().to_bits(),
+                        "{} {m}x{k}x{n} at ({i}, {j})",
+                        T::NAME
+                    );
+                }
+            }
+        }
+        for &(m, k, n) in &[(7, 300, 11), (5, 64, 9), (3, 5, 6)] {
+            check::<f32>(m, k, n);
+            check::<f64>(m, k, n);
+        }
     }
 
     /// Any number of threads gives the bits of one: the blocks split the columns of
