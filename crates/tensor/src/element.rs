@@ -28,7 +28,7 @@ pub trait Float:
     + MulAssign
     + DivAssign
     + Sum
-    + crate::kernels::DotLanes
+    + crate::kernels::Lanes
     + 'static
 {
     /// The type's name as Rust spells it (`"f32"`, `"f64"`).

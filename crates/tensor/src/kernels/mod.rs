@@ -37,7 +37,7 @@ mod testing;
 pub use self::gemm::{PARALLEL_GEMM_VOLUME, gemm};
 pub(crate) use self::gemm_kernels::loops_use_avx512;
 pub use self::gemm_kernels::{GemmKernels, gemm_kernels, set_gemm_kernels};
-pub(crate) use self::small_gemm::DotLanes;
+pub(crate) use self::small_gemm::Lanes;
 pub use broadcast::sum_to_shape_acc;
 pub use conv::{ConvGeometry, ConvGeometryError, WEIGHT_CHUNKS, conv2d, conv2d_backward_acc};
 pub use layout::{

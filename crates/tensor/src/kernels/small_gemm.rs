@@ -1,29 +1,31 @@
 //! Matrix products of a small batch against a wide layer, without packing: a few rows
 //! of `x` (or of the output's gradient `g`) against a wide weight, as `x·Wᵀ` (the
 //! forward pass of a layer with `W [out, in]`; up to 32 rows, [`dot_rows`]) and `g·W`
-//! (the input's gradient; up to 16 rows against 1024 columns or more). The `gemm` crate packs the weight into blocks on every call; with
-//! so few rows to reuse each packed block, packing costs about as much as the product,
-//! which is bound by reading the weight once from memory (`docs/GEMM.md`, "Small
-//! sides"). These loops read every operand where it lies.
+//! (the input's gradient; up to 32 rows against 1024 columns or more). The `gemm`
+//! crate packs the weight into blocks on every call; with so few rows to reuse each
+//! packed block, packing costs about as much as the product, which is bound by reading
+//! the weight once from memory (`docs/GEMM.md`, "Small sides"). These loops read every
+//! operand where it lies, in fused multiply-adds on `pulp`'s vectors ([`Lanes`]),
+//! and only where the processor fuses them in hardware.
 //!
 //! Two forms, each computing every element of the result by the same operations
 //! wherever it falls in a tile or a thread's block, so the result does not depend on
 //! the number of threads:
 //! - [`axpy_product`], for `b` stored `[k, n]`: a tile of rows of `c` gathers
-//!   `Σ_p a[i, p]·b[p, j..]` over `p` in order, one chain of sums per element;
+//!   `Σ_p a[i, p]·b[p, j..]` over `p` in order, one chain of fused multiply-adds per
+//!   element, the same bits on every processor;
 //! - [`dot_product`], for `b` stored `[n, k]` (transposed): each element is a dot
-//!   product of two contiguous rows in fused multiply-adds on whole vectors
-//!   ([`DotLanes`]).
+//!   product of two contiguous rows, its bits set by the vector width.
 //!
 //! Work is split across rayon's threads by blocks of columns of `c` only, never along
 //! the sum. The weight gradient `gᵀ·x` (a short sum over the batch) stays with the
 //! `gemm` crate, which measured faster there.
 
-use super::gemm_kernels::uses_avx512;
 use crate::Float;
 
-/// Columns of `c` in one tile of [`axpy_product`] (two 256-bit vectors of f32).
-const AXPY_NR: usize = 16;
+/// Columns of `c` a block of [`axpy_product`] is a multiple of: the widest tile's (four
+/// vectors of 16 `f32`).
+const AXPY_NR: usize = 64;
 /// Rows of `c` in one tile of [`axpy_product`].
 const AXPY_MR: usize = 4;
 /// Rows of `a` in one tile of [`dot_product`].
@@ -31,9 +33,9 @@ const DOT_MR: usize = 2;
 /// Rows of `b` (columns of `c`) in one tile of [`dot_product`].
 const DOT_NR: usize = 4;
 
-/// Rows of `c` at or below which [`small_gemm`] takes a `g·W` product (at 32 and 64
-/// rows the `gemm` crate measured as fast or faster, `docs/GEMM.md`), and `x·Wᵀ` with a
-/// short sum ([`dot_rows`]).
+/// Rows of `c` at or below which [`small_gemm`] takes an `x·Wᵀ` with a short sum
+/// ([`dot_rows`]); it takes twice as many for `g·W` and for a longer sum (at 48 and 64
+/// rows the `gemm` crate measured as fast or faster, `docs/GEMM.md`).
 const SMALL_ROWS: usize = 16;
 /// Columns of `c` from which [`small_gemm`] takes a `g·W` product (at 512 it measured
 /// slower than the `gemm` crate).
@@ -73,14 +75,12 @@ fn choose<T: Float>(ta: bool, tb: bool, m: usize, k: usize, n: usize) -> Option<
         return None;
     }
     match (ta, tb) {
-        // g·W (and x·W with W [in, out]): few rows of c, a wide b.
-        // Where the `gemm` crate runs it on AVX-512 kernels, they beat these
-        // loops (16x2048x2048, one thread: 2,062 against 4,170 µs; 8x1024x1024: 262
-        // against 526; `small_side_calls 1 100`), and the product is left to them.
+        // g·W (and x·W with W [in, out]): few rows of c, a wide b. Up to 32 rows against
+        // 1024 columns or more these loops beat the `gemm` crate on both kernel sets
+        // (0.39-1.01 of its time from 4 to 32 rows; at 512 columns and 16 rows or more
+        // its AVX-512 kernels were up to 1.4x faster; docs/GEMM.md).
         (false, false)
-            if m <= SMALL_ROWS
-                && n >= AXPY_MIN_COLS
-                && !uses_avx512::<T>(false, false, m, k, n) =>
+            if m <= 2 * SMALL_ROWS && n >= AXPY_MIN_COLS && crate::simd::fused_in_hardware() =>
         {
             Some(Form::Axpy)
         }
@@ -213,10 +213,15 @@ fn run<T: Float>(
     c: &mut RowsOf<'_, '_, T>,
 ) {
     match form {
-        Form::Axpy => crate::vectorized(
-            #[inline(always)]
-            || axpy_product(a, b, s, beta, j0, j1, c),
-        ),
+        Form::Axpy => crate::simd::with_simd(AxpyBlock {
+            a,
+            b,
+            s,
+            beta,
+            j0,
+            j1,
+            c,
+        }),
         Form::Dot => crate::simd::with_simd(DotBlock {
             a,
             b,
@@ -271,14 +276,50 @@ fn for_each_tile(
 /// level-1 cache for the next row tile.
 const AXPY_KC: usize = 128;
 
+/// [`axpy_product`]'s arguments, run by [`with_simd`](crate::simd::with_simd) in the
+/// vector instructions it chooses.
+struct AxpyBlock<'x, 'r, 'c, T> {
+    a: &'x [T],
+    b: &'x [T],
+    s: &'x Shape,
+    beta: T,
+    j0: usize,
+    j1: usize,
+    c: &'x mut RowsOf<'r, 'c, T>,
+}
+
+impl<T: Float> pulp::WithSimd for AxpyBlock<'_, '_, '_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let AxpyBlock {
+            a,
+            b,
+            s,
+            beta,
+            j0,
+            j1,
+            c,
+        } = self;
+        if size_of::<S::f32s>() >= 64 {
+            axpy_product::<S, T, 4>(simd, a, b, s, beta, j0, j1, c);
+        } else {
+            axpy_product::<S, T, 2>(simd, a, b, s, beta, j0, j1, c);
+        }
+    }
+}
+
 /// `c[i, j] = beta c[i, j] + Σ_p a[i, p]·b[p, j]` for columns `j0..j1`, `b` stored
-/// `[k, n]`. Every element is one chain of products and sums, `((beta c + a₀b₀) +
-/// a₁b₁) + …` in the order of `p` (a product rounded, then added: never fused, so
-/// that vector lanes and scalar edges agree), whichever tile holds it; the sum is cut into
-/// blocks of [`AXPY_KC`] terms, each block adding into `c`, which leaves that chain
-/// unchanged.
+/// `[k, n]`, by tiles of [`AXPY_MR`] rows of `c` and `NV` vectors of `S` along them.
+/// Every element is one chain of fused multiply-adds, `beta c + a₀b₀`, then `+ a₁b₁`,
+/// and so on in the order of `p`, whichever tile holds it (the narrow tiles of the
+/// edges run the same chain in scalars); the sum is cut into blocks of [`AXPY_KC`]
+/// terms, each block adding into `c`, which leaves that chain unchanged.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn axpy_product<T: Float>(
+fn axpy_product<S: pulp::Simd, T: Float, const NV: usize>(
+    simd: S,
     a: &[T],
     b: &[T],
     s: &Shape,
@@ -287,6 +328,7 @@ fn axpy_product<T: Float>(
     j1: usize,
     c: &mut RowsOf<'_, '_, T>,
 ) {
+    let nr = NV * T::lanes::<S>();
     let mut p0 = 0;
     while p0 < s.k {
         let p1 = (p0 + AXPY_KC).min(s.k);
@@ -296,26 +338,31 @@ fn axpy_product<T: Float>(
             j0,
             j1,
             AXPY_MR,
-            AXPY_NR,
+            nr,
             #[inline(always)]
             |i, j, rows, cols| match (rows, cols) {
                 (true, true) => {
-                    axpy_tile::<T, AXPY_MR, AXPY_NR>(a, b, s, beta, p0, p1, i, j, j0, c)
+                    axpy_tile::<S, T, AXPY_MR, NV>(simd, a, b, s, beta, p0, p1, i, j, j0, c)
                 }
-                (true, false) => axpy_tile::<T, AXPY_MR, 1>(a, b, s, beta, p0, p1, i, j, j0, c),
-                (false, true) => axpy_tile::<T, 1, AXPY_NR>(a, b, s, beta, p0, p1, i, j, j0, c),
-                (false, false) => axpy_tile::<T, 1, 1>(a, b, s, beta, p0, p1, i, j, j0, c),
+                (false, true) => axpy_tile::<S, T, 1, NV>(simd, a, b, s, beta, p0, p1, i, j, j0, c),
+                (rows, false) => {
+                    let rows = if rows { AXPY_MR } else { 1 };
+                    for r in i..i + rows {
+                        axpy_column(a, b, s, beta, p0, p1, r, j, j0, c);
+                    }
+                }
             },
         );
         p0 = p1;
     }
 }
 
-/// One `MR × NR` tile of [`axpy_product`] at row `i`, column `j` of `c`, terms
-/// `p0..p1` of the sum, starting from `beta c`.
+/// One `MR`-row, `NV`-vector tile of [`axpy_product`] at row `i`, column `j` of `c`,
+/// terms `p0..p1` of the sum.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn axpy_tile<T: Float, const MR: usize, const NR: usize>(
+fn axpy_tile<S: pulp::Simd, T: Float, const MR: usize, const NV: usize>(
+    simd: S,
     a: &[T],
     b: &[T],
     s: &Shape,
@@ -327,29 +374,66 @@ fn axpy_tile<T: Float, const MR: usize, const NR: usize>(
     j0: usize,
     c: &mut RowsOf<'_, '_, T>,
 ) {
-    let mut acc = [[T::zero(); NR]; MR];
-    for (r, acc) in acc.iter_mut().enumerate() {
-        let row: &[T; NR] = c.row(i + r, j0)[j - j0..j - j0 + NR]
-            .try_into()
-            .expect("a tile's columns");
-        for (acc, &x) in acc.iter_mut().zip(row) {
-            *acc = scale(x, beta);
+    let width = NV * T::lanes::<S>();
+    let zero = T::splat(simd, T::zero());
+    let mut acc = [[zero; NV]; MR];
+    if beta != T::zero() {
+        let beta = T::splat(simd, beta);
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let (cv, _) = T::vectors::<S>(&c.row(i + r, j0)[j - j0..j - j0 + width]);
+            for (acc, &cv) in acc.iter_mut().zip(cv) {
+                *acc = T::mul_lanes(simd, cv, beta);
+            }
         }
     }
-    for p in p0..p1 {
-        let bp: &[T; NR] = b[p * s.n + j..p * s.n + j + NR]
-            .try_into()
-            .expect("a tile's columns");
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let x = a[(i + r) * s.k + p];
-            for (acc, &y) in acc.iter_mut().zip(bp) {
-                *acc += x * y;
+    let mut ar: [&[T]; MR] = [&[]; MR];
+    for (r, ar) in ar.iter_mut().enumerate() {
+        *ar = &a[(i + r) * s.k + p0..(i + r) * s.k + p1];
+    }
+    for p in 0..p1 - p0 {
+        let row = (p0 + p) * s.n + j;
+        let (bv, _) = T::vectors::<S>(&b[row..row + width]);
+        let mut y = [zero; NV];
+        for (y, &bv) in y.iter_mut().zip(bv) {
+            *y = bv;
+        }
+        for (acc, ar) in acc.iter_mut().zip(&ar) {
+            let x = T::splat(simd, ar[p]);
+            for (acc, &y) in acc.iter_mut().zip(&y) {
+                *acc = T::fused_mul_add(simd, x, y, *acc);
             }
         }
     }
     for (r, acc) in acc.iter().enumerate() {
-        c.row(i + r, j0)[j - j0..j - j0 + NR].copy_from_slice(acc);
+        let (cv, _) = T::vectors_mut::<S>(&mut c.row(i + r, j0)[j - j0..j - j0 + width]);
+        for (cv, &acc) in cv.iter_mut().zip(acc) {
+            *cv = acc;
+        }
     }
+}
+
+/// Column `j` of row `r` of [`axpy_product`], terms `p0..p1`: the chain of a vector
+/// lane in scalars.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn axpy_column<T: Float>(
+    a: &[T],
+    b: &[T],
+    s: &Shape,
+    beta: T,
+    p0: usize,
+    p1: usize,
+    r: usize,
+    j: usize,
+    j0: usize,
+    c: &mut RowsOf<'_, '_, T>,
+) {
+    let x = &mut c.row(r, j0)[j - j0];
+    let mut acc = scale(*x, beta);
+    for p in p0..p1 {
+        acc = a[r * s.k + p].mul_add(b[p * s.n + j], acc);
+    }
+    *x = acc;
 }
 
 /// [`dot_product`]'s arguments, run by [`with_simd`](crate::simd::with_simd) in the
@@ -386,7 +470,7 @@ impl<T: Float> pulp::WithSimd for DotBlock<'_, '_, '_, T> {
 /// `[m, k]` and `b` `[n, k]`, by tiles of [`DOT_MR`] rows of `a` and [`DOT_NR`] of `b`
 /// (eight sums in registers, six operands loaded for eight multiply-adds), and the
 /// narrower tiles of the edges. Each element is a dot product in `simd`'s vectors
-/// ([`DotLanes::dot_tile`]), the same whichever tile holds it.
+/// , the same whichever tile holds it.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn dot_product<S: pulp::Simd, T: Float>(
@@ -431,7 +515,13 @@ fn dot_tiles<S: pulp::Simd, T: Float, const MR: usize, const NR: usize>(
     );
 }
 
-/// One `MR × NR` tile of [`dot_product`] at row `i`, column `j` of `c`.
+/// One `MR × NR` tile of [`dot_product`] at row `i`, column `j` of `c`: lane `l` of
+/// a vector of `S` holds the chain of fused multiply-adds of the terms
+/// `a[i + r, p]·b[j + q, p]` with `p ≡ l` modulo the lanes, in order (the last,
+/// partial vector padded with zeros, which add nothing to a lane: it holds +0 or a sum
+/// that is not −0); then `pulp` adds the lanes (by halves on x86-64), and the sum is
+/// added to `beta c`. The result depends on the vector width of `S`, never on the
+/// tile: the same for an element in any tile, block or thread.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn dot_tile<S: pulp::Simd, T: Float, const MR: usize, const NR: usize>(
@@ -445,118 +535,152 @@ fn dot_tile<S: pulp::Simd, T: Float, const MR: usize, const NR: usize>(
     j0: usize,
     c: &mut RowsOf<'_, '_, T>,
 ) {
+    // Loops rather than `array::map`: a closure `map` does not inline runs without the
+    // caller's vector instructions, each `pulp` operation then a call.
     let k = s.k;
-    let mut ar: [&[T]; MR] = [&[]; MR];
-    for (r, ar) in ar.iter_mut().enumerate() {
-        *ar = &a[(i + r) * k..(i + r + 1) * k];
+    let mut av: [&[T::Vector<S>]; MR] = [&[]; MR];
+    let mut at: [&[T]; MR] = [&[]; MR];
+    for (r, (av, at)) in av.iter_mut().zip(&mut at).enumerate() {
+        (*av, *at) = T::vectors::<S>(&a[(i + r) * k..(i + r + 1) * k]);
     }
-    let mut br: [&[T]; NR] = [&[]; NR];
-    for (q, br) in br.iter_mut().enumerate() {
-        *br = &b[(j + q) * k..(j + q + 1) * k];
+    let mut bv: [&[T::Vector<S>]; NR] = [&[]; NR];
+    let mut bt: [&[T]; NR] = [&[]; NR];
+    for (q, (bv, bt)) in bv.iter_mut().zip(&mut bt).enumerate() {
+        (*bv, *bt) = T::vectors::<S>(&b[(j + q) * k..(j + q + 1) * k]);
     }
-    let dots = T::dot_tile(simd, ar, br);
-    for (r, dots) in dots.iter().enumerate() {
+    // Every row is as long, so every row has as many whole vectors.
+    let vectors = av.first().map_or(0, |r| r.len());
+    let zero = T::splat(simd, T::zero());
+    let mut acc = [[zero; NR]; MR];
+    for v in 0..vectors {
+        let mut y = [zero; NR];
+        for (y, bv) in y.iter_mut().zip(&bv) {
+            *y = bv[v];
+        }
+        for (acc, av) in acc.iter_mut().zip(&av) {
+            let x = av[v];
+            for (acc, &y) in acc.iter_mut().zip(&y) {
+                *acc = T::fused_mul_add(simd, x, y, *acc);
+            }
+        }
+    }
+    if at.first().is_some_and(|r| !r.is_empty()) {
+        let mut y = [zero; NR];
+        for (y, bt) in y.iter_mut().zip(&bt) {
+            *y = T::partial_load(simd, bt);
+        }
+        for (acc, at) in acc.iter_mut().zip(&at) {
+            let x = T::partial_load(simd, at);
+            for (acc, &y) in acc.iter_mut().zip(&y) {
+                *acc = T::fused_mul_add(simd, x, y, *acc);
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
         let row = &mut c.row(i + r, j0)[j - j0..j - j0 + NR];
-        for (x, &v) in row.iter_mut().zip(dots) {
-            *x = scale(*x, beta) + v;
+        for (x, &acc) in row.iter_mut().zip(acc) {
+            *x = scale(*x, beta) + T::reduce_sum(simd, acc);
         }
     }
 }
 
-/// Dot products of rows in explicit vectors, for `f32` and `f64` (a supertrait of
-/// [`Float`], unnameable outside this module).
-pub trait DotLanes: Sized {
-    /// `[r][q] = Σ_p a[r][p]·b[q][p]`, every row `k` long: lane `l` of a vector of `S`
-    /// holds the chain of fused multiply-adds of the terms `p ≡ l` modulo the lanes,
-    /// in order (the last, partial vector padded with zeros, which add nothing to a
-    /// lane: it holds +0 or a sum that is not −0); then `pulp` adds the lanes (by
-    /// halves on x86-64). The result depends on the vector width of `S`, never on the
-    /// tile: the same for an element in any tile, block or thread.
-    fn dot_tile<S: pulp::Simd, const MR: usize, const NR: usize>(
+/// The vector operations of [`dot_product`] and [`axpy_product`] for `f32` and `f64`,
+/// through `pulp` (a supertrait of [`Float`], unnameable outside this module).
+pub trait Lanes: Sized + Copy {
+    /// A vector of `S` of this type.
+    type Vector<S: pulp::Simd>: Copy;
+    /// Elements in a [`Lanes::Vector`].
+    fn lanes<S: pulp::Simd>() -> usize;
+    /// `x` in every lane.
+    fn splat<S: pulp::Simd>(simd: S, x: Self) -> Self::Vector<S>;
+    /// `a·b + c` lane by lane, rounded once.
+    fn fused_mul_add<S: pulp::Simd>(
         simd: S,
-        a: [&[Self]; MR],
-        b: [&[Self]; NR],
-    ) -> [[Self; NR]; MR];
+        a: Self::Vector<S>,
+        b: Self::Vector<S>,
+        c: Self::Vector<S>,
+    ) -> Self::Vector<S>;
+    /// `a·b` lane by lane.
+    fn mul_lanes<S: pulp::Simd>(simd: S, a: Self::Vector<S>, b: Self::Vector<S>)
+    -> Self::Vector<S>;
+    /// `x` as whole vectors and the elements after them.
+    fn vectors<S: pulp::Simd>(x: &[Self]) -> (&[Self::Vector<S>], &[Self]);
+    /// [`Lanes::vectors`] of a mutable slice.
+    fn vectors_mut<S: pulp::Simd>(x: &mut [Self]) -> (&mut [Self::Vector<S>], &mut [Self]);
+    /// `x` (shorter than a vector) followed by zeros.
+    fn partial_load<S: pulp::Simd>(simd: S, x: &[Self]) -> Self::Vector<S>;
+    /// The sum of the lanes, in `pulp`'s order.
+    fn reduce_sum<S: pulp::Simd>(simd: S, x: Self::Vector<S>) -> Self;
 }
 
-/// [`DotLanes`] for one element type, through `pulp`'s operations on its vectors.
-macro_rules! dot_lanes {
-    ($t:ty, $vec:ident, $as_simd:ident, $splat:ident, $mul_add:ident, $partial_load:ident, $reduce_sum:ident) => {
-        impl DotLanes for $t {
+/// [`Lanes`] for one element type, `pulp`'s operations on its vectors by name.
+macro_rules! lanes {
+    ($t:ty, $vec:ident, $lanes:ident, $splat:ident, $mul_add:ident, $mul:ident, $as_simd:ident,
+     $as_mut_simd:ident, $partial_load:ident, $reduce_sum:ident) => {
+        impl Lanes for $t {
+            type Vector<S: pulp::Simd> = S::$vec;
             #[inline(always)]
-            fn dot_tile<S: pulp::Simd, const MR: usize, const NR: usize>(
+            fn lanes<S: pulp::Simd>() -> usize {
+                S::$lanes
+            }
+            #[inline(always)]
+            fn splat<S: pulp::Simd>(simd: S, x: $t) -> S::$vec {
+                simd.$splat(x)
+            }
+            #[inline(always)]
+            fn fused_mul_add<S: pulp::Simd>(
                 simd: S,
-                a: [&[$t]; MR],
-                b: [&[$t]; NR],
-            ) -> [[$t; NR]; MR] {
-                // Loops rather than `array::map`: a closure `map` does not inline runs
-                // without the caller's vector instructions, each `pulp` operation then a
-                // call.
-                let mut av: [&[S::$vec]; MR] = [&[]; MR];
-                let mut at: [&[$t]; MR] = [&[]; MR];
-                for ((av, at), a) in av.iter_mut().zip(&mut at).zip(a) {
-                    (*av, *at) = S::$as_simd(a);
-                }
-                let mut bv: [&[S::$vec]; NR] = [&[]; NR];
-                let mut bt: [&[$t]; NR] = [&[]; NR];
-                for ((bv, bt), b) in bv.iter_mut().zip(&mut bt).zip(b) {
-                    (*bv, *bt) = S::$as_simd(b);
-                }
-                // Every row is as long, so every row has as many whole vectors.
-                let vectors = av.first().map_or(0, |r| r.len());
-                let zero = simd.$splat(0.0);
-                let mut acc = [[zero; NR]; MR];
-                for v in 0..vectors {
-                    let mut y = [zero; NR];
-                    for (y, bv) in y.iter_mut().zip(&bv) {
-                        *y = bv[v];
-                    }
-                    for (acc, av) in acc.iter_mut().zip(&av) {
-                        let x = av[v];
-                        for (acc, &y) in acc.iter_mut().zip(&y) {
-                            *acc = simd.$mul_add(x, y, *acc);
-                        }
-                    }
-                }
-                if at.first().is_some_and(|r| !r.is_empty()) {
-                    let mut y = [zero; NR];
-                    for (y, bt) in y.iter_mut().zip(&bt) {
-                        *y = simd.$partial_load(bt);
-                    }
-                    for (acc, at) in acc.iter_mut().zip(&at) {
-                        let x = simd.$partial_load(at);
-                        for (acc, &y) in acc.iter_mut().zip(&y) {
-                            *acc = simd.$mul_add(x, y, *acc);
-                        }
-                    }
-                }
-                let mut dots = [[0.0; NR]; MR];
-                for (dots, acc) in dots.iter_mut().zip(&acc) {
-                    for (dot, &acc) in dots.iter_mut().zip(acc) {
-                        *dot = simd.$reduce_sum(acc);
-                    }
-                }
-                dots
+                a: S::$vec,
+                b: S::$vec,
+                c: S::$vec,
+            ) -> S::$vec {
+                simd.$mul_add(a, b, c)
+            }
+            #[inline(always)]
+            fn mul_lanes<S: pulp::Simd>(simd: S, a: S::$vec, b: S::$vec) -> S::$vec {
+                simd.$mul(a, b)
+            }
+            #[inline(always)]
+            fn vectors<S: pulp::Simd>(x: &[$t]) -> (&[S::$vec], &[$t]) {
+                S::$as_simd(x)
+            }
+            #[inline(always)]
+            fn vectors_mut<S: pulp::Simd>(x: &mut [$t]) -> (&mut [S::$vec], &mut [$t]) {
+                S::$as_mut_simd(x)
+            }
+            #[inline(always)]
+            fn partial_load<S: pulp::Simd>(simd: S, x: &[$t]) -> S::$vec {
+                simd.$partial_load(x)
+            }
+            #[inline(always)]
+            fn reduce_sum<S: pulp::Simd>(simd: S, x: S::$vec) -> $t {
+                simd.$reduce_sum(x)
             }
         }
     };
 }
 
-dot_lanes!(
+lanes!(
     f32,
     f32s,
-    as_simd_f32s,
+    F32_LANES,
     splat_f32s,
     mul_add_f32s,
+    mul_f32s,
+    as_simd_f32s,
+    as_mut_simd_f32s,
     partial_load_f32s,
     reduce_sum_f32s
 );
-dot_lanes!(
+lanes!(
     f64,
     f64s,
-    as_simd_f64s,
+    F64_LANES,
     splat_f64s,
     mul_add_f64s,
+    mul_f64s,
+    as_simd_f64s,
+    as_mut_simd_f64s,
     partial_load_f64s,
     reduce_sum_f64s
 );
@@ -622,8 +746,7 @@ mod tests {
         let mut c = vec![0f32; 64 * 2048];
         // Taken where the processor fuses multiply-adds: an x·Wᵀ of 16 rows, of 32 rows
         // with a sum of 512 terms (but not 33 rows, nor 17 with 511 terms); in f64 of
-        // 8 rows, not 9. A g·W of 16 rows unless the gemm crate runs its AVX-512
-        // kernels, which are faster there.
+        // 8 rows, not 9. A g·W of up to 32 rows against 1024 columns.
         let fused = crate::simd::fused_in_hardware();
         for (rows, k, taken) in [(16, 512, true), (32, 512, true), (33, 512, false)] {
             assert_eq!(
@@ -646,14 +769,14 @@ mod tests {
                 "f64 {rows} rows"
             );
         }
-        assert_eq!(
-            small_gemm(&a, false, &b, false, 16, 512, 1024, 0.0, &mut c, None),
-            !uses_avx512::<f32>(false, false, 16, 512, 1024)
-        );
-        // 17 rows; a g·W narrower than 1024 columns; a transposed a; a tiny product.
-        assert!(!small_gemm(
-            &a, false, &b, false, 17, 512, 1024, 0.0, &mut c, None
-        ));
+        for (rows, taken) in [(16, true), (32, true), (33, false)] {
+            assert_eq!(
+                small_gemm(&a, false, &b, false, rows, 512, 1024, 0.0, &mut c, None),
+                taken && fused,
+                "g·W of {rows} rows"
+            );
+        }
+        // A g·W narrower than 1024 columns; a transposed a; a tiny product.
         assert!(!small_gemm(
             &a, false, &b, false, 16, 512, 1000, 0.0, &mut c, None
         ));
@@ -697,6 +820,45 @@ mod tests {
         for &(m, k, n) in &[(7, 300, 11), (5, 64, 9), (3, 5, 6)] {
             check::<f32>(m, k, n);
             check::<f64>(m, k, n);
+        }
+    }
+
+    /// An element of `g·W` is the same bits in a vector tile as in the scalar chain of
+    /// an edge column: the whole product (tiles of four vectors and the columns after
+    /// them) against each row of `a` times each column of `b` alone, in f32 and f64,
+    /// with sums over several blocks of [`AXPY_KC`] terms and both betas.
+    #[test]
+    fn axpy_elements_do_not_depend_on_the_tile() {
+        fn check<T: Float>(m: usize, k: usize, n: usize, beta: T) {
+            let a: Vec<T> = (0..m * k)
+                .map(|i| T::from_f64((i as f64 * 0.37).sin()))
+                .collect();
+            let b: Vec<T> = (0..k * n)
+                .map(|i| T::from_f64((i as f64 * 0.71).cos()))
+                .collect();
+            let c0: Vec<T> = (0..m * n).map(|i| T::from_f64((i as f64).sqrt())).collect();
+            let mut whole = c0.clone();
+            small_gemm_as(Form::Axpy, &a, &b, m, k, n, beta, &mut whole, Some(1));
+            for i in 0..m {
+                for j in 0..n {
+                    let column: Vec<T> = (0..k).map(|p| b[p * n + j]).collect();
+                    let mut one = [c0[i * n + j]];
+                    let a = &a[i * k..(i + 1) * k];
+                    small_gemm_as(Form::Axpy, a, &column, 1, k, 1, beta, &mut one, Some(1));
+                    assert_eq!(
+                        one[0].as_f64().to_bits(),
+                        whole[i * n + j].as_f64().to_bits(),
+                        "{} {m}x{k}x{n} at ({i}, {j})",
+                        T::NAME
+                    );
+                }
+            }
+        }
+        for &(m, k, n) in &[(6, 300, 70), (1, 129, 33)] {
+            check::<f32>(m, k, n, 0.0);
+            check::<f32>(m, k, n, 1.0);
+            check::<f64>(m, k, n, 0.0);
+            check::<f64>(m, k, n, 1.0);
         }
     }
 
