@@ -94,7 +94,7 @@ fn choose<T: Float>(ta: bool, tb: bool, m: usize, k: usize, n: usize) -> Option<
 
 /// The most rows of `a` [`Form::Dot`] takes for a sum of `k` terms, where it measured
 /// faster than the `gemm` crate on both kernel sets, one thread and two, against
-/// weights of 512 to 2048 rows and 300 to 2048 columns (`docs/GEMM.md`, "Dot products
+/// weights of 512 to 2048 rows and 300 to 2048 columns (`docs/GEMM.md`, "Small sides
 /// in fused vectors"):
 /// - `f32`: 16 rows; 32 when the sum has 512 terms or more (at 24 and 32 rows with
 ///   300 terms the crate's AVX-512 kernels were up to 1.2x faster; at 48 and 64 rows
@@ -302,6 +302,8 @@ impl<T: Float> pulp::WithSimd for AxpyBlock<'_, '_, '_, T> {
             j1,
             c,
         } = self;
+        // Four vectors a row with 32 registers of 64 bytes (AVX-512): 16 sums, the four
+        // vectors of `b` and a broadcast; two with 16 registers (AVX2).
         if size_of::<S::f32s>() >= 64 {
             axpy_product::<S, T, 4>(simd, a, b, s, beta, j0, j1, c);
         } else {
