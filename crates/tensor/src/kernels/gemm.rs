@@ -495,7 +495,7 @@ mod tests {
     use super::*;
     use crate::View;
     use crate::kernels::swap_axes;
-    use crate::kernels::testing::naive;
+    use crate::kernels::testing::{naive, wave};
 
     #[test]
     fn gemm_matches_naive_with_transposes() {
@@ -644,12 +644,10 @@ mod tests {
                 m * k * n >= PARALLEL_GEMM_VOLUME,
                 "{m}x{k}x{n} would not be split"
             );
-            let a: Vec<T> = (0..m * k)
-                .map(|i| T::from_f64((i as f64 * 0.37).sin()))
-                .collect();
-            let b: Vec<T> = (0..k * n)
-                .map(|i| T::from_f64((i as f64 * 0.71).cos()))
-                .collect();
+            let (a, b) = (
+                wave::<T>(m * k, 0.37, f64::sin),
+                wave::<T>(k * n, 0.71, f64::cos),
+            );
             let layouts = [(false, false), (true, false), (false, true), (true, true)];
             for (ta, tb) in layouts {
                 let run = |threads: usize| {

@@ -212,8 +212,38 @@ fn run<T: Float>(
     j1: usize,
     c: &mut RowsOf<'_, '_, T>,
 ) {
-    match form {
-        Form::Axpy => crate::simd::with_simd(AxpyBlock {
+    crate::simd::with_simd(Block {
+        form,
+        a,
+        b,
+        s,
+        beta,
+        j0,
+        j1,
+        c,
+    });
+}
+
+/// [`run`]'s arguments, run by [`with_simd`](crate::simd::with_simd) in the vector
+/// instructions it chooses.
+struct Block<'x, 'r, 'c, T> {
+    form: Form,
+    a: &'x [T],
+    b: &'x [T],
+    s: &'x Shape,
+    beta: T,
+    j0: usize,
+    j1: usize,
+    c: &'x mut RowsOf<'r, 'c, T>,
+}
+
+impl<T: Float> pulp::WithSimd for Block<'_, '_, '_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let Block {
+            form,
             a,
             b,
             s,
@@ -221,16 +251,16 @@ fn run<T: Float>(
             j0,
             j1,
             c,
-        }),
-        Form::Dot => crate::simd::with_simd(DotBlock {
-            a,
-            b,
-            s,
-            beta,
-            j0,
-            j1,
-            c,
-        }),
+        } = self;
+        match form {
+            // Four vectors a row with 32 registers of 64 bytes (AVX-512): 16 sums, the
+            // four vectors of `b` and a broadcast; two with 16 registers (AVX2).
+            Form::Axpy if size_of::<S::f32s>() >= 64 => {
+                axpy_product::<S, T, 4>(simd, a, b, s, beta, j0, j1, c)
+            }
+            Form::Axpy => axpy_product::<S, T, 2>(simd, a, b, s, beta, j0, j1, c),
+            Form::Dot => dot_product(simd, a, b, s, beta, j0, j1, c),
+        }
     }
 }
 
@@ -275,42 +305,6 @@ fn for_each_tile(
 /// goes on with the next columns: the rows of `b` it walks stay in the TLB and the
 /// level-1 cache for the next row tile.
 const AXPY_KC: usize = 128;
-
-/// [`axpy_product`]'s arguments, run by [`with_simd`](crate::simd::with_simd) in the
-/// vector instructions it chooses.
-struct AxpyBlock<'x, 'r, 'c, T> {
-    a: &'x [T],
-    b: &'x [T],
-    s: &'x Shape,
-    beta: T,
-    j0: usize,
-    j1: usize,
-    c: &'x mut RowsOf<'r, 'c, T>,
-}
-
-impl<T: Float> pulp::WithSimd for AxpyBlock<'_, '_, '_, T> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, simd: S) {
-        let AxpyBlock {
-            a,
-            b,
-            s,
-            beta,
-            j0,
-            j1,
-            c,
-        } = self;
-        // Four vectors a row with 32 registers of 64 bytes (AVX-512): 16 sums, the four
-        // vectors of `b` and a broadcast; two with 16 registers (AVX2).
-        if size_of::<S::f32s>() >= 64 {
-            axpy_product::<S, T, 4>(simd, a, b, s, beta, j0, j1, c);
-        } else {
-            axpy_product::<S, T, 2>(simd, a, b, s, beta, j0, j1, c);
-        }
-    }
-}
 
 /// `c[i, j] = beta c[i, j] + Σ_p a[i, p]·b[p, j]` for columns `j0..j1`, `b` stored
 /// `[k, n]`, by tiles of [`AXPY_MR`] rows of `c` and `NV` vectors of `S` along them.
@@ -438,41 +432,11 @@ fn axpy_column<T: Float>(
     *x = acc;
 }
 
-/// [`dot_product`]'s arguments, run by [`with_simd`](crate::simd::with_simd) in the
-/// vector instructions it chooses.
-struct DotBlock<'x, 'r, 'c, T> {
-    a: &'x [T],
-    b: &'x [T],
-    s: &'x Shape,
-    beta: T,
-    j0: usize,
-    j1: usize,
-    c: &'x mut RowsOf<'r, 'c, T>,
-}
-
-impl<T: Float> pulp::WithSimd for DotBlock<'_, '_, '_, T> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, simd: S) {
-        let DotBlock {
-            a,
-            b,
-            s,
-            beta,
-            j0,
-            j1,
-            c,
-        } = self;
-        dot_product(simd, a, b, s, beta, j0, j1, c);
-    }
-}
-
 /// `c[i, j] = beta c[i, j] + Σ_p a[i, p]·b[j, p]` for columns `j0..j1`, `a` stored
 /// `[m, k]` and `b` `[n, k]`, by tiles of [`DOT_MR`] rows of `a` and [`DOT_NR`] of `b`
 /// (eight sums in registers, six operands loaded for eight multiply-adds), and the
-/// narrower tiles of the edges. Each element is a dot product in `simd`'s vectors
-/// , the same whichever tile holds it.
+/// narrower tiles of the edges. Each element is a dot product in `simd`'s vectors, the
+/// same whichever tile holds it ([`dot_tile`]).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn dot_product<S: pulp::Simd, T: Float>(
@@ -485,22 +449,8 @@ fn dot_product<S: pulp::Simd, T: Float>(
     j1: usize,
     c: &mut RowsOf<'_, '_, T>,
 ) {
-    dot_tiles::<S, T, DOT_MR, DOT_NR>(simd, a, b, s, beta, j0, j1, c);
-}
-
-/// [`dot_product`] by tiles of `MR` rows of `a` and `NR` of `b`.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn dot_tiles<S: pulp::Simd, T: Float, const MR: usize, const NR: usize>(
-    simd: S,
-    a: &[T],
-    b: &[T],
-    s: &Shape,
-    beta: T,
-    j0: usize,
-    j1: usize,
-    c: &mut RowsOf<'_, '_, T>,
-) {
+    const MR: usize = DOT_MR;
+    const NR: usize = DOT_NR;
     for_each_tile(
         s.m,
         j0,
@@ -693,7 +643,7 @@ mod tests {
     use super::*;
     use crate::View;
     use crate::kernels::swap_axes;
-    use crate::kernels::testing::naive;
+    use crate::kernels::testing::{naive, wave};
 
     /// The loops for `b` stored `[n, k]` (`tb`) or `[k, n]`: the tests run both forms
     /// whichever [`choose`] would pick on this build and processor.
@@ -797,12 +747,10 @@ mod tests {
     #[test]
     fn dot_elements_do_not_depend_on_the_tile() {
         fn check<T: Float>(m: usize, k: usize, n: usize) {
-            let a: Vec<T> = (0..m * k)
-                .map(|i| T::from_f64((i as f64 * 0.37).sin()))
-                .collect();
-            let b: Vec<T> = (0..n * k)
-                .map(|i| T::from_f64((i as f64 * 0.71).cos()))
-                .collect();
+            let (a, b) = (
+                wave::<T>(m * k, 0.37, f64::sin),
+                wave::<T>(n * k, 0.71, f64::cos),
+            );
             let mut whole = vec![T::zero(); m * n];
             small_gemm_as(Form::Dot, &a, &b, m, k, n, T::zero(), &mut whole, Some(1));
             for i in 0..m {
@@ -832,12 +780,10 @@ mod tests {
     #[test]
     fn axpy_elements_do_not_depend_on_the_tile() {
         fn check<T: Float>(m: usize, k: usize, n: usize, beta: T) {
-            let a: Vec<T> = (0..m * k)
-                .map(|i| T::from_f64((i as f64 * 0.37).sin()))
-                .collect();
-            let b: Vec<T> = (0..k * n)
-                .map(|i| T::from_f64((i as f64 * 0.71).cos()))
-                .collect();
+            let (a, b) = (
+                wave::<T>(m * k, 0.37, f64::sin),
+                wave::<T>(k * n, 0.71, f64::cos),
+            );
             let c0: Vec<T> = (0..m * n).map(|i| T::from_f64((i as f64).sqrt())).collect();
             let mut whole = c0.clone();
             small_gemm_as(Form::Axpy, &a, &b, m, k, n, beta, &mut whole, Some(1));

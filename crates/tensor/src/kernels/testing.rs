@@ -1,5 +1,6 @@
 //! Helpers shared by the kernels' unit tests.
 
+use crate::Float;
 use crate::shape::split_at_axis;
 
 /// `a @ b` for row-major `[m, k]` and `[k, n]`, by the textbook triple loop.
@@ -13,6 +14,12 @@ pub(super) fn naive(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f
         }
     }
     c
+}
+
+/// `n` values of `f` at `0, step, 2·step, …`, rounded to `T`: operands for the
+/// matrix products' tests.
+pub(super) fn wave<T: Float>(n: usize, step: f64, f: fn(f64) -> f64) -> Vec<T> {
+    (0..n).map(|i| T::from_f64(f(i as f64 * step))).collect()
 }
 
 /// Shapes for the axis kernels: lanes shorter and longer than eight and than a
