@@ -1,0 +1,312 @@
+//! Matrix products of a small batch against a wide layer, without packing: a few rows
+//! of `x` (or of the output's gradient `g`) against a wide weight, as `x·Wᵀ` (the
+//! forward pass of a layer with `W [out, in]`; up to 32 rows, [`dot_rows`]) and `g·W`
+//! (the input's gradient; up to 32 rows against 1024 columns or more). The `gemm`
+//! crate packs the weight into blocks on every call; with so few rows to reuse each
+//! packed block, packing costs about as much as the product, which is bound by reading
+//! the weight once from memory (`docs/GEMM.md`, "Small sides"). These loops read every
+//! operand where it lies, in fused multiply-adds on `pulp`'s vectors ([`Lanes`]),
+//! and only where the processor fuses them in hardware.
+//!
+//! Two forms, each computing every element of the result by the same operations
+//! wherever it falls in a tile or a thread's block, so the result does not depend on
+//! the number of threads:
+//! - [`axpy_product`], for `b` stored `[k, n]`: a tile of rows of `c` gathers
+//!   `Σ_p a[i, p]·b[p, j..]` over `p` in order, one chain of fused multiply-adds per
+//!   element, the same bits on every processor;
+//! - [`dot_product`], for `b` stored `[n, k]` (transposed): each element is a dot
+//!   product of two contiguous rows, its bits set by the vector width.
+//!
+//! Work is split across rayon's threads by blocks of columns of `c` only, never along
+//! the sum. The weight gradient `gᵀ·x` (a short sum over the batch) stays with the
+//! `gemm` crate, which measured faster there.
+//!
+//! This file chooses the form and splits the work; `axpy.rs` and `dot.rs` hold the two
+//! forms' tiles, `lanes.rs` the vector operations they share.
+
+mod axpy;
+mod dot;
+mod lanes;
+
+use crate::Float;
+use axpy::axpy_product;
+use dot::dot_product;
+pub use lanes::Lanes;
+
+/// Columns of `c` a block of [`axpy_product`] is a multiple of: the widest tile's (four
+/// vectors of 16 `f32`).
+const AXPY_NR: usize = 64;
+/// Rows of `b` (columns of `c`) in one tile of [`dot_product`].
+const DOT_NR: usize = 4;
+
+/// Rows of `c` at or below which [`small_gemm`] takes an `x·Wᵀ` with a short sum
+/// ([`dot_rows`]); it takes twice as many for `g·W` and for a longer sum (at 48 and 64
+/// rows the `gemm` crate measured as fast or faster, `docs/GEMM.md`).
+const SMALL_ROWS: usize = 16;
+/// Columns of `c` from which [`small_gemm`] takes a `g·W` product (at 512 it measured
+/// slower than the `gemm` crate).
+const AXPY_MIN_COLS: usize = 1024;
+/// Below this many multiply-adds the `gemm` crate keeps the product, whatever its
+/// shape: small products are where the existing tests and snapshots live, and there
+/// packing is cheap.
+const SMALL_GEMM_MIN_VOLUME: usize = 1 << 18;
+
+/// `c = op(a) op(b) + beta c` (the contract of [`gemm()`](super::gemm())) when the
+/// product has a small side and a layout these loops cover; returns `false`, having
+/// done nothing, otherwise. `threads`: rayon threads to split over (`None`: the pool).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn small_gemm<T: Float>(
+    a: &[T],
+    ta: bool,
+    b: &[T],
+    tb: bool,
+    m: usize,
+    k: usize,
+    n: usize,
+    beta: T,
+    c: &mut [T],
+    threads: Option<usize>,
+) -> bool {
+    let Some(form) = choose::<T>(ta, tb, m, k, n) else {
+        return false;
+    };
+    small_gemm_as(form, a, b, m, k, n, beta, c, threads);
+    true
+}
+
+/// Which loops take `op(a)[m, k] op(b)[k, n]`, if any.
+fn choose<T: Float>(ta: bool, tb: bool, m: usize, k: usize, n: usize) -> Option<Form> {
+    let volume = m.saturating_mul(k).saturating_mul(n);
+    if volume < SMALL_GEMM_MIN_VOLUME {
+        return None;
+    }
+    match (ta, tb) {
+        // g·W (and x·W with W [in, out]): few rows of c, a wide b. Up to 32 rows against
+        // 1024 columns or more these loops beat the `gemm` crate on both kernel sets
+        // (0.39-1.01 of its time from 4 to 32 rows; at 512 columns and 16 rows or more
+        // its AVX-512 kernels were up to 1.4x faster; docs/GEMM.md).
+        (false, false)
+            if m <= 2 * SMALL_ROWS && n >= AXPY_MIN_COLS && crate::simd::fused_in_hardware() =>
+        {
+            Some(Form::Axpy)
+        }
+        // x·Wᵀ (W [out, in]): few rows of c, both operands contiguous along the sum.
+        (false, true) if m <= dot_rows::<T>(k) && crate::simd::fused_in_hardware() => {
+            Some(Form::Dot)
+        }
+        _ => None,
+    }
+}
+
+/// The most rows of `a` [`Form::Dot`] takes for a sum of `k` terms, where it measured
+/// faster than the `gemm` crate on both kernel sets, one thread and two, against
+/// weights of 512 to 2048 rows and 300 to 2048 columns (`docs/GEMM.md`, "Small sides
+/// in fused vectors"):
+/// - `f32`: 16 rows; 32 when the sum has 512 terms or more (at 24 and 32 rows with
+///   300 terms the crate's AVX-512 kernels were up to 1.2x faster; at 48 and 64 rows
+///   they were faster from 300 to 784 terms, level beyond);
+/// - `f64`: 8 rows (at 16 the crate's AVX-512 kernels were 1.05-1.34x faster).
+fn dot_rows<T>(k: usize) -> usize {
+    match (size_of::<T>(), k) {
+        (8, _) => 8,
+        (_, 512..) => 2 * SMALL_ROWS,
+        _ => SMALL_ROWS,
+    }
+}
+
+/// [`small_gemm`]'s product by the loops of `form` (`b` stored `[k, n]` for
+/// [`Form::Axpy`], `[n, k]` for [`Form::Dot`]).
+#[allow(clippy::too_many_arguments)]
+fn small_gemm_as<T: Float>(
+    form: Form,
+    a: &[T],
+    b: &[T],
+    m: usize,
+    k: usize,
+    n: usize,
+    beta: T,
+    c: &mut [T],
+    threads: Option<usize>,
+) {
+    let volume = m.saturating_mul(k).saturating_mul(n);
+    let s = Shape { m, k, n };
+    let threads = if volume < super::gemm::PARALLEL_GEMM_VOLUME {
+        1
+    } else {
+        threads.unwrap_or_else(rayon::current_num_threads).max(1)
+    };
+    let c = &mut c[..m * n];
+    let nr = match form {
+        Form::Axpy => AXPY_NR,
+        Form::Dot => DOT_NR,
+    };
+    // Blocks of whole tiles, as many as threads (fewer when n is narrow: every block
+    // starts inside the matrix).
+    let tiles = n.div_ceil(nr);
+    let tiles_per_block = tiles.div_ceil(threads.min(tiles));
+    let blocks = tiles.div_ceil(tiles_per_block);
+    if blocks <= 1 {
+        run(form, a, b, &s, beta, 0, n, &mut RowsOf::Whole(c, n));
+        return;
+    }
+    let per = tiles_per_block * nr;
+    // Each block's columns of every row of c, as disjoint slices.
+    let mut parts: Vec<Vec<&mut [T]>> = (0..blocks).map(|_| Vec::with_capacity(m)).collect();
+    for row in c.chunks_exact_mut(n) {
+        let mut rest = row;
+        for part in parts.iter_mut() {
+            let (head, tail) = rest.split_at_mut(per.min(rest.len()));
+            part.push(head);
+            rest = tail;
+        }
+    }
+    rayon::scope(|scope| {
+        for (i, part) in parts.into_iter().enumerate() {
+            let s = &s;
+            let j0 = i * per;
+            let j1 = (j0 + per).min(n);
+            scope.spawn(move |_| {
+                let mut part = part;
+                run(form, a, b, s, beta, j0, j1, &mut RowsOf::Parts(&mut part));
+            });
+        }
+    });
+}
+
+/// Which loops a product takes.
+#[derive(Clone, Copy)]
+enum Form {
+    Axpy,
+    Dot,
+}
+
+/// The extents of a product: `a` is `[m, k]`; `b` is `[k, n]` for [`Form::Axpy`],
+/// `[n, k]` for [`Form::Dot`].
+struct Shape {
+    m: usize,
+    k: usize,
+    n: usize,
+}
+
+/// Rows of `c` a block writes: the whole matrix (row length given), or one slice per
+/// row holding the block's columns.
+enum RowsOf<'a, 'b, T> {
+    Whole(&'a mut [T], usize),
+    Parts(&'a mut [&'b mut [T]]),
+}
+
+impl<T> RowsOf<'_, '_, T> {
+    /// Row `i`'s elements of the block, the first being column `j0` of `c`.
+    #[inline(always)]
+    fn row(&mut self, i: usize, j0: usize) -> &mut [T] {
+        match self {
+            RowsOf::Whole(c, n) => &mut c[i * *n + j0..(i + 1) * *n],
+            RowsOf::Parts(rows) => rows[i],
+        }
+    }
+}
+
+/// Columns `j0..j1` of `c`, in vector instructions where the processor has them.
+#[allow(clippy::too_many_arguments)]
+fn run<T: Float>(
+    form: Form,
+    a: &[T],
+    b: &[T],
+    s: &Shape,
+    beta: T,
+    j0: usize,
+    j1: usize,
+    c: &mut RowsOf<'_, '_, T>,
+) {
+    crate::simd::with_simd(Block {
+        form,
+        a,
+        b,
+        s,
+        beta,
+        j0,
+        j1,
+        c,
+    });
+}
+
+/// [`run`]'s arguments, run by [`with_simd`](crate::simd::with_simd) in the vector
+/// instructions it chooses.
+struct Block<'x, 'r, 'c, T> {
+    form: Form,
+    a: &'x [T],
+    b: &'x [T],
+    s: &'x Shape,
+    beta: T,
+    j0: usize,
+    j1: usize,
+    c: &'x mut RowsOf<'r, 'c, T>,
+}
+
+impl<T: Float> pulp::WithSimd for Block<'_, '_, '_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let Block {
+            form,
+            a,
+            b,
+            s,
+            beta,
+            j0,
+            j1,
+            c,
+        } = self;
+        match form {
+            // Four vectors a row with 32 registers of 64 bytes (AVX-512): 16 sums, the
+            // four vectors of `b` and a broadcast; two with 16 registers (AVX2).
+            Form::Axpy if size_of::<S::f32s>() >= 64 => {
+                axpy_product::<S, T, 4>(simd, a, b, s, beta, j0, j1, c)
+            }
+            Form::Axpy => axpy_product::<S, T, 2>(simd, a, b, s, beta, j0, j1, c),
+            Form::Dot => dot_product(simd, a, b, s, beta, j0, j1, c),
+        }
+    }
+}
+
+#[inline(always)]
+fn scale<T: Float>(x: T, beta: T) -> T {
+    if beta == T::zero() {
+        T::zero()
+    } else {
+        x * beta
+    }
+}
+
+/// Visits the tiles of rows `0..m` by columns `j0..j1` (`mr × nr` ones, then the
+/// narrower ones of the edges), each block of columns for every row tile in turn: the
+/// block of the large operand `b` is read from memory once, then from cache.
+#[inline(always)]
+fn for_each_tile(
+    m: usize,
+    j0: usize,
+    j1: usize,
+    mr: usize,
+    nr: usize,
+    mut tile: impl FnMut(usize, usize, bool, bool),
+) {
+    let (mfull, jfull) = (m / mr * mr, j0 + (j1 - j0) / nr * nr);
+    let mut j = j0;
+    while j < j1 {
+        let wide = j < jfull;
+        let mut i = 0;
+        while i < mfull {
+            tile(i, j, true, wide);
+            i += mr;
+        }
+        for i in mfull..m {
+            tile(i, j, false, wide);
+        }
+        j += if wide { nr } else { 1 };
+    }
+}
+
+// Not under Miri: large products, and these loops hold no `unsafe` code.
+#[cfg(all(test, not(miri)))]
+mod tests;

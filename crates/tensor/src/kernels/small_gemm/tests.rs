@@ -1,0 +1,209 @@
+//! The small-batch products against the textbook product, tile by tile and thread by
+//! thread.
+
+use super::*;
+use crate::View;
+use crate::kernels::swap_axes;
+use crate::kernels::testing::{naive, wave};
+
+/// The loops for `b` stored `[n, k]` (`tb`) or `[k, n]`: the tests run both forms
+/// whichever [`choose`] would pick on this build and processor.
+fn form_of(tb: bool) -> Form {
+    if tb { Form::Dot } else { Form::Axpy }
+}
+
+/// The two layouts this path takes, on shapes that are multiples of no tile (rows
+/// 1 to 16, sums not a multiple of eight), with NaN in an overwritten `c` and both
+/// betas, in f32 and f64, against the naive product; and the layouts and shapes it
+/// leaves to the `gemm` crate are refused.
+#[test]
+fn small_products_match_naive_in_both_layouts() {
+    fn check<T: Float>(m: usize, k: usize, n: usize) {
+        let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
+        let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.71).cos()).collect();
+        let want = naive(&a, &b, m, k, n);
+        let mut bt = vec![0.0; k * n];
+        swap_axes::<f64, false>(View::new(&[k, n], &b), 0, 1, &mut bt);
+        let cast = |v: &[f64]| -> Vec<T> { v.iter().map(|&x| T::from_f64(x)).collect() };
+        let (a, b, bt) = (cast(&a), cast(&b), cast(&bt));
+        let tol = if T::NAME == "f32" { 2e-3 } else { 1e-11 };
+        for (tb, bd) in [(false, &b), (true, &bt)] {
+            let mut c = vec![T::nan(); m * n];
+            small_gemm_as(form_of(tb), &a, bd, m, k, n, T::zero(), &mut c, None);
+            let mut acc = vec![T::from_f64(0.5); m * n];
+            small_gemm_as(form_of(tb), &a, bd, m, k, n, T::one(), &mut acc, None);
+            for i in 0..m * n {
+                let (x, y) = (c[i].as_f64(), acc[i].as_f64());
+                assert!(
+                    (x - want[i]).abs() < tol,
+                    "{m}x{k}x{n} tb={tb}: {x} {}",
+                    want[i]
+                );
+                assert!(
+                    (y - want[i] - 0.5).abs() < tol,
+                    "{m}x{k}x{n} tb={tb} accumulate"
+                );
+            }
+        }
+    }
+    for &(m, k, n) in &[
+        (16, 261, 1029),
+        (13, 100, 1030),
+        (1, 300, 1100),
+        (5, 67, 1031),
+    ] {
+        check::<f32>(m, k, n);
+        check::<f64>(m, k, n);
+    }
+    let (a, b) = (vec![1f32; 64 * 512], vec![1f32; 512 * 2048]);
+    let mut c = vec![0f32; 64 * 2048];
+    // Taken where the processor fuses multiply-adds: an x·Wᵀ of 16 rows, of 32 rows
+    // with a sum of 512 terms (but not 33 rows, nor 17 with 511 terms); in f64 of
+    // 8 rows, not 9. A g·W of up to 32 rows against 1024 columns.
+    let fused = crate::simd::fused_in_hardware();
+    for (rows, k, taken) in [(16, 512, true), (32, 512, true), (33, 512, false)] {
+        assert_eq!(
+            small_gemm(&a, false, &b, true, rows, k, 1024, 0.0, &mut c, None),
+            taken && fused,
+            "{rows}x{k}"
+        );
+    }
+    assert!(!small_gemm(
+        &a, false, &b, true, 17, 511, 1024, 0.0, &mut c, None
+    ));
+    let (a64, b64) = (vec![1f64; 16 * 512], vec![1f64; 512 * 1024]);
+    let mut c64 = vec![0f64; 16 * 1024];
+    for (rows, taken) in [(8, true), (9, false)] {
+        assert_eq!(
+            small_gemm(
+                &a64, false, &b64, true, rows, 512, 1024, 0.0, &mut c64, None
+            ),
+            taken && fused,
+            "f64 {rows} rows"
+        );
+    }
+    for (rows, taken) in [(16, true), (32, true), (33, false)] {
+        assert_eq!(
+            small_gemm(&a, false, &b, false, rows, 512, 1024, 0.0, &mut c, None),
+            taken && fused,
+            "g·W of {rows} rows"
+        );
+    }
+    // A g·W narrower than 1024 columns; a transposed a; a tiny product.
+    assert!(!small_gemm(
+        &a, false, &b, false, 16, 512, 1000, 0.0, &mut c, None
+    ));
+    assert!(!small_gemm(
+        &a, true, &b, false, 16, 512, 1024, 0.0, &mut c, None
+    ));
+    assert!(!small_gemm(
+        &a, false, &b, true, 16, 8, 1024, 0.0, &mut c, None
+    ));
+}
+
+/// An element of `x·Wᵀ` is the same bits whichever tile computes it: the whole
+/// product (full tiles, and the narrower ones of the edges) against each row of
+/// `a` times each row of `b` alone (a 1 × 1 tile), in f32 and f64, with sums that
+/// end in a partial vector and one that does not.
+#[test]
+fn dot_elements_do_not_depend_on_the_tile() {
+    fn check<T: Float>(m: usize, k: usize, n: usize) {
+        let (a, b) = (
+            wave::<T>(m * k, 0.37, f64::sin),
+            wave::<T>(n * k, 0.71, f64::cos),
+        );
+        let mut whole = vec![T::zero(); m * n];
+        small_gemm_as(Form::Dot, &a, &b, m, k, n, T::zero(), &mut whole, Some(1));
+        for i in 0..m {
+            for j in 0..n {
+                let mut one = [T::zero()];
+                let (a, b) = (&a[i * k..(i + 1) * k], &b[j * k..(j + 1) * k]);
+                small_gemm_as(Form::Dot, a, b, 1, k, 1, T::zero(), &mut one, Some(1));
+                assert_eq!(
+                    one[0].as_f64().to_bits(),
+                    whole[i * n + j].as_f64().to_bits(),
+                    "{} {m}x{k}x{n} at ({i}, {j})",
+                    T::NAME
+                );
+            }
+        }
+    }
+    for &(m, k, n) in &[(7, 300, 11), (5, 64, 9), (3, 5, 6)] {
+        check::<f32>(m, k, n);
+        check::<f64>(m, k, n);
+    }
+}
+
+/// An element of `g·W` is the same bits in a vector tile as in the scalar chain of
+/// an edge column: the whole product (tiles of four vectors and the columns after
+/// them) against each row of `a` times each column of `b` alone, in f32 and f64,
+/// with sums over several blocks of `axpy::AXPY_KC` terms and both betas.
+#[test]
+fn axpy_elements_do_not_depend_on_the_tile() {
+    fn check<T: Float>(m: usize, k: usize, n: usize, beta: T) {
+        let (a, b) = (
+            wave::<T>(m * k, 0.37, f64::sin),
+            wave::<T>(k * n, 0.71, f64::cos),
+        );
+        let c0: Vec<T> = (0..m * n).map(|i| T::from_f64((i as f64).sqrt())).collect();
+        let mut whole = c0.clone();
+        small_gemm_as(Form::Axpy, &a, &b, m, k, n, beta, &mut whole, Some(1));
+        for i in 0..m {
+            for j in 0..n {
+                let column: Vec<T> = (0..k).map(|p| b[p * n + j]).collect();
+                let mut one = [c0[i * n + j]];
+                let a = &a[i * k..(i + 1) * k];
+                small_gemm_as(Form::Axpy, a, &column, 1, k, 1, beta, &mut one, Some(1));
+                assert_eq!(
+                    one[0].as_f64().to_bits(),
+                    whole[i * n + j].as_f64().to_bits(),
+                    "{} {m}x{k}x{n} at ({i}, {j})",
+                    T::NAME
+                );
+            }
+        }
+    }
+    for &(m, k, n) in &[(6, 300, 70), (1, 129, 33)] {
+        check::<f32>(m, k, n, 0.0);
+        check::<f32>(m, k, n, 1.0);
+        check::<f64>(m, k, n, 0.0);
+        check::<f64>(m, k, n, 1.0);
+    }
+}
+
+/// Any number of threads gives the bits of one: the blocks split the columns of
+/// `c`, and every element is summed by the same operations in any block.
+#[test]
+fn split_small_products_match_one_thread_bit_for_bit() {
+    // All above PARALLEL_GEMM_VOLUME (2^22). The last: five column tiles of `x·Wᵀ`
+    // for up to 7 threads.
+    for &(m, k, n) in &[(16, 300, 1100), (7, 600, 1031), (16, 26_300, 10)] {
+        let volume = m * k * n;
+        assert!(
+            volume >= super::super::gemm::PARALLEL_GEMM_VOLUME,
+            "{volume}"
+        );
+        let a: Vec<f32> = (0..m * k).map(|i| ((i as f32) * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i as f32) * 0.71).cos()).collect();
+        for tb in [false, true] {
+            if !tb && n < AXPY_MIN_COLS {
+                continue;
+            }
+            let run = |threads: usize| {
+                let mut c = vec![0.5f32; m * n];
+                small_gemm_as(form_of(tb), &a, &b, m, k, n, 1.0, &mut c, Some(threads));
+                c
+            };
+            let one = run(1);
+            for threads in [2, 3, 4, 7] {
+                let many = run(threads);
+                assert!(
+                    one.iter()
+                        .zip(&many)
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{m}x{k}x{n} tb={tb} on {threads} threads"
+                );
+            }
+        }
+    }
+}
