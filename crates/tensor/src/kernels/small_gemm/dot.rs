@@ -31,11 +31,19 @@ pub(super) fn dot_product<S: pulp::Simd, T: Float>(
         DOT_MR,
         DOT_NR,
         #[inline(always)]
-        |i, j, rows, cols| match (rows, cols) {
+        |i, j, rows, width| match (rows, width == DOT_NR) {
             (true, true) => dot_tile::<S, T, DOT_MR, DOT_NR>(simd, a, b, s, beta, i, j, j0, c),
-            (true, false) => dot_tile::<S, T, DOT_MR, 1>(simd, a, b, s, beta, i, j, j0, c),
             (false, true) => dot_tile::<S, T, 1, DOT_NR>(simd, a, b, s, beta, i, j, j0, c),
-            (false, false) => dot_tile::<S, T, 1, 1>(simd, a, b, s, beta, i, j, j0, c),
+            (true, false) => {
+                for j in j..j + width {
+                    dot_tile::<S, T, DOT_MR, 1>(simd, a, b, s, beta, i, j, j0, c);
+                }
+            }
+            (false, false) => {
+                for j in j..j + width {
+                    dot_tile::<S, T, 1, 1>(simd, a, b, s, beta, i, j, j0, c);
+                }
+            }
         },
     );
 }

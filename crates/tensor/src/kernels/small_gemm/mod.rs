@@ -281,7 +281,9 @@ fn scale<T: Float>(x: T, beta: T) -> T {
 
 /// Visits the tiles of rows `0..m` by columns `j0..j1` (`mr × nr` ones, then the
 /// narrower ones of the edges), each block of columns for every row tile in turn: the
-/// block of the large operand `b` is read from memory once, then from cache.
+/// block of the large operand `b` is read from memory once, then from cache. `tile`
+/// gets the tile's first row and column, whether it has all `mr` rows (or one), and
+/// its columns: `nr`, or fewer for the last, at the edge.
 #[inline(always)]
 fn for_each_tile(
     m: usize,
@@ -289,21 +291,21 @@ fn for_each_tile(
     j1: usize,
     mr: usize,
     nr: usize,
-    mut tile: impl FnMut(usize, usize, bool, bool),
+    mut tile: impl FnMut(usize, usize, bool, usize),
 ) {
-    let (mfull, jfull) = (m / mr * mr, j0 + (j1 - j0) / nr * nr);
+    let mfull = m / mr * mr;
     let mut j = j0;
     while j < j1 {
-        let wide = j < jfull;
+        let width = nr.min(j1 - j);
         let mut i = 0;
         while i < mfull {
-            tile(i, j, true, wide);
+            tile(i, j, true, width);
             i += mr;
         }
         for i in mfull..m {
-            tile(i, j, false, wide);
+            tile(i, j, false, width);
         }
-        j += if wide { nr } else { 1 };
+        j += width;
     }
 }
 

@@ -134,10 +134,11 @@ fn dot_elements_do_not_depend_on_the_tile() {
     }
 }
 
-/// An element of `g·W` is the same bits in a vector tile as in the scalar chain of
-/// an edge column: the whole product (tiles of four vectors and the columns after
-/// them) against each row of `a` times each column of `b` alone, in f32 and f64,
-/// with sums over several blocks of `axpy::AXPY_KC` terms and both betas.
+/// An element of `g·W` is the same bits in any tile: the whole product (packed
+/// strips of whole tiles, then the edge's one-vector tiles and partial vector)
+/// against each row of `a` times each column of `b` alone (a partial vector of one
+/// lane, unpacked), in f32 and f64, with sums over several blocks of `axpy::AXPY_KC`
+/// terms and both betas.
 #[test]
 fn axpy_elements_do_not_depend_on_the_tile() {
     fn check<T: Float>(m: usize, k: usize, n: usize, beta: T) {
@@ -163,7 +164,9 @@ fn axpy_elements_do_not_depend_on_the_tile() {
             }
         }
     }
-    for &(m, k, n) in &[(6, 300, 70), (1, 129, 33)] {
+    // Edges of 6 columns; 11 (one whole vector of 8 and 3) or 27 (16 and 11) for f32;
+    // 3 for f64 on AVX2.
+    for &(m, k, n) in &[(6, 600, 70), (1, 129, 33), (9, 260, 91)] {
         check::<f32>(m, k, n, 0.0);
         check::<f32>(m, k, n, 1.0);
         check::<f64>(m, k, n, 0.0);
