@@ -267,3 +267,97 @@ fn axpy_edge<S: pulp::Simd, T: Float, const MR: usize>(
         T::partial_store(simd, &mut c.row(i + r, j0)[j - j0..j - j0 + width], acc);
     }
 }
+
+/// Most terms of the sum [`outer_product`] takes: the batch of a weight gradient.
+pub(super) const OUTER_MAX_K: usize = 32;
+
+/// `c[i, j] = beta c[i, j] + Σ_p a[p, i]·b[p, j]` for rows `i0..i1` of `c` (`c` holds
+/// just those rows), with `a` stored `[k, m]` (the output's gradient, for the weight
+/// gradient `gᵀ·x`), `b` `[k, n]` and a short sum (`k ≤ OUTER_MAX_K`), by the tiles of
+/// [`axpy_product`], so each element is the same one fused chain. With a short sum and
+/// a large `c` the order is turned round: `b` is copied once into strips, then each row
+/// tile of `c` walks along its rows, and `c` streams through the cache once.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) fn outer_product<S: pulp::Simd, T: Float, const NV: usize>(
+    simd: S,
+    a: &[T],
+    b: &[T],
+    s: &Shape,
+    beta: T,
+    i0: usize,
+    i1: usize,
+    c: &mut [T],
+) {
+    let (nr, k, n) = (NV * T::lanes::<S>(), s.k, s.n);
+    let edge = n / nr * nr;
+    let mut scratch = T::take_scratch(k * edge + AXPY_MR * k);
+    let (packed, rows) = scratch.split_at_mut(k * edge);
+    pack_panel::<S, T, NV>(b, n, 0, k, 0, edge, packed);
+    let mut i = i0;
+    while i < i1 {
+        let mr = if i + AXPY_MR <= i1 { AXPY_MR } else { 1 };
+        // Rows i.. of aᵀ, gathered from their columns of `a` once for all their tiles.
+        for p in 0..k {
+            for r in 0..mr {
+                rows[r * k + p] = a[p * s.m + i + r];
+            }
+        }
+        let tile = Shape { m: mr, k, n };
+        let mut c = RowsOf::Whole(&mut c[(i - i0) * n..(i - i0 + mr) * n], n);
+        let mut j = 0;
+        for strip in packed.chunks_exact(k * nr) {
+            let strip = Strip {
+                b: strip,
+                stride: nr,
+            };
+            if mr == AXPY_MR {
+                axpy_tile::<S, T, AXPY_MR, NV>(
+                    simd, rows, strip, &tile, beta, 0, k, 0, j, 0, &mut c,
+                );
+            } else {
+                axpy_tile::<S, T, 1, NV>(simd, rows, strip, &tile, beta, 0, k, 0, j, 0, &mut c);
+            }
+            j += nr;
+        }
+        if edge < n {
+            let strip = Strip {
+                b: &b[edge..],
+                stride: n,
+            };
+            if mr == AXPY_MR {
+                axpy_edge::<S, T, AXPY_MR>(
+                    simd,
+                    rows,
+                    strip,
+                    &tile,
+                    beta,
+                    0,
+                    k,
+                    0,
+                    edge,
+                    0,
+                    n - edge,
+                    &mut c,
+                );
+            } else {
+                axpy_edge::<S, T, 1>(
+                    simd,
+                    rows,
+                    strip,
+                    &tile,
+                    beta,
+                    0,
+                    k,
+                    0,
+                    edge,
+                    0,
+                    n - edge,
+                    &mut c,
+                );
+            }
+        }
+        i += mr;
+    }
+    T::keep_scratch(scratch);
+}

@@ -1,27 +1,31 @@
-//! Matrix products of a small batch against a wide layer, without packing: a few rows
-//! of `x` (or of the output's gradient `g`) against a wide weight, as `x·Wᵀ` (the
-//! forward pass of a layer with `W [out, in]`; up to 32 rows, [`dot_rows`]) and `g·W`
-//! (the input's gradient; up to 32 rows against 1024 columns or more). The `gemm`
-//! crate packs the weight into blocks on every call; with so few rows to reuse each
+//! Matrix products with a small side: a batch against a wide layer, with loops of our
+//! own. A few rows of `x` (or of the output's gradient `g`) against a wide weight, as
+//! `x·Wᵀ` (the forward pass of a layer with `W [out, in]`; up to 32 rows, [`dot_rows`])
+//! and `g·W` (the input's gradient; up to 32 rows against 1024 columns or more); and the
+//! weight gradient `gᵀ·x`, a sum over a batch of up to 32 into a wide `c`. The `gemm`
+//! crate packs both operands into blocks on every call; with so few rows to reuse each
 //! packed block, packing costs about as much as the product, which is bound by reading
-//! the weight once from memory (`docs/GEMM.md`, "Small sides"). These loops read every
-//! operand where it lies, in fused multiply-adds on `pulp`'s vectors ([`Lanes`]),
-//! and only where the processor fuses them in hardware.
+//! the weight (or writing the weight gradient) once from memory (`docs/GEMM.md`, "Small
+//! sides"). These loops use fused multiply-adds on `pulp`'s vectors ([`Lanes`]), and
+//! run only where the processor fuses them in hardware.
 //!
-//! Two forms, each computing every element of the result by the same operations
+//! Three forms, each computing every element of the result by the same operations
 //! wherever it falls in a tile or a thread's block, so the result does not depend on
 //! the number of threads:
-//! - [`axpy_product`], for `b` stored `[k, n]`: a tile of rows of `c` gathers
+//! - [`axpy_product`], for `b` stored `[k, n]` (`g·W`): a tile of rows of `c` gathers
 //!   `Σ_p a[i, p]·b[p, j..]` over `p` in order, one chain of fused multiply-adds per
-//!   element, the same bits on every processor;
+//!   element, the same bits on every processor; `b` is copied a panel at a time into
+//!   strips the row tiles share;
+//! - [`outer_product`], for `a` stored `[k, m]` (`gᵀ·x`): the same tiles and chains,
+//!   with `b` copied once and `c` walked row tile by row tile;
 //! - [`dot_product`], for `b` stored `[n, k]` (transposed): each element is a dot
-//!   product of two contiguous rows, its bits set by the vector width.
+//!   product of two contiguous rows, read where they lie, its bits set by the vector
+//!   width.
 //!
-//! Work is split across rayon's threads by blocks of columns of `c` only, never along
-//! the sum. The weight gradient `gᵀ·x` (a short sum over the batch) stays with the
-//! `gemm` crate, which measured faster there.
+//! Work is split across rayon's threads by blocks of columns of `c` (by blocks of rows
+//! for [`outer_product`]), never along the sum.
 //!
-//! This file chooses the form and splits the work; `axpy.rs` and `dot.rs` hold the two
+//! This file chooses the form and splits the work; `axpy.rs` and `dot.rs` hold the
 //! forms' tiles, `lanes.rs` the vector operations they share.
 
 mod axpy;
@@ -29,7 +33,7 @@ mod dot;
 mod lanes;
 
 use crate::Float;
-use axpy::axpy_product;
+use axpy::{OUTER_MAX_K, axpy_product, outer_product};
 use dot::dot_product;
 pub use lanes::Lanes;
 
@@ -46,6 +50,8 @@ const SMALL_ROWS: usize = 16;
 /// Columns of `c` from which [`small_gemm`] takes a `g·W` product (at 512 it measured
 /// slower than the `gemm` crate).
 const AXPY_MIN_COLS: usize = 1024;
+/// Columns of `c` from which [`small_gemm`] takes a `gᵀ·x` product.
+const OUTER_MIN_COLS: usize = 256;
 /// Below this many multiply-adds the `gemm` crate keeps the product, whatever its
 /// shape: small products are where the existing tests and snapshots live, and there
 /// packing is cheap.
@@ -89,6 +95,12 @@ fn choose<T: Float>(ta: bool, tb: bool, m: usize, k: usize, n: usize) -> Option<
             if m <= 2 * SMALL_ROWS && n >= AXPY_MIN_COLS && crate::simd::fused_in_hardware() =>
         {
             Some(Form::Axpy)
+        }
+        // gᵀ·x: a short sum (the batch) into a large c.
+        (true, false)
+            if k <= OUTER_MAX_K && n >= OUTER_MIN_COLS && crate::simd::fused_in_hardware() =>
+        {
+            Some(Form::Outer)
         }
         // x·Wᵀ (W [out, in]): few rows of c, both operands contiguous along the sum.
         (false, true) if m <= dot_rows::<T>(k) && crate::simd::fused_in_hardware() => {
@@ -136,8 +148,25 @@ fn small_gemm_as<T: Float>(
         threads.unwrap_or_else(rayon::current_num_threads).max(1)
     };
     let c = &mut c[..m * n];
+    if let Form::Outer = form {
+        // Blocks of whole rows of c, each streaming through its own part of memory.
+        let per = m.div_ceil(threads).next_multiple_of(4);
+        if per >= m {
+            run_outer(a, b, &s, beta, 0, m, c);
+            return;
+        }
+        rayon::scope(|scope| {
+            for (block, c) in c.chunks_mut(per * n).enumerate() {
+                let s = &s;
+                let i0 = block * per;
+                let i1 = i0 + c.len() / n;
+                scope.spawn(move |_| run_outer(a, b, s, beta, i0, i1, c));
+            }
+        });
+        return;
+    }
     let nr = match form {
-        Form::Axpy => AXPY_NR,
+        Form::Axpy | Form::Outer => AXPY_NR,
         Form::Dot => DOT_NR,
     };
     // Blocks of whole tiles, as many as threads (fewer when n is narrow: every block
@@ -174,9 +203,10 @@ fn small_gemm_as<T: Float>(
 }
 
 /// Which loops a product takes.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Form {
     Axpy,
+    Outer,
     Dot,
 }
 
@@ -230,6 +260,53 @@ fn run<T: Float>(
     });
 }
 
+/// Rows `i0..i1` of a [`Form::Outer`] product (`c` holding just those rows), in vector
+/// instructions where the processor has them.
+fn run_outer<T: Float>(a: &[T], b: &[T], s: &Shape, beta: T, i0: usize, i1: usize, c: &mut [T]) {
+    crate::simd::with_simd(OuterRows {
+        a,
+        b,
+        s,
+        beta,
+        i0,
+        i1,
+        c,
+    });
+}
+
+/// [`run_outer`]'s arguments, run by [`with_simd`](crate::simd::with_simd).
+struct OuterRows<'x, T> {
+    a: &'x [T],
+    b: &'x [T],
+    s: &'x Shape,
+    beta: T,
+    i0: usize,
+    i1: usize,
+    c: &'x mut [T],
+}
+
+impl<T: Float> pulp::WithSimd for OuterRows<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let OuterRows {
+            a,
+            b,
+            s,
+            beta,
+            i0,
+            i1,
+            c,
+        } = self;
+        if size_of::<S::f32s>() >= 64 {
+            outer_product::<S, T, 4>(simd, a, b, s, beta, i0, i1, c)
+        } else {
+            outer_product::<S, T, 2>(simd, a, b, s, beta, i0, i1, c)
+        }
+    }
+}
+
 /// [`run`]'s arguments, run by [`with_simd`](crate::simd::with_simd) in the vector
 /// instructions it chooses.
 struct Block<'x, 'r, 'c, T> {
@@ -265,6 +342,7 @@ impl<T: Float> pulp::WithSimd for Block<'_, '_, '_, T> {
                 axpy_product::<S, T, 4>(simd, a, b, s, beta, j0, j1, c)
             }
             Form::Axpy => axpy_product::<S, T, 2>(simd, a, b, s, beta, j0, j1, c),
+            Form::Outer => unreachable!("gᵀ·x runs by rows, in run_outer"),
             Form::Dot => dot_product(simd, a, b, s, beta, j0, j1, c),
         }
     }

@@ -178,9 +178,14 @@ fn axpy_elements_do_not_depend_on_the_tile() {
 /// `c`, and every element is summed by the same operations in any block.
 #[test]
 fn split_small_products_match_one_thread_bit_for_bit() {
-    // All above PARALLEL_GEMM_VOLUME (2^22). The last: five column tiles of `x·Wᵀ`
-    // for up to 7 threads.
-    for &(m, k, n) in &[(16, 300, 1100), (7, 600, 1031), (16, 26_300, 10)] {
+    // All above PARALLEL_GEMM_VOLUME (2^22). The third: five column tiles of `x·Wᵀ`
+    // for up to 7 threads; the last, a gᵀ·x split by rows (`a` read as [k, m]).
+    for &(m, k, n) in &[
+        (16, 300, 1100),
+        (7, 600, 1031),
+        (16, 26_300, 10),
+        (1030, 32, 300),
+    ] {
         let volume = m * k * n;
         assert!(
             volume >= super::super::gemm::PARALLEL_GEMM_VOLUME,
@@ -188,13 +193,15 @@ fn split_small_products_match_one_thread_bit_for_bit() {
         );
         let a: Vec<f32> = (0..m * k).map(|i| ((i as f32) * 0.37).sin()).collect();
         let b: Vec<f32> = (0..k * n).map(|i| ((i as f32) * 0.71).cos()).collect();
-        for tb in [false, true] {
-            if !tb && n < AXPY_MIN_COLS {
-                continue;
-            }
+        let forms = [
+            (Form::Axpy, n >= AXPY_MIN_COLS),
+            (Form::Dot, true),
+            (Form::Outer, k <= OUTER_MAX_K),
+        ];
+        for (form, _) in forms.into_iter().filter(|&(_, fits)| fits) {
             let run = |threads: usize| {
                 let mut c = vec![0.5f32; m * n];
-                small_gemm_as(form_of(tb), &a, &b, m, k, n, 1.0, &mut c, Some(threads));
+                small_gemm_as(form, &a, &b, m, k, n, 1.0, &mut c, Some(threads));
                 c
             };
             let one = run(1);
@@ -204,9 +211,87 @@ fn split_small_products_match_one_thread_bit_for_bit() {
                     one.iter()
                         .zip(&many)
                         .all(|(x, y)| x.to_bits() == y.to_bits()),
-                    "{m}x{k}x{n} tb={tb} on {threads} threads"
+                    "{m}x{k}x{n} {form:?} on {threads} threads"
                 );
             }
         }
+    }
+}
+
+/// `gᵀ·x` ([`Form::Outer`], `a` stored `[k, m]`) against the naive product, on rows
+/// that are not a multiple of the tile's, columns with and without an edge, a sum of
+/// one term, NaN in an overwritten `c` and both betas, in f32 and f64, one thread and
+/// the pool; each element is the bits of the same chain computed alone (a 1 × 1
+/// [`Form::Axpy`] product); and which shapes [`small_gemm`] gives it.
+#[test]
+fn outer_products_match_naive_and_the_lone_chain() {
+    fn check<T: Float>(m: usize, k: usize, n: usize) {
+        let (at, b) = (
+            wave::<T>(k * m, 0.37, f64::sin),
+            wave::<T>(k * n, 0.71, f64::cos),
+        );
+        let a64: Vec<f64> = (0..m * k)
+            .map(|e| at[(e % k) * m + e / k].as_f64())
+            .collect();
+        let b64: Vec<f64> = b.iter().map(|x| x.as_f64()).collect();
+        let want = naive(&a64, &b64, m, k, n);
+        let tol = if T::NAME == "f32" { 1e-4 } else { 1e-12 };
+        for threads in [Some(1), None] {
+            let mut c = vec![T::nan(); m * n];
+            small_gemm_as(Form::Outer, &at, &b, m, k, n, T::zero(), &mut c, threads);
+            let c0: Vec<T> = (0..m * n).map(|e| T::from_f64((e as f64).sqrt())).collect();
+            let mut acc = c0.clone();
+            small_gemm_as(Form::Outer, &at, &b, m, k, n, T::one(), &mut acc, threads);
+            for i in 0..m {
+                for j in 0..n {
+                    let e = i * n + j;
+                    let x = c[e].as_f64();
+                    assert!(
+                        (x - want[e]).abs() < tol,
+                        "{m}x{k}x{n} at ({i}, {j}): {x} {}",
+                        want[e]
+                    );
+                    let row: Vec<T> = (0..k).map(|p| at[p * m + i]).collect();
+                    let column: Vec<T> = (0..k).map(|p| b[p * n + j]).collect();
+                    let mut one = [c0[e]];
+                    small_gemm_as(
+                        Form::Axpy,
+                        &row,
+                        &column,
+                        1,
+                        k,
+                        1,
+                        T::one(),
+                        &mut one,
+                        Some(1),
+                    );
+                    assert_eq!(
+                        one[0].as_f64().to_bits(),
+                        acc[e].as_f64().to_bits(),
+                        "{m}x{k}x{n} at ({i}, {j})"
+                    );
+                }
+            }
+        }
+    }
+    for &(m, k, n) in &[(13, 7, 300), (66, 32, 1031), (1, 16, 257), (6, 1, 260)] {
+        check::<f32>(m, k, n);
+        check::<f64>(m, k, n);
+    }
+    let fused = crate::simd::fused_in_hardware();
+    let (a, b) = (vec![1f32; 64 * 2048], vec![1f32; 64 * 2048]);
+    let mut c = vec![0f32; 2048 * 2048];
+    // A batch of up to 32 against 256 columns or more.
+    for (m, k, n, taken) in [
+        (2048, 16, 2048, true),
+        (1024, 32, 256, true),
+        (1024, 33, 256, false),
+        (1024, 32, 255, false),
+    ] {
+        assert_eq!(
+            small_gemm(&a, true, &b, false, m, k, n, 1.0, &mut c, None),
+            taken && fused,
+            "gᵀ·x {m}x{k}x{n}"
+        );
     }
 }
