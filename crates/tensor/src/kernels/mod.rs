@@ -15,8 +15,8 @@
 //! - `gemm`: matrix products through the `gemm` crate, and unpacked loops for a vector;
 //! - `gemm_kernels`: which of that crate's kernel sets (AVX2, AVX-512) runs a product,
 //!   and the call into it;
-//! - `small_gemm`: products of a small batch against a wide layer (`x·Wᵀ`, `g·W`) in
-//!   our own vector loops, where they beat the crate;
+//! - `small_gemm`: products of a small batch against a wide layer (`x·Wᵀ`, `g·W`, and
+//!   the weight gradient `gᵀ·x`) in our own vector loops, where they beat the crate;
 //! - `matmul`: 2-d and batched matrix products and their gradients;
 //! - `conv`: convolution by im2col and GEMM, and its two backward products;
 //! - `pool`: max and average pooling and their reverse rules;
