@@ -304,60 +304,44 @@ pub(super) fn outer_product<S: pulp::Simd, T: Float, const NV: usize>(
             }
         }
         let tile = Shape { m: mr, k, n };
-        let mut c = RowsOf::Whole(&mut c[(i - i0) * n..(i - i0 + mr) * n], n);
-        let mut j = 0;
-        for strip in packed.chunks_exact(k * nr) {
-            let strip = Strip {
-                b: strip,
-                stride: nr,
-            };
-            if mr == AXPY_MR {
-                axpy_tile::<S, T, AXPY_MR, NV>(
-                    simd, rows, strip, &tile, beta, 0, k, 0, j, 0, &mut c,
-                );
-            } else {
-                axpy_tile::<S, T, 1, NV>(simd, rows, strip, &tile, beta, 0, k, 0, j, 0, &mut c);
-            }
-            j += nr;
-        }
-        if edge < n {
-            let strip = Strip {
-                b: &b[edge..],
-                stride: n,
-            };
-            if mr == AXPY_MR {
-                axpy_edge::<S, T, AXPY_MR>(
-                    simd,
-                    rows,
-                    strip,
-                    &tile,
-                    beta,
-                    0,
-                    k,
-                    0,
-                    edge,
-                    0,
-                    n - edge,
-                    &mut c,
-                );
-            } else {
-                axpy_edge::<S, T, 1>(
-                    simd,
-                    rows,
-                    strip,
-                    &tile,
-                    beta,
-                    0,
-                    k,
-                    0,
-                    edge,
-                    0,
-                    n - edge,
-                    &mut c,
-                );
-            }
+        let c = &mut RowsOf::Whole(&mut c[(i - i0) * n..(i - i0 + mr) * n], n);
+        if mr == AXPY_MR {
+            outer_rows::<S, T, AXPY_MR, NV>(simd, rows, packed, b, &tile, beta, c);
+        } else {
+            outer_rows::<S, T, 1, NV>(simd, rows, packed, b, &tile, beta, c);
         }
         i += mr;
     }
     T::keep_scratch(scratch);
+}
+
+/// One row tile of [`outer_product`]: `MR` rows of `c` (`tile.m`), their terms in
+/// `rows` (`tile.k` a row), across the strips in `packed`, then the edge from `b`.
+#[inline(always)]
+fn outer_rows<S: pulp::Simd, T: Float, const MR: usize, const NV: usize>(
+    simd: S,
+    rows: &[T],
+    packed: &[T],
+    b: &[T],
+    tile: &Shape,
+    beta: T,
+    c: &mut RowsOf<'_, '_, T>,
+) {
+    let (nr, k, n) = (NV * T::lanes::<S>(), tile.k, tile.n);
+    let mut j = 0;
+    for strip in packed.chunks_exact(k * nr) {
+        let strip = Strip {
+            b: strip,
+            stride: nr,
+        };
+        axpy_tile::<S, T, MR, NV>(simd, rows, strip, tile, beta, 0, k, 0, j, 0, c);
+        j += nr;
+    }
+    if j < n {
+        let strip = Strip {
+            b: &b[j..],
+            stride: n,
+        };
+        axpy_edge::<S, T, MR>(simd, rows, strip, tile, beta, 0, k, 0, j, 0, n - j, c);
+    }
 }
