@@ -1,6 +1,6 @@
 //! Matrix products with a small side: a batch against a wide layer, with loops of our
 //! own. A few rows of `x` (or of the output's gradient `g`) against a wide weight, as
-//! `x·Wᵀ` (the forward pass of a layer with `W [out, in]`; up to 32 rows, [`dot_rows`])
+//! `x·Wᵀ` (the forward pass of a layer with `W [out, in]`; up to 32 or 64 rows, [`dot_rows`])
 //! and `g·W` (the input's gradient; up to 32 rows against 1024 columns or more); and the
 //! weight gradient `gᵀ·x`, a sum over a batch of up to 32 into a wide `c`. The `gemm`
 //! crate packs both operands into blocks on every call; with so few rows to reuse each
@@ -111,19 +111,28 @@ fn choose<T: Float>(ta: bool, tb: bool, m: usize, k: usize, n: usize) -> Option<
 }
 
 /// The most rows of `a` [`Form::Dot`] takes for a sum of `k` terms, where it measured
-/// faster than the `gemm` crate on both kernel sets, one thread and two, against
-/// weights of 512 to 2048 rows and 300 to 2048 columns (`docs/GEMM.md`, "Small sides
-/// in fused vectors"):
-/// - `f32`: 16 rows; 32 when the sum has 512 terms or more (at 24 and 32 rows with
-///   300 terms the crate's AVX-512 kernels were up to 1.2x faster; at 48 and 64 rows
-///   they were faster from 300 to 784 terms, level beyond);
+/// faster than the `gemm` crate, one thread and two, against weights of 512 to 2048 rows
+/// and 300 to 2048 columns (`docs/GEMM.md`, "Small sides in fused vectors", and "Small
+/// sides on AMD Zen 3"):
+/// - `f32`: 16 rows; 32 when the sum has 512 terms or more (at 24 and 32 rows with 300
+///   terms the crate's AVX-512 kernels were up to 1.2x faster; at 48 and 64 rows they
+///   were faster from 300 to 784 terms, level beyond); 64 rows with 512 terms or more
+///   where the crate runs AVX2 kernels on x86-64 (on AMD Zen 3 these loops took
+///   0.61-1.09 of the crate's time there, 0.61-0.79 at 1024 terms);
 /// - `f64`: 8 rows (at 16 the crate's AVX-512 kernels were 1.05-1.34x faster).
 fn dot_rows<T>(k: usize) -> usize {
     match (size_of::<T>(), k) {
         (8, _) => 8,
+        (_, 512..) if wide_dot_rows() => 4 * SMALL_ROWS,
         (_, 512..) => 2 * SMALL_ROWS,
         _ => SMALL_ROWS,
     }
+}
+
+/// Whether [`dot_rows`] takes up to 64 rows of a long sum: on x86-64 when the products
+/// run AVX2 kernels, where that was measured.
+fn wide_dot_rows() -> bool {
+    cfg!(target_arch = "x86_64") && !crate::kernels::loops_use_avx512()
 }
 
 /// [`small_gemm`]'s product by the loops of `form` (`b` stored `[k, n]` for

@@ -55,13 +55,15 @@ fn small_products_match_naive_in_both_layouts() {
         check::<f32>(m, k, n);
         check::<f64>(m, k, n);
     }
-    let (a, b) = (vec![1f32; 64 * 512], vec![1f32; 512 * 2048]);
+    let (a, b) = (vec![1f32; 65 * 512], vec![1f32; 512 * 2048]);
     let mut c = vec![0f32; 64 * 2048];
     // Taken where the processor fuses multiply-adds: an x·Wᵀ of 16 rows, of 32 rows
-    // with a sum of 512 terms (but not 33 rows, nor 17 with 511 terms); in f64 of
-    // 8 rows, not 9. A g·W of up to 32 rows against 1024 columns.
+    // with a sum of 512 terms (64 under AVX2 kernels; but not one more, nor 17 rows
+    // with 511 terms); in f64 of 8 rows, not 9. A g·W of up to 32 rows against 1024
+    // columns.
     let fused = crate::simd::fused_in_hardware();
-    for (rows, k, taken) in [(16, 512, true), (32, 512, true), (33, 512, false)] {
+    let most = if wide_dot_rows() { 64 } else { 32 };
+    for (rows, k, taken) in [(16, 512, true), (most, 512, true), (most + 1, 512, false)] {
         assert_eq!(
             small_gemm(&a, false, &b, true, rows, k, 1024, 0.0, &mut c, None),
             taken && fused,
