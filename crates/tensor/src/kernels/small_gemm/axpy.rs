@@ -4,8 +4,8 @@
 use super::{RowsOf, Shape, for_each_tile};
 use crate::Float;
 
-/// Rows of `c` in one tile of [`axpy_product`].
-const AXPY_MR: usize = 4;
+/// Rows of `c` in one tile of [`axpy_product`] and [`outer_product`].
+pub(super) const AXPY_MR: usize = 4;
 
 /// Terms of the sum a tile of [`axpy_product`] adds before it stores its sums and
 /// goes on with the next columns: the strip of `b` it walks stays in the level-1

@@ -33,7 +33,7 @@ mod dot;
 mod lanes;
 
 use crate::Float;
-use axpy::{OUTER_MAX_K, axpy_product, outer_product};
+use axpy::{AXPY_MR, OUTER_MAX_K, axpy_product, outer_product};
 use dot::dot_product;
 pub use lanes::Lanes;
 
@@ -136,7 +136,8 @@ fn wide_dot_rows() -> bool {
 }
 
 /// [`small_gemm`]'s product by the loops of `form` (`b` stored `[k, n]` for
-/// [`Form::Axpy`], `[n, k]` for [`Form::Dot`]).
+/// [`Form::Axpy`] and [`Form::Outer`], `[n, k]` for [`Form::Dot`]; `a` stored `[k, m]`
+/// for [`Form::Outer`], `[m, k]` otherwise).
 #[allow(clippy::too_many_arguments)]
 fn small_gemm_as<T: Float>(
     form: Form,
@@ -159,7 +160,7 @@ fn small_gemm_as<T: Float>(
     let c = &mut c[..m * n];
     if let Form::Outer = form {
         // Blocks of whole rows of c, each streaming through its own part of memory.
-        let per = m.div_ceil(threads).next_multiple_of(4);
+        let per = m.div_ceil(threads).next_multiple_of(AXPY_MR);
         if per >= m {
             run_outer(a, b, &s, beta, 0, m, c);
             return;
@@ -175,7 +176,8 @@ fn small_gemm_as<T: Float>(
         return;
     }
     let nr = match form {
-        Form::Axpy | Form::Outer => AXPY_NR,
+        Form::Axpy => AXPY_NR,
+        Form::Outer => unreachable!("gᵀ·x is split by rows, above"),
         Form::Dot => DOT_NR,
     };
     // Blocks of whole tiles, as many as threads (fewer when n is narrow: every block
@@ -219,8 +221,9 @@ enum Form {
     Dot,
 }
 
-/// The extents of a product: `a` is `[m, k]`; `b` is `[k, n]` for [`Form::Axpy`],
-/// `[n, k]` for [`Form::Dot`].
+/// The extents of a product: `op(a)` is `[m, k]` (`a` stored `[k, m]` for
+/// [`Form::Outer`]); `b` is `[k, n]` for [`Form::Axpy`] and [`Form::Outer`], `[n, k]`
+/// for [`Form::Dot`].
 struct Shape {
     m: usize,
     k: usize,
