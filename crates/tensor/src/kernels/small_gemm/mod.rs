@@ -1,8 +1,9 @@
 //! Matrix products with a small side: a batch against a wide layer, with loops of our
 //! own. A few rows of `x` (or of the output's gradient `g`) against a wide weight, as
-//! `x·Wᵀ` (the forward pass of a layer with `W [out, in]`; up to 32 or 64 rows, [`dot_rows`])
-//! and `g·W` (the input's gradient; up to 32 rows against 1024 columns or more); and the
-//! weight gradient `gᵀ·x`, a sum over a batch of up to 32 into a wide `c`. The `gemm`
+//! `x·Wᵀ` (the forward pass of a layer with `W [out, in]`; up to 32 or 64 rows,
+//! [`dot_rows`]) and `g·W` (the input's gradient; up to 32 rows against 1024 columns or
+//! more, rows of `W` a multiple of 4 KiB long); and the weight gradient `gᵀ·x`, a sum
+//! over a batch of up to 32 into a wide `c`. The `gemm`
 //! crate packs both operands into blocks on every call; with so few rows to reuse each
 //! packed block, packing costs about as much as the product, which is bound by reading
 //! the weight (or writing the weight gradient) once from memory (`docs/GEMM.md`, "Small
@@ -90,9 +91,16 @@ fn choose<T: Float>(ta: bool, tb: bool, m: usize, k: usize, n: usize) -> Option<
         // g·W (and x·W with W [in, out]): few rows of c, a wide b. Up to 32 rows against
         // 1024 columns or more these loops beat the `gemm` crate on both kernel sets
         // (0.39-1.01 of its time from 4 to 32 rows; at 512 columns and 16 rows or more
-        // its AVX-512 kernels were up to 1.4x faster; docs/GEMM.md).
+        // its AVX-512 kernels were up to 1.4x faster; docs/GEMM.md), when b's rows lie a
+        // multiple of 4 KiB apart: then they share the sets of the level-1 cache (64 sets
+        // of 64 bytes on both vendors), which slows the crate's packing more than these
+        // loops' (AMD Zen 3: 0.48-0.87 of its time at 1024 and 2048 columns; 1.04-1.25 at
+        // 1100, 1200, 1500, 1536 and 2000, level at 1280).
         (false, false)
-            if m <= 2 * SMALL_ROWS && n >= AXPY_MIN_COLS && crate::simd::fused_in_hardware() =>
+            if m <= 2 * SMALL_ROWS
+                && n >= AXPY_MIN_COLS
+                && (n * size_of::<T>()).is_multiple_of(4096)
+                && crate::simd::fused_in_hardware() =>
         {
             Some(Form::Axpy)
         }

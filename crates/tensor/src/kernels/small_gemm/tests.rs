@@ -91,6 +91,10 @@ fn small_products_match_naive_in_both_layouts() {
             "g·W of {rows} rows"
         );
     }
+    // A g·W whose rows of b are not a multiple of 4 KiB long (1100 columns).
+    assert!(!small_gemm(
+        &a, false, &b, false, 16, 512, 1100, 0.0, &mut c, None
+    ));
     // A g·W narrower than 1024 columns; a transposed a; a tiny product.
     assert!(!small_gemm(
         &a, false, &b, false, 16, 512, 1000, 0.0, &mut c, None
