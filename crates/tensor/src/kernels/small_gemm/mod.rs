@@ -94,7 +94,7 @@ fn choose<T: Float>(ta: bool, tb: bool, m: usize, k: usize, n: usize) -> Option<
         // its AVX-512 kernels were up to 1.4x faster; docs/GEMM.md), when b's rows lie a
         // multiple of 4 KiB apart: then they share the sets of the level-1 cache (64 sets
         // of 64 bytes on both vendors), which slows the crate's packing more than these
-        // loops' (AMD Zen 3: 0.48-0.87 of its time at 1024 and 2048 columns; 1.04-1.25 at
+        // loops' (AMD Zen 3: 0.48-0.87 of its time at 1024 and 2048 columns; 1.03-1.25 at
         // 1100, 1200, 1500, 1536 and 2000, level at 1280).
         (false, false)
             if m <= 2 * SMALL_ROWS
