@@ -72,8 +72,8 @@ pub use descent_tensor::{Float, LineAligned, Tensor};
 /// The names most programs use: `use descent::prelude::*;`.
 pub mod prelude {
     pub use descent_backprop::{
-        Backward, GradCheckOptions, Gradients, ParamGrads, backward, backward_into, backward_with,
-        gradcheck,
+        Backward, GradCheckOptions, Gradients, Keep, ParamGrads, backward, backward_into,
+        backward_with, gradcheck,
     };
     pub use descent_data::{Dataset, Loader, Targets, TensorDataset};
     pub use descent_nn::{Ctx, Module, ModuleInfo, Sequential};

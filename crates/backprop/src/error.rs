@@ -55,6 +55,13 @@ pub enum Error {
         /// Nodes on the tape when the gradients were computed.
         known: usize,
     },
+    /// A lookup asked for an intermediate node's gradient in a store that keeps only the
+    /// leaves' ([`crate::Keep::Leaves`]): the walk gave its buffer back as it passed.
+    #[error("gradient lookup: node {} is not a leaf, and these gradients keep only the leaves' (Keep::Leaves); walk into a store made with Keep::All to look up intermediate nodes", .id.index())]
+    NotKept {
+        /// The node looked up.
+        id: NodeId,
+    },
     /// With anomaly detection on, a gradient came out NaN or infinite. `by` names the
     /// node whose backward rule produced it (absent when it came from the seed or a
     /// hook).

@@ -6,8 +6,40 @@ use descent_tensor::bins;
 use descent_tensor::{BufferPool, Float, Shape, View};
 use std::sync::OnceLock;
 
+/// Which nodes' gradients a walk into a [`Gradients`] keeps for lookup afterwards.
+///
+/// ```
+/// use descent_backprop::{Error, Gradients, Keep, backward_into};
+/// use descent_tape::Tape;
+/// use descent_tensor::Tensor;
+/// let tape = Tape::<f64>::new();
+/// let w = tape.var(Tensor::from([1.0, 2.0]));
+/// let h = w * w;
+/// let loss = h.sum();
+/// let mut grads = Gradients::empty().keeping(Keep::Leaves);
+/// backward_into(loss, &mut grads).unwrap();
+/// assert_eq!(grads.wrt(w).data(), &[2.0, 4.0]);
+/// assert!(matches!(grads.try_wrt(h), Err(Error::NotKept { .. })));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Keep {
+    /// Every node's gradient, each layer's δ included: what inspection reads. The
+    /// default.
+    #[default]
+    All,
+    /// Only the leaves' (variables and parameters; constants read as zeros): what a
+    /// training step needs. The walk gives an intermediate tensor node's buffer back as
+    /// soon as its rule has run, so the next rule writes into memory still in cache
+    /// instead of a fresh buffer per node (a recurrent network's backward pass over 200
+    /// steps wrote 8 MB of gradients no one read). The arithmetic, and so every bit of
+    /// the leaves' gradients, is the same as with [`Keep::All`]. Looking up an
+    /// intermediate node is [`Error::NotKept`].
+    Leaves,
+}
+
 /// The gradient of one output with respect to every node on a path to it (each
-/// node's δ), looked up by handle: `grads.wrt(x)` or `grads[x]`.
+/// node's δ), looked up by handle: `grads.wrt(x)` or `grads[x]`. A store made with
+/// [`Keep::Leaves`] keeps the leaves' only.
 ///
 /// Scalar gradients sit in one flat vector indexed by node id; tensor gradients in a
 /// vector indexed by the tensor's arena slot. Nodes no gradient reached have none
@@ -55,6 +87,11 @@ pub struct Gradients<T: Float> {
     pub(crate) known: usize,
     /// Tensor gradient buffers of an earlier walk, reused by the next.
     pub(crate) spare: BufferPool<T>,
+    /// Which gradients the walk keeps.
+    pub(crate) keep: Keep,
+    /// Under [`Keep::Leaves`], one bit a node: is it an intermediate node, whose gradient
+    /// is not kept. Empty under [`Keep::All`].
+    pub(crate) dropped: Vec<u64>,
 }
 
 /// A copy of the gradients, without the spare buffers (which can hold up to
@@ -76,6 +113,8 @@ impl<T: Float> Clone for Gradients<T> {
             binding_index: OnceLock::new(),
             known: self.known,
             spare: BufferPool::default(),
+            keep: self.keep,
+            dropped: self.dropped.clone(),
         }
     }
 }
@@ -120,6 +159,7 @@ struct Vectors<T> {
     shapes: Vec<Shape>,
     slot_nodes: Vec<u32>,
     bindings: Vec<(ParamId, NodeId)>,
+    dropped: Vec<u64>,
 }
 
 impl<T: Float> Kept<T> {
@@ -136,6 +176,7 @@ impl<T: Float> Kept<T> {
                 shapes: std::mem::take(&mut dropped.shapes),
                 slot_nodes: std::mem::take(&mut dropped.slot_nodes),
                 bindings: std::mem::take(&mut dropped.bindings),
+                dropped: std::mem::take(&mut dropped.dropped),
             }); // (`= Some(..)` would call a drop of the `None`, out of line)
         }
         let room = descent_tensor::RECYCLE_BYTES - self.spare_bytes;
@@ -155,6 +196,7 @@ impl<T: Float> Kept<T> {
         v.shapes.clear();
         v.slot_nodes.clear();
         v.bindings.clear();
+        v.dropped.clear();
         Gradients::with(v, std::mem::take(&mut self.spare))
     }
 }
@@ -168,6 +210,7 @@ impl<T> Vectors<T> {
             shapes: Vec::new(),
             slot_nodes: Vec::new(),
             bindings: Vec::new(),
+            dropped: Vec::new(),
         }
     }
 }
@@ -202,7 +245,27 @@ impl<T: Float> Gradients<T> {
             binding_index: OnceLock::new(),
             known: 0,
             spare,
+            keep: Keep::All,
+            dropped: v.dropped,
         }
+    }
+
+    /// This store, set to keep the gradients `keep` says from its next walk on. A store
+    /// [`crate::backward`] returns keeps [`Keep::All`]; see [`Keep`] for an example.
+    #[must_use]
+    pub fn keeping(mut self, keep: Keep) -> Self {
+        self.keep = keep;
+        self
+    }
+
+    /// Which gradients this store's walks keep.
+    ///
+    /// ```
+    /// use descent_backprop::{Gradients, Keep};
+    /// assert_eq!(Gradients::<f32>::empty().keeps(), Keep::All);
+    /// ```
+    pub fn keeps(&self) -> Keep {
+        self.keep
     }
 
     /// Clears the store for a walk over the first `len` nodes of `read`, keeping every
@@ -231,6 +294,9 @@ impl<T: Float> Gradients<T> {
         } else {
             self.resize(len);
         }
+        if self.keep == Keep::Leaves || !self.dropped.is_empty() {
+            self.mark_dropped(read, len);
+        }
         if !self.tensor.is_empty()
             || !self.slot_nodes.is_empty()
             || !read.tensor_nodes().is_empty()
@@ -239,6 +305,28 @@ impl<T: Float> Gradients<T> {
         {
             self.prepare_tensors(read);
         }
+    }
+
+    /// Under [`Keep::Leaves`], marks the intermediate nodes among the first `len` (whose
+    /// gradients the walk will not keep); else clears the marks.
+    fn mark_dropped(&mut self, read: &TapeRead<'_, T>, len: usize) {
+        self.dropped.clear();
+        if self.keep == Keep::Leaves {
+            self.dropped.resize(len.div_ceil(64), 0);
+            for (i, node) in read.nodes()[..len].iter().enumerate() {
+                if !node.op().is_leaf() {
+                    self.dropped[i / 64] |= 1 << (i % 64);
+                }
+            }
+        }
+    }
+
+    /// Whether node `i` is an intermediate node whose gradient this store does not keep.
+    #[inline]
+    pub(crate) fn is_dropped(&self, i: usize) -> bool {
+        self.dropped
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     fn resize(&mut self, len: usize) {
@@ -370,12 +458,14 @@ impl<T: Float> Gradients<T> {
     }
 
     fn size_zeros(&mut self) {
+        // Lookups read these zeros for unreached nodes only, not for dropped ones.
         let longest = self
             .tensor
             .iter()
             .zip(&self.shapes)
-            .filter(|(t, _)| t.is_none())
-            .map(|(_, s)| descent_tensor::numel(s))
+            .zip(&self.slot_nodes)
+            .filter(|((t, _), node)| t.is_none() && !self.is_dropped(**node as usize))
+            .map(|((_, s), _)| descent_tensor::numel(s))
             .max()
             .unwrap_or(0);
         if longest > self.zeros_len {
@@ -428,7 +518,8 @@ impl<T: Float> Gradients<T> {
     /// # Panics
     /// If `x` is from another tape, or from another generation of this tape than the
     /// one these gradients were computed on, or was recorded after they were computed
-    /// ([`Error::RecordedAfter`]: they do not know its shape).
+    /// ([`Error::RecordedAfter`]: they do not know its shape), or is an intermediate
+    /// node and this store keeps only the leaves' gradients ([`Error::NotKept`]).
     #[inline]
     pub fn wrt(&self, x: Var<'_, T>) -> View<'_, T> {
         match self.try_wrt(x) {
@@ -447,6 +538,9 @@ impl<T: Float> Gradients<T> {
                 known: self.known,
             });
         }
+        if self.is_dropped(x.id().index()) {
+            return Err(Error::NotKept { id: x.id() });
+        }
         // `finish` sized `zeros` for the largest unreached tensor node.
         Ok(self
             .view_of(x.id())
@@ -457,16 +551,23 @@ impl<T: Float> Gradients<T> {
     /// when `x` was recorded after these gradients were computed).
     ///
     /// # Panics
-    /// If `x` is from another tape, or from another generation of this tape.
+    /// If `x` is from another tape, or from another generation of this tape, or is an
+    /// intermediate node and this store keeps only the leaves' gradients.
     pub fn get(&self, x: Var<'_, T>) -> Option<View<'_, T>> {
-        if let Err(e) = self.check(&x) {
-            panic!("{e}");
+        let kept = self
+            .check(&x)
+            .and_then(|()| match self.is_dropped(x.id().index()) {
+                true => Err(Error::NotKept { id: x.id() }),
+                false => Ok(()),
+            });
+        if let Err(e) = kept {
+            fail(e);
         }
         self.view_of(x.id())
     }
 
-    /// The gradient of a node by id, or `None` when no gradient reached it. Ids beyond
-    /// the output have none.
+    /// The gradient of a node by id, or `None` when no gradient reached it or this
+    /// store does not keep it ([`Keep::Leaves`]). Ids beyond the output have none.
     pub fn by_id(&self, id: NodeId) -> Option<View<'_, T>> {
         self.view_of(id)
     }
@@ -474,7 +575,7 @@ impl<T: Float> Gradients<T> {
     #[inline]
     fn view_of(&self, id: NodeId) -> Option<View<'_, T>> {
         let i = id.index();
-        if i >= self.len() {
+        if i >= self.len() || self.is_dropped(i) {
             return None;
         }
         if self.slot_nodes.is_empty() {

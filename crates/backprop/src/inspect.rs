@@ -35,7 +35,9 @@ impl<T: Float> Gradients<T> {
     /// The fallible form of [`Gradients::named`].
     ///
     /// # Errors
-    /// [`Error::UnknownName`] if no node has that name; [`Error::Argument`] if these
+    /// [`Error::UnknownName`] if no node has that name; [`Error::NotKept`] if it names
+    /// an intermediate node and these gradients keep only the leaves'
+    /// ([`crate::Keep::Leaves`]); [`Error::Argument`] if these
     /// gradients were not computed on `tape` in its current generation;
     /// [`Error::RecordedAfter`] if the named node was recorded after they were.
     ///
@@ -64,12 +66,16 @@ impl<T: Float> Gradients<T> {
                 known: self.known,
             });
         }
+        if self.is_dropped(id.index()) {
+            return Err(Error::NotKept { id });
+        }
         Ok(self.by_id(id).unwrap_or_else(|| self.zeros_like(id)))
     }
 
     /// The δ of every scope: for each scope path, the gradient of its output (the last
     /// node recorded in it), in backward order (the scope whose output is nearest the
-    /// loss first). Scopes whose output no gradient reached are left out.
+    /// loss first). Scopes whose output no gradient reached are left out. A store that
+    /// keeps only the leaves' gradients has no δ to give: [`Error::NotKept`].
     ///
     /// ```
     /// use descent_backprop::Backward;
@@ -100,6 +106,9 @@ impl<T: Float> Gradients<T> {
             }
         }
         last.sort_by_key(|entry| std::cmp::Reverse(entry.1));
+        if let Some(&(_, id)) = last.iter().find(|(_, id)| self.is_dropped(id.index())) {
+            return Err(Error::NotKept { id });
+        }
         Ok(last
             .into_iter()
             .filter_map(|(scope, id)| {

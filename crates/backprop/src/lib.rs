@@ -47,7 +47,7 @@ pub use descent_tape::{ParamGradients, ParamGrads};
 pub use error::Error;
 pub use flow::{Flag, FlowOptions, FlowReport, FlowStats, LayerFlow, ParamFlow, layer_of};
 pub use gradcheck::{GradCheckOptions, GradCheckReport, Mismatch, gradcheck};
-pub use gradients::Gradients;
+pub use gradients::{Gradients, Keep};
 pub use higher::{
     GradGraph, HvpMode, JacobianMode, grad, grad_graph, hessian, hvp, hvp_with, jacobian, jvp, vjp,
 };

@@ -2,7 +2,7 @@
 //! worker's own tape, reduced in a fixed order so the result does not depend on the
 //! number of threads; optional per-sample clipping and Gaussian noise (one DP-SGD step).
 
-use crate::{Error, Gradients, ParamGrads, backward_into};
+use crate::{Error, Gradients, Keep, ParamGrads, backward_into};
 use descent_tape::norm::global_norm;
 use descent_tape::{Checkpoint, ParamGradients, ParamId, ParamStore, Tape, Var};
 use descent_tensor::bins::{self, Parkable};
@@ -172,7 +172,8 @@ fn with_workspace<T: Float, R>(f: impl FnOnce(&mut Workspace<T>) -> R) -> R {
     let mut ws: Box<Workspace<T>> = bins::take().unwrap_or_else(|| {
         Box::new(Workspace {
             tape: Tape::new(),
-            grads: Gradients::empty(),
+            // A sample's pass reads its parameters' gradients only.
+            grads: Gradients::empty().keeping(Keep::Leaves),
             prefix: None,
         })
     });

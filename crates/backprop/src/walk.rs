@@ -311,7 +311,13 @@ fn walk_node<T: Float, const ANOMALY: bool>(
             if ANOMALY {
                 check_operands(read, grads, id, View::new(&shape, &buf))?;
             }
-            grads.tensor[s] = Some(buf);
+            if grads.is_dropped(i) {
+                // No rule reads it again (the walk only goes back), and no lookup may:
+                // the next rule that needs a buffer this size writes into this one.
+                grads.spare.give(buf);
+            } else {
+                grads.tensor[s] = Some(buf);
+            }
         }
     }
     Ok(())
@@ -446,5 +452,30 @@ mod tests {
         let (gx, gy) = (grads.wrt(x).item(), grads.wrt(y).item());
         assert!(close(gx, dx), "d/dx {gx} against {dx}");
         assert!(close(gy, dy), "d/dy {gy} against {dy}");
+    }
+
+    /// Under `Keep::Leaves` a chain of same-shape nodes is walked on a handful of
+    /// buffers, each given back and taken again, instead of one a node.
+    #[test]
+    fn leaves_only_walks_a_chain_on_a_few_buffers() {
+        let tape = Tape::<f64>::new();
+        let x = tape.var(Tensor::from(vec![0.5; 64]));
+        let mut v = x;
+        for _ in 0..100 {
+            v = (v * 0.9).tanh();
+        }
+        let loss = v.sum();
+        let held = |g: &Gradients<f64>| g.tensor.iter().flatten().count() + g.spare.len();
+        let all = loss.backward();
+        assert_eq!(held(&all), 201, "every node's own buffer");
+        let mut leaves = Gradients::empty().keeping(crate::Keep::Leaves);
+        backward_into(loss, &mut leaves).unwrap();
+        assert_eq!(
+            leaves.tensor.iter().flatten().count(),
+            1,
+            "x's gradient alone"
+        );
+        assert!(held(&leaves) <= 3, "{} buffers", held(&leaves));
+        assert_eq!(leaves.wrt(x).data(), all.wrt(x).data());
     }
 }

@@ -7,5 +7,6 @@ mod conv_hvp_jax;
 mod flow;
 mod higher_order;
 mod higher_order_snapshots;
+mod keep_leaves;
 mod per_sample_second_order;
 mod reuse;

@@ -33,7 +33,7 @@ fn rep(tape: &Tape<f32>, data: &w10::Data, grads: &mut Gradients<f32>) -> (f64, 
 pub fn bench(args: &Args) -> bool {
     let data = w10::Data::new();
     let tape = Tape::<f32>::new();
-    let mut grads = Gradients::empty();
+    let mut grads = Gradients::empty().keeping(Keep::Leaves);
     let (mut times, mut losses) = (Vec::new(), Vec::new());
     rep(&tape, &data, &mut grads); // warm-up repetition
     for _ in 0..args.reps {

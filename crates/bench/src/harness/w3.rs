@@ -41,10 +41,10 @@ fn w3_rep(
 pub fn bench(args: &Args) -> bool {
     let data = w3::Data::new();
     let tape = Tape::<f32>::new();
-    let mut grads = Gradients::empty();
+    let mut grads = Gradients::empty().keeping(Keep::Leaves);
     let tape_an = Tape::<f32>::new();
     tape_an.set_anomaly_detection(true);
-    let mut grads_an = Gradients::empty();
+    let mut grads_an = Gradients::empty().keeping(Keep::Leaves);
 
     let (mut times, mut losses) = (Vec::new(), Vec::new());
     let (mut an_times, mut an_ratio) = (Vec::new(), Vec::new());
@@ -72,7 +72,7 @@ pub fn bench(args: &Args) -> bool {
     // Allocations per step in steady state, in both update forms.
     let allocs = |update: w3::Update| -> (f64, f64) {
         let mut model = w3::Model::new(&data, w3::Layout::OutIn);
-        let mut g = Gradients::empty();
+        let mut g = Gradients::empty().keeping(Keep::Leaves);
         for k in 0..3 {
             w3::step(&tape, &mut model, &data, k, &mut g, update);
         }
@@ -88,7 +88,7 @@ pub fn bench(args: &Args) -> bool {
     // tape copies (copy-on-write), which W3's step avoids by resetting first.
     let param_copies = {
         let mut model = w3::Model::new(&data, w3::Layout::OutIn);
-        let mut g = Gradients::empty();
+        let mut g = Gradients::empty().keeping(Keep::Leaves);
         for k in 0..13 {
             w3::step(&tape, &mut model, &data, k, &mut g, w3::Update::Plain);
         }
@@ -100,7 +100,7 @@ pub fn bench(args: &Args) -> bool {
     // The step by phase: record, backward, update (the checked step, in place).
     let phases = {
         let mut model = w3::Model::new(&data, w3::Layout::OutIn);
-        let mut g = Gradients::empty();
+        let mut g = Gradients::empty().keeping(Keep::Leaves);
         let mut c = [Counts::default(); 3];
         let copies0 = model.store.copies();
         for k in 0..13 {

@@ -29,7 +29,7 @@ const W5_NORM_TOL: f64 = 0.02;
 pub fn bench(args: &Args) -> bool {
     let data = w5::Data::new();
     let tape = Tape::<f32>::new();
-    let mut grads = Gradients::empty();
+    let mut grads = Gradients::empty().keeping(Keep::Leaves);
     let reps = if args.mem { 1 } else { args.reps };
     let (rss0, _) = rss::rss_kib().unwrap_or_default();
     let peak_reset = rss::reset_peak();

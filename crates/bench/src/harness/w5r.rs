@@ -20,7 +20,7 @@ fn peak_of_step(data: &Data, recomputed: bool) -> (u64, usize) {
     let mut model = Model::new();
     alloc_count::reset_peak_live();
     let tape = Tape::<f32>::new();
-    let mut grads = Gradients::empty();
+    let mut grads = Gradients::empty().keeping(Keep::Leaves);
     w5r::step(&tape, &mut model, data, &mut grads, recomputed);
     (alloc_count::peak_live(), tape.len())
 }
@@ -44,7 +44,7 @@ pub fn bench(args: &Args) -> bool {
         let mut first_loss = [0.0; 2];
         for (variant, times) in [(false, &mut plain), (true, &mut recomputed)] {
             let tape = Tape::<f32>::new();
-            let mut grads = Gradients::empty();
+            let mut grads = Gradients::empty().keeping(Keep::Leaves);
             let mut model = Model::new();
             first_loss[usize::from(variant)] =
                 w5r::step(&tape, &mut model, &data, &mut grads, variant).0;

@@ -57,7 +57,7 @@ fn eval_costs(tape: &Tape<f32>, data: &w7::Data, reps: usize) -> ([Summary; 2], 
 pub fn bench(args: &Args) -> bool {
     let data = w7::Data::new();
     let tape = Tape::<f32>::new();
-    let mut grads = Gradients::empty();
+    let mut grads = Gradients::empty().keeping(Keep::Leaves);
     let (mut times, mut losses) = (Vec::new(), Vec::new());
     for _ in 0..args.reps {
         let (ms, loss) = rep(&tape, &data, &mut grads);

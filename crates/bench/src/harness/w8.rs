@@ -38,7 +38,7 @@ pub fn bench(args: &Args) -> bool {
     };
     let data = w8::Data::for_cell(kind);
     let tape = Tape::<f32>::new();
-    let mut grads = Gradients::empty();
+    let mut grads = Gradients::empty().keeping(Keep::Leaves);
     let (mut times, mut losses) = (Vec::new(), Vec::new());
     for _ in 0..args.reps {
         let (ms, loss) = rep(&tape, &data, kind, &mut grads);

@@ -29,7 +29,7 @@ pub fn bench(args: &Args) -> bool {
     let model = w9::model(&data);
     let v = w9::direction(&model);
     let tape = Tape::<f32>::new();
-    let mut grads = Gradients::empty();
+    let mut grads = Gradients::empty().keeping(Keep::Leaves);
     let (mut grad_ms, mut ror_ms, mut for_ms, mut ratio) = (vec![], vec![], vec![], vec![]);
     for _ in 0..args.reps {
         let g = per_call(|| {
