@@ -224,6 +224,9 @@ the loss curve in out/char_rnn/loss.png, then 400 sampled characters.",
     let (mut train_curve, mut held_curve) = (Vec::new(), Vec::new());
     let (mut window_loss, mut clipped) = (0.0, 0);
     let mut last_held = f64::INFINITY;
+    // One store for every step, keeping only the parameters' gradients: the step
+    // reads nothing else, and each rule's buffer is reused while still in cache.
+    let mut grads = Gradients::empty().keeping(Keep::Leaves);
     for step in 1..=steps {
         tape.reset();
         let (x, y) = windows(train, BATCH, rng);
@@ -233,7 +236,7 @@ the loss curve in out/char_rnn/loss.png, then 400 sampled characters.",
         let l = f64::from(loss.item());
         train_curve.push((step as f64, l));
         window_loss += l;
-        let mut grads = loss.backward();
+        backward_into(loss, &mut grads)?;
         if clip_grad_norm(&store, &mut grads, CLIP)? > CLIP {
             clipped += 1;
         }

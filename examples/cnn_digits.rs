@@ -128,6 +128,9 @@ accuracy, what no_grad saves, and the gradient flow of the last step as a pictur
     .progress_chars("=> ");
     let tape = Tape::<f32>::with_capacity(64);
     let mut flow = None;
+    // One store for every step, keeping only the parameters' gradients (all that the
+    // step and the flow report read): each rule's buffer is reused while in cache.
+    let mut grads = Gradients::empty().keeping(Keep::Leaves);
     for epoch in 0..EPOCHS {
         let bar = ProgressBar::new(steps as u64).with_style(style.clone());
         bar.set_prefix((epoch + 1).to_string());
@@ -140,7 +143,7 @@ accuracy, what no_grad saves, and the gradient flow of the last step as a pictur
                 tape.constant(batch.inputs),
             );
             let loss = logits.cross_entropy(labels);
-            let mut grads = loss.backward();
+            backward_into(loss, &mut grads)?;
             if epoch + 1 == EPOCHS && i + 1 == steps {
                 flow = Some(FlowReport::from_gradients(
                     &grads,

@@ -211,6 +211,9 @@ sequences and their predictions.",
     let tape = Tape::<f32>::with_capacity(512);
     let (mut token_acc, mut seq_acc) = (0.0, 0.0);
     let mut loss_sum = 0.0;
+    // One store for every step, keeping only the parameters' gradients: the step
+    // reads nothing else, and each rule's buffer is reused while still in cache.
+    let mut grads = Gradients::empty().keeping(Keep::Leaves);
     for step in 1..=STEPS {
         tape.reset();
         let digits = sequences(rng, BATCH, &avoid);
@@ -218,7 +221,7 @@ sequences and their predictions.",
         let logits = model.logits(&mut Ctx::new(&tape, &mut store), &digits);
         let loss = logits.cross_entropy(&target);
         loss_sum += f64::from(loss.item());
-        let mut grads = loss.backward();
+        backward_into(loss, &mut grads)?;
         clip_grad_norm(&store, &mut grads, CLIP)?;
         // Released before the step, the tape no longer shares the parameters' values,
         // so the step updates them in place instead of copying them.
