@@ -574,8 +574,18 @@ impl<T: Float> Gradients<T> {
 
     #[inline]
     fn view_of(&self, id: NodeId) -> Option<View<'_, T>> {
+        if self.is_dropped(id.index()) {
+            return None;
+        }
+        self.stored(id)
+    }
+
+    /// The gradient held for `id`, whether or not this store keeps it after the walk:
+    /// what the walk's own checks read before the buffer is given back.
+    #[inline]
+    pub(crate) fn stored(&self, id: NodeId) -> Option<View<'_, T>> {
         let i = id.index();
-        if i >= self.len() || self.is_dropped(i) {
+        if i >= self.len() {
             return None;
         }
         if self.slot_nodes.is_empty() {

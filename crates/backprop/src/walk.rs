@@ -331,7 +331,7 @@ fn check_operands<T: Float>(
     incoming: View<'_, T>,
 ) -> Result<(), Error> {
     for &p in read.parents(id) {
-        if let Some(g) = grads.by_id(p)
+        if let Some(g) = grads.stored(p)
             && g.data().iter().any(|v| !v.is_finite())
         {
             let mut err = anomaly_at(read, grads, p, Some(id));
@@ -352,7 +352,7 @@ fn anomaly_at<T: Float>(
     bad: NodeId,
     by: Option<NodeId>,
 ) -> Error {
-    let g = grads.by_id(bad);
+    let g = grads.stored(bad);
     let value = g
         .and_then(|g| g.data().iter().copied().find(|v| !v.is_finite()))
         .map_or(f64::NAN, |v| v.as_f64());
