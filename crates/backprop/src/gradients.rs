@@ -321,6 +321,15 @@ impl<T: Float> Gradients<T> {
         }
     }
 
+    /// [`Error::NotKept`] if this store does not keep node `id`'s gradient.
+    #[inline]
+    pub(crate) fn check_kept(&self, id: NodeId) -> Result<(), Error> {
+        if self.is_dropped(id.index()) {
+            return Err(Error::NotKept { id });
+        }
+        Ok(())
+    }
+
     /// Whether node `i` is an intermediate node whose gradient this store does not keep.
     #[inline]
     pub(crate) fn is_dropped(&self, i: usize) -> bool {
@@ -538,9 +547,7 @@ impl<T: Float> Gradients<T> {
                 known: self.known,
             });
         }
-        if self.is_dropped(x.id().index()) {
-            return Err(Error::NotKept { id: x.id() });
-        }
+        self.check_kept(x.id())?;
         // `finish` sized `zeros` for the largest unreached tensor node.
         Ok(self
             .view_of(x.id())
@@ -554,13 +561,7 @@ impl<T: Float> Gradients<T> {
     /// If `x` is from another tape, or from another generation of this tape, or is an
     /// intermediate node and this store keeps only the leaves' gradients.
     pub fn get(&self, x: Var<'_, T>) -> Option<View<'_, T>> {
-        let kept = self
-            .check(&x)
-            .and_then(|()| match self.is_dropped(x.id().index()) {
-                true => Err(Error::NotKept { id: x.id() }),
-                false => Ok(()),
-            });
-        if let Err(e) = kept {
+        if let Err(e) = self.check(&x).and_then(|()| self.check_kept(x.id())) {
             fail(e);
         }
         self.view_of(x.id())

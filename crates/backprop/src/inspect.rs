@@ -66,9 +66,7 @@ impl<T: Float> Gradients<T> {
                 known: self.known,
             });
         }
-        if self.is_dropped(id.index()) {
-            return Err(Error::NotKept { id });
-        }
+        self.check_kept(id)?;
         Ok(self.by_id(id).unwrap_or_else(|| self.zeros_like(id)))
     }
 
