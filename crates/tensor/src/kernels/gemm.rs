@@ -101,7 +101,7 @@ fn gemm_on<T: Float>(
     let (b_rs, b_cs) = if tb { (1, k) } else { (n, 1) };
     // Small products never ask rayon for its pool (which would start it).
     let volume = m * n * k;
-    let parallelism = if volume < PARALLEL_GEMM_VOLUME {
+    let parallelism = if volume < split_volume() {
         Parallelism::None
     } else {
         match threads.unwrap_or_else(rayon::current_num_threads) {
@@ -340,11 +340,13 @@ impl<T: Float> Product<'_, T> {
 }
 
 /// Two independent products, such as the two gradients of one matrix product in
-/// backward. When both are large enough to be split and rayon has at least two
-/// threads, they run at the same time, each on half the threads: two whole products
-/// side by side scale better on two cores than one product split in two, because
-/// each needs no synchronisation inside (`docs/GEMM.md`). The results are the same
-/// bits either way, as [`gemm()`]'s are on any number of threads.
+/// backward. When rayon has at least two threads and both products are large enough
+/// (smaller ones than [`gemm()`] splits: 2^19 multiply-adds each on
+/// a thread of the pool, 2^21 from outside it), they run at the
+/// same time, each on half the threads: two whole products side by side scale better
+/// on two cores than one product split in two, because each needs no synchronisation
+/// inside (`docs/GEMM.md`). The results are the same bits either way, as [`gemm()`]'s
+/// are on any number of threads.
 ///
 /// ```
 /// use descent_tensor::kernels::{gemm_pair, Product};
@@ -362,7 +364,11 @@ impl<T: Float> Product<'_, T> {
 /// As [`gemm()`], if a slice is shorter than its matrix.
 pub fn gemm_pair<T: Float>(x: Product<'_, T>, y: Product<'_, T>) {
     // Small products never ask rayon for its pool (which would start it).
-    let big = x.volume() >= PARALLEL_GEMM_VOLUME && y.volume() >= PARALLEL_GEMM_VOLUME;
+    let floor = match rayon::current_thread_index() {
+        Some(_) => PAIR_VOLUME_ON_POOL,
+        None => PAIR_VOLUME_OUTSIDE,
+    };
+    let big = x.volume() >= floor && y.volume() >= floor;
     let threads = if big { rayon::current_num_threads() } else { 1 };
     if threads >= 2 {
         let half = threads / 2;
@@ -373,7 +379,49 @@ pub fn gemm_pair<T: Float>(x: Product<'_, T>, y: Product<'_, T>) {
     }
 }
 
-/// Below this many multiply-adds (`m·n·k`) a product runs on one thread: splitting a
+/// From this many multiply-adds each (`m·n·k`), the two products of [`gemm_pair`] called
+/// on a thread of rayon's pool run side by side. A `join` there costs a few
+/// microseconds: the other thread takes the second product if it is free, and the
+/// caller runs it itself if not. Measured as [`SPLIT_VOLUME_ON_POOL`] was, with 30 µs of
+/// other work after each pair: 32x64x256 (2^19) took 27 µs a pair on one thread and 17
+/// on two, W8's 32x128x512 (2^21) 109 against 61; at 2^18, with no work between pairs,
+/// one shape gained and another lost 5%.
+const PAIR_VOLUME_ON_POOL: usize = 1 << 19;
+
+/// [`PAIR_VOLUME_ON_POOL`] for a caller outside the pool, which hands the pair over to
+/// the pool and sleeps until both are done. In the same measurement, 2^20 gained
+/// nothing (52-60 µs a pair on either), 2^21 did (32x128x512: 113-119 against 86-87,
+/// 64x128x256: 100-101 against 76-77).
+const PAIR_VOLUME_OUTSIDE: usize = 1 << 21;
+
+/// The fewest multiply-adds (`m·n·k`) of a product that [`gemm()`] splits across
+/// threads, for the calling thread: [`SPLIT_VOLUME_ON_POOL`] on a thread of rayon's
+/// pool, [`PARALLEL_GEMM_VOLUME`] outside it. Only the split depends on where the caller
+/// runs, never which loops take the product: a product's bits are the same either way.
+pub(crate) fn split_volume() -> usize {
+    match rayon::current_thread_index() {
+        Some(_) => SPLIT_VOLUME_ON_POOL,
+        None => PARALLEL_GEMM_VOLUME,
+    }
+}
+
+/// [`PARALLEL_GEMM_VOLUME`] for a caller on a thread of the pool, which hands half of a
+/// product to the other threads without sleeping itself, and runs it itself if none is
+/// free. Measured on two cores (`cargo bench -p descent-bench --bench layer_products`,
+/// `docs/PERFORMANCE.md`, "Small products on two threads, on the pool"), with 30 µs of
+/// other work after each forward product: 2^21 gained (W8's 32x128x512: 69 µs on one
+/// thread, 40-47 on two; 64x128x256: 55 against 43-45); at 2^20 one shape gained and
+/// another lost (32x128x256: 35 µs on one thread, 35-55 on two).
+const SPLIT_VOLUME_ON_POOL: usize = 1 << 21;
+
+/// [`SPLIT_VOLUME_ON_POOL`], for the tests of the loops it splits.
+#[cfg(test)]
+pub(crate) fn split_on_pool_volume() -> usize {
+    SPLIT_VOLUME_ON_POOL
+}
+
+/// Below this many multiply-adds (`m·n·k`) a product called from outside rayon's pool
+/// runs on one thread (on a thread of the pool, from 2^21): splitting a
 /// smaller one costs more in rayon's overhead than it saves. Measured on two cores
 /// (`docs/PERFORMANCE.md`, "Entering the pool once"): W8's 32x128x512 products (2^21)
 /// took 64 µs on one thread and 69-87 µs split in two, and W8 on two threads took
@@ -641,7 +689,7 @@ mod tests {
     fn split_products_match_one_thread_bit_for_bit() {
         fn check<T: Float>(m: usize, k: usize, n: usize) {
             assert!(
-                m * k * n >= PARALLEL_GEMM_VOLUME,
+                m * k * n >= SPLIT_VOLUME_ON_POOL,
                 "{m}x{k}x{n} would not be split"
             );
             let (a, b) = (
@@ -672,7 +720,7 @@ mod tests {
                 }
             }
         }
-        // All above PARALLEL_GEMM_VOLUME (2^22), with edges that are not whole tiles;
+        // The first nine above PARALLEL_GEMM_VOLUME (2^22), with edges that are not whole tiles;
         // with `tb`, those of 256 columns or more go by column blocks
         // (`gemm_column_blocks`), also where `k` spans several of the crate's blocks
         // of the sum (1100) and where the last block is one column wide (257).
@@ -686,6 +734,10 @@ mod tests {
             (64, 784, 512),
             (33, 1100, 700),
             (70, 300, 257),
+            // Split only on the pool (2^21 to 2^22), where `pool.install` runs them.
+            (32, 128, 512),
+            (64, 128, 256),
+            (48, 200, 300),
         ] {
             check::<f32>(m, k, n);
         }
@@ -719,5 +771,89 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The two gradients of a layer's product give the same bits whether `gemm_pair`
+    /// runs them one after the other or side by side: called from outside the pool and
+    /// from a thread of it, on one to four threads, for volumes on both sides of the
+    /// pair's thresholds (2^19 on the pool, 2^21 outside) and of `gemm`'s own (2^22).
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "too large for Miri; gemm_layouts_match_naive covers the call"
+    )]
+    fn pairs_give_the_same_bits_on_any_number_of_threads() {
+        fn check<T: Float>(batch: usize, inp: usize, out: usize) {
+            let x = wave::<T>(batch * inp, 0.37, f64::sin);
+            let w = wave::<T>(out * inp, 0.71, f64::cos);
+            let g = wave::<T>(batch * out, 0.53, f64::sin);
+            // g·W overwrites the input's gradient; gᵀ·x adds into the weight's. `None`:
+            // from this thread, outside every pool (rayon's global pool does the work).
+            let run = |threads: Option<usize>| {
+                let mut gx = vec![T::nan(); batch * inp];
+                let mut gw = vec![T::from_f64(0.25); out * inp];
+                let mut pair = || {
+                    gemm_pair(
+                        Product {
+                            a: &g,
+                            ta: false,
+                            b: &w,
+                            tb: false,
+                            m: batch,
+                            k: out,
+                            n: inp,
+                            beta: T::zero(),
+                            c: &mut gx,
+                        },
+                        Product {
+                            a: &g,
+                            ta: true,
+                            b: &x,
+                            tb: false,
+                            m: out,
+                            k: batch,
+                            n: inp,
+                            beta: T::one(),
+                            c: &mut gw,
+                        },
+                    )
+                };
+                match threads {
+                    None => pair(),
+                    Some(t) => rayon::ThreadPoolBuilder::new()
+                        .num_threads(t)
+                        .build()
+                        .unwrap()
+                        .install(pair),
+                }
+                (gx, gw)
+            };
+            let bits = |v: &[T]| v.iter().map(|x| x.as_f64().to_bits()).collect::<Vec<_>>();
+            let (gx1, gw1) = {
+                let mut gx = vec![T::nan(); batch * inp];
+                let mut gw = vec![T::from_f64(0.25); out * inp];
+                gemm(&g, false, &w, false, batch, out, inp, T::zero(), &mut gx);
+                gemm(&g, true, &x, false, out, batch, inp, T::one(), &mut gw);
+                (bits(&gx), bits(&gw))
+            };
+            for threads in [None, Some(1), Some(2), Some(4)] {
+                let (gx, gw) = run(threads);
+                assert!(
+                    bits(&gx) == gx1 && bits(&gw) == gw1,
+                    "{} {batch}x{inp}x{out} on a pool of {threads:?} threads (None: outside)",
+                    T::NAME
+                );
+            }
+        }
+        for &(batch, inp, out) in &[
+            (32, 64, 128),
+            (32, 64, 256),
+            (32, 128, 512),
+            (16, 1024, 256),
+            (32, 256, 512),
+        ] {
+            check::<f32>(batch, inp, out);
+        }
+        check::<f64>(32, 128, 512);
     }
 }

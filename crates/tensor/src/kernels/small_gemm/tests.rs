@@ -181,20 +181,25 @@ fn axpy_elements_do_not_depend_on_the_tile() {
 }
 
 /// Any number of threads gives the bits of one: the blocks split the columns of
-/// `c`, and every element is summed by the same operations in any block.
+/// `c`, and every element is summed by the same operations in any block. Called on a
+/// thread of the pool, as a training loop inside `pool.install` calls it, where smaller
+/// products are split than from outside.
 #[test]
 fn split_small_products_match_one_thread_bit_for_bit() {
-    // All above PARALLEL_GEMM_VOLUME (2^22). The third: five column tiles of `x·Wᵀ`
-    // for up to 7 threads; the last, a gᵀ·x split by rows (`a` read as [k, m]).
+    // The first four above PARALLEL_GEMM_VOLUME (2^22), the last two above only the
+    // volume split on the pool (2^21). The third: five column tiles of `x·Wᵀ` for up to
+    // 7 threads; the fourth and last, a gᵀ·x split by rows (`a` read as [k, m]).
     for &(m, k, n) in &[
         (16, 300, 1100),
         (7, 600, 1031),
         (16, 26_300, 10),
         (1030, 32, 300),
+        (16, 256, 600),
+        (700, 32, 100),
     ] {
         let volume = m * k * n;
         assert!(
-            volume >= super::super::gemm::PARALLEL_GEMM_VOLUME,
+            volume >= super::super::gemm::split_on_pool_volume(),
             "{volume}"
         );
         let a: Vec<f32> = (0..m * k).map(|i| ((i as f32) * 0.37).sin()).collect();
@@ -207,7 +212,11 @@ fn split_small_products_match_one_thread_bit_for_bit() {
         for (form, _) in forms.into_iter().filter(|&(_, fits)| fits) {
             let run = |threads: usize| {
                 let mut c = vec![0.5f32; m * n];
-                small_gemm_as(form, &a, &b, m, k, n, 1.0, &mut c, Some(threads));
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| small_gemm_as(form, &a, &b, m, k, n, 1.0, &mut c, None));
                 c
             };
             let one = run(1);
