@@ -28,7 +28,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 /// `(batch, in, out)`: 2^18 to 2^22 multiply-adds a product; W8's LSTM step (batch 32,
-/// hidden 128, four gates) is 32x128x512.
+/// hidden 128, four gates) is 32x128x512, and W7's convolutions run products of the
+/// shapes of 64x128x288.
 const SHAPES: &[(usize, usize, usize)] = &[
     (32, 64, 128),
     (16, 128, 128),
@@ -38,6 +39,7 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (16, 256, 256),
     (32, 128, 512),
     (64, 128, 256),
+    (64, 128, 288),
     (32, 256, 512),
 ];
 
