@@ -341,12 +341,11 @@ impl<T: Float> Product<'_, T> {
 
 /// Two independent products, such as the two gradients of one matrix product in
 /// backward. When rayon has at least two threads and both products are large enough
-/// (smaller ones than [`gemm()`] splits: 2^19 multiply-adds each on
-/// a thread of the pool, 2^21 from outside it), they run at the
-/// same time, each on half the threads: two whole products side by side scale better
-/// on two cores than one product split in two, because each needs no synchronisation
-/// inside (`docs/GEMM.md`). The results are the same bits either way, as [`gemm()`]'s
-/// are on any number of threads.
+/// (smaller ones than [`gemm()`] splits: 2^19 multiply-adds each on a thread of the
+/// pool, 2^21 from outside it), they run at the same time, each on half the threads:
+/// two whole products side by side scale better on two cores than one product split in
+/// two, because each needs no synchronisation inside (`docs/GEMM.md`). The results are
+/// the same bits either way, as [`gemm()`]'s are on any number of threads.
 ///
 /// ```
 /// use descent_tensor::kernels::{gemm_pair, Product};
@@ -410,8 +409,8 @@ pub(crate) fn split_volume() -> usize {
 /// free. Measured on two cores (`cargo bench -p descent-bench --bench layer_products`,
 /// `docs/PERFORMANCE.md`, "Small products on two threads, on the pool"), with 30 µs of
 /// other work after each forward product: 2^21 gained (W8's 32x128x512: 69 µs on one
-/// thread, 40-47 on two; 64x128x256: 55 against 43-45); at 2^20 one shape gained and
-/// another lost (32x128x256: 35 µs on one thread, 35-55 on two).
+/// thread, 40-47 on two; 64x128x256: 55 against 43-45). Split from 2^20 (a build for
+/// the measurement), 32x128x256 took 35 and 55 µs in two runs against 35 unsplit.
 const SPLIT_VOLUME_ON_POOL: usize = 1 << 21;
 
 /// [`SPLIT_VOLUME_ON_POOL`], for the tests of the loops it splits.
@@ -720,8 +719,8 @@ mod tests {
                 }
             }
         }
-        // The first nine above PARALLEL_GEMM_VOLUME (2^22), with edges that are not whole tiles;
-        // with `tb`, those of 256 columns or more go by column blocks
+        // The first nine above PARALLEL_GEMM_VOLUME (2^22), with edges that are not
+        // whole tiles; with `tb`, those of 256 columns or more go by column blocks
         // (`gemm_column_blocks`), also where `k` spans several of the crate's blocks
         // of the sum (1100) and where the last block is one column wide (257).
         for &(m, k, n) in &[
