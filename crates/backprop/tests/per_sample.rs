@@ -380,6 +380,52 @@ fn bits_do_not_depend_on_thread_count_f32() {
     determinism::<f32>();
 }
 
+/// Samples of a few columns each through a wide layer, so that each sample's products
+/// (512 x 1024 x 4, 2^21 multiply-adds, in forward and in both gradients) are split
+/// across the threads of the pool inside the workers that run the samples, where a
+/// caller outside the pool would not split them: the bits do not depend on the thread
+/// count, nor on whether the call comes from a thread of the pool or from outside it.
+#[test]
+fn bits_do_not_depend_on_thread_count_with_wide_layers() {
+    const COLS: usize = 4;
+    let _g = shared();
+    let (store, m) = model::<f32>(1024, 512, 10, 21);
+    let mut r = Rng(22);
+    let samples: Vec<Sample<f32>> = (0..10)
+        .map(|_| Sample {
+            x: (0..m.inp * COLS).map(|_| r.normal() as f32).collect(),
+            label: (r.uniform() * m.out as f64) as usize,
+        })
+        .collect();
+    let run = |options| {
+        per_sample_grads(&store, &samples, options, |tape, s| {
+            // x a variable: W1·x's backward runs both gradients, as a pair.
+            let x = tape.var(View::new(&[m.inp, COLS], &s.x));
+            let b1 = tape.param(&store, m.b1).reshape(&[m.hid, 1]);
+            let h = (tape.param(&store, m.w1).matmul(x) + b1).tanh();
+            let b2 = tape.param(&store, m.b2).reshape(&[m.out, 1]);
+            let logits = tape.param(&store, m.w2).matmul(h) + b2;
+            logits.transpose(0, 1).cross_entropy(&[s.label; COLS])
+        })
+        .unwrap()
+    };
+    let options = PerSampleOptions {
+        chunk: 2,
+        ..PerSampleOptions::default()
+    };
+    let base = pool(1).install(|| run(options));
+    for n in [2, 3] {
+        let r = pool(n).install(|| run(options));
+        assert_eq!(bits(&r.sum), bits(&base.sum), "sum on {n} threads");
+        assert_eq!(
+            f64_bits(&r.norms),
+            f64_bits(&base.norms),
+            "norms on {n} threads"
+        );
+    }
+    assert_eq!(bits(&run(options).sum), bits(&base.sum), "outside the pool");
+}
+
 // ------------------------------------------------------------------ (b) agreement with a loop
 
 fn agreement(clip: bool) {
