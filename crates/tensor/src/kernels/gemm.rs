@@ -101,7 +101,7 @@ fn gemm_on<T: Float>(
     let (b_rs, b_cs) = if tb { (1, k) } else { (n, 1) };
     // Small products never ask rayon for its pool (which would start it).
     let volume = m * n * k;
-    let parallelism = if volume < split_volume() {
+    let parallelism = if !splits(volume) {
         Parallelism::None
     } else {
         match threads.unwrap_or_else(rayon::current_num_threads) {
@@ -363,11 +363,9 @@ impl<T: Float> Product<'_, T> {
 /// As [`gemm()`], if a slice is shorter than its matrix.
 pub fn gemm_pair<T: Float>(x: Product<'_, T>, y: Product<'_, T>) {
     // Small products never ask rayon for its pool (which would start it).
-    let floor = match rayon::current_thread_index() {
-        Some(_) => PAIR_VOLUME_ON_POOL,
-        None => PAIR_VOLUME_OUTSIDE,
-    };
-    let big = x.volume() >= floor && y.volume() >= floor;
+    let smaller = x.volume().min(y.volume());
+    let big = smaller >= PAIR_VOLUME_ON_POOL
+        && smaller >= by_caller(PAIR_VOLUME_ON_POOL, PAIR_VOLUME_OUTSIDE);
     let threads = if big { rayon::current_num_threads() } else { 1 };
     if threads >= 2 {
         let half = threads / 2;
@@ -393,14 +391,22 @@ const PAIR_VOLUME_ON_POOL: usize = 1 << 19;
 /// 64x128x256: 100-101 against 76-77).
 const PAIR_VOLUME_OUTSIDE: usize = 1 << 21;
 
-/// The fewest multiply-adds (`m·n·k`) of a product that [`gemm()`] splits across
-/// threads, for the calling thread: [`SPLIT_VOLUME_ON_POOL`] on a thread of rayon's
-/// pool, [`PARALLEL_GEMM_VOLUME`] outside it. Only the split depends on where the caller
-/// runs, never which loops take the product: a product's bits are the same either way.
-pub(crate) fn split_volume() -> usize {
-    match rayon::current_thread_index() {
-        Some(_) => SPLIT_VOLUME_ON_POOL,
-        None => PARALLEL_GEMM_VOLUME,
+/// Whether [`gemm()`] splits a product of `volume` multiply-adds (`m·n·k`) across
+/// threads, for the calling thread: from [`SPLIT_VOLUME_ON_POOL`] on a thread of rayon's
+/// pool, from [`PARALLEL_GEMM_VOLUME`] outside it. Only the split depends on where the
+/// caller runs, never which loops take the product: a product's bits are the same
+/// either way. Smaller products are told apart without asking where the caller runs.
+pub(crate) fn splits(volume: usize) -> bool {
+    volume >= SPLIT_VOLUME_ON_POOL
+        && volume >= by_caller(SPLIT_VOLUME_ON_POOL, PARALLEL_GEMM_VOLUME)
+}
+
+/// `on_pool` when called on a thread of rayon's pool, `outside` elsewhere.
+fn by_caller(on_pool: usize, outside: usize) -> usize {
+    if rayon::current_thread_index().is_some() {
+        on_pool
+    } else {
+        outside
     }
 }
 
@@ -411,13 +417,7 @@ pub(crate) fn split_volume() -> usize {
 /// other work after each forward product: 2^21 gained (W8's 32x128x512: 69 µs on one
 /// thread, 40-47 on two; 64x128x256: 55 against 43-45). Split from 2^20 (a build for
 /// the measurement), 32x128x256 took 35 and 55 µs in two runs against 35 unsplit.
-const SPLIT_VOLUME_ON_POOL: usize = 1 << 21;
-
-/// [`SPLIT_VOLUME_ON_POOL`], for the tests of the loops it splits.
-#[cfg(test)]
-pub(crate) fn split_on_pool_volume() -> usize {
-    SPLIT_VOLUME_ON_POOL
-}
+pub(crate) const SPLIT_VOLUME_ON_POOL: usize = 1 << 21;
 
 /// Below this many multiply-adds (`m·n·k`) a product called from outside rayon's pool
 /// runs on one thread (on a thread of the pool, from 2^21): splitting a

@@ -160,7 +160,7 @@ fn small_gemm_as<T: Float>(
 ) {
     let volume = m.saturating_mul(k).saturating_mul(n);
     let s = Shape { m, k, n };
-    let threads = if volume < super::gemm::split_volume() {
+    let threads = if !super::gemm::splits(volume) {
         1
     } else {
         threads.unwrap_or_else(rayon::current_num_threads).max(1)

@@ -199,7 +199,7 @@ fn split_small_products_match_one_thread_bit_for_bit() {
     ] {
         let volume = m * k * n;
         assert!(
-            volume >= super::super::gemm::split_on_pool_volume(),
+            volume >= super::super::gemm::SPLIT_VOLUME_ON_POOL,
             "{volume}"
         );
         let a: Vec<f32> = (0..m * k).map(|i| ((i as f32) * 0.37).sin()).collect();
