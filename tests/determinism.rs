@@ -167,3 +167,67 @@ fn large_element_wise_and_softmax_nodes_are_bit_identical_on_1_2_and_3_threads()
         assert_eq!(one, check(3), "3 threads");
     }
 }
+
+/// Nodes between the two split thresholds: at least `PARALLEL_MIN_ON_POOL` elements'
+/// worth (dear functions counted at `TRANSCENDENTAL_COST`) but fewer than
+/// `PARALLEL_MIN` elements, which a thread of the pool splits and a thread outside it
+/// does not. An LSTM cell with rows of `4·111` gates, `exp` and `tanh`, a sum of two
+/// and their gradients, in `f32` and `f64`: the same bits on pools of 2 and 3 threads
+/// (split, in blocks that are not a multiple of the row) as on one thread and outside
+/// any pool (whole).
+#[test]
+fn element_wise_nodes_split_on_the_pool_are_bit_identical_to_whole_ones() {
+    use descent::tensor::{PARALLEL_MIN, PARALLEL_MIN_ON_POOL, TRANSCENDENTAL_COST};
+    let (rows, hidden) = (37, 111);
+    let (gates, plain) = (rows * 4 * hidden, 70_001);
+    assert!(gates * TRANSCENDENTAL_COST >= PARALLEL_MIN_ON_POOL && gates < PARALLEL_MIN);
+    assert!((PARALLEL_MIN_ON_POOL..PARALLEL_MIN).contains(&plain));
+    fn run<T: Float>(rows: usize, hidden: usize, plain: usize) -> Vec<u64> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut draw = |shape: &[usize]| {
+            let n = shape.iter().product();
+            let data = (0..n).map(|_| T::from_f64(rng.random_range(-3.0..3.0)));
+            Tensor::new(shape, data.collect()).unwrap()
+        };
+        let (pre, c0, a, b) = (
+            draw(&[rows, 4 * hidden]),
+            draw(&[rows, hidden]),
+            draw(&[plain]),
+            draw(&[plain]),
+        );
+        let tape = Tape::<T>::new();
+        let (pv, cv, av, bv) = (tape.var(&pre), tape.var(&c0), tape.var(&a), tape.var(&b));
+        let g = pv.lstm_gates();
+        let c = g.lstm_cell(cv);
+        let h = g.lstm_hidden(c);
+        let e = (av + bv).tanh() + (av * T::from_f64(0.25)).exp();
+        let loss = (h * h).sum() + c.sum() + (e * e).mean() + pv.tanh().sum();
+        let grads = loss.backward();
+        let mut bits = vec![loss.item().as_f64().to_bits()];
+        for v in [pv, cv, av, bv, g, c, h, e] {
+            bits.extend(v.value().data().iter().map(|x| x.as_f64().to_bits()));
+            bits.extend(grads.wrt(v).data().iter().map(|x| x.as_f64().to_bits()));
+        }
+        bits
+    }
+    fn on_pool<T: Float>(threads: usize, rows: usize, hidden: usize, plain: usize) -> Vec<u64> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| run::<T>(rows, hidden, plain))
+    }
+    for (whole, split) in [
+        (
+            run::<f32> as fn(usize, usize, usize) -> Vec<u64>,
+            on_pool::<f32> as fn(usize, usize, usize, usize) -> Vec<u64>,
+        ),
+        (run::<f64>, on_pool::<f64>),
+    ] {
+        let outside = whole(rows, hidden, plain);
+        assert!(outside.iter().all(|&b| f64::from_bits(b).is_finite()));
+        assert_eq!(outside, split(1, rows, hidden, plain), "1 thread");
+        assert_eq!(outside, split(2, rows, hidden, plain), "2 threads");
+        assert_eq!(outside, split(3, rows, hidden, plain), "3 threads");
+    }
+}

@@ -63,7 +63,10 @@ pub use shape::{
 // Hidden from the docs: how kernels split work over rayon and compile for the
 // processor's vectors, shared with `descent-tape`'s ops; no user calls them.
 #[doc(hidden)]
-pub use simd::{PARALLEL_MIN, for_each_block, for_each_weighted_block, vectorized};
+pub use simd::{
+    PARALLEL_MIN, PARALLEL_MIN_ON_POOL, TRANSCENDENTAL_COST, for_each_block,
+    for_each_block_at_cost, for_each_weighted_block, vectorized,
+};
 pub use smallvec::smallvec;
 pub use tensor::{Tensor, View};
 

@@ -14,7 +14,10 @@ use crate::tape::{Meta, Output};
 // `derivative`, `partials`) are here, beside the rules that use them. Re-exported so
 // that `descent_tape::ops::elementwise::UnaryOp` keeps working.
 pub use crate::op::{BinaryOp, UnaryOp};
-use descent_tensor::{Float, Tensor, broadcast_shapes, for_each_block, kernels, numel};
+use descent_tensor::{
+    Float, TRANSCENDENTAL_COST, Tensor, broadcast_shapes, for_each_block, for_each_block_at_cost,
+    kernels, numel,
+};
 use fixed::{with_fixed_binary, with_fixed_unary};
 
 mod broadcast_mul;
@@ -56,6 +59,35 @@ impl UnaryOp {
             UnaryOp::MulScalar(c) => x * T::from_f64(c),
             UnaryOp::DivScalar(c) => x / T::from_f64(c),
             UnaryOp::RDivScalar(c) => T::from_f64(c) / x,
+        }
+    }
+
+    /// What an element costs, in elements of a sum, for splitting a large loop across
+    /// rayon's pool ([`for_each_block_at_cost`]): [`TRANSCENDENTAL_COST`] for the
+    /// functions that evaluate an exponential, a logarithm or a trigonometric function,
+    /// 1 for the rest.
+    ///
+    /// ```
+    /// use descent_tape::ops::elementwise::UnaryOp;
+    /// use descent_tensor::TRANSCENDENTAL_COST;
+    /// assert_eq!(UnaryOp::Tanh.cost(), TRANSCENDENTAL_COST);
+    /// assert_eq!(UnaryOp::MulScalar(0.5).cost(), 1);
+    /// ```
+    #[inline(always)]
+    pub fn cost(self) -> usize {
+        match self {
+            UnaryOp::PowF(_)
+            | UnaryOp::Exp
+            | UnaryOp::Ln
+            | UnaryOp::Sin
+            | UnaryOp::Cos
+            | UnaryOp::Tanh
+            | UnaryOp::Sinh
+            | UnaryOp::Cosh
+            | UnaryOp::Sigmoid
+            | UnaryOp::Gelu
+            | UnaryOp::Softplus => TRANSCENDENTAL_COST,
+            _ => 1,
         }
     }
 
@@ -272,9 +304,10 @@ impl<'t, T: Float> Var<'t, T> {
             let mut buf = pool.take(x.len())?;
             let xd = x.data();
             with_fixed_unary!(op, |OP| {
-                for_each_block(
+                for_each_block_at_cost(
                     &mut buf,
                     1,
+                    OP.cost(),
                     #[inline(always)]
                     move |offset, block| {
                         for (y, &v) in block.iter_mut().zip(&xd[offset..]) {

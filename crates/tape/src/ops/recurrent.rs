@@ -20,7 +20,7 @@ use crate::Var;
 use crate::error::{Error, Result};
 use crate::ops::activation::sigmoid;
 use crate::tape::{Inner, Output};
-use descent_tensor::{Float, ShapeDisplay, Tensor, for_each_block};
+use descent_tensor::{Float, ShapeDisplay, TRANSCENDENTAL_COST, Tensor, for_each_block_at_cost};
 use smallvec::smallvec;
 
 /// Gate blocks per row: `i, f, g, o`.
@@ -69,6 +69,7 @@ impl<'t, T: Float> Var<'t, T> {
                 for_rows(
                     &mut buf,
                     width,
+                    TRANSCENDENTAL_COST,
                     #[inline(always)]
                     move |r, ys| {
                         let xs = blocks::<_, GATES>(xd, r, hidden);
@@ -114,6 +115,7 @@ impl<'t, T: Float> Var<'t, T> {
         self.record_state_op(
             Op::LstmCell,
             GATES,
+            1,
             c_prev,
             #[inline(always)]
             |gates, cp, out| {
@@ -148,6 +150,7 @@ impl<'t, T: Float> Var<'t, T> {
         self.record_state_op(
             Op::LstmHidden,
             GATES,
+            TRANSCENDENTAL_COST,
             c,
             #[inline(always)]
             |gates, c, out| {
@@ -162,11 +165,13 @@ impl<'t, T: Float> Var<'t, T> {
 
     /// Records an op from gates `self` (`[.., count·H]`) and a state (`[.., H]`, the
     /// same leading axes) to a new `[.., H]` state, row by row: `kernel(gates_row,
-    /// state_row, out_row)`. Mark `kernel` `#[inline(always)]`.
+    /// state_row, out_row)`, an output element costing `cost` ([`for_rows`]). Mark
+    /// `kernel` `#[inline(always)]`.
     fn record_state_op(
         self,
         op: Op,
         count: usize,
+        cost: usize,
         state: Var<'t, T>,
         kernel: impl Fn(&[T], &[T], &mut [T]) + Sync,
     ) -> Result<Var<'t, T>> {
@@ -179,6 +184,7 @@ impl<'t, T: Float> Var<'t, T> {
                 for_rows(
                     &mut buf,
                     hidden,
+                    cost,
                     #[inline(always)]
                     move |r, out| kernel(row(ad, r, count * hidden), row(sd, r, hidden), out),
                 );
@@ -230,13 +236,20 @@ fn blocks_mut<T, const K: usize>(data: &mut [T], hidden: usize) -> [&mut [T]; K]
 }
 
 /// Runs `f(r, row)` over the rows of `width` elements of `out` (`r` counting from the
-/// first row), in blocks of whole rows as [`for_each_block`] splits them: on the pool for
-/// a large `out`, compiled for the widest vectors. Mark `f` `#[inline(always)]`.
+/// first row), in blocks of whole rows as [`for_each_block_at_cost`] splits them for
+/// elements of `cost`: on the pool for a large `out`, compiled for the widest vectors.
+/// Mark `f` `#[inline(always)]`.
 #[inline(always)]
-fn for_rows<T: Float>(out: &mut [T], width: usize, f: impl Fn(usize, &mut [T]) + Sync) {
-    for_each_block(
+fn for_rows<T: Float>(
+    out: &mut [T],
+    width: usize,
+    cost: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    for_each_block_at_cost(
         out,
         width,
+        cost,
         #[inline(always)]
         move |offset, block| {
             for (row, data) in block.chunks_exact_mut(width).enumerate() {
@@ -297,6 +310,7 @@ pub(crate) fn lstm_gates_backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_,
     for_rows(
         grad,
         width,
+        1,
         #[inline(always)]
         move |r, ds| {
             let (gs, ys) = (
@@ -358,6 +372,7 @@ pub(crate) fn lstm_cell_backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, 
         for_rows(
             grad,
             GATES * hidden,
+            1,
             #[inline(always)]
             move |r, ds| {
                 let [i, _, gg, _] = blocks::<_, GATES>(a, r, hidden);
@@ -377,6 +392,7 @@ pub(crate) fn lstm_cell_backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, 
         for_rows(
             grad,
             hidden,
+            1,
             #[inline(always)]
             move |r, d| {
                 let f = blocks::<_, GATES>(a, r, hidden)[1];
@@ -477,6 +493,7 @@ pub(crate) fn lstm_hidden_backward<T: Float, S: GradSink<T>>(
         for_rows(
             grad,
             GATES * hidden,
+            1,
             #[inline(always)]
             move |r, ds| {
                 let (gr, cr) = (row(g, r, hidden), row(c, r, hidden));
@@ -495,6 +512,7 @@ pub(crate) fn lstm_hidden_backward<T: Float, S: GradSink<T>>(
         for_rows(
             grad,
             hidden,
+            TRANSCENDENTAL_COST,
             #[inline(always)]
             move |r, d| {
                 let o = blocks::<_, GATES>(a, r, hidden)[3];

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::ops::activation::sigmoid;
 use crate::ops::{BackwardCtx, Contributions, DiffCtx, GradSink, Op, add_opt};
 use crate::tape::Output;
-use descent_tensor::{Float, ShapeDisplay, Tensor};
+use descent_tensor::{Float, ShapeDisplay, TRANSCENDENTAL_COST, Tensor};
 use smallvec::smallvec;
 
 /// Gate blocks per row: `r, z, n`.
@@ -70,6 +70,7 @@ impl<'t, T: Float> Var<'t, T> {
                 for_rows(
                     &mut buf,
                     width,
+                    TRANSCENDENTAL_COST,
                     #[inline(always)]
                     move |r, ys| {
                         let [pr, pz, pn] = blocks(pd, r, hidden);
@@ -111,6 +112,7 @@ impl<'t, T: Float> Var<'t, T> {
         self.record_state_op(
             Op::GruHidden,
             GATES,
+            1,
             h,
             #[inline(always)]
             |gates, h, out| {
@@ -142,6 +144,7 @@ pub(crate) fn gru_gates_backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_, 
         for_rows(
             grad,
             width,
+            1,
             #[inline(always)]
             move |r, ds| {
                 let [gr, gz, gn] = blocks(g, r, hidden);
@@ -246,6 +249,7 @@ pub(crate) fn gru_hidden_backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_,
         for_rows(
             grad,
             GATES * hidden,
+            1,
             #[inline(always)]
             move |r, ds| {
                 let [_, z, n] = blocks::<T, GATES>(a, r, hidden);
@@ -264,6 +268,7 @@ pub(crate) fn gru_hidden_backward<T: Float, S: GradSink<T>>(cx: &BackwardCtx<'_,
         for_rows(
             grad,
             hidden,
+            1,
             #[inline(always)]
             move |r, d| {
                 let z = blocks::<T, GATES>(a, r, hidden)[1];
