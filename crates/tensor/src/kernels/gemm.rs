@@ -104,8 +104,8 @@ fn gemm_on<T: Float>(
     let parallelism = if !splits(volume) {
         Parallelism::None
     } else {
-        match threads.unwrap_or_else(rayon::current_num_threads) {
-            0 | 1 => Parallelism::None,
+        match sharing_threads(volume, threads.unwrap_or_else(rayon::current_num_threads)) {
+            1 => Parallelism::None,
             t => Parallelism::Rayon(t),
         }
     };
@@ -431,6 +431,20 @@ pub(crate) const SPLIT_VOLUME_ON_POOL: usize = 1 << 21;
 /// ```
 pub const PARALLEL_GEMM_VOLUME: usize = 1 << 22;
 
+/// Multiply-adds a thread's share of a split product holds at least: 2^20, the smallest
+/// share measured to pay (a 2^21 product split in two on a thread of the pool; split
+/// in two, a 2^20 product gained nothing, `SPLIT_VOLUME_ON_POOL`). Without this floor
+/// a product just past a threshold would be cut into as many shares as the pool has
+/// threads, 2^18 each on eight. Measured on two threads only, where the floor changes
+/// no split: on more, it keeps every share at a size that paid.
+const MIN_SHARE_VOLUME: usize = 1 << 20;
+
+/// How many of `available` threads share a split product of `volume` multiply-adds:
+/// at most one per [`MIN_SHARE_VOLUME`], at least one. The bits do not depend on it.
+pub(crate) fn sharing_threads(volume: usize, available: usize) -> usize {
+    available.min(volume / MIN_SHARE_VOLUME).max(1)
+}
+
 #[inline(always)]
 fn scale_c<T: Float>(x: T, beta: T) -> T {
     if beta == T::zero() {
@@ -685,6 +699,23 @@ mod tests {
         miri,
         ignore = "too large for Miri; gemm_layouts_match_naive covers the call"
     )]
+    fn a_split_product_gives_each_thread_at_least_min_share_volume() {
+        // Two threads share a product from 2^21 on the pool, as they did before the
+        // floor; eight share it only from 2^23.
+        assert_eq!(sharing_threads(1 << 21, 2), 2);
+        assert_eq!(sharing_threads(1 << 21, 8), 2);
+        assert_eq!(sharing_threads((1 << 22) - 1, 8), 3);
+        assert_eq!(sharing_threads(1 << 23, 8), 8);
+        assert_eq!(sharing_threads(1 << 30, 8), 8);
+        // Never fewer than one, whatever it is given.
+        assert_eq!(sharing_threads(1 << 19, 8), 1);
+        assert_eq!(sharing_threads(1 << 21, 0), 1);
+        for volume in [SPLIT_VOLUME_ON_POOL, PARALLEL_GEMM_VOLUME] {
+            assert!(volume / sharing_threads(volume, 64) >= MIN_SHARE_VOLUME);
+        }
+    }
+
+    #[test]
     fn split_products_match_one_thread_bit_for_bit() {
         fn check<T: Float>(m: usize, k: usize, n: usize) {
             assert!(

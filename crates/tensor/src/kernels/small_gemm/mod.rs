@@ -163,7 +163,7 @@ fn small_gemm_as<T: Float>(
     let threads = if !super::gemm::splits(volume) {
         1
     } else {
-        threads.unwrap_or_else(rayon::current_num_threads).max(1)
+        super::gemm::sharing_threads(volume, threads.unwrap_or_else(rayon::current_num_threads))
     };
     let c = &mut c[..m * n];
     if let Form::Outer = form {
