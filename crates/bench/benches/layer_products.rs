@@ -23,6 +23,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use descent::tensor::kernels::{Product, gemm, gemm_pair};
+use descent_bench::placement::{busy, placed};
 use descent_bench::w4::normal;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -45,14 +46,6 @@ const SHAPES: &[(usize, usize, usize)] = &[
 
 fn randn(seed: u64, n: usize) -> Vec<f32> {
     normal(seed, n).into_iter().map(|x| x as f32).collect()
-}
-
-/// Spins for `us` microseconds on this thread.
-fn busy(us: u64) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_micros(us) {
-        std::hint::spin_loop();
-    }
 }
 
 /// `iters` forward products (or backward pairs) of the layer `(batch, inp, out)`, each
@@ -122,11 +115,7 @@ fn layer_products(c: &mut Criterion) {
                     let id = format!("{place}/gap{gap}/{pass}/{b}x{i}x{o}");
                     group.bench_function(id, |bench| {
                         bench.iter_custom(|iters| {
-                            if on_pool {
-                                rayon::scope(|_| calls(iters, shape, backward, gap))
-                            } else {
-                                calls(iters, shape, backward, gap)
-                            }
+                            placed(on_pool, || calls(iters, shape, backward, gap))
                         })
                     });
                 }

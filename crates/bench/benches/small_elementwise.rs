@@ -16,20 +16,13 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use descent::tensor::{Float, TRANSCENDENTAL_COST, for_each_block_at_cost};
+use descent_bench::placement::{busy, placed};
 use descent_bench::w4::normal;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 /// Elements per call: W8's LSTM cell state (`[32, 128]`) is 2^12, its gates 2^14.
 const SIZES: &[usize] = &[1 << 11, 1 << 12, 1 << 13, 1 << 14, 1 << 15, 1 << 16];
-
-/// Spins for `us` microseconds on this thread.
-fn busy(us: u64) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_micros(us) {
-        std::hint::spin_loop();
-    }
-}
 
 /// The loops measured.
 #[derive(Clone, Copy)]
@@ -115,13 +108,7 @@ fn small_elementwise(c: &mut Criterion) {
                 for &len in SIZES {
                     let id = format!("{place}/gap{gap}/{}/{len}", op.name());
                     group.bench_function(id, |bench| {
-                        bench.iter_custom(|iters| {
-                            if on_pool {
-                                rayon::scope(|_| calls(iters, len, op, gap))
-                            } else {
-                                calls(iters, len, op, gap)
-                            }
-                        })
+                        bench.iter_custom(|iters| placed(on_pool, || calls(iters, len, op, gap)))
                     });
                 }
             }

@@ -15,6 +15,7 @@
 pub mod alloc_count;
 pub mod ceiling;
 pub mod npz;
+pub mod placement;
 pub mod rss;
 pub mod stats;
 pub mod w1;

@@ -87,7 +87,18 @@ impl UnaryOp {
             | UnaryOp::Sigmoid
             | UnaryOp::Gelu
             | UnaryOp::Softplus => TRANSCENDENTAL_COST,
-            _ => 1,
+            UnaryOp::Neg
+            | UnaryOp::PowI(_)
+            | UnaryOp::Sqrt
+            | UnaryOp::Abs
+            | UnaryOp::Relu
+            | UnaryOp::LeakyRelu(_)
+            | UnaryOp::AddScalar(_)
+            | UnaryOp::SubScalar(_)
+            | UnaryOp::RSubScalar(_)
+            | UnaryOp::MulScalar(_)
+            | UnaryOp::DivScalar(_)
+            | UnaryOp::RDivScalar(_) => 1,
         }
     }
 
