@@ -81,8 +81,9 @@ pub const PARALLEL_MIN: usize = 1 << 17;
 /// and runs itself when no other thread is free. Measured on two cores
 /// (`cargo bench -p descent-bench --bench small_elementwise`, `docs/PERFORMANCE.md`,
 /// "Element-wise loops on two threads, on the pool"), with 30 µs of other work after each
-/// call: a sum of 2^16 elements took 13 µs on one thread and 7.5 on two, 2^15 gained
-/// nothing; `tanh` of 2^14 elements 18 µs against 12.
+/// call (subtracted here): a sum of 2^16 elements took 11.6 µs on one thread and 9.1 on
+/// two, `tanh` of 2^14 elements 18.6 against 10.5; split in two, a sum of 2^15 took as
+/// long as whole.
 pub const PARALLEL_MIN_ON_POOL: usize = 1 << 16;
 
 /// What an element of `exp`, `ln`, `tanh`, the sigmoid and the like costs, in elements

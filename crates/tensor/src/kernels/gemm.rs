@@ -692,13 +692,7 @@ mod tests {
         }
     }
 
-    /// A product run on several threads gives the same bits as on one (`gemm` splits
-    /// the output, never the sum over `k`), with and without transposed operands.
     #[test]
-    #[cfg_attr(
-        miri,
-        ignore = "too large for Miri; gemm_layouts_match_naive covers the call"
-    )]
     fn a_split_product_gives_each_thread_at_least_min_share_volume() {
         // Two threads share a product from 2^21 on the pool, as they did before the
         // floor; eight share it only from 2^23.
@@ -715,7 +709,13 @@ mod tests {
         }
     }
 
+    /// A product run on several threads gives the same bits as on one (`gemm` splits
+    /// the output, never the sum over `k`), with and without transposed operands.
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "too large for Miri; gemm_layouts_match_naive covers the call"
+    )]
     fn split_products_match_one_thread_bit_for_bit() {
         fn check<T: Float>(m: usize, k: usize, n: usize) {
             assert!(
