@@ -753,7 +753,8 @@ mod tests {
         // The first nine above PARALLEL_GEMM_VOLUME (2^22), with edges that are not
         // whole tiles; with `tb`, those of 256 columns or more go by column blocks
         // (`gemm_column_blocks`), also where `k` spans several of the crate's blocks
-        // of the sum (1100) and where the last block is one column wide (257).
+        // of the sum (1100) and where the last block is one column wide (257). A pool
+        // larger than `volume / MIN_SHARE_VOLUME` runs that many shares (2 to 8 here).
         for &(m, k, n) in &[
             (256, 96, 192),
             (40, 384, 300),

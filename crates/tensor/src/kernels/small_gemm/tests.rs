@@ -187,8 +187,10 @@ fn axpy_elements_do_not_depend_on_the_tile() {
 #[test]
 fn split_small_products_match_one_thread_bit_for_bit() {
     // The first four above PARALLEL_GEMM_VOLUME (2^22), the last two above only the
-    // volume split on the pool (2^21). The third: five column tiles of `x·Wᵀ` for up to
-    // 7 threads; the fourth and last, a gᵀ·x split by rows (`a` read as [k, m]).
+    // volume split on the pool (2^21). The third: few column tiles of `x·Wᵀ`; the
+    // fourth and last, a gᵀ·x split by rows (`a` read as [k, m]). A pool shares a
+    // product among at most `volume / 2^20` threads (`sharing_threads`): the 7-thread
+    // pool runs 2 to 7 shares here, 7 only for the fourth.
     for &(m, k, n) in &[
         (16, 300, 1100),
         (7, 600, 1031),
