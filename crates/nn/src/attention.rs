@@ -39,8 +39,8 @@ impl AttentionMask {
         self
     }
 
-    /// The additive mask, `[batch, 1, queries, keys]` of 0 and -∞, or `None` when
-    /// nothing is masked.
+    /// The additive mask of 0 and -∞, `[batch, 1, queries, keys]` with key padding and
+    /// `[1, 1, queries, keys]` without, or `None` when nothing is masked.
     fn additive<T: Float>(
         &self,
         name: &str,
@@ -71,17 +71,26 @@ impl AttentionMask {
                 ),
             });
         }
-        let blocked = |b: usize, i: usize, j: usize| {
-            (self.causal && j > i) || self.key_padding.as_ref().is_some_and(|p| p[b][j])
-        };
-        let mask = Tensor::from_fn(&[batch, 1, queries, keys], |k| {
-            let (b, i, j) = (k / (queries * keys), k / keys % queries, k % keys);
-            if blocked(b, i, j) {
-                T::neg_infinity()
-            } else {
-                T::zero()
+        // Filled a row at a time: with a division per element it took a fifth of the
+        // calling thread's samples in a causal forward (batch 8, 64 tokens, `perf`). Without key padding every
+        // sample's mask is the same, so it is one `[1, 1, queries, keys]` the sum
+        // broadcasts.
+        let samples = if self.key_padding.is_some() { batch } else { 1 };
+        let mut data = vec![T::zero(); samples * queries * keys];
+        for (r, row) in data.chunks_exact_mut(keys.max(1)).enumerate() {
+            let (b, i) = (r / queries, r % queries);
+            if self.causal {
+                row[(i + 1).min(keys)..].fill(T::neg_infinity());
             }
-        });
+            if let Some(p) = &self.key_padding {
+                for (x, &ignored) in row.iter_mut().zip(&p[b]) {
+                    if ignored {
+                        *x = T::neg_infinity();
+                    }
+                }
+            }
+        }
+        let mask = Tensor::new(&[samples, 1, queries, keys], data).expect("one value per element");
         Ok(Some(mask))
     }
 }
