@@ -231,3 +231,61 @@ fn element_wise_nodes_split_on_the_pool_are_bit_identical_to_whole_ones() {
         assert_eq!(outside, split(3, rows, hidden, plain), "3 threads");
     }
 }
+
+/// Batched products whose matrices are each too small to split but together worth
+/// splitting, so that they run side by side on the pool (21 products of `64·64·64`
+/// multiply-adds: shares of 7 or 11 products): the same values and gradients, bit for
+/// bit, on pools of 1, 2 and 3 threads and outside any pool, in `f32` and `f64`. One
+/// operand's batch axes broadcast, so its gradient, summed over the batch, stays in
+/// order on one thread while the other's runs side by side.
+#[test]
+fn batched_products_run_side_by_side_are_bit_identical_to_one_thread() {
+    use descent::tensor::kernels::PARALLEL_GEMM_VOLUME;
+    let (m, k, n) = (64, 64, 64);
+    assert!(7 * 3 * m * k * n >= PARALLEL_GEMM_VOLUME && m * k * n < PARALLEL_GEMM_VOLUME / 4);
+    fn run<T: Float>(m: usize, k: usize, n: usize) -> Vec<u64> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut draw = |shape: &[usize]| {
+            let count = shape.iter().product();
+            let data = (0..count).map(|_| T::from_f64(rng.random_range(-1.0..1.0)));
+            Tensor::new(shape, data.collect()).unwrap()
+        };
+        let (a, b, shared) = (
+            draw(&[7, 3, m, k]),
+            draw(&[7, 3, k, n]),
+            draw(&[1, 3, m, k]),
+        );
+        let tape = Tape::<T>::new();
+        let (av, bv, sv) = (tape.var(&a), tape.var(&b), tape.var(&shared));
+        let own = av.matmul(bv);
+        let broadcast = sv.matmul(bv);
+        let loss = (own * broadcast).sum() + own.tanh().sum();
+        let grads = loss.backward();
+        let mut bits = vec![loss.item().as_f64().to_bits()];
+        for v in [av, bv, sv, own, broadcast] {
+            bits.extend(v.value().data().iter().map(|x| x.as_f64().to_bits()));
+            bits.extend(grads.wrt(v).data().iter().map(|x| x.as_f64().to_bits()));
+        }
+        bits
+    }
+    fn on_pool<T: Float>(threads: usize, m: usize, k: usize, n: usize) -> Vec<u64> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| run::<T>(m, k, n))
+    }
+    for (outside, pooled) in [
+        (
+            run::<f32> as fn(usize, usize, usize) -> Vec<u64>,
+            on_pool::<f32> as fn(usize, usize, usize, usize) -> Vec<u64>,
+        ),
+        (run::<f64>, on_pool::<f64>),
+    ] {
+        let one = pooled(1, m, k, n);
+        assert!(one.iter().all(|&b| f64::from_bits(b).is_finite()));
+        assert_eq!(one, outside(m, k, n), "outside the pool");
+        assert_eq!(one, pooled(2, m, k, n), "2 threads");
+        assert_eq!(one, pooled(3, m, k, n), "3 threads");
+    }
+}

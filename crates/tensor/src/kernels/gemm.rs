@@ -401,6 +401,19 @@ pub(crate) fn splits(volume: usize) -> bool {
         && volume >= by_caller(SPLIT_VOLUME_ON_POOL, PARALLEL_GEMM_VOLUME)
 }
 
+/// How many of rayon's threads share a batch of `count` products of `volume`
+/// multiply-adds each, run side by side (1: one after another on the caller). Side by
+/// side only when no product of the batch splits by itself and one product of the
+/// batch's whole volume would: the same thresholds as [`splits`], and every share at
+/// least [`MIN_SHARE_VOLUME`].
+pub(crate) fn batch_shares(volume: usize, count: usize) -> usize {
+    let total = volume.saturating_mul(count);
+    if count < 2 || splits(volume) || !splits(total) {
+        return 1;
+    }
+    sharing_threads(total, rayon::current_num_threads()).min(count)
+}
+
 /// `on_pool` when called on a thread of rayon's pool, `outside` elsewhere.
 fn by_caller(on_pool: usize, outside: usize) -> usize {
     if rayon::current_thread_index().is_some() {

@@ -4,6 +4,7 @@
 use super::{for_each_broadcast, gemm};
 use crate::shape::numel;
 use crate::{Float, View};
+use rayon::prelude::*;
 
 /// The output shape of `a @ b` for `a: [..., m, k]`, `b: [..., k, n]` (batch axes
 /// broadcast), or `None` when the shapes do not multiply.
@@ -23,13 +24,79 @@ pub fn matmul_shape(a: &[usize], b: &[usize]) -> Option<crate::Shape> {
 }
 
 /// Calls `f(a_offset, b_offset, out_offset)` (in matrices) for every output matrix of
-/// a batched product whose batch axes broadcast.
+/// a batched product whose batch axes broadcast, in the output's order.
 fn for_each_batch(a: &[usize], b: &[usize], out: &[usize], f: impl FnMut(usize, usize, usize)) {
     let ob = &out[..out.len() - 2];
     let mut f = f;
     for_each_broadcast(ob, &a[..a.len() - 2], &b[..b.len() - 2], |o, i, j| {
         f(i, j, o)
     });
+}
+
+/// Which operand of a batched product a call writes: its matrices are the ones
+/// `product` gets to fill.
+#[derive(Clone, Copy)]
+enum Written {
+    Out,
+    A,
+    B,
+}
+
+/// Runs `product(i, j, o, matrix)` for every output matrix `o` of a batched product
+/// (`a`'s matrix `i`, `b`'s matrix `j`), where `matrix` is `written`'s matrix of that
+/// triple (`len` elements each) and each product has `volume` multiply-adds.
+///
+/// The products run side by side on rayon's threads when they are many small ones
+/// that together make a product worth splitting (attention's `q·kᵀ` per sample and
+/// head): each runs on one thread as it would alone, so the bits are the same on any
+/// number of threads. A written operand whose batch axes broadcast is summed into by
+/// several products, in order: those stay on the calling thread.
+#[allow(clippy::too_many_arguments)]
+fn for_each_product<T: Float>(
+    a: &[usize],
+    b: &[usize],
+    out: &[usize],
+    written: Written,
+    matrices: &mut [T],
+    len: usize,
+    volume: usize,
+    product: impl Fn(usize, usize, usize, &mut [T]) + Sync,
+) {
+    let batch_of = |s: &[usize]| s[..s.len() - 2].to_vec();
+    let written_batch = match written {
+        Written::Out => batch_of(out),
+        Written::A => batch_of(a),
+        Written::B => batch_of(b),
+    };
+    let count = numel(&out[..out.len() - 2]);
+    let shares = if written_batch == batch_of(out) {
+        super::gemm::batch_shares(volume, count)
+    } else {
+        1
+    };
+    if shares <= 1 {
+        for_each_batch(a, b, out, |i, j, o| {
+            let w = match written {
+                Written::Out => o,
+                Written::A => i,
+                Written::B => j,
+            };
+            product(i, j, o, &mut matrices[w * len..(w + 1) * len]);
+        });
+        return;
+    }
+    let mut pairs = Vec::with_capacity(count);
+    for_each_batch(a, b, out, |i, j, _| pairs.push((i, j)));
+    let per_share = count.div_ceil(shares);
+    matrices[..count * len]
+        .par_chunks_mut(per_share * len)
+        .zip(pairs.par_chunks(per_share))
+        .enumerate()
+        .for_each(|(s, (share, pairs))| {
+            for (k, (m, &(i, j))) in share.chunks_mut(len).zip(pairs).enumerate() {
+                product(i, j, s * per_share + k, m);
+            }
+        });
 }
 
 /// `out = a @ b` (2-d or batched; see [`matmul_shape`]).
@@ -52,19 +119,21 @@ pub fn matmul<T: Float>(a: View<'_, T>, b: View<'_, T>, out_shape: &[usize], out
         return;
     }
     let (ma, mb, mo) = (m * k, k * n, m * n);
-    for_each_batch(ash, bsh, out_shape, |i, j, o| {
-        gemm(
-            &a.data()[i * ma..(i + 1) * ma],
-            false,
-            &b.data()[j * mb..(j + 1) * mb],
-            false,
-            m,
-            k,
-            n,
-            T::zero(),
-            &mut out[o * mo..(o + 1) * mo],
-        );
-    });
+    let (a, b) = (a.data(), b.data());
+    let product = |i: usize, j: usize, _: usize, c: &mut [T]| {
+        let (a, b) = (&a[i * ma..(i + 1) * ma], &b[j * mb..(j + 1) * mb]);
+        gemm(a, false, b, false, m, k, n, T::zero(), c);
+    };
+    for_each_product(
+        ash,
+        bsh,
+        out_shape,
+        Written::Out,
+        out,
+        mo,
+        m * k * n,
+        product,
+    );
 }
 
 /// Adds `g @ bᵀ` into `ga`: the gradient of `a @ b` with respect to `a`. Broadcast batch
@@ -90,19 +159,21 @@ pub fn matmul_backward_lhs_acc<T: Float>(
         return;
     }
     let (ma, mb, mo) = (m * k, k * n, m * n);
-    for_each_batch(a_shape, bsh, g.shape(), |i, j, o| {
-        gemm(
-            &g.data()[o * mo..(o + 1) * mo],
-            false,
-            &b.data()[j * mb..(j + 1) * mb],
-            true,
-            m,
-            n,
-            k,
-            T::one(),
-            &mut ga[i * ma..(i + 1) * ma],
-        );
-    });
+    let (g_data, b) = (g.data(), b.data());
+    let product = |_: usize, j: usize, o: usize, c: &mut [T]| {
+        let (g, b) = (&g_data[o * mo..(o + 1) * mo], &b[j * mb..(j + 1) * mb]);
+        gemm(g, false, b, true, m, n, k, T::one(), c);
+    };
+    for_each_product(
+        a_shape,
+        bsh,
+        g.shape(),
+        Written::A,
+        ga,
+        ma,
+        m * k * n,
+        product,
+    );
 }
 
 /// Adds `aᵀ @ g` into `gb`: the gradient of `a @ b` with respect to `b`.
@@ -124,19 +195,21 @@ pub fn matmul_backward_rhs_acc<T: Float>(
         return;
     }
     let (ma, mb, mo) = (m * k, k * n, m * n);
-    for_each_batch(ash, b_shape, g.shape(), |i, j, o| {
-        gemm(
-            &a.data()[i * ma..(i + 1) * ma],
-            true,
-            &g.data()[o * mo..(o + 1) * mo],
-            false,
-            k,
-            m,
-            n,
-            T::one(),
-            &mut gb[j * mb..(j + 1) * mb],
-        );
-    });
+    let (a, g_data) = (a.data(), g.data());
+    let product = |i: usize, _: usize, o: usize, c: &mut [T]| {
+        let (a, g) = (&a[i * ma..(i + 1) * ma], &g_data[o * mo..(o + 1) * mo]);
+        gemm(a, true, g, false, k, m, n, T::one(), c);
+    };
+    for_each_product(
+        ash,
+        b_shape,
+        g.shape(),
+        Written::B,
+        gb,
+        mb,
+        m * k * n,
+        product,
+    );
 }
 
 #[cfg(test)]
