@@ -111,3 +111,52 @@ fn broadcast_products_match_the_element_by_element_rule_bit_for_bit() {
         }
     }
 }
+
+/// Quotients, maxima and minima, broadcast or not: the gradients are `g` times the
+/// op's partials, summed into each operand in output order, as the element-by-element
+/// walk they replaced summed them. Some of `b` repeat `a`, so that the maxima and
+/// minima see ties (their gradient splits evenly there).
+#[test]
+fn broadcast_quotients_maxima_and_minima_match_the_element_by_element_rule_bit_for_bit() {
+    use descent::tape::ops::BinaryOp;
+    let cases: &[(&[usize], &[usize])] = &[
+        (&[4, 5, 7], &[4, 5, 1]),
+        (&[4, 5, 1], &[4, 5, 7]),
+        (&[3, 1, 6], &[1, 4, 6]),
+        (&[3, 1], &[1, 5]),
+        (&[2, 3, 4], &[2, 3, 4]),
+        (&[6], &[1]),
+    ];
+    for &(sa, sb) in cases {
+        let out_shape = descent::tensor::broadcast_shapes(sa, sb).expect("broadcastable");
+        let n = out_shape.iter().product::<usize>();
+        let ad = values(sa.iter().product(), 1);
+        let mut bd = values(sb.iter().product(), 2);
+        for (k, b) in bd.iter_mut().enumerate().step_by(3) {
+            *b = ad[k % ad.len()];
+        }
+        let gd = values(n, 3);
+        for op in [BinaryOp::Div, BinaryOp::Maximum, BinaryOp::Minimum] {
+            let tape = Tape::<f64>::new();
+            let a = tape.var(Tensor::new(sa, ad.clone()).unwrap());
+            let b = tape.var(Tensor::new(sb, bd.clone()).unwrap());
+            let y = match op {
+                BinaryOp::Div => a / b,
+                BinaryOp::Maximum => a.maximum(b),
+                _ => a.minimum(b),
+            };
+            let seed = tape.constant(Tensor::new(&out_shape, gd.clone()).unwrap());
+            let grads = (y * seed).sum().backward();
+            let (mut want_a, mut want_b) = (vec![0.0; ad.len()], vec![0.0; bd.len()]);
+            for (o, &g) in gd.iter().enumerate() {
+                let (i, j) = (source(sa, &out_shape, o), source(sb, &out_shape, o));
+                let (da, db) = op.partials(ad[i], bd[j], y.value().data()[o]);
+                want_a[i] += g * da;
+                want_b[j] += g * db;
+            }
+            let what = format!("{op:?} of {sa:?} and {sb:?}");
+            assert_bits(grads.wrt(a).data(), &want_a, &format!("{what}: ∂/∂a"));
+            assert_bits(grads.wrt(b).data(), &want_b, &format!("{what}: ∂/∂b"));
+        }
+    }
+}

@@ -20,7 +20,7 @@ use descent_tensor::{
 };
 use fixed::{with_fixed_binary, with_fixed_unary};
 
-mod broadcast_mul;
+mod broadcast_rows;
 mod diff;
 mod fixed;
 mod number;
@@ -520,30 +520,12 @@ pub(crate) fn binary_backward<T: Float, S: GradSink<T>>(
             }
             return;
         }
-        BinaryOp::Mul => {
-            broadcast_mul::backward(cx, sink);
-            return;
-        }
         _ => {}
     }
-
-    let (g, y) = (cx.g.data(), cx.out.data());
-    for side in 0..2 {
-        if !cx.needs(side) {
-            continue;
-        }
-        let partial = |i: usize, j: usize, o: usize| {
-            let (da, db) = op.partials(a.data()[i], b.data()[j], y[o]);
-            g[o] * if side == 0 { da } else { db }
-        };
-        let grad = sink.grad_mut(cx.parent(side));
-        // The operand's own index is where its gradient goes; over broadcast axes the
-        // same position is hit repeatedly, which sums the gradient back down.
-        kernels::for_each_broadcast(out_shape, a.shape(), b.shape(), |o, i, j| {
-            let own = if side == 0 { i } else { j };
-            grad[own] += partial(i, j, o);
-        });
-    }
+    // Every other case, over rows of the broadcast: the op fixed, so its partials
+    // compile into the loops.
+    with_fixed_binary!(op, |OP| broadcast_rows::backward(cx, sink, |a, b, y| OP
+        .partials(a, b, y)));
 }
 
 macro_rules! unary_method {
