@@ -16,12 +16,14 @@
 //! sample order, and the runs' sums are added in run order. The split depends on the
 //! batch size only, so the result is the same bits on any number of threads.
 
+mod shift;
 mod table;
 
 use super::gemm::gemm;
 use super::sum::sum_lanes;
 use crate::Float;
 use rayon::prelude::*;
+use shift::im2col_shifted;
 use table::{col2im_table_acc, im2col_table, patch_table};
 
 /// The sizes and options of one convolution: `x [n, c_in, h, w]` convolved with
@@ -283,6 +285,13 @@ fn im2col<T: Float>(geom: &ConvGeometry, table: Option<&[u32]>, x: &[T], col: &m
     if let Some(table) = table {
         return im2col_table(geom, table, x, col, ld);
     }
+    if !im2col_shifted(geom, x, col, ld) {
+        im2col_rows(geom, x, col, ld);
+    }
+}
+
+/// [`im2col`] a row of the output at a time: any geometry.
+fn im2col_rows<T: Float>(geom: &ConvGeometry, x: &[T], col: &mut [T], ld: usize) {
     let (h, w, oh, ow) = (geom.h, geom.w, geom.oh, geom.ow);
     let [sh, sw] = geom.stride;
     let [ph, pw] = geom.padding;
