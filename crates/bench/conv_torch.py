@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch eager timings of the `conv2d/...` criterion group (crates/bench/benches/conv.rs):
-the same shapes (f32, batch 32, 28 x 28, 3 x 3 kernels, padding 1, bias), forward alone
+the same shapes (f32, batch 32: 1 -> 8 and 8 -> 16 channels on 28 x 28, 3 -> 32 on
+32 x 32, 32 -> 64 on 16 x 16, 64 -> 128 on 8 x 8; 3 x 3 kernels, padding 1, bias), forward alone
 and forward plus backward (sum of the output as the loss, leaves made afresh each time
 as the Rust bench records them on a reset tape). Medians in microseconds.
 
@@ -39,8 +40,14 @@ def main():
     ap.add_argument("--reps", type=int, default=101)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    for cin, cout, input_grad in [(1, 8, False), (8, 16, True)]:
-        x = value((32, cin, 28, 28), 1)
+    for cin, cout, side, input_grad in [
+        (1, 8, 28, False),
+        (8, 16, 28, True),
+        (3, 32, 32, False),
+        (32, 64, 16, True),
+        (64, 128, 8, True),
+    ]:
+        x = value((32, cin, side, side), 1)
         w = value((cout, cin, 3, 3), 2) * 0.3
         b = value((cout,), 3)
 
@@ -55,7 +62,7 @@ def main():
             F.conv2d(xv, wv, bv, padding=1).sum().backward()
             return wv.grad
 
-        name = f"conv2d/32x{cin}x28x28_to_{cout}"
+        name = f"conv2d/32x{cin}x{side}x{side}_to_{cout}"
         print(f"{name}/forward  {median_us(fwd, a.reps):.1f} us  (threads {a.threads})")
         print(f"{name}/forward_backward  {median_us(fwd_bwd, a.reps):.1f} us  (threads {a.threads})")
 

@@ -5,6 +5,8 @@
 //! the second's with:
 //! - batch 32 of 28 × 28: 1 → 8 and 8 → 16 channels (`crates/bench/conv_torch.py` times
 //!   the same in PyTorch eager);
+//! - batch 32 of a CIFAR-sized network's layers: 3 → 32 on 32 × 32, 32 → 64 on 16 × 16,
+//!   64 → 128 on 8 × 8 (`conv_torch.py` times these too);
 //! - W7's (the `cnn_digits` CNN, batch 64 of 8 × 8): 1 → 32 on `[64, 1, 8, 8]`, 32 → 64 on
 //!   `[64, 32, 4, 4]`, and the 2 × 2 max pooling after the first (W7 in `descent-bench`
 //!   times the whole step beside PyTorch eager, `w7_torch.py`).
@@ -73,6 +75,9 @@ fn pool(c: &mut Criterion) {
 fn benches(c: &mut Criterion) {
     layer(c, 32, 1, 8, 28, false);
     layer(c, 32, 8, 16, 28, true);
+    layer(c, 32, 3, 32, 32, false);
+    layer(c, 32, 32, 64, 16, true);
+    layer(c, 32, 64, 128, 8, true);
     layer(c, 64, 1, 32, 8, false);
     layer(c, 64, 32, 64, 4, true);
     pool(c);
