@@ -72,9 +72,9 @@ impl AttentionMask {
             });
         }
         // Filled a row at a time: with a division per element it took a fifth of the
-        // calling thread's samples in a causal forward (batch 8, 64 tokens, `perf`). Without key padding every
-        // sample's mask is the same, so it is one `[1, 1, queries, keys]` the sum
-        // broadcasts.
+        // calling thread's samples in a causal forward (batch 8, 64 tokens, `perf`).
+        // Without key padding every sample's mask is the same, so it is one
+        // `[1, 1, queries, keys]` that the sum broadcasts.
         let samples = if self.key_padding.is_some() { batch } else { 1 };
         let mut data = vec![T::zero(); samples * queries * keys];
         for (r, row) in data.chunks_exact_mut(keys.max(1)).enumerate() {

@@ -33,6 +33,11 @@ fn for_each_batch(a: &[usize], b: &[usize], out: &[usize], f: impl FnMut(usize, 
     });
 }
 
+/// The batch axes of a matrix operand's shape.
+fn batch_of(shape: &[usize]) -> &[usize] {
+    &shape[..shape.len() - 2]
+}
+
 /// Which operand of a batched product a call writes: its matrices are the ones
 /// `product` gets to fill.
 #[derive(Clone, Copy)]
@@ -62,13 +67,12 @@ fn for_each_product<T: Float>(
     volume: usize,
     product: impl Fn(usize, usize, usize, &mut [T]) + Sync,
 ) {
-    let batch_of = |s: &[usize]| s[..s.len() - 2].to_vec();
     let written_batch = match written {
         Written::Out => batch_of(out),
         Written::A => batch_of(a),
         Written::B => batch_of(b),
     };
-    let count = numel(&out[..out.len() - 2]);
+    let count = numel(batch_of(out));
     let shares = if written_batch == batch_of(out) {
         super::gemm::batch_shares(volume, count)
     } else {
