@@ -8,6 +8,29 @@ use descent::optim::{Adam, clip_grad_norm};
 use descent::prelude::*;
 use rand::{Rng, SeedableRng};
 
+/// `f` run on a fresh pool of `threads` threads.
+fn on_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
+/// The bits of `loss`, then of each node's value and gradient, in order.
+fn value_and_gradient_bits<T: Float>(
+    loss: Var<'_, T>,
+    grads: &Gradients<T>,
+    nodes: &[Var<'_, T>],
+) -> Vec<u64> {
+    let mut bits = vec![loss.item().as_f64().to_bits()];
+    for v in nodes {
+        bits.extend(v.value().data().iter().map(|x| x.as_f64().to_bits()));
+        bits.extend(grads.wrt(*v).data().iter().map(|x| x.as_f64().to_bits()));
+    }
+    bits
+}
+
 /// Widths of the MLP and the batch: the two hidden layers' products (`x·Wᵀ` forward,
 /// `gᵀ·x` and `g·W` backward) are of at least `PARALLEL_GEMM_VOLUME` multiply-adds, so
 /// the pool splits them.
@@ -127,11 +150,7 @@ fn per_sample_training_is_bit_identical_on_1_2_and_8_threads() {
 #[test]
 fn large_element_wise_and_softmax_nodes_are_bit_identical_on_1_2_and_3_threads() {
     fn run<T: Float>(threads: usize) -> Vec<u64> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        on_pool(threads, || {
             // 300 rows of 1,001: not a multiple of any block or vector width.
             let (rows, cols) = (300, 1001);
             assert!(rows * cols >= descent::tensor::PARALLEL_MIN);
@@ -152,12 +171,7 @@ fn large_element_wise_and_softmax_nodes_are_bit_identical_on_1_2_and_3_threads()
             let p = h.softmax(-1) * wv + h.log_softmax(-1) * small;
             let loss = p.sum() + h.cross_entropy(&labels) + (h * h).mean();
             let grads = loss.backward();
-            let mut bits: Vec<u64> = vec![loss.item().as_f64().to_bits()];
-            for v in [xv, wv, bv, h, p] {
-                bits.extend(v.value().data().iter().map(|e| e.as_f64().to_bits()));
-                bits.extend(grads.wrt(v).data().iter().map(|e| e.as_f64().to_bits()));
-            }
-            bits
+            value_and_gradient_bits(loss, &grads, &[xv, wv, bv, h, p])
         })
     }
     for check in [run::<f32> as fn(usize) -> Vec<u64>, run::<f64>] {
@@ -203,33 +217,18 @@ fn element_wise_nodes_split_on_the_pool_are_bit_identical_to_whole_ones() {
         let e = (av + bv).tanh() + (av * T::from_f64(0.25)).exp();
         let loss = (h * h).sum() + c.sum() + (e * e).mean() + pv.tanh().sum();
         let grads = loss.backward();
-        let mut bits = vec![loss.item().as_f64().to_bits()];
-        for v in [pv, cv, av, bv, g, c, h, e] {
-            bits.extend(v.value().data().iter().map(|x| x.as_f64().to_bits()));
-            bits.extend(grads.wrt(v).data().iter().map(|x| x.as_f64().to_bits()));
-        }
-        bits
+        value_and_gradient_bits(loss, &grads, &[pv, cv, av, bv, g, c, h, e])
     }
-    fn on_pool<T: Float>(threads: usize, rows: usize, hidden: usize, plain: usize) -> Vec<u64> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| run::<T>(rows, hidden, plain))
-    }
-    for (whole, split) in [
-        (
-            run::<f32> as fn(usize, usize, usize) -> Vec<u64>,
-            on_pool::<f32> as fn(usize, usize, usize, usize) -> Vec<u64>,
-        ),
-        (run::<f64>, on_pool::<f64>),
-    ] {
-        let outside = whole(rows, hidden, plain);
+    fn check<T: Float>(rows: usize, hidden: usize, plain: usize) {
+        let outside = run::<T>(rows, hidden, plain);
         assert!(outside.iter().all(|&b| f64::from_bits(b).is_finite()));
-        assert_eq!(outside, split(1, rows, hidden, plain), "1 thread");
-        assert_eq!(outside, split(2, rows, hidden, plain), "2 threads");
-        assert_eq!(outside, split(3, rows, hidden, plain), "3 threads");
+        for threads in 1..=3 {
+            let split = on_pool(threads, || run::<T>(rows, hidden, plain));
+            assert_eq!(outside, split, "{threads} threads");
+        }
     }
+    check::<f32>(rows, hidden, plain);
+    check::<f64>(rows, hidden, plain);
 }
 
 /// Batched products whose matrices are each too small to split but together worth
@@ -261,31 +260,20 @@ fn batched_products_run_side_by_side_are_bit_identical_to_one_thread() {
         let broadcast = sv.matmul(bv);
         let loss = (own * broadcast).sum() + own.tanh().sum();
         let grads = loss.backward();
-        let mut bits = vec![loss.item().as_f64().to_bits()];
-        for v in [av, bv, sv, own, broadcast] {
-            bits.extend(v.value().data().iter().map(|x| x.as_f64().to_bits()));
-            bits.extend(grads.wrt(v).data().iter().map(|x| x.as_f64().to_bits()));
-        }
-        bits
+        value_and_gradient_bits(loss, &grads, &[av, bv, sv, own, broadcast])
     }
-    fn on_pool<T: Float>(threads: usize, m: usize, k: usize, n: usize) -> Vec<u64> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| run::<T>(m, k, n))
-    }
-    for (outside, pooled) in [
-        (
-            run::<f32> as fn(usize, usize, usize) -> Vec<u64>,
-            on_pool::<f32> as fn(usize, usize, usize, usize) -> Vec<u64>,
-        ),
-        (run::<f64>, on_pool::<f64>),
-    ] {
-        let one = pooled(1, m, k, n);
+    fn check<T: Float>(m: usize, k: usize, n: usize) {
+        let one = on_pool(1, || run::<T>(m, k, n));
         assert!(one.iter().all(|&b| f64::from_bits(b).is_finite()));
-        assert_eq!(one, outside(m, k, n), "outside the pool");
-        assert_eq!(one, pooled(2, m, k, n), "2 threads");
-        assert_eq!(one, pooled(3, m, k, n), "3 threads");
+        assert_eq!(one, run::<T>(m, k, n), "outside the pool");
+        for threads in 2..=3 {
+            assert_eq!(
+                one,
+                on_pool(threads, || run::<T>(m, k, n)),
+                "{threads} threads"
+            );
+        }
     }
+    check::<f32>(m, k, n);
+    check::<f64>(m, k, n);
 }
